@@ -1,0 +1,24 @@
+"""Encoders, one file each, registered by name. `build_backbone` is the one way to make one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sslstudio.core.backbones.base import BACKBONES, Backbone, BackboneSpec
+from sslstudio.core.backbones.weights import WeightsError, load_weights
+
+# Importing the modules registers them.
+from sslstudio.core.backbones import small_cnn as _small_cnn  # noqa: F401,E402
+from sslstudio.core.backbones import resnet as _resnet  # noqa: F401,E402
+from sslstudio.core.backbones import vit as _vit  # noqa: F401,E402
+
+
+def build_backbone(name: str, image_size: int, weights: str | Path | None = None) -> Backbone:
+    spec: BackboneSpec = BACKBONES.get(name)
+    model = spec.build(image_size)
+    if weights:
+        load_weights(model, Path(weights))
+    return model
+
+
+__all__ = ["BACKBONES", "Backbone", "WeightsError", "build_backbone", "load_weights"]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from sslstudio.core.registry import Registry
+
+
+class Backbone(nn.Module):
+    """An encoder from a modality's input batch to features (N, feature_dim).
+
+    Downstream features are this output: projection heads belong to the objective.
+    """
+
+    feature_dim: int
+    modality: str = "image"
+
+    # Keys from classifier heads that a user's weights file may carry and that we drop.
+    ignorable_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    description: str
+    build: Callable[[int], Backbone]
+    modality: str = "image"
+    cpu_friendly: bool = False
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+
+
+def register_backbone(name: str, description: str, modality: str = "image", cpu_friendly=False):
+    def decorator(build: Callable[[int], Backbone]):
+        BACKBONES.register(name)(BackboneSpec(name, description, build, modality, cpu_friendly))
+        return build
+
+    return decorator
+
+
+def init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+

@@ -1,0 +1,76 @@
+"""A small Vision Transformer whose patch size follows the image size (64 tokens at 32-64 px)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslstudio.core.backbones.base import Backbone, register_backbone
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        # Separate Linear layers (not one fused in-projection parameter) so adapters can wrap them.
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(n, t, d))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(Backbone):
+    def __init__(self, image_size: int, dim: int = 192, depth: int = 6, heads: int = 3):
+        super().__init__()
+        self.patch = max(2, image_size // 8) if image_size <= 64 else 16
+        self.grid = max(1, image_size // self.patch)
+        self.patch_embed = nn.Conv2d(3, dim, self.patch, self.patch)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid * self.grid, dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.feature_dim = dim
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def _positions(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        if (grid_h, grid_w) == (self.grid, self.grid):
+            return self.pos_embed
+        # Other input sizes (jigsaw tiles, a different resolution) get interpolated positions.
+        pos = self.pos_embed.reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)
+        pos = F.interpolate(pos, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+        return pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < self.patch:
+            x = F.interpolate(x, size=(self.patch, self.patch), mode="bilinear", align_corners=False)
+        tokens = self.patch_embed(x)
+        grid_h, grid_w = tokens.shape[-2:]
+        tokens = tokens.flatten(2).transpose(1, 2) + self._positions(grid_h, grid_w)
+        return self.norm(self.blocks(tokens)).mean(1)
+
+
+@register_backbone("vit_tiny", "ViT, 6 blocks 192 wide (2.7 M params), patch = image size / 8")
+def build_vit_tiny(image_size: int) -> Backbone:
+    return VisionTransformer(image_size)

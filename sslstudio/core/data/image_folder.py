@@ -1,0 +1,224 @@
+"""An image folder decoded once into a uint8 cache at training resolution.
+
+Epochs after the first decode nothing: batches are slices of one (N, S, S, 3) array, kept in
+memory when it fits and memory-mapped from the run folder when it does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generator
+
+import numpy as np
+
+from sslstudio.core.control import RunControl
+from sslstudio.core.data.images import IMAGE_EXTENSIONS, SkipItem, decode_image
+from sslstudio.core.data.scan import DataError, ScanReport, list_folder
+from sslstudio.core.events import ScanFinished, ScanProgress
+from sslstudio.core.fileio import atomic_write_text
+
+CHUNK = 256
+
+
+@dataclass
+class ImageFolderData:
+    root: Path
+    paths: list[Path]  # usable items, sorted by relative path
+    labels: np.ndarray  # int64, -1 where unlabelled
+    class_names: tuple[str, ...]
+    images: np.ndarray  # uint8 (N, S, S, 3), in memory or a memmap
+    grey: bool  # nearly every item has R == G == B
+    report: ScanReport
+    image_size: int
+    modality: str = "image"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels >= 0).any())
+
+    def batch(self, indices: np.ndarray):
+        """uint8 NHWC tensor of the given items, on the CPU; the trainer moves it."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.images[indices]))
+
+    def channel_stats(self, max_items: int = 2000, seed: int = 0) -> tuple[list[float], list[float]]:
+        rng = np.random.default_rng(seed)
+        count = min(len(self), max_items)
+        pick = np.sort(rng.choice(len(self), size=count, replace=False))
+        sample = self.images[pick].astype(np.float32) / 255.0
+        mean = sample.mean(axis=(0, 1, 2))
+        std = sample.std(axis=(0, 1, 2))
+        std = np.maximum(std, 1e-3)  # a constant channel would divide by zero
+        return [round(float(m), 5) for m in mean], [round(float(s), 5) for s in std]
+
+
+def default_memory_budget() -> int:
+    """Bytes the image cache may take in RAM before it goes to a memory-mapped file."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = 4 << 30
+    return int(available * 0.4)
+
+
+def load_image_folder(
+    root: Path,
+    image_size: int,
+    labels_from_folders: bool = False,
+    cache_dir: Path | None = None,
+    memory_budget: int | None = None,
+    control: RunControl | None = None,
+    workers: int | None = None,
+) -> Generator[ScanProgress | ScanFinished, None, ImageFolderData]:
+    """Scan and decode `root`. Yields progress; returns the data (use `yield from`)."""
+    started = time.monotonic()
+    listing = list_folder(root, IMAGE_EXTENSIONS, labels_from_folders)
+    if not listing.paths:
+        hint = " (it holds other files only)" if listing.ignored else ""
+        raise DataError(
+            f"no images in {listing.root}{hint}; expected files ending in "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
+        )
+    total = len(listing.paths)
+    item_bytes = image_size * image_size * 3
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    on_disk = total * item_bytes > budget
+    if on_disk and cache_dir is None:
+        raise DataError(
+            f"{total} images at {image_size}px need {total * item_bytes / 2**30:.1f} GiB, more "
+            "than fits in memory, and no run folder was given to hold the cache"
+        )
+
+    reused = _try_reuse_cache(listing, image_size, cache_dir) if on_disk else None
+    if reused is not None:
+        images, usable_rows, grey_flags, skipped = reused
+        yield ScanProgress(total, total, len(skipped), "")
+    else:
+        if on_disk:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            store = np.lib.format.open_memmap(
+                cache_dir / f"images_{image_size}px.npy", mode="w+", dtype=np.uint8,
+                shape=(total, image_size, image_size, 3))
+        else:
+            store = np.empty((total, image_size, image_size, 3), np.uint8)
+        usable_rows, grey_flags, skipped = [], [], []
+        written = 0
+        pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
+        try:
+            for start in range(0, total, CHUNK):
+                chunk = listing.paths[start:start + CHUNK]
+                for offset, result in enumerate(pool.map(_decode_or_reason, chunk,
+                                                         [image_size] * len(chunk))):
+                    row = start + offset
+                    if isinstance(result, str):
+                        skipped.append((listing.paths[row].relative_to(listing.root).as_posix(), result))
+                        continue
+                    store[written] = result[0]
+                    grey_flags.append(result[1])
+                    usable_rows.append(row)
+                    written += 1
+                done = min(total, start + CHUNK)
+                yield ScanProgress(done, total, len(skipped), chunk[-1].name)
+                if control is not None:
+                    control.checkpoint()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        images = store[:written]
+        if on_disk:
+            store.flush()
+            _save_cache_index(listing, image_size, cache_dir, usable_rows, grey_flags, skipped)
+
+    report = ScanReport(str(listing.root), total, len(usable_rows), listing.ignored, skipped)
+    yield ScanFinished(total, len(usable_rows), len(skipped), report.skipped_by_reason(),
+                       time.monotonic() - started)
+    if not usable_rows:
+        raise DataError(f"none of the {total} image files in {listing.root} could be read: "
+                        f"{report.summary()}")
+    rows = np.asarray(usable_rows, dtype=np.int64)
+    labels = np.asarray(listing.labels, dtype=np.int64)[rows]
+    grey = bool(np.mean(grey_flags) >= 0.98)
+    return ImageFolderData(listing.root, [listing.paths[r] for r in rows], labels,
+                           listing.class_names, images, grey, report, image_size)
+
+
+def typical_side(root: Path, probes: int = 64) -> int:
+    """Median shorter side of a spread of the folder's images, read from headers only."""
+    from PIL import Image
+
+    listing = list_folder(root, IMAGE_EXTENSIONS, False)
+    if not listing.paths:
+        return 64
+    picks = np.unique(np.linspace(0, len(listing.paths) - 1, min(probes, len(listing.paths))).astype(int))
+    sides = []
+    for i in picks:
+        try:
+            with Image.open(listing.paths[i]) as image:
+                sides.append(min(image.size))
+        except Exception:  # noqa: BLE001 - a broken file just does not vote; the scan reports it
+            continue
+    return int(np.median(sides)) if sides else 64
+
+
+def _decode_or_reason(path: Path, size: int):
+    try:
+        return decode_image(path, size)
+    except SkipItem as reason:
+        return str(reason)
+    except MemoryError:
+        return "not enough memory to decode"
+
+
+def _cache_key(listing, image_size: int) -> str:
+    digest = hashlib.sha1(str(image_size).encode())
+    for path in listing.paths:
+        try:
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()
+
+
+def _save_cache_index(listing, image_size, cache_dir, usable_rows, grey_flags, skipped) -> None:
+    atomic_write_text(cache_dir / f"images_{image_size}px.json", json.dumps({
+        "key": _cache_key(listing, image_size),
+        "usable_rows": usable_rows,
+        "grey": grey_flags,
+        "skipped": skipped,
+    }))
+
+
+def _try_reuse_cache(listing, image_size, cache_dir):
+    if cache_dir is None:
+        return None
+    index_path = cache_dir / f"images_{image_size}px.json"
+    data_path = cache_dir / f"images_{image_size}px.npy"
+    try:
+        index = json.loads(index_path.read_text())
+        if index["key"] != _cache_key(listing, image_size):
+            return None
+        store = np.load(data_path, mmap_mode="r")
+    except (OSError, ValueError, KeyError):
+        return None
+    usable = index["usable_rows"]
+    return store[: len(usable)], usable, index["grey"], [tuple(s) for s in index["skipped"]]

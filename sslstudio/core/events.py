@@ -1,0 +1,97 @@
+"""The plain events that long jobs yield. Scalars and numpy arrays only, so any consumer
+(CLI, GUI worker, test) can read them without knowing about torch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NAN = math.nan
+
+
+@dataclass(frozen=True, eq=False)
+class ScanProgress:
+    done: int
+    total: int
+    skipped: int
+    current: str
+
+
+@dataclass(frozen=True, eq=False)
+class ScanFinished:
+    total_files: int
+    usable: int
+    skipped: int
+    skipped_by_reason: dict
+    elapsed_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class RunStarted:
+    run_dir: str
+    objective: str
+    backbone: str
+    device: str
+    num_items: int
+    num_skipped: int
+    batch_size: int
+    total_steps: int  # -1 when the budget is in minutes
+    start_step: int  # > 0 when resuming
+    world_size: int
+    feature_dim: int
+    class_names: tuple = ()
+
+
+@dataclass(frozen=True, eq=False)
+class StepMetrics:
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    samples_per_s: float
+    elapsed_s: float
+    progress: float  # 0..1 of the budget
+    eta_s: float
+    batch_size: int
+    # Monitor fields: NaN except on the steps where the fixed sample was embedded.
+    embedding_std: float = NAN  # std of l2-normalised embeddings per dimension, averaged
+    embedding_std_reference: float = NAN  # 1/sqrt(d): what non-collapsed features come close to
+    effective_rank: float = NAN
+    mean_cosine: float = NAN
+    knn_accuracy: float = NAN
+    extra: dict = field(default_factory=dict)  # objective-specific metrics (e.g. accuracy)
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingSnapshot:
+    step: int
+    indices: np.ndarray  # int64, item indices into the dataset
+    coords: np.ndarray  # float32 (n, 2), aligned to the previous snapshot
+    labels: np.ndarray  # int64, -1 where unknown
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpointed:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True, eq=False)
+class RunWarning:
+    kind: str  # "collapse", "non_finite", "data", "batch_reduced", "out_of_memory", ...
+    message: str
+    step: int = -1
+
+
+# The issue text calls it Warning; the alias keeps that name without shadowing the builtin here.
+Warning = RunWarning  # noqa: A001
+
+
+@dataclass(frozen=True, eq=False)
+class RunFinished:
+    status: str  # "completed", "cancelled", "failed"
+    step: int
+    message: str = ""
+    checkpoint: str = ""

@@ -1,0 +1,70 @@
+"""What the trainer watches on a fixed sample: collapse, kNN accuracy, and the 2-D map."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def collapse_metrics(features: torch.Tensor, projections: torch.Tensor | None) -> dict[str, float]:
+    """Std of l2-normalised outputs per dimension (SimSiam's meter: ~1/sqrt(d) when healthy, 0
+    when collapsed), effective rank of the features (RankMe) and their mean pairwise cosine."""
+    features = features.float()
+    watched = (projections if projections is not None else features).float()
+    normalised = F.normalize(watched, dim=1)
+    std = float(normalised.std(0).mean())
+    reference = 1.0 / float(np.sqrt(watched.shape[1]))
+    unit = F.normalize(features, dim=1)
+    n = unit.shape[0]
+    gram_sum = float((unit.sum(0) ** 2).sum())  # sum over all pairs of cosines, diagonal included
+    mean_cosine = (gram_sum - n) / max(n * (n - 1), 1)
+    return {"embedding_std": std, "embedding_std_reference": reference,
+            "effective_rank": effective_rank(features), "mean_cosine": mean_cosine}
+
+
+def effective_rank(features: torch.Tensor) -> float:
+    """exp(entropy of the normalised singular values): 1 for collapsed features, up to d."""
+    singular = torch.linalg.svdvals(features.double())
+    p = singular / singular.sum().clamp(min=1e-12)
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 20,
+                 temperature: float = 0.07) -> float:
+    """Leave-one-out weighted kNN (Wu et al. 2018) among the labelled items of the sample."""
+    known = labels >= 0
+    features, labels = features[known], labels[known]
+    n = features.shape[0]
+    if n < 2 or labels.unique().numel() < 2:
+        return float("nan")
+    unit = F.normalize(features.float(), dim=1)
+    similarity = unit @ unit.T
+    similarity.fill_diagonal_(float("-inf"))
+    k = min(k, n - 1)
+    top_sim, top_idx = similarity.topk(k, dim=1)
+    weights = torch.exp(top_sim / temperature)
+    classes = int(labels.max()) + 1
+    votes = torch.zeros(n, classes, dtype=weights.dtype)
+    votes.scatter_add_(1, labels[top_idx], weights)
+    return float((votes.argmax(1) == labels).float().mean())
+
+
+def project_2d(features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """PCA to 2-D, then rotated/reflected and scaled onto the previous snapshot (orthogonal
+    Procrustes) so points move smoothly instead of flipping as the axes change sign."""
+    x = features.astype(np.float64)
+    x = x - x.mean(0)
+    if x.shape[0] < 2 or not np.isfinite(x).all():
+        return np.zeros((x.shape[0], 2), np.float32)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    coords = x @ vt[:2].T
+    if coords.shape[1] < 2:
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    spread = np.sqrt((coords ** 2).sum(1).mean()) or 1.0
+    coords = coords / spread
+    if previous is not None and previous.shape == coords.shape:
+        u, s, vt2 = np.linalg.svd(coords.T @ previous)
+        coords = coords @ (u @ vt2)
+    return coords.astype(np.float32)

@@ -1,0 +1,80 @@
+"""What every objective shares: its config knobs, the optimizer it wants, and its interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslstudio.core.config import knob
+from sslstudio.core.registry import Registry
+
+
+@dataclass
+class ObjectiveConfig:
+    optimizer: str = knob("adamw", choices=("adamw", "sgd"),
+                          help="adamw is robust at small batch; sgd (momentum 0.9) as in the papers")
+    lr: float = knob(2e-3, low=1e-6, high=10.0, help="peak learning rate, reached after warmup")
+    weight_decay: float = knob(1e-4, low=0.0, high=1.0,
+                               help="decay on weights (not on biases or norm layers)")
+
+
+class Objective(nn.Module):
+    """A self-supervised task around an encoder.
+
+    `forward(images)` takes a float NCHW batch in [0, 1] straight from the cache (augmentation
+    happens inside, because each method wants its own views) and returns (loss, metrics).
+    """
+
+    name: str = ""
+    summary: str = ""  # one line: what it does and when to pick it
+    config_cls: type = ObjectiveConfig
+    modalities: tuple[str, ...] = ("image",)
+    divergence_hint: str = "lower lr"
+
+    def __init__(self, encoder: nn.Module, config, augment):
+        super().__init__()
+        self.encoder = encoder
+        self.config = config
+        self.augment = augment
+
+    def after_step(self, progress: float) -> None:
+        """Called after each optimizer step with training progress in [0, 1]."""
+
+    def head_outputs(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The projection of features used by the loss, for the collapse meter (None: no head)."""
+        return None
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        decay, no_decay = [], []
+        for param in self.parameters():
+            if not param.requires_grad:
+                continue
+            # Biases and norm scales gain nothing from decay and BYOL/SimSiam suffer from it.
+            (no_decay if param.ndim <= 1 else decay).append(param)
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+
+
+def register_objective(cls: type[Objective]) -> type[Objective]:
+    OBJECTIVES.register(cls.name)(cls)
+    return cls
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a, b, dim=-1)
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target = momentum * target + (1 - momentum) * online, for parameters. The target keeps
+    its own BatchNorm statistics, which its own forward passes in train mode update."""
+    target_params = list(target.parameters())
+    online_params = list(online.parameters())
+    torch._foreach_mul_(target_params, momentum)
+    torch._foreach_add_(target_params, online_params, alpha=1.0 - momentum)

@@ -1,0 +1,491 @@
+"""Self-supervised pretraining as a generator of events.
+
+Read top to bottom: set up (devices, data, model, optimizer, resume), then one loop of steps.
+Every yield is a place where pause and cancel act; the loop also checks after each step.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from sslstudio.core import distributed
+from sslstudio.core.backbones import BACKBONES, build_backbone
+from sslstudio.core.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from sslstudio.core.control import Cancelled, RunControl
+from sslstudio.core.data import load_image_folder
+from sslstudio.core.data.augment import AugmentSettings, BatchAugment, normalize, to_float
+from sslstudio.core.data.scan import DataError
+from sslstudio.core.devices import describe, resolve_device
+from sslstudio.core.events import (Checkpointed, EmbeddingSnapshot, RunFinished, RunStarted,
+                                   RunWarning, StepMetrics)
+from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+from sslstudio.core.monitor import collapse_metrics, knn_accuracy, project_2d
+from sslstudio.core.objectives import OBJECTIVES
+from sslstudio.core.train_config import CPU_MINUTES, TrainConfig, save_run_config
+
+CHECKPOINT_NAME = "checkpoints/last.safetensors"
+METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
+                  "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
+                  "knn_accuracy"]
+DEFAULT_BATCH = 256
+AUTO_LOG_INTERVAL_S = 0.2
+GPU_MINUTES = 30.0
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warmup over the first `warmup` of the budget, then cosine decay to zero."""
+    if warmup > 0 and progress < warmup:
+        return progress / warmup
+    remaining = (progress - warmup) / max(1e-12, 1.0 - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(remaining, 0.0), 1.0)))
+
+
+def resolve_image_size(config: TrainConfig, data_root: Path, device: torch.device) -> int:
+    if config.image_size:
+        return config.image_size
+    from sslstudio.core.data.image_folder import typical_side
+
+    side = typical_side(data_root)
+    steps = (32, 64) if device.type == "cpu" else (32, 64, 96, 128, 160, 224)
+    return next((s for s in steps if side <= s * 1.5), steps[-1])
+
+
+def resolve_backbone(config: TrainConfig, device: torch.device) -> str:
+    if config.backbone != "auto":
+        BACKBONES.get(config.backbone)  # fails with the list of names
+        return config.backbone
+    return "small_cnn" if device.type == "cpu" else "resnet18"
+
+
+@dataclass
+class _Clock:
+    """Training time, excluding pauses, continued across resumes."""
+
+    control: RunControl
+    offset: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return self.offset + time.monotonic() - self.started - self.control.paused_seconds
+
+
+class _MetricsLog:
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            # Steps after the checkpoint will run again; drop their rows so the curve stays clean.
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            text_rows = [",".join(str(r.get(c, "")) for c in METRIC_COLUMNS) for r in rows]
+            atomic_write_text(path, "\n".join([",".join(METRIC_COLUMNS)] + text_rows) + "\n")
+        elif not path.exists() or resume_step is None:
+            atomic_write_text(path, ",".join(METRIC_COLUMNS) + "\n")
+        self.handle = open(path, "a", newline="")
+
+    def write(self, event: StepMetrics) -> None:
+        values = [getattr(event, c) for c in METRIC_COLUMNS]
+        self.handle.write(",".join(_csv_number(v) for v in values) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _csv_number(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def train(config: TrainConfig, objective_config=None, control: RunControl | None = None,
+          resume: bool = False) -> Iterator:
+    """Pretrain `config.backbone` on `config.data` with `config.objective`, yielding events.
+
+    With `resume`, the run folder's checkpoint is loaded and training continues from its step.
+    """
+    control = control or RunControl()
+    owns_process_group = False
+    if distributed.launched_by_torchrun() and not distributed.is_distributed():
+        import torch.distributed as dist
+
+        wants_cuda = config.device.startswith("cuda") or (config.device == "auto"
+                                                          and torch.cuda.is_available())
+        dist.init_process_group("nccl" if wants_cuda else "gloo")
+        owns_process_group = True
+    try:
+        yield from _train(config, objective_config, control, resume)
+    finally:
+        if owns_process_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, objective_config, control: RunControl, resume: bool):
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    run_dir = config.run_dir
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    if resume and not checkpoint_path.exists():
+        raise DataError(f"nothing to resume: {checkpoint_path} does not exist")
+    objective_cls = OBJECTIVES.get(config.objective)
+    objective_config = objective_config or objective_cls.config_cls()
+
+    # Data: decoded once into the cache; the scan's progress goes out as events.
+    image_size = resolve_image_size(config, Path(config.data), device)
+    data = yield from load_image_folder(Path(config.data), image_size, config.labels_from_folders,
+                                        cache_dir=run_dir / "cache", control=control)
+    if main:
+        _write_scan_report(run_dir, data)
+        if data.report.skipped:
+            yield RunWarning("data", f"{len(data.report.skipped)} files skipped "
+                             f"({data.report.summary()}); the list is in {run_dir / 'skipped.csv'}")
+    per_rank = len(data) // world
+    if per_rank < 2:
+        raise DataError(f"{len(data)} usable images is too few to train on; at least {2 * world} needed")
+    batch_size = config.batch_size or DEFAULT_BATCH
+    if batch_size > per_rank:
+        yield RunWarning("batch_reduced", f"batch size {batch_size} is larger than the "
+                         f"{per_rank} images per process; using {per_rank}")
+        batch_size = per_rank
+
+    minutes = config.minutes
+    if not config.epochs and not minutes:
+        minutes = CPU_MINUTES if device.type == "cpu" else GPU_MINUTES
+    backbone_name = resolve_backbone(config, device)
+
+    # Model, augmentation and optimizer. The global seed fixes initialisation for every rank.
+    torch.manual_seed(config.seed)
+    mean, std = data.channel_stats(seed=config.seed)
+    augment_generator = torch.Generator(device=device)
+    augment_generator.manual_seed(config.seed * 1000 + 17 + rank)
+    settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey, image_size)
+    augment = BatchAugment(settings, mean, std, image_size, augment_generator)
+    augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
+    encoder = build_backbone(backbone_name, image_size, config.weights or None)
+    objective = objective_cls(encoder, objective_config, augment).to(device)
+    if device.type == "cuda":
+        objective = objective.to(memory_format=torch.channels_last)
+    model = objective
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = _make_optimizer(objective, objective_config)
+    base_lrs = [objective_config.lr for _ in optimizer.param_groups]
+
+    loop = LoopState(batch_size=batch_size)
+    generators = {"augment": augment_generator}
+    if resume:
+        loop = load_checkpoint(checkpoint_path, objective, optimizer, generators)
+        batch_size = loop.batch_size or batch_size
+
+    resolved = TrainConfig(**{**config.__dict__, "backbone": backbone_name, "image_size": image_size,
+                              "batch_size": batch_size, "minutes": minutes})
+    preprocess = {"image_size": image_size, "mean": mean, "std": std, "channel_order": "RGB",
+                  "resize": "shorter side to image_size, then centre crop", "grey": data.grey,
+                  "class_names": list(data.class_names)}
+    metrics_log = None
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(run_dir / "config.toml", resolved, objective_config, preprocess)
+        metrics_log = _MetricsLog(run_dir / "metrics.csv", loop.step if resume else None)
+
+    steps_per_epoch = per_rank // batch_size
+    total_steps = config.epochs * steps_per_epoch if config.epochs else -1
+    yield RunStarted(str(run_dir), config.objective, backbone_name, describe(device), len(data),
+                     len(data.report.skipped), batch_size, total_steps, loop.step, world,
+                     encoder.feature_dim, tuple(data.class_names))
+
+    monitor = _Monitor(data, config, device, objective, augment) if main else None
+    clock = _Clock(control, offset=loop.elapsed_s)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else nullcontext())
+    pin = device.type == "cuda"
+
+    def progress_now() -> float:
+        if config.epochs:
+            return min(1.0, (loop.epoch + loop.position / max(1, per_rank)) / config.epochs)
+        return min(1.0, clock.elapsed() / (minutes * 60.0))
+
+    def save() -> Checkpointed | None:
+        if not main:
+            return None
+        loop.elapsed_s = clock.elapsed()
+        loop.batch_size = batch_size
+        save_checkpoint(checkpoint_path, objective, optimizer, loop, generators)
+        if monitor is not None and monitor.last_snapshot is not None:
+            monitor.save_snapshot(run_dir / "embedding.npz")
+        return Checkpointed(loop.step, str(checkpoint_path))
+
+    if monitor is not None and not resume:
+        yield from monitor.run(loop.step, 0.0)
+
+    objective.train()
+    loss_sum = torch.zeros((), device=device)
+    steps_in_log = 0
+    log_started = time.monotonic()
+    samples_in_log = 0
+    last_checkpoint = time.monotonic()
+    last_extra: dict = {}
+    status, message = "completed", ""
+    try:
+        while True:
+            order = _epoch_order(len(data), config.seed, loop.epoch, rank, world)
+            while loop.position + batch_size <= len(order):
+                indices = order[loop.position:loop.position + batch_size]
+                images = data.batch(indices)
+                if pin:
+                    images = images.pin_memory()
+                images = to_float(images.to(device, non_blocking=True))
+                if device.type == "cuda":
+                    images = images.contiguous(memory_format=torch.channels_last)
+                progress = progress_now()
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * lr_factor(progress, config.warmup_fraction)
+                try:
+                    with autocast:
+                        loss, extra = model(images)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
+                    optimizer.step()
+                except torch.OutOfMemoryError:
+                    if batch_size <= 2:
+                        raise
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = extra = None
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    batch_size //= 2
+                    steps_per_epoch = per_rank // batch_size
+                    yield RunWarning("out_of_memory", f"out of memory on {device}; batch size "
+                                     f"halved to {batch_size} and the step retried", loop.step)
+                    continue
+                objective.after_step(progress)
+                loss_sum += loss.detach().float()
+                last_extra = extra
+                steps_in_log += 1
+                samples_in_log += batch_size
+                loop.step += 1
+                loop.position += batch_size
+
+                out_of_budget = progress_now() >= 1.0 and not config.epochs
+                now = time.monotonic()
+                log_due = (loop.step % config.log_every_steps == 0 if config.log_every_steps
+                           else now - log_started >= AUTO_LOG_INTERVAL_S)
+                if device.type == "cpu" or log_due or out_of_budget:
+                    # On the CPU the check is free; on a GPU it waits for the device, so it
+                    # happens at log points only (a NaN in between still poisons the sum).
+                    finite = bool(torch.isfinite(loss_sum))
+                    if distributed.world_size() > 1:
+                        finite = not distributed.any_rank(not finite, device)
+                    if not finite:
+                        yield RunWarning("non_finite", _divergence_message(
+                            objective, objective_config, loop.step, checkpoint_path), loop.step)
+                        raise _Diverged(f"loss is not finite at step {loop.step}; "
+                                        f"{objective.divergence_hint} and start again")
+                if log_due or out_of_budget:
+                    elapsed = clock.elapsed()
+                    dt = max(now - log_started, 1e-9)
+                    progress = progress_now()
+                    snapshot_events = []
+                    if monitor is not None and monitor.due():
+                        snapshot_events = list(monitor.run(loop.step, progress))
+                    event = StepMetrics(
+                        step=loop.step, epoch=loop.epoch, loss=float(loss_sum) / steps_in_log,
+                        lr=optimizer.param_groups[0]["lr"], samples_per_s=samples_in_log / dt,
+                        elapsed_s=elapsed, progress=progress,
+                        eta_s=_eta(elapsed, progress, minutes, config.epochs),
+                        batch_size=batch_size, extra={k: float(v) for k, v in last_extra.items()},
+                        **(monitor.latest_fields() if snapshot_events else {}))
+                    loss_sum.zero_()
+                    steps_in_log, samples_in_log = 0, 0
+                    log_started = time.monotonic()
+                    if metrics_log is not None:
+                        metrics_log.write(event)
+                    yield event
+                    yield from snapshot_events
+                    control.checkpoint()
+                    if time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
+                        saved = save()
+                        last_checkpoint = time.monotonic()
+                        if saved is not None:
+                            yield saved
+                else:
+                    control.checkpoint()
+                stop = out_of_budget
+                if world > 1:
+                    stop = distributed.any_rank(stop, device)
+                if stop:
+                    break
+            else:
+                loop.epoch += 1
+                loop.position = 0
+                if config.epochs and loop.epoch >= config.epochs:
+                    break
+                continue
+            break
+        if monitor is not None:
+            yield from monitor.run(loop.step, 1.0)
+        saved = save()
+        if saved is not None:
+            yield saved
+    except _Diverged as diverged:
+        status, message = "failed", str(diverged)
+    except Cancelled:
+        status, message = "cancelled", "stopped by the user; resume to continue"
+        saved = save()
+        if saved is not None:
+            yield saved
+    finally:
+        if metrics_log is not None:
+            metrics_log.close()
+    yield RunFinished(status, loop.step, message, str(checkpoint_path) if checkpoint_path.exists() else "")
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _divergence_message(objective, objective_config, step: int, checkpoint_path: Path) -> str:
+    kept = (f"the last good checkpoint ({checkpoint_path}) is kept" if checkpoint_path.exists()
+            else "no checkpoint had been written yet")
+    return (f"loss became NaN or infinite at step {step}: {objective.divergence_hint} "
+            f"(lr is {objective_config.lr:g}); {kept}")
+
+
+def _eta(elapsed: float, progress: float, minutes: float, epochs: int) -> float:
+    if not epochs:
+        return max(0.0, minutes * 60.0 - elapsed)
+    if progress <= 0:
+        return float("nan")
+    return elapsed / progress * (1.0 - progress)
+
+
+def _epoch_order(count: int, seed: int, epoch: int, rank: int, world: int) -> np.ndarray:
+    """This rank's share of the epoch's shuffled order; a pure function of (seed, epoch), so a
+    resumed run sees exactly the batches the interrupted one would have."""
+    generator = torch.Generator().manual_seed(seed * 100003 + epoch)
+    order = torch.randperm(count, generator=generator).numpy()
+    per_rank = count // world
+    return order[rank * per_rank:(rank + 1) * per_rank]
+
+
+def _make_optimizer(objective, objective_config) -> torch.optim.Optimizer:
+    groups = objective.param_groups(objective_config.weight_decay)
+    if objective_config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=objective_config.lr, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=objective_config.lr)
+
+
+def _write_scan_report(run_dir: Path, data) -> None:
+    import io
+    import json
+
+    report = data.report
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "reason"])
+    writer.writerows(report.skipped)
+    atomic_write_text(run_dir / "skipped.csv", buffer.getvalue())
+    atomic_write_text(run_dir / "scan_report.json", json.dumps({
+        "root": report.root, "total_files": report.total_files, "usable": report.usable,
+        "ignored": report.ignored, "skipped": len(report.skipped),
+        "skipped_by_reason": report.skipped_by_reason(), "summary": report.summary(),
+    }, indent=2))
+
+
+class _Monitor:
+    """Embeds a fixed sample now and then: collapse meter, kNN accuracy, the 2-D map.
+
+    It runs in eval mode and draws no random numbers, so it never changes the training itself;
+    its cost is kept under about a tenth of the wall time.
+    """
+
+    def __init__(self, data, config: TrainConfig, device, objective, augment):
+        rng = np.random.default_rng(config.seed)
+        count = min(len(data), config.monitor_items)
+        self.indices = np.sort(rng.choice(len(data), size=count, replace=False))
+        self.labels = data.labels[self.indices]
+        self.data, self.device, self.objective, self.augment = data, device, objective, augment
+        self.interval = config.monitor_seconds
+        self.next_due = 0.0
+        self.last_snapshot: EmbeddingSnapshot | None = None
+        self.fields: dict = {}
+        self.warned_collapse = False
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_due
+
+    def latest_fields(self) -> dict:
+        return self.fields
+
+    @torch.no_grad()
+    def run(self, step: int, progress: float):
+        started = time.monotonic()
+        was_training = self.objective.training
+        self.objective.eval()
+        features, projections = [], []
+        for start in range(0, len(self.indices), 512):
+            images = self.data.batch(self.indices[start:start + 512])
+            x = normalize(to_float(images.to(self.device)), self.augment.mean, self.augment.std)
+            f = self.objective.encoder(x).float()
+            h = self.objective.head_outputs(f)
+            features.append(f.cpu())
+            if h is not None:
+                projections.append(h.float().cpu())
+        self.objective.train(was_training)
+        features_t = torch.cat(features)
+        projections_t = torch.cat(projections) if projections else None
+        metrics = collapse_metrics(features_t, projections_t)
+        labels = torch.from_numpy(self.labels)
+        metrics["knn_accuracy"] = knn_accuracy(features_t, labels) if (labels >= 0).sum() > 1 else float("nan")
+        self.fields = metrics
+        previous = self.last_snapshot.coords if self.last_snapshot is not None else None
+        coords = project_2d(features_t.numpy(), previous)
+        self.last_snapshot = EmbeddingSnapshot(step, self.indices.copy(), coords, self.labels.copy())
+        took = time.monotonic() - started
+        self.next_due = time.monotonic() + max(self.interval, 9 * took)
+        yield self.last_snapshot
+        warning = self._collapse_warning(metrics, step, progress)
+        if warning is not None:
+            yield warning
+
+    def _collapse_warning(self, metrics: dict, step: int, progress: float):
+        if self.warned_collapse or progress < 0.05:
+            return None
+        ratio = metrics["embedding_std"] / metrics["embedding_std_reference"]
+        if ratio >= 0.1 and metrics["effective_rank"] >= 1.5:
+            return None
+        self.warned_collapse = True
+        return RunWarning("collapse", (
+            f"embeddings look collapsed (std {metrics['embedding_std']:.4f} against "
+            f"{metrics['embedding_std_reference']:.4f} when healthy, effective rank "
+            f"{metrics['effective_rank']:.1f}): lower lr, raise augmentation_strength, or use "
+            "moco or simclr, which cannot collapse this way"), step)
+
+    def save_snapshot(self, path: Path) -> None:
+        import io
+
+        snap = self.last_snapshot
+        buffer = io.BytesIO()
+        np.savez(buffer, step=snap.step, indices=snap.indices, coords=snap.coords, labels=snap.labels)
+        atomic_write_bytes(path, buffer.getvalue())

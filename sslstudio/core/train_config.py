@@ -1,0 +1,67 @@
+"""The run's settings, apart from the objective's own knobs. Saved as config.toml in the run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sslstudio.core import config as cfg
+from sslstudio.core.config import knob
+
+DEFAULT_OBJECTIVE = "byol"
+CPU_MINUTES = 5.0
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = ""
+    objective: str = DEFAULT_OBJECTIVE
+    backbone: str = knob("auto", help="encoder; auto: small_cnn on a CPU, resnet18 on a GPU")
+    weights: str = knob("", help="start the backbone from this .safetensors or .pth state dict")
+    device: str = knob("auto", help="auto, cpu, cuda:N or mps")
+    image_size: int = knob(0, low=0, high=1024,
+                           help="training resolution in px; 0: from the data (32-64 on a CPU)")
+    batch_size: int = knob(0, low=0, high=65536, help="images per step per process; 0: 256")
+    epochs: int = knob(0, low=0, high=100000, help="passes over the data; 0: use minutes")
+    minutes: float = knob(0.0, low=0.0, high=1e6,
+                          help="wall-clock budget; with epochs 0 too: 5 on a CPU, 30 on a GPU")
+    augmentation_strength: float = knob(0.8, low=0.0, high=1.0,
+                                        help="crop scale, colour jitter, blur, grayscale, flip")
+    warmup_fraction: float = knob(0.05, low=0.0, high=0.5, help="share of the budget spent warming up lr")
+    seed: int = knob(0, low=0, high=2**31 - 1, help="random seed for order, augmentation and init")
+    labels_from_folders: bool = knob(False, help="first-level subfolder names are labels (for the kNN monitor)")
+    checkpoint_minutes: float = knob(1.0, low=0.05, high=1440.0, help="save a checkpoint this often")
+    monitor_seconds: float = knob(5.0, low=0.5, high=3600.0,
+                                  help="embed the fixed sample (map, collapse meter, kNN) this often")
+    monitor_items: int = knob(2000, low=16, high=5000, help="size of the fixed sample for the map")
+    log_every_steps: int = knob(0, low=0, high=100000, help="metrics every N steps; 0: about 5 a second")
+    grad_clip: float = knob(0.0, low=0.0, high=1000.0, help="clip the gradient norm; 0: off")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out)
+
+
+def save_run_config(path: Path, train: TrainConfig, objective: Any, preprocess: dict) -> None:
+    cfg.write_toml(path, {
+        "train": cfg.to_dict(train),
+        "objective": cfg.to_dict(objective),
+        "preprocess": preprocess,
+    })
+
+
+def load_run_config(path: Path):
+    from sslstudio.core.objectives import OBJECTIVES
+
+    data = cfg.read_toml(path)
+    train = cfg.from_dict(TrainConfig, data.get("train", {}))
+    objective_cls = OBJECTIVES.get(train.objective)
+    objective = cfg.from_dict(objective_cls.config_cls, data.get("objective", {}))
+    return train, objective, data.get("preprocess", {})
+
+
+def replace(config: TrainConfig, **changes) -> TrainConfig:
+    return dataclasses.replace(config, **changes)
