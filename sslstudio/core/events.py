@@ -29,6 +29,19 @@ class ScanFinished:
 
 
 @dataclass(frozen=True, eq=False)
+class EmbedProgress:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, eq=False)
+class EmbedFinished:
+    path: str
+    count: int
+    dim: int
+
+
+@dataclass(frozen=True, eq=False)
 class RunStarted:
     run_dir: str
     objective: str

@@ -56,8 +56,10 @@ def resolve_image_size(config: TrainConfig, data_root: Path, device: torch.devic
     from sslstudio.core.data.image_folder import typical_side
 
     side = typical_side(data_root)
-    steps = (32, 64) if device.type == "cpu" else (32, 64, 96, 128, 160, 224)
-    return next((s for s in steps if side <= s * 1.5), steps[-1])
+    # Native size for small images (28 px costs 40% less than 32 px on a CPU); large photos are
+    # brought down to what the device can train on in a sitting.
+    ceiling = 64 if device.type == "cpu" else 128
+    return int(min(max(24, round(side / 4) * 4), ceiling))
 
 
 def resolve_backbone(config: TrainConfig, device: torch.device) -> str:
@@ -288,10 +290,14 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                 loop.position += batch_size
 
                 out_of_budget = progress_now() >= 1.0 and not config.epochs
+                final_step = out_of_budget or bool(
+                    config.epochs and loop.epoch + 1 >= config.epochs
+                    and loop.position + batch_size > len(order))
                 now = time.monotonic()
-                log_due = (loop.step % config.log_every_steps == 0 if config.log_every_steps
-                           else now - log_started >= AUTO_LOG_INTERVAL_S)
-                if device.type == "cpu" or log_due or out_of_budget:
+                log_due = final_step or (
+                    loop.step % config.log_every_steps == 0 if config.log_every_steps
+                    else now - log_started >= AUTO_LOG_INTERVAL_S)
+                if device.type == "cpu" or log_due:
                     # On the CPU the check is free; on a GPU it waits for the device, so it
                     # happens at log points only (a NaN in between still poisons the sum).
                     finite = bool(torch.isfinite(loss_sum))
@@ -302,12 +308,12 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                             objective, objective_config, loop.step, checkpoint_path), loop.step)
                         raise _Diverged(f"loss is not finite at step {loop.step}; "
                                         f"{objective.divergence_hint} and start again")
-                if log_due or out_of_budget:
+                if log_due:
                     elapsed = clock.elapsed()
                     dt = max(now - log_started, 1e-9)
                     progress = progress_now()
                     snapshot_events = []
-                    if monitor is not None and monitor.due():
+                    if monitor is not None and (final_step or monitor.due()):
                         snapshot_events = list(monitor.run(loop.step, progress))
                     event = StepMetrics(
                         step=loop.step, epoch=loop.epoch, loss=float(loss_sum) / steps_in_log,
@@ -343,8 +349,6 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                     break
                 continue
             break
-        if monitor is not None:
-            yield from monitor.run(loop.step, 1.0)
         saved = save()
         if saved is not None:
             yield saved

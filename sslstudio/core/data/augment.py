@@ -86,7 +86,9 @@ class BatchAugment:
         n, device, s = images.shape[0], images.device, self.settings
         area = self._uniform(n, s.crop_min_scale, 1.0, device)
         log_ratio = self._uniform(n, math.log(3 / 4), math.log(4 / 3), device)
-        ratio = torch.exp(log_ratio)
+        # A crop of area a fits only with aspect in [a, 1/a]; clamping there keeps the area.
+        log_area = torch.log(area)
+        ratio = torch.exp(torch.maximum(torch.minimum(log_ratio, -log_area), log_area))
         width = torch.sqrt(area * ratio).clamp(max=1.0)
         height = torch.sqrt(area / ratio).clamp(max=1.0)
         # Centre anywhere the crop stays inside the image; coordinates are in [-1, 1].

@@ -44,10 +44,7 @@ def decode_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
                 image = Image.open(handle)
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise SkipItem(
-                        f"too large to decode safely ({width}x{height} = "
-                        f"{width * height / 1e6:.0f} Mpx; limit {MAX_PIXELS / 1e6:.0f} Mpx)"
-                    )
+                    raise SkipItem(_bomb_reason())
                 if min(width, height) < MIN_SIDE:
                     raise SkipItem(f"too small ({width}x{height} px; at least {MIN_SIDE} per side)")
                 if image.format == "JPEG":
@@ -61,7 +58,7 @@ def decode_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
     except PermissionError:
         raise SkipItem("unreadable: permission denied") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise SkipItem("decompression bomb: claims more pixels than is safe to decode") from None
+        raise SkipItem(_bomb_reason()) from None
     except UnidentifiedImageError:
         raise SkipItem("not an image, or a format Pillow cannot read") from None
     except FileNotFoundError:
@@ -74,6 +71,11 @@ def decode_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
         raise SkipItem(f"truncated or corrupt: {text}") from None
     array = _resize_center_crop(rgb, size)
     return array, grey or looks_grey(array)
+
+
+def _bomb_reason() -> str:
+    return (f"decompression bomb: the file claims more than {MAX_PIXELS / 1e6:.0f} megapixels, "
+            "too many to decode safely")
 
 
 def _to_rgb8(image: Image.Image) -> tuple[Image.Image, bool]:

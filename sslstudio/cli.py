@@ -1,0 +1,321 @@
+"""The command line: the same engine as the app, driven from a terminal or a cluster job."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sslstudio",
+        description="Self-supervised pretraining on a folder of your own images.")
+    from sslstudio import __version__
+
+    parser.add_argument("--version", action="version", version=f"sslstudio {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="pretrain an encoder on a folder")
+    train.add_argument("--data", help="image folder (searched recursively)")
+    train.add_argument("--objective", help="self-supervised method; see `sslstudio objectives`")
+    train.add_argument("--out", help="run folder to create (or to resume with --resume)")
+    train.add_argument("--device", help="auto, cpu, cuda:N or mps (default auto)")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="passes over the data")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget (default 5 on a CPU)")
+    train.add_argument("--batch-size", type=int, help="images per step (default 256)")
+    train.add_argument("--backbone", help="small_cnn, resnet18, resnet50, vit_tiny (default auto)")
+    train.add_argument("--weights", help="start the backbone from this .safetensors/.pth file")
+    train.add_argument("--image-size", type=int, help="training resolution in px (default: from data)")
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any knob of the objective or the run, e.g. --set temperature=0.1")
+    train.add_argument("--labels-from-folders", action="store_true", default=None,
+                       help="use first-level subfolder names as labels (kNN monitor only)")
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
+                       help="continue a stopped run (RUN, or the --out folder)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    embed = commands.add_parser("embed", help="features of every image in a folder")
+    embed.add_argument("run", help="a run folder made by `sslstudio train`")
+    embed.add_argument("--data", required=True, help="image folder")
+    embed.add_argument("--out", required=True, help="FEATS.npy; FEATS.paths.txt goes beside it")
+    embed.add_argument("--device", default="auto")
+    embed.add_argument("--batch-size", type=int, default=256)
+
+    commands.add_parser("objectives", help="list the objectives and their knobs")
+    commands.add_parser("devices", help="list the devices training can use")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from sslstudio.core.backbones import WeightsError
+    from sslstudio.core.config import ConfigError
+    from sslstudio.core.data import DataError
+    from sslstudio.core.devices import DeviceError
+    from sslstudio.core.registry import UnknownName
+
+    handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
+                "devices": cmd_devices}
+    try:
+        return handlers[args.command](args)
+    except BrokenPipeError:  # output piped into `head` and closed early
+        return 0
+    except (UsageError, ConfigError, DataError, DeviceError, UnknownName, WeightsError) as error:
+        print(f"sslstudio: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_objectives(args) -> int:
+    from sslstudio.core.config import describe_knob, knobs
+    from sslstudio.core.objectives import OBJECTIVES
+    from sslstudio.core.train_config import DEFAULT_OBJECTIVE
+
+    for name in OBJECTIVES.names():
+        cls = OBJECTIVES.get(name)
+        default = "  (default)" if name == DEFAULT_OBJECTIVE else ""
+        print(f"{name}{default}: {cls.summary}")
+        for field in knobs(cls.config_cls):
+            print(f"    {describe_knob(field)}")
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from sslstudio.core.devices import list_devices, resolve_device
+
+    best = str(resolve_device("auto"))
+    for device in list_devices():
+        memory = f", {device.memory_bytes / 2**30:.1f} GiB" if device.memory_bytes else ""
+        marker = "  <- auto" if device.name == best else ""
+        print(f"{device.name:8s} {device.description}{memory}{marker}")
+    return 0
+
+
+def _split_overrides(pairs: list[str], objective_cls):
+    """--set KEY=VALUE goes to the objective's knobs first, then the run's."""
+    from sslstudio.core.config import ConfigError, knobs, parse_set_options
+    from sslstudio.core.train_config import TrainConfig
+
+    values = parse_set_options(pairs)
+    objective_names = {f.name for f in knobs(objective_cls.config_cls)}
+    train_names = {f.name for f in knobs(TrainConfig)}
+    objective_values, train_values = {}, {}
+    for key, value in values.items():
+        if key in objective_names:
+            objective_values[key] = value
+        elif key in train_names:
+            train_values[key] = value
+        else:
+            known = sorted(objective_names | train_names)
+            raise ConfigError(f"unknown knob {key!r} for {objective_cls.name}; known: {', '.join(known)}")
+    return objective_values, train_values
+
+
+def _build_configs(args):
+    from sslstudio.core.config import validate, with_overrides
+    from sslstudio.core.objectives import OBJECTIVES
+    from sslstudio.core.train_config import DEFAULT_OBJECTIVE, TrainConfig, load_run_config
+
+    resume = args.resume
+    if resume:
+        run_dir = Path(args.out if resume is True else resume)
+        if resume is not True and args.out and Path(args.out) != run_dir:
+            raise UsageError("--resume RUN and --out name different folders; give one")
+        if not (run_dir / "config.toml").exists():
+            raise UsageError(f"nothing to resume: {run_dir / 'config.toml'} does not exist")
+        train_config, objective_config, _ = load_run_config(run_dir / "config.toml")
+        changes = {"out": str(run_dir)}
+        if args.data:
+            changes["data"] = args.data
+        if args.device:
+            changes["device"] = args.device
+        if args.epochs is not None:
+            changes.update(epochs=args.epochs, minutes=0.0)
+        if args.minutes is not None:
+            changes.update(minutes=args.minutes, epochs=0)
+        import dataclasses
+
+        train_config = dataclasses.replace(train_config, **changes)
+        objective_cls = OBJECTIVES.get(train_config.objective)
+        if args.set:
+            objective_values, train_values = _split_overrides(args.set, objective_cls)
+            objective_config = with_overrides(objective_config, objective_values)
+            train_config = with_overrides(train_config, train_values)
+        return train_config, objective_config, True
+
+    if not args.data:
+        raise UsageError("--data DIR is required")
+    if not args.out:
+        raise UsageError("--out RUN is required (a folder for checkpoints and metrics)")
+    objective_cls = OBJECTIVES.get(args.objective or DEFAULT_OBJECTIVE)
+    objective_values, train_values = _split_overrides(args.set, objective_cls)
+    objective_config = with_overrides(objective_cls.config_cls(), objective_values)
+    flag_values = {
+        "device": args.device, "epochs": args.epochs, "minutes": args.minutes,
+        "batch_size": args.batch_size, "backbone": args.backbone, "image_size": args.image_size,
+        "seed": args.seed, "weights": args.weights, "labels_from_folders": args.labels_from_folders,
+    }
+    train_values.update({k: v for k, v in flag_values.items() if v is not None})
+    train_config = with_overrides(TrainConfig(data=args.data, out=args.out,
+                                              objective=objective_cls.name), train_values)
+    validate(train_config)
+    validate(objective_config)
+    if train_config.backbone != "auto":
+        from sslstudio.core.backbones import BACKBONES
+
+        BACKBONES.get(train_config.backbone)
+    if train_config.weights and not Path(train_config.weights).is_file():
+        raise UsageError(f"weights file not found: {train_config.weights}")
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UsageError(f"data folder not found: {data}")
+    out = Path(args.out)
+    if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or pick "
+                         "another --out")
+    return train_config, objective_config, False
+
+
+def cmd_train(args) -> int:
+    from sslstudio.core import distributed
+    from sslstudio.core.control import RunControl
+    from sslstudio.core.devices import resolve_device
+    from sslstudio.core.train import train
+
+    train_config, objective_config, resume = _build_configs(args)
+    resolve_device(train_config.device)  # an unavailable device fails before any work
+    control = RunControl()
+    printer = ProgressPrinter(enabled=not args.quiet and _is_main_process())
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame):
+        # First Ctrl-C stops cleanly (with a checkpoint); a second one aborts.
+        signal.signal(signal.SIGINT, previous)
+        printer.note("stopping after this step and saving a checkpoint (Ctrl-C again to abort)")
+        control.cancel()
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    finished = None
+    try:
+        for event in train(train_config, objective_config, control, resume=resume):
+            if distributed.rank() == 0:
+                printer.show(event)
+            if type(event).__name__ == "RunFinished":
+                finished = event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if finished is None:
+        return 1
+    return 0 if finished.status in ("completed", "cancelled") else 1
+
+
+def cmd_embed(args) -> int:
+    from sslstudio.core.embed import embed_folder
+
+    printer = ProgressPrinter(enabled=True)
+    for event in embed_folder(Path(args.run), Path(args.data), Path(args.out), args.device,
+                              args.batch_size):
+        printer.show(event)
+    return 0
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds or math.isinf(seconds):
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class ProgressPrinter:
+    """One updating line on a terminal; a line every few seconds when output is a file."""
+
+    def __init__(self, enabled: bool = True, stream=None):
+        self.enabled = enabled
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.last_print = 0.0
+        self.line_open = False
+        self.total_steps = -1
+
+    def _line(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if force or now - self.last_print >= 0.1:
+                self.stream.write("\r\033[K" + text)
+                self.stream.flush()
+                self.line_open = True
+                self.last_print = now
+        elif force or now - self.last_print >= 10.0:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.last_print = now
+
+    def note(self, text: str, error: bool = False) -> None:
+        if self.line_open:
+            self.stream.write("\n")
+            self.line_open = False
+        print(text, file=sys.stderr if error else self.stream, flush=True)
+
+    def show(self, event) -> None:
+        kind = type(event).__name__
+        if kind == "ScanProgress":
+            self._line(f"scanning {event.done}/{event.total} files, {event.skipped} skipped")
+        elif kind == "ScanFinished":
+            reasons = ", ".join(f"{n} {r}" for r, n in event.skipped_by_reason.items())
+            extra = f" ({reasons})" if reasons else ""
+            self.note(f"scanned {event.total_files} files in {event.elapsed_s:.1f}s: "
+                      f"{event.usable} usable, {event.skipped} skipped{extra}")
+        elif kind == "RunStarted":
+            self.total_steps = event.total_steps
+            start = f", resuming at step {event.start_step}" if event.start_step else ""
+            workers = f" x{event.world_size} processes" if event.world_size > 1 else ""
+            self.note(f"training {event.objective} on {event.backbone} ({event.feature_dim}-d) "
+                      f"on {event.device}{workers}: {event.num_items} images, batch "
+                      f"{event.batch_size}{start} -> {event.run_dir}")
+        elif kind == "StepMetrics":
+            total = f"/{self.total_steps}" if self.total_steps > 0 else ""
+            knn = "" if event.knn_accuracy != event.knn_accuracy else f" | kNN {event.knn_accuracy:.3f}"
+            self._line(f"step {event.step}{total} | epoch {event.epoch} | loss {event.loss:.4f} | "
+                       f"lr {event.lr:.2e} | {event.samples_per_s:.0f} img/s{knn} | "
+                       f"{event.progress * 100:.0f}% | ETA {_duration(event.eta_s)}")
+        elif kind == "RunWarning":
+            self.note(f"warning: {event.message}", error=True)
+        elif kind == "Checkpointed":
+            pass
+        elif kind == "RunFinished":
+            text = f"run {event.status} at step {event.step}"
+            if event.message:
+                text += f": {event.message}"
+            if event.checkpoint:
+                text += f"\ncheckpoint: {event.checkpoint}"
+            self.note(text)
+        elif kind == "EmbedProgress":
+            self._line(f"embedding {event.done}/{event.total}")
+        elif kind == "EmbedFinished":
+            self.note(f"wrote {event.count} x {event.dim} features to {event.path}")

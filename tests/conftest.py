@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: int = 24,
+                      seed: int = 0) -> Path:
+    """Small class-per-subfolder folder whose classes differ in colour and texture."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = np.zeros((size, size, 3), np.float32)
+            base[..., c % 3] = 160
+            stripes = (np.arange(size) // (2 + c) % 2) * 60
+            base += stripes[None, :, None] if c % 2 else stripes[:, None, None]
+            noise = rng.normal(0, 20, (size, size, 3))
+            Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left_behind():
+    before = set(threading.enumerate())
+    yield
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leftover:
+        thread.join(timeout=5)
+    leftover = [t.name for t in leftover if t.is_alive()]
+    assert not leftover, f"threads outlived the test: {leftover}"

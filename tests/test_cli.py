@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslstudio.cli import main
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "sslstudio", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, env=env)
+
+
+def test_objectives_lists_names_and_knobs(capsys):
+    assert main(["objectives"]) == 0
+    out = capsys.readouterr().out
+    for name in ("simclr", "moco", "byol", "simsiam", "rotation", "jigsaw"):
+        assert f"\n{name}" in "\n" + out
+    assert "temperature=0.2" in out and "queue_size=4096" in out and "num_permutations=100" in out
+
+
+def test_devices_lists_the_cpu(capsys):
+    assert main(["devices"]) == 0
+    assert capsys.readouterr().out.startswith("cpu ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{missing}", "--out", "{out}"], "not found"),
+    (["--data", "{empty}", "--out", "{out}"], "no images"),
+    (["--data", "{texts}", "--out", "{out}"], "no images"),
+    (["--data", "{images}", "--out", "{out}", "--objective", "nope"], "unknown objective 'nope'"),
+    (["--data", "{images}", "--out", "{out}", "--set", "warp=9"], "unknown knob 'warp'"),
+    (["--data", "{images}", "--out", "{out}", "--objective", "simclr", "--set", "temperature=9"],
+     "out of range"),
+    (["--data", "{images}", "--out", "{out}", "--set", "lr=fast"], "not a valid float"),
+    (["--data", "{images}", "--out", "{out}", "--device", "cuda:7"], "not available"),
+    (["--data", "{images}", "--out", "{out}", "--backbone", "alexnet"], "unknown backbone"),
+    (["--resume", "{missing}"], "nothing to resume"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(image_folder, tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("words")
+    paths = {"missing": tmp_path / "missing", "out": tmp_path / "run", "empty": tmp_path / "empty",
+             "texts": tmp_path / "texts", "images": image_folder}
+    code = main(["train", *[a.format(**paths) for a in args], "--epochs", "1", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("sslstudio: error:") and message in err
+
+
+def test_train_resume_and_embed_end_to_end(image_folder, tmp_path):
+    run = tmp_path / "run"
+    first = run_cli("train", "--data", str(image_folder), "--out", str(run), "--objective", "byol",
+                    "--epochs", "1", "--batch-size", "8", "--image-size", "16",
+                    "--labels-from-folders")
+    assert first.returncode == 0, first.stderr
+    assert "scanned 24 files" in first.stdout and "run completed at step 3" in first.stdout
+    again = run_cli("train", "--data", str(image_folder), "--out", str(run))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    more = run_cli("train", "--resume", str(run), "--epochs", "2")
+    assert more.returncode == 0, more.stderr
+    assert "resuming at step 3" in more.stdout and "run completed at step 6" in more.stdout
+
+    feats = tmp_path / "feats.npy"
+    embedded = run_cli("embed", str(run), "--data", str(image_folder), "--out", str(feats))
+    assert embedded.returncode == 0, embedded.stderr
+    features = np.load(feats)
+    paths = (tmp_path / "feats.paths.txt").read_text().splitlines()
+    assert features.shape == (24, 128) and np.isfinite(features).all()
+    assert paths == sorted(paths, key=lambda p: Path(p).relative_to(image_folder).as_posix())
+    assert len(paths) == 24 and Path(paths[0]).exists()
+
+
+def test_batch_larger_than_data_warns(image_folder, tmp_path):
+    result = run_cli("train", "--data", str(image_folder), "--out", str(tmp_path / "run"),
+                     "--epochs", "1", "--batch-size", "500", "--image-size", "16", "--objective",
+                     "rotation")
+    assert result.returncode == 0, result.stderr
+    assert "batch size 500 is larger than the 24 images" in result.stderr
+
+
+def test_python_dash_m_and_help():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "train" in result.stdout and "embed" in result.stdout
