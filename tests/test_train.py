@@ -189,3 +189,51 @@ def test_lr_schedule_warms_up_then_decays_along_a_cosine():
     assert lr_factor(0.1, 0.1) == pytest.approx(1.0)
     assert lr_factor(0.55, 0.1) == pytest.approx(0.5)
     assert lr_factor(1.0, 0.1) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_collapse_is_warned_about_once(image_folder, tmp_path, monkeypatch):
+    from sslstudio.core.backbones.small_cnn import SmallCNN
+
+    # An encoder whose output ignores its input has collapsed by construction.
+    monkeypatch.setattr(SmallCNN, "forward", lambda self, x: self.pool(self.stem(x)).flatten(1)[:, :1]
+                        .expand(-1, 128) * 0 + self.stem[0].weight.sum())
+    events = list(train(config_for(image_folder, tmp_path / "run", objective="rotation", epochs=2,
+                                   warmup_fraction=0.0)))
+    warnings = [w for w in of_type(events, RunWarning) if w.kind == "collapse"]
+    assert len(warnings) == 1 and "collapsed" in warnings[0].message and "lr" in warnings[0].message
+
+
+def test_kill_minus_nine_loses_only_the_steps_since_the_last_checkpoint(image_folder, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sslstudio", "train", "--data", str(image_folder), "--out", str(run),
+         "--objective", "simclr", "--epochs", "400", "--batch-size", "8", "--image-size", "16",
+         "--set", "checkpoint_minutes=0.05", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = run / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists()
+    from sslstudio.core.checkpoint import read_checkpoint
+    import json
+
+    _, metadata = read_checkpoint(checkpoint)
+    saved_step = json.loads(metadata["loop"])["step"]
+    assert saved_step > 0
+    events = []
+    for event in train(TrainConfig(data=str(image_folder), out=str(run), objective="simclr",
+                                   epochs=400, batch_size=8, image_size=16), resume=True):
+        events.append(event)
+        if isinstance(event, StepMetrics):
+            break
+    assert of_type(events, RunStarted)[0].start_step == saved_step
+    assert not list(run.glob("checkpoints/.*.tmp"))  # no half-written file left by the kill

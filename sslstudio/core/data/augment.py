@@ -79,7 +79,8 @@ class BatchAugment:
         views = self.geometric(images, output_size or self.output_size)
         views = self.colour(views)
         views = self.blur(views)
-        return normalize(views, self.mean.to(views.device), self.std.to(views.device))
+        views = normalize(views, self.mean.to(views.device), self.std.to(views.device))
+        return views.contiguous(memory_format=torch.channels_last)
 
     def geometric(self, images: torch.Tensor, output_size: int) -> torch.Tensor:
         """Random resized crop (area in [crop_min_scale, 1], aspect 3/4..4/3) and h-flip."""

@@ -1,0 +1,149 @@
+"""Training throughput, as ratios measured in one run on this machine.
+
+    python bench/throughput.py [--data DIR] [--objective simclr] [--backbone small_cnn]
+                               [--batch-size 256] [--image-size 28] [--steps 20]
+
+1. The engine (`sslstudio.core.train.train`, with its events, metrics file and monitor) against
+   a bare PyTorch loop over the same cached batches, model, augmentation and optimizer.
+2. The augmentation pipeline's images/s against the model's training appetite (images/s).
+
+Without --data, a folder of 4,096 synthetic 28 px images is made in a temporary directory.
+Engine and bare loop alternate (bare, engine, bare, engine) and the medians are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def synthetic_folder(root: Path, count: int = 4096, size: int = 28) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        folder = root / f"c{i % 8}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)
+        image = Image.fromarray(base).resize((size, size), Image.Resampling.BILINEAR)
+        image.save(folder / f"{i:05d}.png")
+    return root
+
+
+def engine_rate(args, data_dir: Path, out: Path) -> float:
+    from sslstudio.core.events import StepMetrics
+    from sslstudio.core.train import train
+    from sslstudio.core.train_config import TrainConfig
+
+    config = TrainConfig(data=str(data_dir), out=str(out), objective=args.objective,
+                         backbone=args.backbone, image_size=args.image_size,
+                         batch_size=args.batch_size, epochs=1000, log_every_steps=1,
+                         device=args.device)
+    times = []
+    for event in train(config):
+        if isinstance(event, StepMetrics):
+            times.append(time.perf_counter())
+            if len(times) > args.steps:
+                break
+    # The first step pays for allocator warm-up; count from the end of step 1.
+    return (len(times) - 1) * args.batch_size / (times[-1] - times[0])
+
+
+def build_bare(args, data):
+    from sslstudio.core.backbones import build_backbone
+    from sslstudio.core.data.augment import AugmentSettings, BatchAugment
+    from sslstudio.core.objectives import OBJECTIVES
+    from sslstudio.core.train import _make_optimizer
+
+    device = torch.device(args.device if args.device != "auto" else "cpu")
+    torch.manual_seed(0)
+    mean, std = data.channel_stats()
+    augment = BatchAugment(AugmentSettings.from_strength(0.8, data.grey, args.image_size), mean, std,
+                           args.image_size, torch.Generator(device=device).manual_seed(0))
+    cls = OBJECTIVES.get(args.objective)
+    objective = cls(build_backbone(args.backbone, args.image_size), cls.config_cls(), augment).to(device)
+    return objective, augment, _make_optimizer(objective, objective.config), device
+
+
+def bare_rate(args, data, parts) -> float:
+    """The textbook loop: slice a batch, augment, forward, backward, step. Nothing else."""
+    from sslstudio.core.data.augment import to_float
+
+    objective, _, optimizer, device = parts
+    order = np.random.default_rng(0).permutation(len(data))
+    per_epoch = len(data) // args.batch_size
+    objective.train()
+    start = None
+    for step in range(args.steps + 1):
+        if step == 1:
+            start = time.perf_counter()
+        index = order[(step % per_epoch) * args.batch_size:(step % per_epoch + 1) * args.batch_size]
+        images = to_float(torch.from_numpy(data.images[index]).to(device))
+        loss, _ = objective(images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        objective.after_step(0.5)
+    return args.steps * args.batch_size / (time.perf_counter() - start)
+
+
+def augmentation_rate(args, data, parts) -> float:
+    from sslstudio.core.data.augment import to_float
+
+    _, augment, _, device = parts
+    images = to_float(torch.from_numpy(data.images[: args.batch_size]).to(device))
+    augment(images)
+    start = time.perf_counter()
+    rounds = 20
+    for _ in range(rounds):
+        augment(images)
+    return rounds * args.batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data")
+    parser.add_argument("--objective", default="simclr")
+    parser.add_argument("--backbone", default="small_cnn")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    from sslstudio.core.data import load_image_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(args.data) if args.data else synthetic_folder(Path(tmp) / "data")
+        loader = load_image_folder(data_dir, args.image_size)
+        while True:
+            try:
+                next(loader)
+            except StopIteration as stop:
+                data = stop.value
+                break
+        parts = build_bare(args, data)
+        bare, engine = [], []
+        for round_index in range(2):
+            bare.append(bare_rate(args, data, parts))
+            engine.append(engine_rate(args, data_dir, Path(tmp) / f"run{round_index}"))
+        augment = augmentation_rate(args, data, parts)
+    views = 4 if args.objective == "rotation" else 2
+    bare_median, engine_median = statistics.median(bare), statistics.median(engine)
+    print(f"device {args.device}, {torch.get_num_threads()} threads; {args.objective} on "
+          f"{args.backbone}, batch {args.batch_size}, {args.image_size} px, {len(data)} images")
+    print(f"bare PyTorch loop : {bare_median:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in bare)})")
+    print(f"engine            : {engine_median:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in engine)})")
+    print(f"engine / bare     : {engine_median / bare_median:8.3f}")
+    print(f"augmentation      : {augment:8.1f} views/s  = {augment / (views * bare_median):.1f}x "
+          f"what the model consumes ({views} views per image)")
+
+
+if __name__ == "__main__":
+    main()

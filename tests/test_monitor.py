@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sslstudio.core.monitor import collapse_metrics, effective_rank, knn_accuracy, project_2d
+
+
+def test_collapse_meter_tells_healthy_from_collapsed():
+    torch.manual_seed(0)
+    healthy = collapse_metrics(torch.randn(500, 64), None)
+    assert healthy["embedding_std"] == pytest.approx(1 / 8, rel=0.1)
+    assert healthy["embedding_std_reference"] == pytest.approx(1 / 8)
+    assert healthy["effective_rank"] > 50 and abs(healthy["mean_cosine"]) < 0.02
+    collapsed = collapse_metrics(torch.ones(500, 64) + 1e-4 * torch.randn(500, 64), None)
+    assert collapsed["embedding_std"] < 0.01 * healthy["embedding_std"] * 10
+    assert collapsed["mean_cosine"] > 0.99
+
+
+def test_effective_rank_counts_the_dimensions_used():
+    torch.manual_seed(0)
+    three = torch.randn(400, 3) @ torch.randn(3, 32)
+    assert effective_rank(three) < 3.01
+    assert effective_rank(torch.randn(400, 32)) > 25
+
+
+def test_knn_accuracy_on_separable_and_random_labels():
+    torch.manual_seed(0)
+    centres = torch.randn(4, 16) * 5
+    labels = torch.arange(4).repeat_interleave(30)
+    features = centres[labels] + torch.randn(120, 16)
+    assert knn_accuracy(features, labels) == 1.0
+    shuffled = labels[torch.randperm(120)]
+    assert knn_accuracy(features, shuffled) < 0.5
+    assert np.isnan(knn_accuracy(features, torch.full((120,), -1)))
+
+
+def test_projection_is_aligned_to_the_previous_snapshot():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 10)) * np.array([5, 3] + [0.1] * 8)
+    first = project_2d(features, None)
+    angle = 2.0
+    rotation = np.eye(10)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    second = project_2d(features @ rotation * 1.7, first)  # same geometry, new axes and scale
+    assert np.abs(second - first).max() < 1e-3
+    unaligned = project_2d(features @ rotation, None)
+    assert np.abs(unaligned - first).max() > 0.1
