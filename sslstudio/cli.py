@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--device", default="auto")
     embed.add_argument("--batch-size", type=int, default=256)
 
+    gui = commands.add_parser("gui", help="open the desktop app (the default with no command)")
+    gui.add_argument("project", nargs="?", help="a project folder to open")
+
     commands.add_parser("objectives", help="list the objectives and their knobs")
     commands.add_parser("devices", help="list the devices training can use")
     return parser
@@ -62,9 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command in (None, "gui"):
+        return cmd_gui(getattr(args, "project", None))
     from sslstudio.core.backbones import WeightsError
     from sslstudio.core.config import ConfigError
     from sslstudio.core.data import DataError
@@ -80,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, DataError, DeviceError, UnknownName, WeightsError) as error:
         print(f"sslstudio: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def cmd_gui(project: str | None) -> int:
+    try:
+        from sslstudio.gui.app import run
+    except ImportError as error:
+        print(f"sslstudio: error: the desktop app needs PySide6 and pyqtgraph ({error}); "
+              "`sslstudio --help` lists the commands that work without them", file=sys.stderr)
+        return EXIT_USAGE
+    return run(project)
 
 
 def cmd_objectives(args) -> int:

@@ -68,6 +68,7 @@ class StepMetrics:
     progress: float  # 0..1 of the budget
     eta_s: float
     batch_size: int
+    gpu_memory_bytes: int = 0  # peak allocated on a CUDA device; 0 elsewhere
     # Monitor fields: NaN except on the steps where the fixed sample was embedded.
     embedding_std: float = NAN  # std of l2-normalised embeddings per dimension, averaged
     embedding_std_reference: float = NAN  # 1/sqrt(d): what non-collapsed features come close to

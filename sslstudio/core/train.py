@@ -160,7 +160,8 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     per_rank = len(data) // world
     if per_rank < 2:
         raise DataError(f"{len(data)} usable images is too few to train on; at least {2 * world} needed")
-    batch_size = config.batch_size or DEFAULT_BATCH
+    # Auto batch: 256, but never so large that an epoch is a single step (small folders).
+    batch_size = config.batch_size or min(DEFAULT_BATCH, max(2, per_rank // 4))
     if batch_size > per_rank:
         yield RunWarning("batch_reduced", f"batch size {batch_size} is larger than the "
                          f"{per_rank} images per process; using {per_rank}")
@@ -207,6 +208,7 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_run_config(run_dir / "config.toml", resolved, objective_config, preprocess)
+        (run_dir / "status.json").unlink(missing_ok=True)  # running again: no longer finished
         metrics_log = _MetricsLog(run_dir / "metrics.csv", loop.step if resume else None)
 
     steps_per_epoch = per_rank // batch_size
@@ -319,6 +321,8 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                         elapsed_s=elapsed, progress=progress,
                         eta_s=_eta(elapsed, progress, minutes, config.epochs),
                         batch_size=batch_size, extra={k: float(v) for k, v in last_extra.items()},
+                        gpu_memory_bytes=(torch.cuda.max_memory_allocated(device)
+                                          if device.type == "cuda" else 0),
                         **(monitor.latest_fields() if snapshot_events else {}))
                     loss_sum.zero_()
                     steps_in_log, samples_in_log = 0, 0
@@ -360,6 +364,11 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     finally:
         if metrics_log is not None:
             metrics_log.close()
+    if main:
+        import json
+
+        atomic_write_text(run_dir / "status.json", json.dumps(
+            {"status": status, "step": loop.step, "message": message}))
     yield RunFinished(status, loop.step, message, str(checkpoint_path) if checkpoint_path.exists() else "")
 
 

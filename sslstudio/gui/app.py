@@ -1,0 +1,58 @@
+"""Start the desktop app: the window first, everything heavy after it is on screen."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def icon_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "resources" / "icons" / "sslstudio.svg"
+
+
+def apply_palette(app) -> None:
+    """Follow the system's light or dark scheme, and make the plots match it."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    hints = app.styleHints()
+    dark = hasattr(hints, "colorScheme") and hints.colorScheme() == Qt.ColorScheme.Dark
+    if dark:
+        palette = QPalette()
+        base, window, text = QColor(30, 30, 33), QColor(43, 43, 47), QColor(230, 230, 230)
+        for role, colour in ((QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
+                             (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, window),
+                             (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, window),
+                             (QPalette.ColorRole.ButtonText, text),
+                             (QPalette.ColorRole.Highlight, QColor(61, 133, 224)),
+                             (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+                             (QPalette.ColorRole.ToolTipBase, window), (QPalette.ColorRole.ToolTipText, text)):
+            palette.setColor(role, colour)
+        app.setPalette(palette)
+    palette = app.palette()
+    pg.setConfigOptions(background=palette.color(QPalette.ColorRole.Base),
+                        foreground=palette.color(QPalette.ColorRole.Text), antialias=False)
+
+
+def create_app(argv: list[str] | None = None):
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    app.setApplicationName("SSL Studio")
+    app.setOrganizationName("SSL Studio")
+    app.setDesktopFileName("io.github.sslstudio.SSLStudio")
+    app.setWindowIcon(QIcon(str(icon_path())))
+    apply_palette(app)
+    return app
+
+
+def run(project: str | None = None) -> int:
+    app = create_app()
+    from sslstudio.gui.main_window import MainWindow
+
+    window = MainWindow(Path(project) if project else None)
+    window.show()
+    return app.exec()

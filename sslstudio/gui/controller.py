@@ -1,0 +1,154 @@
+"""Turns a job's events into Qt signals and the history buffers the plots read.
+
+Widgets connect to these signals; they never touch the worker, the thread or the generator.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from sslstudio.gui.history import RunHistory
+from sslstudio.gui.worker import JobWorker
+
+
+class TrainingController(QObject):
+    busy_changed = Signal(bool)
+    paused_changed = Signal(bool)
+    scan_progress = Signal(int, int)  # done, total
+    scan_finished = Signal(object)  # ScanFinished
+    data_ready = Signal(object)  # the loaded dataset (a scan job's result)
+    run_started = Signal(object)  # RunStarted
+    metrics = Signal(object)  # StepMetrics
+    snapshot = Signal(object)  # EmbeddingSnapshot
+    warning = Signal(str, str)  # kind, message
+    checkpointed = Signal(object)
+    run_finished = Signal(object)  # RunFinished
+    failed = Signal(str, str)  # message, traceback
+    log = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.worker: JobWorker | None = None
+        self.history = RunHistory()
+        self.job_kind = ""
+        self.run_dir: Path | None = None
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def busy(self) -> bool:
+        return self.worker is not None and self.worker.is_running()
+
+    def start_scan(self, folder: Path, thumbnail_size: int, cache_dir: Path | None) -> None:
+        from sslstudio.core.data.image_folder import load_image_folder
+
+        def job(control):
+            data = yield from load_image_folder(folder, thumbnail_size, labels_from_folders=True,
+                                                cache_dir=cache_dir, control=control)
+            yield _DataLoaded(data)
+
+        self._start("scan", job)
+        self.log.emit(f"scanning {folder}")
+
+    def start_training(self, train_config, objective_config, resume: bool = False) -> None:
+        def job(control):
+            from sslstudio.core.train import train  # torch loads here, off the GUI thread
+
+            yield from train(train_config, objective_config, control, resume=resume)
+
+        self.history = RunHistory()
+        self.run_dir = Path(train_config.out)
+        self._start("train", job)
+        verb = "resuming" if resume else "starting"
+        self.log.emit(f"{verb} {train_config.objective} in {train_config.out}")
+
+    def _start(self, kind: str, job) -> None:
+        if self.busy():
+            raise RuntimeError("a job is already running")
+        self.job_kind = kind
+        worker = JobWorker(job, name=f"sslstudio-{kind}")
+        worker.event.connect(self._on_event)
+        worker.failed.connect(self._on_failed)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+        self.busy_changed.emit(True)
+
+    def pause(self) -> None:
+        if self.busy():
+            self.worker.pause()
+            self.paused_changed.emit(True)
+            self.log.emit("paused")
+
+    def resume(self) -> None:
+        if self.worker is not None:
+            self.worker.resume()
+            self.paused_changed.emit(False)
+            self.log.emit("resumed")
+
+    def stop(self) -> None:
+        if self.busy():
+            self.worker.cancel()
+            self.paused_changed.emit(False)
+            self.log.emit("stopping: finishing the step and saving a checkpoint")
+
+    def shutdown(self, timeout_ms: int = 120000) -> bool:
+        """Cancel and join whatever runs. True when no thread is left."""
+        if self.worker is None:
+            return True
+        self.worker.cancel()
+        ended = self.worker.wait(timeout_ms)
+        return ended
+
+    # -- events -------------------------------------------------------------------------------
+    def _on_event(self, event) -> None:
+        kind = type(event).__name__
+        if kind == "ScanProgress":
+            self.scan_progress.emit(event.done, event.total)
+        elif kind == "ScanFinished":
+            self.scan_finished.emit(event)
+            self.log.emit(f"scan: {event.usable} usable of {event.total_files} files, "
+                          f"{event.skipped} skipped ({event.elapsed_s:.1f}s)")
+        elif kind == "_DataLoaded":
+            self.data_ready.emit(event.data)
+        elif kind == "RunStarted":
+            self.run_started.emit(event)
+            self.log.emit(f"{event.objective} on {event.backbone} ({event.feature_dim}-d), "
+                          f"{event.device}, {event.num_items} images, batch {event.batch_size}")
+        elif kind == "StepMetrics":
+            ratio = (event.embedding_std / event.embedding_std_reference
+                     if event.embedding_std_reference == event.embedding_std_reference else math.nan)
+            self.history.append(step=event.step, loss=event.loss, lr=event.lr,
+                                samples_per_s=event.samples_per_s, std_ratio=ratio,
+                                effective_rank=event.effective_rank, knn_accuracy=event.knn_accuracy)
+            self.metrics.emit(event)
+        elif kind == "EmbeddingSnapshot":
+            self.snapshot.emit(event)
+        elif kind == "RunWarning":
+            self.warning.emit(event.kind, event.message)
+            self.log.emit(f"warning: {event.message}")
+        elif kind == "Checkpointed":
+            self.checkpointed.emit(event)
+            self.log.emit(f"checkpoint at step {event.step}")
+        elif kind == "RunFinished":
+            self.run_finished.emit(event)
+            text = f"run {event.status} at step {event.step}"
+            self.log.emit(text + (f": {event.message}" if event.message else ""))
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.log.emit(f"error: {message}")
+        self.failed.emit(message, details)
+
+    def _on_finished(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.deleteLater()
+        self.busy_changed.emit(False)
+
+
+class _DataLoaded:
+    """The scan job's last item: the loaded data, handed over in one event."""
+
+    def __init__(self, data):
+        self.data = data

@@ -1,0 +1,571 @@
+"""The main window: data on the left, curves and the map in the middle, run setup on the right,
+runs and the log at the bottom. It talks to jobs only through the TrainingController."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QMainWindow, QMessageBox, QProgressBar,
+                               QPushButton, QTabWidget, QVBoxLayout, QWidget)
+
+from sslstudio.core.project import Project, ProjectError, read_metrics, read_snapshot
+from sslstudio.gui.controller import TrainingController
+from sslstudio.gui.history import RunHistory
+from sslstudio.gui.widgets.curves import CurvesView
+from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+from sslstudio.gui.widgets.gallery import GalleryView
+from sslstudio.gui.widgets.log_panel import LogPanel
+from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
+from sslstudio.gui.worker import JobWorker
+
+APP_NAME = "SSL Studio"
+THUMBNAIL_SIZE = 64
+MAX_RECENT = 8
+
+
+def sample_dataset_path() -> Path:
+    """The bundled sample: resources/ beside the package in a checkout or an editable install."""
+    return Path(__file__).resolve().parents[2] / "resources" / "samples" / "fashion-mnist"
+
+
+def default_projects_root() -> Path:
+    documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(documents or Path.home()) / "SSL Studio"
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds or math.isinf(seconds):
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, project_path: Path | None = None, settings: QSettings | None = None):
+        super().__init__()
+        self.settings = settings or QSettings()
+        self.project: Project | None = None
+        self.data_set = None
+        self.engine = None
+        self.controller = TrainingController(self)
+        self._engine_loader: JobWorker | None = None
+        self._closing = False
+        self._pending_data_dir: Path | None = None
+        self.setAcceptDrops(True)
+        self._build_widgets()
+        self._build_actions()
+        self._connect_controller()
+        self._restore_layout()
+        self._update_title()
+        self._update_actions()
+        if project_path is not None:
+            QTimer.singleShot(0, lambda: self.open_project(Path(project_path)))
+        # The engine (torch) loads after the window is on screen, off the GUI thread.
+        QTimer.singleShot(0, self._load_engine)
+
+    # -- construction -------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.resize(1400, 860)
+        self.gallery = GalleryView()
+        self.curves = CurvesView()
+        self.map = EmbeddingMap()
+        self.map.thumbnail_for = self._thumbnail_for
+        self.map.point_clicked.connect(self._map_point_clicked)
+        self.setup = RunSetupPanel()
+        self.log = LogPanel()
+
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background: #b3261e; color: white; padding: 6px; font-weight: bold;")
+        self.banner.hide()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.curves, "Training curves")
+        self.tabs.addTab(self.map, "Embedding map")
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(0, 0, 0, 0)
+        central_layout.addWidget(self.banner)
+        central_layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        self.data_dock = self._dock("Data", self.gallery, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.data_dock.setMinimumWidth(280)
+        setup_box = QWidget()
+        setup_layout = QVBoxLayout(setup_box)
+        setup_layout.setContentsMargins(4, 4, 4, 4)
+        setup_layout.addWidget(self.setup, 1)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        for button in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(button)
+        setup_layout.addLayout(buttons)
+        self.setup_dock = self._dock("Run setup", setup_box, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setup_dock.setMinimumWidth(320)
+
+        runs_box = QWidget()
+        runs_layout = QVBoxLayout(runs_box)
+        runs_layout.setContentsMargins(4, 4, 4, 4)
+        self.runs_list = QListWidget()
+        self.runs_list.currentItemChanged.connect(self._run_selected)
+        self.resume_button = QPushButton("Resume selected run")
+        self.resume_button.clicked.connect(self.resume_selected_run)
+        runs_layout.addWidget(self.runs_list, 1)
+        runs_layout.addWidget(self.resume_button)
+        self.runs_dock = self._dock("Runs", runs_box, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_dock = self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.status_text = QLabel("Open a folder of images to begin (File > Open folder, or drop it here)")
+        self.statusBar().addWidget(self.status_text, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.replace(" ", "_"))
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        self.new_project_action = self._action("&New project…", self.new_project_dialog,
+                                               QKeySequence.StandardKey.New)
+        self.open_project_action = self._action("&Open project…", self.open_project_dialog,
+                                                QKeySequence.StandardKey.Open)
+        self.open_folder_action = self._action("Open image &folder…", self.open_folder_dialog,
+                                               "Ctrl+Shift+O", "Scan a folder of images")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.start_action = self._action("&Start training", self.start_training, "Ctrl+R")
+        self.pause_action = self._action("&Pause", self.toggle_pause, "Ctrl+P")
+        self.stop_action = self._action("S&top", self.stop_training, "Ctrl+.")
+        self.sample_action = self._action("Open &sample dataset", self.open_sample,
+                                          tip="300 Fashion-MNIST images to try SSL Studio on")
+        self.about_action = self._action("&About SSL Studio", self.about)
+
+        file_menu = self.menuBar().addMenu("&File")
+        for action in (self.new_project_action, self.open_project_action, self.open_folder_action):
+            file_menu.addAction(action)
+        self.recent_projects_menu = file_menu.addMenu("Recent &projects")
+        self.recent_folders_menu = file_menu.addMenu("Recent &folders")
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        run_menu = self.menuBar().addMenu("&Run")
+        for action in (self.start_action, self.pause_action, self.stop_action):
+            run_menu.addAction(action)
+        view_menu = self.menuBar().addMenu("&View")
+        for dock in (self.data_dock, self.setup_dock, self.runs_dock, self.log_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.sample_action)
+        help_menu.addAction(self.about_action)
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main_toolbar")
+        for action in (self.open_folder_action, self.start_action, self.pause_action, self.stop_action):
+            toolbar.addAction(action)
+
+        self.start_button.clicked.connect(self.start_training)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop_training)
+        self._refresh_recent_menus()
+
+    def _connect_controller(self) -> None:
+        c = self.controller
+        c.busy_changed.connect(lambda _busy: self._update_actions())
+        c.paused_changed.connect(self._paused_changed)
+        c.scan_progress.connect(self._scan_progress)
+        c.scan_finished.connect(self._scan_finished)
+        c.data_ready.connect(self._data_ready)
+        c.run_started.connect(self._run_started)
+        c.metrics.connect(self._metrics)
+        c.snapshot.connect(self._snapshot)
+        c.warning.connect(self._warning)
+        c.run_finished.connect(self._run_finished)
+        c.failed.connect(self._failed)
+        c.log.connect(self.log.add)
+
+    # -- engine -------------------------------------------------------------------------------
+    def _load_engine(self) -> None:
+        def job(_control):
+            yield engine_info()
+
+        self._engine_loader = JobWorker(job, name="sslstudio-engine-loader")
+        self._engine_loader.event.connect(self._engine_loaded)
+        self._engine_loader.failed.connect(self._failed)
+        self._engine_loader.start()
+
+    @Slot(object)
+    def _engine_loaded(self, info: dict) -> None:
+        self.engine = info
+        self.setup.populate(info, self._saved_choices())
+        self.log.add("training engine ready: " + ", ".join(
+            description for _, description in info["devices"][1:]))
+        self._update_actions()
+
+    def _saved_choices(self) -> dict:
+        raw = self.settings.value("run/choices", "")
+        try:
+            return json.loads(raw) if raw else {}
+        except (TypeError, ValueError):
+            return {}
+
+    # -- projects and folders -----------------------------------------------------------------
+    def new_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose or create an empty folder for the project",
+                                                  str(default_projects_root()))
+        if folder:
+            self.open_project(Path(folder), create=True)
+
+    def open_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open an SSL Studio project",
+                                                  str(default_projects_root()))
+        if folder:
+            self.open_project(Path(folder))
+
+    def open_project(self, path: Path, create: bool = False) -> bool:
+        if self.controller.busy():
+            QMessageBox.information(self, APP_NAME, "Stop the running job before switching projects.")
+            return False
+        try:
+            project = Project.create(path) if create else Project.open(path)
+        except ProjectError as error:
+            QMessageBox.warning(self, APP_NAME, f"{error}\n\nUse File > New project to make one here.")
+            return False
+        except OSError as error:
+            QMessageBox.warning(self, APP_NAME, f"Cannot open {path}: {error.strerror or error}")
+            return False
+        self.project = project
+        self._remember("recent/projects", str(project.path))
+        self._update_title()
+        self.refresh_runs(select_latest=True)
+        self.log.add(f"project {project.name} ({project.path})")
+        if project.data_dir:
+            if Path(project.data_dir).is_dir():
+                self.scan_folder(Path(project.data_dir))
+            else:
+                QMessageBox.warning(self, APP_NAME, f"The project's data folder is gone: "
+                                    f"{project.data_dir}\nOpen the folder again where it now is.")
+        return True
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images",
+                                                  self.settings.value("recent/last_dir", str(Path.home())))
+        if folder:
+            self.open_data_folder(Path(folder))
+
+    def open_sample(self) -> None:
+        self.open_data_folder(sample_dataset_path())
+
+    def open_data_folder(self, folder: Path) -> None:
+        if self.controller.busy():
+            QMessageBox.information(self, APP_NAME, "Stop the running job before opening another folder.")
+            return
+        if not folder.is_dir():
+            QMessageBox.warning(self, APP_NAME, f"Not a folder: {folder}")
+            return
+        if self.project is None:
+            # Runs need a home: a project named after the folder, in the documents folder.
+            root = default_projects_root() / folder.resolve().name
+            try:
+                self.project = Project.create(root)
+            except (ProjectError, OSError) as error:
+                QMessageBox.warning(self, APP_NAME, f"Cannot create a project in {root}: {error}")
+                return
+            self._remember("recent/projects", str(self.project.path))
+            self.refresh_runs()
+        self.project.set_data_dir(str(folder.resolve()))
+        self.settings.setValue("recent/last_dir", str(folder.resolve().parent))
+        self._remember("recent/folders", str(folder.resolve()))
+        self._update_title()
+        self.scan_folder(folder.resolve())
+
+    def scan_folder(self, folder: Path) -> None:
+        self.gallery.set_data(None)
+        self.data_set = None
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("scanning…")
+        self.progress.show()
+        self.status_text.setText(f"Scanning {folder}…")
+        self.controller.start_scan(folder, THUMBNAIL_SIZE, self.project.cache_dir if self.project else None)
+
+    # -- training -----------------------------------------------------------------------------
+    def start_training(self) -> None:
+        if self.controller.busy() or self.engine is None:
+            return
+        if self.data_set is None or self.project is None:
+            QMessageBox.information(self, APP_NAME, "Open a folder of images first "
+                                    "(or Help > Open sample dataset).")
+            return
+        from sslstudio.core.config import ConfigError
+
+        try:
+            train_config, objective_config = self.setup.build_configs(
+                self.project.data_dir, str(self.project.new_run_dir(self.setup.objective.currentText())))
+        except ConfigError as error:
+            QMessageBox.warning(self, APP_NAME, f"A setting is not valid: {error}")
+            return
+        self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
+        self.banner.hide()
+        self.map.clear()
+        self.controller.start_training(train_config, objective_config)
+        self.curves.set_history(self.controller.history)
+        self.tabs.setCurrentWidget(self.curves)
+
+    def resume_selected_run(self) -> None:
+        item = self.runs_list.currentItem()
+        if item is None or self.controller.busy():
+            return
+        summary = item.data(Qt.ItemDataRole.UserRole)
+        if not summary.resumable:
+            QMessageBox.information(self, APP_NAME, f"Run {summary.name} is {summary.status}; "
+                                    "only stopped or interrupted runs can be resumed.")
+            return
+        from sslstudio.core.train_config import load_run_config
+
+        train_config, objective_config, _ = load_run_config(summary.path / "config.toml")
+        history = RunHistory.from_metrics(read_metrics(summary.path))
+        self.banner.hide()
+        self.controller.start_training(train_config, objective_config, resume=True)
+        self.controller.history = history  # keep the curve drawn so far; new points append to it
+        self.curves.set_history(history)
+
+    def toggle_pause(self) -> None:
+        if not self.controller.busy() or self.controller.job_kind != "train":
+            return
+        if self.controller.worker.control.paused:
+            self.controller.resume()
+        else:
+            self.controller.pause()
+
+    def stop_training(self) -> None:
+        self.controller.stop()
+
+    # -- controller signals -------------------------------------------------------------------
+    def _scan_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.setFormat(f"scanning %v / %m")
+
+    def _scan_finished(self, event) -> None:
+        self.progress.hide()
+        self._last_scan = event
+
+    def _data_ready(self, data_set) -> None:
+        self.data_set = data_set
+        self.gallery.set_data(data_set)
+        report = data_set.report
+        self.status_text.setText(f"{report.usable:,} images in {data_set.root}")
+        self._update_actions()
+        if report.skipped:
+            box = QMessageBox(self)
+            box.setIcon(QMessageBox.Icon.Warning)
+            box.setWindowTitle("Scan report")
+            box.setText(report.summary())
+            box.setInformativeText("These files were skipped; training uses the rest.")
+            box.setDetailedText("\n".join(f"{path}: {reason}" for path, reason in report.skipped))
+            box.setStandardButtons(QMessageBox.StandardButton.Ok)
+            box.open()  # not exec(): the window keeps working while the report is up
+            self._scan_report_box = box
+        self.log.add(f"data: {report.summary()}")
+
+    def _run_started(self, event) -> None:
+        self.map.class_names = event.class_names
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.progress.show()
+        self.refresh_runs(select_path=Path(event.run_dir))
+
+    def _metrics(self, event) -> None:
+        self.progress.setValue(int(event.progress * 1000))
+        self.progress.setFormat(f"{event.progress * 100:.0f}%  ETA {_duration(event.eta_s)}")
+        memory = (f" | GPU {event.gpu_memory_bytes / 2**30:.1f} GiB" if event.gpu_memory_bytes else "")
+        self.status_text.setText(f"step {event.step} | epoch {event.epoch} | loss {event.loss:.4f} | "
+                                 f"{event.samples_per_s:,.0f} images/s{memory}")
+
+    def _snapshot(self, event) -> None:
+        self.map.show_snapshot(event.indices, event.coords, event.labels, event.step)
+
+    def _warning(self, kind: str, message: str) -> None:
+        if kind in ("collapse", "non_finite"):
+            self.banner.setText(message)
+            self.banner.show()
+
+    def _run_finished(self, event) -> None:
+        self.progress.hide()
+        self.status_text.setText(f"Run {event.status} at step {event.step}"
+                                 + (f": {event.message}" if event.message else ""))
+        if not self._closing:
+            self.refresh_runs(select_path=self.controller.run_dir)
+
+    def _failed(self, message: str, details: str) -> None:
+        self.progress.hide()
+        if self._closing:
+            return
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Critical)
+        box.setWindowTitle(APP_NAME)
+        box.setText(message)
+        box.setDetailedText(details)
+        box.open()
+        self._error_box = box
+
+    def _paused_changed(self, paused: bool) -> None:
+        self.pause_action.setText("&Resume" if paused else "&Pause")
+        self.pause_button.setText("Resume" if paused else "Pause")
+        if paused:
+            self.status_text.setText("Paused")
+
+    # -- runs list ----------------------------------------------------------------------------
+    def refresh_runs(self, select_path: Path | None = None, select_latest: bool = False) -> None:
+        self.runs_list.blockSignals(True)
+        self.runs_list.clear()
+        runs = self.project.runs() if self.project else []
+        chosen = None
+        for summary in runs:
+            item = QListWidgetItem(f"{summary.name}  ·  {summary.objective} on {summary.backbone}  ·  "
+                                   f"{summary.status}, step {summary.step}")
+            item.setData(Qt.ItemDataRole.UserRole, summary)
+            self.runs_list.addItem(item)
+            if select_path is not None and summary.path == Path(select_path):
+                chosen = item
+        if chosen is None and select_latest and self.runs_list.count():
+            chosen = self.runs_list.item(0)
+        self.runs_list.blockSignals(False)
+        if chosen is not None:
+            self.runs_list.setCurrentItem(chosen)
+        self._update_actions()
+
+    def _run_selected(self, item, _previous=None) -> None:
+        self._update_actions()
+        if item is None or self.controller.busy():
+            return
+        summary = item.data(Qt.ItemDataRole.UserRole)
+        self.curves.set_history(RunHistory.from_metrics(read_metrics(summary.path)))
+        snapshot = read_snapshot(summary.path)
+        if snapshot is not None:
+            self.map.show_snapshot(snapshot["indices"], snapshot["coords"], snapshot["labels"],
+                                   int(snapshot["step"]))
+
+    # -- map and gallery ----------------------------------------------------------------------
+    def _thumbnail_for(self, index: int):
+        if self.data_set is None or not 0 <= index < len(self.data_set):
+            return None
+        return self.gallery.model.thumbnail(index)
+
+    def _map_point_clicked(self, index: int) -> None:
+        if self.data_set is not None and 0 <= index < len(self.data_set):
+            self.gallery.select(index)
+
+    # -- state --------------------------------------------------------------------------------
+    def _update_actions(self) -> None:
+        busy = self.controller.busy()
+        training = busy and self.controller.job_kind == "train"
+        can_start = not busy and self.engine is not None and self.data_set is not None
+        self.start_action.setEnabled(can_start)
+        self.start_button.setEnabled(can_start)
+        for widget in (self.pause_action, self.pause_button, self.stop_action, self.stop_button):
+            widget.setEnabled(training)
+        if not training:
+            self._paused_changed(False)
+        item = self.runs_list.currentItem()
+        resumable = item is not None and item.data(Qt.ItemDataRole.UserRole).resumable
+        self.resume_button.setEnabled(resumable and not busy and self.engine is not None)
+        for action in (self.open_folder_action, self.sample_action, self.open_project_action,
+                       self.new_project_action):
+            action.setEnabled(not busy)
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"{APP_NAME} — {self.project.name}" if self.project else APP_NAME)
+
+    def _remember(self, key: str, value: str) -> None:
+        items = [v for v in (self.settings.value(key) or []) if v != value]
+        if isinstance(items, str):
+            items = [items]
+        self.settings.setValue(key, [value] + items[: MAX_RECENT - 1])
+        self._refresh_recent_menus()
+
+    def _recent(self, key: str) -> list[str]:
+        value = self.settings.value(key) or []
+        return [value] if isinstance(value, str) else list(value)
+
+    def _refresh_recent_menus(self) -> None:
+        for menu, key, opener in ((self.recent_projects_menu, "recent/projects", self.open_project),
+                                  (self.recent_folders_menu, "recent/folders", self.open_data_folder)):
+            menu.clear()
+            entries = [p for p in self._recent(key) if Path(p).exists()]
+            for path in entries:
+                action = menu.addAction(path)
+                action.triggered.connect(lambda _=False, p=path, o=opener: o(Path(p)))
+            menu.setEnabled(bool(entries))
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def about(self) -> None:
+        from sslstudio import __version__
+
+        QMessageBox.about(self, APP_NAME, f"<b>SSL Studio {__version__}</b><p>Self-supervised "
+                          "pretraining on your own images, watched live.</p>")
+
+    # -- drag and drop ------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        urls = event.mimeData().urls()
+        if urls and all(Path(u.toLocalFile()).is_dir() for u in urls[:1]):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_data_folder(Path(urls[0].toLocalFile()))
+
+    # -- closing ------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        training = self.controller.busy() and self.controller.job_kind == "train"
+        if training and not getattr(self, "skip_close_question", False):
+            answer = QMessageBox.question(
+                self, APP_NAME, "Training is running. Stop it (a checkpoint is saved, so it can be "
+                "resumed) and quit?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self._closing = True
+        self.status_text.setText("Stopping…")
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        if self.engine is not None:
+            self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
+        self.controller.shutdown()
+        if self._engine_loader is not None:
+            self._engine_loader.wait()
+        self.curves.stop()
+        self.map.stop()
+        event.accept()

@@ -1,0 +1,293 @@
+"""The run setup panel: objective with its explanation, its knobs as a form generated from its
+config dataclass (ranges, defaults and tooltips from the field metadata), and the run's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QPushButton, QRadioButton,
+                               QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+
+from sslstudio.core.config import knobs
+
+
+def _decimals_for(value: float, low: float | None) -> int:
+    """Enough decimals to show the default and the smallest allowed value (lr 1e-6 needs 7)."""
+    import math
+
+    smallest = min((abs(v) for v in (value, low or 0.0) if v), default=1.0)
+    return int(min(8, max(2, 2 - math.floor(math.log10(smallest)))))
+
+
+def editor_for(field: dataclasses.Field, value):
+    """A widget for one knob, with its range and help as tooltip; returns (widget, getter, setter)."""
+    meta = field.metadata
+    tip = meta.get("help", "")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None or high is not None:
+        tip += f"\nrange {low:g} to {high:g}, default {field.default}"
+    if isinstance(field.default, bool):
+        widget = QCheckBox()
+        widget.setChecked(bool(value))
+        getter, setter = widget.isChecked, widget.setChecked
+    elif meta.get("choices"):
+        widget = QComboBox()
+        widget.addItems(list(meta["choices"]))
+        widget.setCurrentText(str(value))
+        getter, setter = widget.currentText, lambda v: widget.setCurrentText(str(v))
+    elif isinstance(field.default, int):
+        widget = QSpinBox()
+        widget.setRange(int(low if low is not None else -2**31), int(min(high if high is not None else 2**31 - 1, 2**31 - 1)))
+        widget.setValue(int(value))
+        getter, setter = widget.value, lambda v: widget.setValue(int(v))
+    elif isinstance(field.default, float):
+        widget = QDoubleSpinBox()
+        widget.setDecimals(_decimals_for(float(field.default), low))
+        widget.setRange(float(low if low is not None else -1e12), float(high if high is not None else 1e12))
+        widget.setSingleStep(max(10 ** -widget.decimals(), abs(float(field.default)) / 10 or 0.1))
+        widget.setValue(float(value))
+        getter, setter = widget.value, lambda v: widget.setValue(float(v))
+    else:
+        return None
+    widget.setToolTip(tip)
+    return widget, getter, setter
+
+
+class KnobForm(QWidget):
+    """Editors for a config dataclass's knobs; `values()` gives what differs from nothing."""
+
+    def __init__(self, config_cls, values: dict | None = None, skip: tuple[str, ...] = (), parent=None):
+        super().__init__(parent)
+        self.config_cls = config_cls
+        self.editors: dict[str, tuple] = {}
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        defaults = config_cls()
+        for field in knobs(config_cls):
+            if field.name in skip:
+                continue
+            value = (values or {}).get(field.name, getattr(defaults, field.name))
+            made = editor_for(field, value)
+            if made is None:
+                continue
+            self.editors[field.name] = made
+            label = QLabel(field.name.replace("_", " "))
+            label.setToolTip(made[0].toolTip())
+            layout.addRow(label, made[0])
+
+    def values(self) -> dict:
+        return {name: getter() for name, (_, getter, _) in self.editors.items()}
+
+    def reset(self) -> None:
+        defaults = self.config_cls()
+        for name, (_, _, setter) in self.editors.items():
+            setter(getattr(defaults, name))
+
+
+class RunSetupPanel(QWidget):
+    changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.objectives: dict[str, type] = {}
+        self.saved_knobs: dict[str, dict] = {}
+        self.knob_form: KnobForm | None = None
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.loading = QLabel("Loading the training engine…")
+        outer.addWidget(self.loading)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        body = QWidget()
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
+        self.body_layout = QVBoxLayout(body)
+
+        method = QGroupBox("Method")
+        method_layout = QVBoxLayout(method)
+        self.objective = QComboBox()
+        self.objective.currentTextChanged.connect(self._objective_changed)
+        self.explanation = QLabel()
+        self.explanation.setWordWrap(True)
+        method_layout.addWidget(self.objective)
+        method_layout.addWidget(self.explanation)
+        self.knob_box = QGroupBox("Method knobs")
+        self.knob_layout = QVBoxLayout(self.knob_box)
+        reset = QPushButton("Reset knobs to defaults")
+        reset.clicked.connect(lambda: self.knob_form and self.knob_form.reset())
+        self.knob_layout.addWidget(reset)
+
+        run = QGroupBox("Run")
+        run_form = QFormLayout(run)
+        self.backbone = QComboBox()
+        self.backbone.setToolTip("The encoder being trained. auto: small_cnn on a CPU, resnet18 on a GPU")
+        self.device = QComboBox()
+        self.device.setToolTip("Where training runs; auto picks the largest GPU, else the CPU")
+        self.image_size = QSpinBox()
+        self.image_size.setRange(0, 1024)
+        self.image_size.setSpecialValueText("auto")
+        self.image_size.setSuffix(" px")
+        self.image_size.setToolTip("Training resolution; auto follows the data (28-64 px on a CPU)")
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(0, 65536)
+        self.batch_size.setSpecialValueText("auto (256)")
+        self.batch_size.setToolTip("Images per step; contrastive methods like 256 or more")
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.0, 1.0)
+        self.strength.setSingleStep(0.1)
+        self.strength.setToolTip("Augmentation strength: crop scale, colour jitter, blur, grayscale, "
+                                 "flip. 0 is none, 1 is SimCLR's full recipe")
+        budget_row = QWidget()
+        budget_layout = QHBoxLayout(budget_row)
+        budget_layout.setContentsMargins(0, 0, 0, 0)
+        self.by_minutes = QRadioButton("minutes")
+        self.by_epochs = QRadioButton("epochs")
+        group = QButtonGroup(self)
+        group.addButton(self.by_minutes)
+        group.addButton(self.by_epochs)
+        self.by_minutes.setChecked(True)
+        self.minutes = QDoubleSpinBox()
+        self.minutes.setRange(0.1, 100000)
+        self.minutes.setValue(5.0)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 100000)
+        self.epochs.setValue(10)
+        budget_layout.addWidget(self.minutes)
+        budget_layout.addWidget(self.by_minutes)
+        budget_layout.addWidget(self.epochs)
+        budget_layout.addWidget(self.by_epochs)
+        self.labels = QCheckBox("Subfolders are classes (kNN monitor)")
+        self.labels.setToolTip("Only for watching: folder names give a kNN accuracy while training; "
+                               "the objective never sees them")
+        run_form.addRow("Backbone", self.backbone)
+        run_form.addRow("Device", self.device)
+        run_form.addRow("Image size", self.image_size)
+        run_form.addRow("Batch size", self.batch_size)
+        run_form.addRow("Augmentation", self.strength)
+        run_form.addRow("Budget", budget_row)
+        run_form.addRow("", self.labels)
+
+        self.body_layout.addWidget(method)
+        self.body_layout.addWidget(self.knob_box)
+        self.body_layout.addWidget(run)
+        self.body_layout.addStretch(1)
+        self.setEnabled(False)
+
+    def populate(self, info: dict, choices: dict) -> None:
+        """Fill the panel once the engine is loaded. `info` comes from `engine_info()`."""
+        from sslstudio.core.train_config import TrainConfig
+
+        defaults = TrainConfig()
+        self.objectives = info["objectives"]
+        self.summaries = info["summaries"]
+        self.backbone.clear()
+        self.backbone.addItem("auto", "auto")
+        for name, description in info["backbones"].items():
+            self.backbone.addItem(f"{name}: {description}", name)
+        self.device.clear()
+        for name, description in info["devices"]:
+            self.device.addItem(description, name)
+        self.saved_knobs = choices.get("knobs", {})
+        self.objective.blockSignals(True)
+        self.objective.clear()
+        self.objective.addItems(sorted(self.objectives))
+        self.objective.blockSignals(False)
+        self.objective.setCurrentText(choices.get("objective", info["default_objective"]))
+        self._objective_changed(self.objective.currentText())
+        self._set_combo_data(self.backbone, choices.get("backbone", "auto"))
+        self._set_combo_data(self.device, choices.get("device", "auto"))
+        self.image_size.setValue(int(choices.get("image_size", 0)))
+        self.batch_size.setValue(int(choices.get("batch_size", 0)))
+        self.strength.setValue(float(choices.get("augmentation_strength", defaults.augmentation_strength)))
+        self.minutes.setValue(float(choices.get("minutes", 5.0)))
+        self.epochs.setValue(int(choices.get("epochs", 10)))
+        (self.by_epochs if choices.get("budget") == "epochs" else self.by_minutes).setChecked(True)
+        self.labels.setChecked(bool(choices.get("labels_from_folders", True)))
+        self.loading.hide()
+        self.setEnabled(True)
+
+    @staticmethod
+    def _set_combo_data(combo: QComboBox, value) -> None:
+        index = combo.findData(value)
+        combo.setCurrentIndex(max(0, index))
+
+    def _objective_changed(self, name: str) -> None:
+        if name not in self.objectives:
+            return
+        if self.knob_form is not None:
+            self.saved_knobs[self.knob_form.config_cls.__name__] = self.knob_form.values()
+            # Hidden and deleted in place: unparenting would flash it up as a top-level window.
+            self.knob_layout.removeWidget(self.knob_form)
+            self.knob_form.hide()
+            self.knob_form.deleteLater()
+        config_cls = self.objectives[name].config_cls
+        self.knob_form = KnobForm(config_cls, self.saved_knobs.get(config_cls.__name__))
+        self.knob_layout.insertWidget(0, self.knob_form)
+        self.explanation.setText(self.summaries.get(name, ""))
+        self.changed.emit()
+
+    def choices(self) -> dict:
+        """Everything the user picked, as plain values (saved in QSettings between sessions)."""
+        knob_values = dict(self.saved_knobs)
+        if self.knob_form is not None:
+            knob_values[self.knob_form.config_cls.__name__] = self.knob_form.values()
+        return {
+            "objective": self.objective.currentText(),
+            "knobs": knob_values,
+            "backbone": self.backbone.currentData(),
+            "device": self.device.currentData(),
+            "image_size": self.image_size.value(),
+            "batch_size": self.batch_size.value(),
+            "augmentation_strength": self.strength.value(),
+            "minutes": self.minutes.value(),
+            "epochs": self.epochs.value(),
+            "budget": "epochs" if self.by_epochs.isChecked() else "minutes",
+            "labels_from_folders": self.labels.isChecked(),
+        }
+
+    def build_configs(self, data_dir: str, out_dir: str):
+        """(TrainConfig, objective config) from the form; raises ConfigError on a bad value."""
+        from sslstudio.core.config import validate, with_overrides
+        from sslstudio.core.train_config import TrainConfig
+
+        choice = self.choices()
+        name = choice["objective"]
+        objective_cls = self.objectives[name]
+        objective_config = with_overrides(objective_cls.config_cls(),
+                                          choice["knobs"].get(objective_cls.config_cls.__name__, {}))
+        by_epochs = choice["budget"] == "epochs"
+        train_config = TrainConfig(
+            data=data_dir, out=out_dir, objective=name, backbone=choice["backbone"] or "auto",
+            device=choice["device"] or "auto", image_size=choice["image_size"],
+            batch_size=choice["batch_size"], augmentation_strength=choice["augmentation_strength"],
+            epochs=choice["epochs"] if by_epochs else 0,
+            minutes=0.0 if by_epochs else choice["minutes"],
+            labels_from_folders=choice["labels_from_folders"])
+        validate(train_config)
+        validate(objective_config)
+        return train_config, objective_config
+
+
+def engine_info() -> dict:
+    """Objectives, backbones and devices; imports torch, so call it off the GUI thread."""
+    from sslstudio.core.backbones import BACKBONES
+    from sslstudio.core.devices import list_devices, resolve_device
+    from sslstudio.core.objectives import OBJECTIVES
+    from sslstudio.core.train_config import DEFAULT_OBJECTIVE
+
+    best = str(resolve_device("auto"))
+    devices = [("auto", f"auto ({best})")]
+    for device in list_devices():
+        memory = f", {device.memory_bytes / 2**30:.1f} GiB" if device.memory_bytes else ""
+        devices.append((device.name, f"{device.name}: {device.description}{memory}"))
+    objectives = {name: OBJECTIVES.get(name) for name in OBJECTIVES.names()}
+    return {
+        "objectives": objectives,
+        "summaries": {name: cls.summary for name, cls in objectives.items()},
+        "backbones": {name: BACKBONES.get(name).description for name in BACKBONES.names()
+                      if BACKBONES.get(name).modality == "image" and not name.startswith("bench_")},
+        "devices": devices,
+        "default_objective": DEFAULT_OBJECTIVE,
+    }
