@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gui = commands.add_parser("gui", help="open the desktop app (the default with no command)")
     gui.add_argument("project", nargs="?", help="a project folder to open")
+    gui.add_argument("--sample", action="store_true", help="open the bundled sample dataset")
 
     commands.add_parser("objectives", help="list the objectives and their knobs")
     commands.add_parser("devices", help="list the devices training can use")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in (None, "gui"):
-        return cmd_gui(getattr(args, "project", None))
+        return cmd_gui(getattr(args, "project", None), getattr(args, "sample", False))
     from sslstudio.core.backbones import WeightsError
     from sslstudio.core.config import ConfigError
     from sslstudio.core.data import DataError
@@ -84,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def cmd_gui(project: str | None) -> int:
+def cmd_gui(project: str | None, sample: bool = False) -> int:
     try:
         from sslstudio.gui.app import run
     except ImportError as error:
         print(f"sslstudio: error: the desktop app needs PySide6 and pyqtgraph ({error}); "
               "`sslstudio --help` lists the commands that work without them", file=sys.stderr)
         return EXIT_USAGE
-    return run(project)
+    return run(project, sample)
 
 
 def cmd_objectives(args) -> int:

@@ -197,3 +197,58 @@ def test_close_during_a_run_asks_first(qtbot, window, monkeypatch):
     assert not w.isVisible() and not w.controller.busy()
     runs = w.project.runs()
     assert runs[0].status == "cancelled"
+
+
+def test_map_hover_shows_the_thumbnail_and_colours_follow_the_choice(qtbot):
+    import numpy as np
+    from PySide6.QtGui import QPixmap
+
+    from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+
+    view = EmbeddingMap()
+    qtbot.addWidget(view)
+    view.resize(600, 400)
+    view.show()
+    thumb = QPixmap(8, 8)
+    view.thumbnail_for = lambda index: thumb
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(2000, 2)).astype(np.float32)
+    labels = np.repeat(np.arange(4), 500)
+    view.show_snapshot(np.arange(2000), coords, labels, step=10)
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+    assert np.allclose(view.coords, coords)
+    by_label = list(view._brushes)
+    assert len({id(b) for b in by_label}) == 4  # one shared brush per class
+    view.colour_by.setCurrentIndex(1)
+    assert len({id(b) for b in view._brushes}) >= 2 and view._brushes != by_label
+
+    target = view.plot.getViewBox().mapViewToScene(pg_point(coords[7]))
+    view._hover(target)
+    assert view.hover_label.isVisible()
+    clicked = []
+    view.point_clicked.connect(clicked.append)
+    view._clicked(None, [FakePoint(coords[7])])
+    assert clicked == [7]
+
+    # A new snapshot of the same points glides from where they are instead of jumping.
+    view.show_snapshot(np.arange(2000), coords + 1.0, labels, step=20)
+    qtbot.wait(60)
+    middle = view._current_coords()
+    assert 0.0 < float(np.mean(middle - coords)) < 1.0
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+    view.stop()
+    view.close()
+
+
+class FakePoint:
+    def __init__(self, xy):
+        self.xy = xy
+
+    def pos(self):
+        return pg_point(self.xy)
+
+
+def pg_point(xy):
+    from PySide6.QtCore import QPointF
+
+    return QPointF(float(xy[0]), float(xy[1]))

@@ -10,7 +10,7 @@ from typing import Any
 from sslstudio.core import config as cfg
 from sslstudio.core.config import knob
 
-DEFAULT_OBJECTIVE = "byol"
+DEFAULT_OBJECTIVE = "simclr"
 CPU_MINUTES = 5.0
 
 

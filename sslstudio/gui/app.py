@@ -49,10 +49,14 @@ def create_app(argv: list[str] | None = None):
     return app
 
 
-def run(project: str | None = None) -> int:
+def run(project: str | None = None, sample: bool = False) -> int:
     app = create_app()
+    from PySide6.QtCore import QTimer
+
     from sslstudio.gui.main_window import MainWindow
 
     window = MainWindow(Path(project) if project else None)
     window.show()
+    if sample:
+        QTimer.singleShot(0, window.open_sample)
     return app.exec()

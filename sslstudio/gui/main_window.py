@@ -129,7 +129,8 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumWidth(260)
         self.progress.setTextVisible(True)
         self.progress.hide()
-        self.status_text = QLabel("Open a folder of images to begin (File > Open folder, or drop it here)")
+        self.status_text = QLabel("Open a folder of images (File > Open image folder, or drop it "
+                                  "here), or try Help > Open sample dataset")
         self.statusBar().addWidget(self.status_text, 1)
         self.statusBar().addPermanentWidget(self.progress)
 

@@ -58,7 +58,8 @@ class JigsawConfig(ObjectiveConfig):
 @register_objective
 class Jigsaw(Objective):
     name = "jigsaw"
-    summary = "pretext task: put shuffled 3x3 tiles back in order; a classic baseline"
+    summary = ("Pretext task: tell which shuffle of 3x3 tiles was applied. A classic baseline; "
+               "wants images of 64 px or more.")
     config_cls = JigsawConfig
 
     def __init__(self, encoder, config: JigsawConfig, augment):

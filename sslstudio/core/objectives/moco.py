@@ -40,8 +40,8 @@ class MoCoConfig(ObjectiveConfig):
 @register_objective
 class MoCo(Objective):
     name = "moco"
-    summary = ("contrastive with a momentum encoder and a queue of negatives: works at small "
-               "batch sizes, strong with few labels")
+    summary = ("Contrastive with a momentum encoder and a queue of negatives, so small batches "
+               "work. Among the strongest with few labels on longer (GPU) runs.")
     config_cls = MoCoConfig
     divergence_hint = "raise temperature or lower lr"
 

@@ -28,7 +28,8 @@ class RotationConfig(ObjectiveConfig):
 @register_objective
 class Rotation(Objective):
     name = "rotation"
-    summary = "pretext task: predict the rotation (0/90/180/270); a quick, stable baseline"
+    summary = ("Pretext task: predict the rotation (0/90/180/270). A quick, stable baseline; "
+               "useless where orientation carries no meaning (microscopy, satellites).")
     config_cls = RotationConfig
 
     def __init__(self, encoder, config: RotationConfig, augment):

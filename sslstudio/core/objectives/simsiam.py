@@ -30,8 +30,8 @@ class SimSiamConfig(ObjectiveConfig):
 @register_objective
 class SimSiam(Objective):
     name = "simsiam"
-    summary = ("non-contrastive, no momentum network: the simplest Siamese method; "
-               "watch the collapse meter")
+    summary = ("Non-contrastive without a momentum network: the simplest Siamese method. "
+               "Needs long training; watch the collapse meter.")
     config_cls = SimSiamConfig
     divergence_hint = "lower lr"
 
