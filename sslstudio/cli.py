@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+
+from sslstudio.core.text import format_duration
 
 EXIT_USAGE = 2
 
@@ -252,17 +253,6 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _duration(seconds: float) -> str:
-    if seconds != seconds or math.isinf(seconds):
-        return "?"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
 class ProgressPrinter:
     """One updating line on a terminal; a line every few seconds when output is a file."""
 
@@ -316,7 +306,7 @@ class ProgressPrinter:
             knn = "" if event.knn_accuracy != event.knn_accuracy else f" | kNN {event.knn_accuracy:.3f}"
             self._line(f"step {event.step}{total} | epoch {event.epoch} | loss {event.loss:.4f} | "
                        f"lr {event.lr:.2e} | {event.samples_per_s:.0f} img/s{knn} | "
-                       f"{event.progress * 100:.0f}% | ETA {_duration(event.eta_s)}")
+                       f"{event.progress * 100:.0f}% | ETA {format_duration(event.eta_s)}")
         elif kind == "RunWarning":
             self.note(f"warning: {event.message}", error=True)
         elif kind == "Checkpointed":

@@ -57,6 +57,6 @@ def simsiam(p1, z1, p2, z2) -> float:
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """-log softmax(logits)[label], averaged."""
     total = 0.0
-    for row, label in zip(logits.double(), labels):
+    for row, label in zip(logits.detach().double(), labels):
         total += -(float(row[label]) - math.log(sum(math.exp(float(v)) for v in row)))
     return total / logits.shape[0]

@@ -4,8 +4,10 @@ runs and the log at the bottom. It talks to jobs only through the TrainingContro
 from __future__ import annotations
 
 import json
-import math
+import zlib
 from pathlib import Path
+
+from sslstudio.core.text import format_duration
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
@@ -36,17 +38,6 @@ def sample_dataset_path() -> Path:
 def default_projects_root() -> Path:
     documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
     return Path(documents or Path.home()) / "SSL Studio"
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds or math.isinf(seconds):
-        return "?"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 class MainWindow(QMainWindow):
@@ -286,21 +277,29 @@ class MainWindow(QMainWindow):
         if not folder.is_dir():
             QMessageBox.warning(self, APP_NAME, f"Not a folder: {folder}")
             return
-        if self.project is None:
-            # Runs need a home: a project named after the folder, in the documents folder.
-            root = default_projects_root() / folder.resolve().name
+        folder = folder.resolve()
+        same_data = self.project is not None and self.project.data_dir in ("", str(folder))
+        if not same_data:
+            # Runs need a home, and runs on other data do not belong together: the folder gets
+            # a project of its own, named after it, in the documents folder (reused next time).
+            root = default_projects_root() / folder.name
             try:
-                self.project = Project.create(root)
+                project = Project.create(root)
+                if project.data_dir not in ("", str(folder)):
+                    # Another folder of the same name has that project: a stable suffix tells them apart.
+                    suffix = zlib.crc32(str(folder).encode()) % 10000
+                    project = Project.create(default_projects_root() / f"{folder.name}-{suffix:04d}")
             except (ProjectError, OSError) as error:
                 QMessageBox.warning(self, APP_NAME, f"Cannot create a project in {root}: {error}")
                 return
+            self.project = project
             self._remember("recent/projects", str(self.project.path))
-            self.refresh_runs()
-        self.project.set_data_dir(str(folder.resolve()))
-        self.settings.setValue("recent/last_dir", str(folder.resolve().parent))
-        self._remember("recent/folders", str(folder.resolve()))
+            self.refresh_runs(select_latest=True)
+        self.project.set_data_dir(str(folder))
+        self.settings.setValue("recent/last_dir", str(folder.parent))
+        self._remember("recent/folders", str(folder))
         self._update_title()
-        self.scan_folder(folder.resolve())
+        self.scan_folder(folder)
 
     def scan_folder(self, folder: Path) -> None:
         self.gallery.set_data(None)
@@ -367,7 +366,7 @@ class MainWindow(QMainWindow):
     def _scan_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
         self.progress.setValue(done)
-        self.progress.setFormat(f"scanning %v / %m")
+        self.progress.setFormat("scanning %v / %m")
 
     def _scan_finished(self, event) -> None:
         self.progress.hide()
@@ -401,7 +400,7 @@ class MainWindow(QMainWindow):
 
     def _metrics(self, event) -> None:
         self.progress.setValue(int(event.progress * 1000))
-        self.progress.setFormat(f"{event.progress * 100:.0f}%  ETA {_duration(event.eta_s)}")
+        self.progress.setFormat(f"{event.progress * 100:.0f}%  ETA {format_duration(event.eta_s)}")
         memory = (f" | GPU {event.gpu_memory_bytes / 2**30:.1f} GiB" if event.gpu_memory_bytes else "")
         self.status_text.setText(f"step {event.step} | epoch {event.epoch} | loss {event.loss:.4f} | "
                                  f"{event.samples_per_s:,.0f} images/s{memory}")

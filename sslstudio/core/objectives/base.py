@@ -21,6 +21,17 @@ class ObjectiveConfig:
                                help="decay on weights (not on biases or norm layers)")
 
 
+@dataclass
+class ContrastiveConfig(ObjectiveConfig):
+    """The knobs every InfoNCE method shares: temperature and the projection head's shape."""
+
+    temperature: float = knob(0.5, low=0.01, high=2.0,
+                              help="softmax temperature: lower separates harder, too low diverges")
+    projection_hidden_dim: int = knob(512, low=16, high=8192, help="projection head hidden width")
+    projection_dim: int = knob(128, low=8, high=4096, help="projection head output width")
+    projection_layers: int = knob(2, low=1, high=4, help="Linear layers in the projection head")
+
+
 class Objective(nn.Module):
     """A self-supervised task around an encoder.
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from sslstudio.core import distributed
 from sslstudio.core.config import knob
-from sslstudio.core.objectives.base import (Objective, ObjectiveConfig, ema_update,
+from sslstudio.core.objectives.base import (ContrastiveConfig, Objective, ema_update,
                                             register_objective)
 from sslstudio.core.objectives.heads import mlp_head
 
@@ -26,15 +26,13 @@ def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature
 
 
 @dataclass
-class MoCoConfig(ObjectiveConfig):
-    temperature: float = knob(0.2, low=0.01, high=2.0, help="softmax temperature")
+class MoCoConfig(ContrastiveConfig):
+    temperature: float = knob(0.2, low=0.01, high=2.0,
+                              help="softmax temperature (MoCo v2's 0.2: the queue adds negatives)")
     queue_size: int = knob(4096, low=16, high=262144,
                            help="negatives kept from past batches; larger is harder and slower")
     momentum: float = knob(0.99, low=0.5, high=0.99999,
                            help="key encoder EMA; closer to 1 changes keys more slowly")
-    projection_hidden_dim: int = knob(512, low=16, high=8192, help="projection head hidden width")
-    projection_dim: int = knob(128, low=8, high=4096, help="projection head output width")
-    projection_layers: int = knob(2, low=1, high=4, help="Linear layers in the projection head")
 
 
 @register_objective

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sslstudio.core import distributed
-from sslstudio.core.config import knob
-from sslstudio.core.objectives.base import Objective, ObjectiveConfig, register_objective
+from sslstudio.core.objectives.base import ContrastiveConfig, Objective, register_objective
 from sslstudio.core.objectives.heads import mlp_head
 
 
@@ -31,12 +30,8 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torc
 
 
 @dataclass
-class SimCLRConfig(ObjectiveConfig):
-    temperature: float = knob(0.5, low=0.01, high=2.0,
-                              help="softmax temperature: lower separates harder, too low diverges")
-    projection_hidden_dim: int = knob(512, low=16, high=8192, help="projection head hidden width")
-    projection_dim: int = knob(128, low=8, high=4096, help="projection head output width")
-    projection_layers: int = knob(2, low=1, high=4, help="Linear layers in the projection head")
+class SimCLRConfig(ContrastiveConfig):
+    pass
 
 
 @register_objective

@@ -1,0 +1,17 @@
+"""Small formatting helpers shared by the CLI and the app."""
+
+from __future__ import annotations
+
+import math
+
+
+def format_duration(seconds: float) -> str:
+    """45s, 3m 05s, 2h 07m; '?' when unknown."""
+    if seconds != seconds or math.isinf(seconds):
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds}s"
