@@ -428,7 +428,7 @@ class _Monitor:
     """Embeds a fixed sample now and then: collapse meter, kNN accuracy, the 2-D map.
 
     It runs in eval mode and draws no random numbers, so it never changes the training itself;
-    its cost is kept under about a tenth of the wall time.
+    its cost is kept under about a twentieth of the wall time.
     """
 
     def __init__(self, data, config: TrainConfig, device, objective, augment):
@@ -474,7 +474,7 @@ class _Monitor:
         coords = project_2d(features_t.numpy(), previous)
         self.last_snapshot = EmbeddingSnapshot(step, self.indices.copy(), coords, self.labels.copy())
         took = time.monotonic() - started
-        self.next_due = time.monotonic() + max(self.interval, 9 * took)
+        self.next_due = time.monotonic() + max(self.interval, 19 * took)
         yield self.last_snapshot
         warning = self._collapse_warning(metrics, step, progress)
         if warning is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QWidget
 
 from sslstudio.gui.history import RunHistory
 
@@ -17,12 +17,17 @@ class CurvesView(QWidget):
         super().__init__(parent)
         self.history: RunHistory | None = None
         self._drawn_version = -1
-        self.layout_widget = pg.GraphicsLayoutWidget()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.layout_widget)
+        # One view per plot, not one layout of six: a new point then repaints only the plots
+        # whose data changed (the monitor's three change every few seconds, not every step),
+        # and axis text, the costliest thing to paint, is redrawn for those alone.
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(2)
         self.plots = {}
         self.curves = {}
+        self._drawn_counts: dict[str, int] = {}
+        self._user_zoomed: set[str] = set()
+        self._plot_of: dict[str, str] = {}
         specs = [
             ("loss", "Loss", [("loss", "loss", (80, 160, 255))]),
             ("lr", "Learning rate", [("lr", "lr", (255, 170, 60))]),
@@ -33,11 +38,21 @@ class CurvesView(QWidget):
             ("knn", "kNN accuracy", [("knn_accuracy", "kNN", (60, 190, 190))]),
         ]
         for i, (key, title, series) in enumerate(specs):
-            plot = self.layout_widget.addPlot(row=i // 2, col=i % 2, title=title)
+            view = pg.PlotWidget(title=title)
+            grid.addWidget(view, i // 2, i % 2)
+            plot = view.getPlotItem()
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("bottom", "step")
             plot.setClipToView(True)
             plot.setDownsampling(auto=True, mode="peak")
+            # A fixed axis width: otherwise each new tick label re-lays out the whole grid of
+            # plots, which costs the event loop ~40 ms per redraw.
+            plot.getAxis("left").setWidth(56)
+            # Ranges are ours, and sticky (see _fit): continuous auto-range would move the axes,
+            # and so repaint their text, on every new point. A user's zoom is left alone.
+            plot.disableAutoRange()
+            plot.getViewBox().sigRangeChangedManually.connect(
+                lambda *_args, k=key: self._user_zoomed.add(k))
             self.plots[key] = plot
             for column, name, colour in series:
                 # Monitor columns are sparse: draw them as connected dots over their finite values.
@@ -46,6 +61,7 @@ class CurvesView(QWidget):
                                   symbol="o" if sparse else None, symbolSize=5,
                                   symbolBrush=colour, symbolPen=None, skipFiniteCheck=not sparse)
                 self.curves[column] = curve
+                self._plot_of[column] = key
         healthy = pg.InfiniteLine(pos=1.0, angle=0, pen=pg.mkPen((150, 150, 150), style=pg.QtCore.Qt.PenStyle.DashLine))
         self.plots["collapse"].addItem(healthy)
         self.plots["lr"].getAxis("left").enableAutoSIPrefix(False)
@@ -57,8 +73,8 @@ class CurvesView(QWidget):
     def set_history(self, history: RunHistory) -> None:
         self.history = history
         self._drawn_version = -1
-        for plot in self.plots.values():
-            plot.enableAutoRange()
+        self._drawn_counts.clear()
+        self._user_zoomed.clear()
         self.redraw()
 
     def redraw(self) -> None:
@@ -71,9 +87,34 @@ class CurvesView(QWidget):
             values = history.column(column)
             if column in ("std_ratio", "effective_rank", "knn_accuracy"):
                 keep = np.isfinite(values)
-                curve.setData(steps[keep], values[keep])
+                x, y = steps[keep], values[keep]
             else:
-                curve.setData(steps, values)
+                x, y = steps, values
+            if self._drawn_counts.get(column) == len(x):
+                continue  # nothing new for this series: leave its plot unpainted
+            self._drawn_counts[column] = len(x)
+            curve.setData(x, y)
+            key = self._plot_of[column]
+            if key not in self._user_zoomed:
+                self._fit(self.plots[key], x, y)
+
+    @staticmethod
+    def _fit(plot, x: np.ndarray, y: np.ndarray) -> None:
+        """Grow the view to hold the data, with headroom, and shrink it only when the data
+        fills less than a third of it: the axes change a few times per run, not every step."""
+        finite = np.isfinite(y)
+        if not finite.any():
+            return
+        x, y = x[finite], y[finite]
+        (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
+        low, high = float(y.min()), float(y.max())
+        span = max(high - low, abs(high) * 1e-3, 1e-12)
+        if low < y0 or high > y1 or (high - low) < (y1 - y0) / 3:
+            plot.setYRange(low - 0.1 * span, high + 0.1 * span, padding=0)
+        right = float(x.max())
+        if right > x1 or float(x.min()) < x0 or right < x0 + (x1 - x0) / 3:
+            plot.setXRange(float(x.min()), float(x.min()) + max(1.0, (right - float(x.min())) * 1.5),
+                           padding=0)
 
     def stop(self) -> None:
         self.timer.stop()

@@ -55,6 +55,7 @@ class EmbeddingMap(QWidget):
         self._ranged = False
         self._colour_cache: dict[tuple, object] = {}
         self._brushes: list = []
+        self._restyle = False  # colours changed: the next draw must restyle every point
 
         self.plot = pg.PlotWidget()
         self.plot.setAspectLocked(False)
@@ -105,6 +106,8 @@ class EmbeddingMap(QWidget):
         self.indices = np.zeros(0, np.int64)
         self.labels = np.zeros(0, np.int64)
         self._from = self._to = self.coords = np.zeros((0, 2), np.float32)
+        self._brushes = []
+        self.timer.stop()
         self.scatter.clear()
         self._ranged = False
         self.status.setText("The map appears when training starts.")
@@ -117,12 +120,28 @@ class EmbeddingMap(QWidget):
     def _tick(self) -> None:
         self.coords = self._current_coords()
         done = time.monotonic() - self._glide_started >= GLIDE_S
-        self.scatter.setData(pos=self.coords, brush=self._brushes)
+        self._move_points(self.coords)
         if not self._ranged and len(self.coords):
             self.plot.autoRange()  # once: after that the user's zoom is theirs
             self._ranged = True
         if done:
             self.timer.stop()
+
+    def _move_points(self, coords: np.ndarray) -> None:
+        """New positions for the points already drawn. Writing them into the scatter's own
+        arrays skips pyqtgraph's per-point style lookup: 8 ms instead of 70 ms at 20,000."""
+        data = self.scatter.data
+        if len(data) == len(coords) and len(coords) and not self._restyle:
+            data["x"] = coords[:, 0]
+            data["y"] = coords[:, 1]
+            self.scatter.prepareGeometryChange()
+            self.scatter.bounds = [None, None]
+            self.scatter.invalidate()
+        else:
+            if len(self._brushes) != len(coords):
+                self._recolour()
+            self.scatter.setData(pos=coords, brush=self._brushes)
+            self._restyle = False
 
     # -- colours ------------------------------------------------------------------------------
     def _brush(self, rgb) -> object:
@@ -146,8 +165,10 @@ class EmbeddingMap(QWidget):
         table = [self._brush(PALETTE[g % len(PALETTE)]) for g in range(int(groups.max(initial=0)) + 1)]
         unknown = self._brush(UNKNOWN)
         self._brushes = [table[g] if g >= 0 else unknown for g in groups]
+        self._restyle = True
         if len(self.coords) == n and n:
             self.scatter.setData(pos=self.coords, brush=self._brushes)
+            self._restyle = False
 
     # -- interaction --------------------------------------------------------------------------
     def _nearest(self, scene_pos) -> int | None:
