@@ -72,8 +72,14 @@ def small_run(w, epochs=3):
 
 def open_sample(qtbot, w):
     w.open_sample()
-    qtbot.waitUntil(lambda: w.data_set is not None, timeout=60000)
+    wait_for_data(qtbot, w)
     assert len(w.data_set) == 300 and w.gallery.model.rowCount() == 300
+
+
+def wait_for_data(qtbot, w):
+    """The data is shown and the scan's worker has ended: Start is available."""
+    qtbot.waitUntil(lambda: w.data_set is not None and not w.controller.busy(), timeout=60000)
+    assert w.start_action.isEnabled()
 
 
 def test_gui_modules_do_not_import_torch():
@@ -130,7 +136,8 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     w.close()
 
     again = window(project)
-    qtbot.waitUntil(lambda: again.runs_list.count() == 1 and again.data_set is not None, timeout=60000)
+    qtbot.waitUntil(lambda: again.runs_list.count() == 1, timeout=60000)
+    wait_for_data(qtbot, again)
     assert "completed" in again.runs_list.item(0).text()
     assert again.curves.history is not None and again.curves.history.size >= 1
     assert len(again.map.indices) > 0
@@ -160,7 +167,7 @@ def test_an_error_in_the_worker_becomes_a_dialog(qtbot, window, tmp_path):
     shutil.copytree(SAMPLE, data)
     w = window()
     w.open_data_folder(data)
-    qtbot.waitUntil(lambda: w.data_set is not None, timeout=60000)
+    wait_for_data(qtbot, w)
     shutil.rmtree(data)  # the folder disappears between the scan and the run
     small_run(w)
     w.start_training()
@@ -178,7 +185,7 @@ def test_drop_a_folder_on_the_window(qtbot, window):
     drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
                       Qt.KeyboardModifier.NoModifier)
     w.dropEvent(drop)
-    qtbot.waitUntil(lambda: w.data_set is not None, timeout=60000)
+    wait_for_data(qtbot, w)
     assert str(SAMPLE.resolve()) in w.settings.value("recent/folders")
 
 

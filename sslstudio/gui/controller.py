@@ -38,7 +38,8 @@ class TrainingController(QObject):
 
     # -- jobs ---------------------------------------------------------------------------------
     def busy(self) -> bool:
-        return self.worker is not None and self.worker.is_running()
+        # Busy until the GUI thread has handled the worker's end, so every widget sees one state.
+        return self.worker is not None
 
     def start_scan(self, folder: Path, thumbnail_size: int, cache_dir: Path | None) -> None:
         from sslstudio.core.data.image_folder import load_image_folder
@@ -99,6 +100,8 @@ class TrainingController(QObject):
             return True
         self.worker.cancel()
         ended = self.worker.wait(timeout_ms)
+        if ended:
+            self._on_finished()
         return ended
 
     # -- events -------------------------------------------------------------------------------
@@ -144,7 +147,7 @@ class TrainingController(QObject):
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.deleteLater()
-        self.busy_changed.emit(False)
+            self.busy_changed.emit(False)
 
 
 class _DataLoaded:
