@@ -117,7 +117,8 @@ class MainWindow(QMainWindow):
         self.log_dock = self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
+        self.progress.setMinimumWidth(220)
+        self.progress.setMaximumWidth(320)
         self.progress.setTextVisible(True)
         self.progress.hide()
         self.status_text = QLabel("Open a folder of images (File > Open image folder, or drop it "
@@ -444,9 +445,12 @@ class MainWindow(QMainWindow):
         self.runs_list.clear()
         runs = self.project.runs() if self.project else []
         chosen = None
+        live = self.controller.run_dir if self.controller.busy() and self.controller.job_kind == "train" else None
         for summary in runs:
+            status = "running" if live is not None and summary.path == Path(live) else summary.status
+            step = "" if status == "running" else f", step {summary.step}"
             item = QListWidgetItem(f"{summary.name}  ·  {summary.objective} on {summary.backbone}  ·  "
-                                   f"{summary.status}, step {summary.step}")
+                                   f"{status}{step}")
             item.setData(Qt.ItemDataRole.UserRole, summary)
             self.runs_list.addItem(item)
             if select_path is not None and summary.path == Path(select_path):
