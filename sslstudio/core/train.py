@@ -7,6 +7,7 @@ Every yield is a place where pause and cancel act; the loop also checks after ea
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -365,8 +366,6 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
         if metrics_log is not None:
             metrics_log.close()
     if main:
-        import json
-
         atomic_write_text(run_dir / "status.json", json.dumps(
             {"status": status, "step": loop.step, "message": message}))
     yield RunFinished(status, loop.step, message, str(checkpoint_path) if checkpoint_path.exists() else "")
@@ -409,7 +408,6 @@ def _make_optimizer(objective, objective_config) -> torch.optim.Optimizer:
 
 def _write_scan_report(run_dir: Path, data) -> None:
     import io
-    import json
 
     report = data.report
     buffer = io.StringIO()
