@@ -259,3 +259,21 @@ def pg_point(xy):
     from PySide6.QtCore import QPointF
 
     return QPointF(float(xy[0]), float(xy[1]))
+
+
+def test_last_choices_and_recent_projects_persist(qtbot, window):
+    w = window()
+    open_sample(qtbot, w)
+    w.setup.objective.setCurrentText("moco")
+    w.setup.knob_form.editors["queue_size"][2](1024)
+    w.setup.by_epochs.setChecked(True)
+    w.setup.epochs.setValue(7)
+    project = w.project.path
+    w.close()
+
+    again = window()
+    assert again.setup.objective.currentText() == "moco"
+    assert again.setup.knob_form.values()["queue_size"] == 1024
+    assert again.setup.by_epochs.isChecked() and again.setup.epochs.value() == 7
+    recent = [action.text() for action in again.recent_projects_menu.actions()]
+    assert str(project) in recent
