@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -24,11 +25,18 @@ SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "fashio
 
 @pytest.fixture(autouse=True)
 def no_qt_leftovers(qapp):
-    """napari's rule: a test leaves no running thread, active timer or open window behind."""
+    """napari's rule: a test leaves no running thread, active timer or open window behind.
+
+    Garbage is collected on this (the GUI) thread only, as the app does: a collection that
+    happens to run in a worker thread and frees Qt widgets deadlocks against the GUI thread."""
     QStandardPaths.setTestModeEnabled(True)
+    gc.collect()
+    gc.disable()
     yield
     for _ in range(5):
         QApplication.processEvents()
+    gc.collect()
+    gc.enable()
     running = [w for w in list(JobWorker.instances) if w.is_running()]
     assert not running, f"worker threads still running: {running}"
     visible = [w for w in QApplication.topLevelWidgets() if w.isVisible()]

@@ -46,6 +46,13 @@ def create_app(argv: list[str] | None = None):
     app.setDesktopFileName("io.github.sslstudio.SSLStudio")
     app.setWindowIcon(QIcon(str(icon_path())))
     apply_palette(app)
+    if not hasattr(app, "_sslstudio_gc"):
+        # Python's collector runs in whichever thread happens to allocate; if that is a worker
+        # and the garbage holds Qt widgets, Qt deletes them off the GUI thread and can deadlock
+        # against it (seen in a test run). Collect on the GUI thread's timer instead.
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        app._sslstudio_gc = GarbageCollector(interval=1.0)
     return app
 
 
