@@ -63,7 +63,9 @@ def coerce(field: dataclasses.Field, raw: Any) -> Any:
             else:
                 raise ValueError
         elif kind is int:
-            value = int(raw) if not isinstance(raw, float) or raw.is_integer() else _bad()
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            value = int(raw)
         elif kind is float:
             value = float(raw)
         else:
@@ -72,10 +74,6 @@ def coerce(field: dataclasses.Field, raw: Any) -> Any:
         raise ConfigError(f"{field.name}={raw!r} is not a valid {kind.__name__}") from None
     check_range(field, value)
     return value
-
-
-def _bad():
-    raise ValueError
 
 
 def check_range(field: dataclasses.Field, value: Any) -> None:

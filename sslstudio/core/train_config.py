@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,3 @@ def load_run_config(path: Path):
     objective = cfg.from_dict(objective_cls.config_cls, data.get("objective", {}))
     return train, objective, data.get("preprocess", {})
 
-
-def replace(config: TrainConfig, **changes) -> TrainConfig:
-    return dataclasses.replace(config, **changes)

@@ -371,7 +371,6 @@ class MainWindow(QMainWindow):
 
     def _scan_finished(self, event) -> None:
         self.progress.hide()
-        self._last_scan = event
 
     def _data_ready(self, data_set) -> None:
         self.data_set = data_set

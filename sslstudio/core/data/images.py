@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -21,8 +21,6 @@ MIN_SIDE = 8
 # Pillow's own bomb threshold is 89 Mpx (warning) / 179 Mpx (error); we refuse at the warning,
 # since a legitimate photo of that size is rare and a hostile one can exhaust memory.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-
-ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 class SkipItem(Exception):

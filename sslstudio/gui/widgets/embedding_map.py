@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 GLIDE_S = 0.4
@@ -215,6 +214,3 @@ class EmbeddingMap(QWidget):
         self.timer.stop()
         self.hover_label.hide()
 
-
-def colour_of(index: int) -> QColor:
-    return QColor(*PALETTE[index % len(PALETTE)])
