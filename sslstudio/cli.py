@@ -55,11 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--device", default="auto")
     embed.add_argument("--batch-size", type=int, default=256)
 
+    adapt = commands.add_parser("adapt", help="train a classifier from a few labels on a run's encoder")
+    adapt.add_argument("run", help="a run folder made by `sslstudio train`")
+    adapt.add_argument("--data", required=True, help="image folder the labels refer to")
+    adapt.add_argument("--labels", required=True, metavar="LABELS.csv",
+                       help="path,label rows; paths absolute or relative to --data")
+    adapt.add_argument("--method", default="linear", help="linear, finetune or lora (default linear)")
+    adapt.add_argument("--out", help="adapted model folder (default RUN/adapted/TIME-METHOD)")
+    adapt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a knob of the method, e.g. --set rank=4; see `sslstudio methods`")
+    adapt.add_argument("--device", default="auto")
+    adapt.add_argument("--seed", type=int, default=0)
+
+    predict = commands.add_parser("predict", help="classify every image of a folder")
+    predict.add_argument("adapted", help="an adapted model folder made by `sslstudio adapt`")
+    predict.add_argument("--data", required=True, help="image folder")
+    predict.add_argument("--out", required=True, metavar="PREDICTIONS.csv",
+                         help="path,label,confidence per image")
+    predict.add_argument("--device", default="auto")
+
     gui = commands.add_parser("gui", help="open the desktop app (the default with no command)")
     gui.add_argument("project", nargs="?", help="a project folder to open")
     gui.add_argument("--sample", action="store_true", help="open the bundled sample dataset")
 
     commands.add_parser("objectives", help="list the objectives and their knobs")
+    commands.add_parser("methods", help="list the adaptation methods and their knobs")
     commands.add_parser("devices", help="list the devices training can use")
     return parser
 
@@ -73,15 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     from sslstudio.core.config import ConfigError
     from sslstudio.core.data import DataError
     from sslstudio.core.devices import DeviceError
+    from sslstudio.core.labels import LabelError
     from sslstudio.core.registry import UnknownName
 
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
-                "devices": cmd_devices}
+                "devices": cmd_devices, "adapt": cmd_adapt, "predict": cmd_predict,
+                "methods": cmd_methods}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
-    except (UsageError, ConfigError, DataError, DeviceError, UnknownName, WeightsError) as error:
+    except (UsageError, ConfigError, DataError, DeviceError, UnknownName, WeightsError,
+            LabelError) as error:
         print(f"sslstudio: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -249,6 +272,78 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    from sslstudio.core.adapt import ADAPTERS
+    from sslstudio.core.config import describe_knob, knobs
+
+    for name in ADAPTERS.names():
+        adapter = ADAPTERS.get(name)
+        print(f"{name}: {(adapter.__doc__ or '').strip().splitlines()[0]}")
+        for field in knobs(adapter.config_cls):
+            print(f"    {describe_knob(field)}")
+    return 0
+
+
+def read_labels_csv(csv_path: Path, data_dir: Path) -> dict[str, str]:
+    from sslstudio.core.labels import item_key, read_label_csv
+
+    if not csv_path.is_file():
+        raise UsageError(f"labels file not found: {csv_path}")
+    data_root = data_dir.resolve()
+    labels, outside, bad = {}, [], 0
+    for _line, row in read_label_csv(csv_path):
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            bad += 1
+            continue
+        item = item_key(row[0].strip(), data_root)
+        if item is None:
+            outside.append(row[0].strip())
+            continue
+        labels[item] = row[1].strip()
+    if outside:
+        print(f"warning: {len(outside)} labelled paths are outside {data_root} and are ignored "
+              f"(first: {outside[0]})", file=sys.stderr)
+    if bad:
+        print(f"warning: {bad} rows of {csv_path} are not path,label and are ignored", file=sys.stderr)
+    if not labels:
+        raise UsageError(f"{csv_path} holds no path,label rows for files in {data_root}")
+    return labels
+
+
+def cmd_adapt(args) -> int:
+    from sslstudio.core.adapt.job import AdaptRequest, adapt, method_config
+    from sslstudio.core.config import parse_set_options
+
+    run, data = Path(args.run), Path(args.data)
+    if not (run / "config.toml").exists():
+        raise UsageError(f"{run} is not a run folder (no config.toml); make one with `sslstudio train`")
+    if not data.is_dir():
+        raise UsageError(f"data folder not found: {data}")
+    overrides = parse_set_options(args.set)
+    method_config(args.method, overrides)  # a bad method or knob fails before any work
+    request = AdaptRequest(run, data, read_labels_csv(Path(args.labels), data), args.method,
+                           overrides, out_dir=Path(args.out) if args.out else None,
+                           device=args.device, seed=args.seed)
+    printer = ProgressPrinter(enabled=True)
+    finished = None
+    for event in adapt(request):
+        printer.show(event)
+        if type(event).__name__ == "AdaptFinished":
+            finished = event
+    return 0 if finished is not None and finished.status == "completed" else 1
+
+
+def cmd_predict(args) -> int:
+    from sslstudio.core.adapt.job import predict_folder
+
+    if not Path(args.data).is_dir():
+        raise UsageError(f"data folder not found: {args.data}")
+    printer = ProgressPrinter(enabled=True)
+    for event in predict_folder(Path(args.adapted), Path(args.data), Path(args.out), args.device):
+        printer.show(event)
+    return 0
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -320,5 +415,32 @@ class ProgressPrinter:
             self.note(text)
         elif kind == "EmbedProgress":
             self._line(f"embedding {event.done}/{event.total}")
+        elif kind == "AdaptStarted":
+            share = event.trainable_parameters / max(1, event.total_parameters)
+            self.note(f"{event.method}: {event.num_labels} labels in {len(event.class_names)} classes; "
+                      f"estimate by {event.scheme}; {event.trainable_parameters:,} of "
+                      f"{event.total_parameters:,} parameters train ({share:.1%})")
+        elif kind == "AdaptProgress":
+            loss = "" if event.loss != event.loss else f" | loss {event.loss:.4f}"
+            self._line(f"{event.method} {event.phase} {event.done}/{event.total}{loss}")
+        elif kind == "AdaptEstimate":
+            self.note(format_estimate(event))
+        elif kind == "AdaptFinished":
+            where = f" -> {event.path}" if event.path else ""
+            self.note(f"{event.method} {event.status}{where}"
+                      + (f" ({event.message})" if event.message else ""))
         elif kind == "EmbedFinished":
             self.note(f"wrote {event.count} x {event.dim} features to {event.path}")
+
+
+def format_estimate(event) -> str:
+    """The cross-validated estimate as the CLI prints it: the headline, then a per-class table."""
+    lines = [f"estimated accuracy {event.accuracy:.1%} (95% interval {event.ci_low:.1%}-"
+             f"{event.ci_high:.1%}), balanced {event.balanced_accuracy:.1%}; {event.scheme}"
+             + (f"; early stopping chose {event.epochs} epochs" if event.epochs else "")]
+    width = max(len(n) for n in event.class_names)
+    lines.append(f"  {'class':<{width}}  labels  recall  precision")
+    for name, support, recall, precision in zip(event.class_names, event.support, event.recall,
+                                                event.precision):
+        lines.append(f"  {name:<{width}}  {support:>6}  {recall:>6.0%}  {precision:>9.0%}")
+    return "\n".join(lines)

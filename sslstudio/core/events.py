@@ -109,3 +109,61 @@ class RunFinished:
     step: int
     message: str = ""
     checkpoint: str = ""
+
+
+# -- adaptation (few-shot labels -> a classifier) ----------------------------------------------
+@dataclass(frozen=True, eq=False)
+class AdaptStarted:
+    method: str
+    num_labels: int
+    class_names: tuple
+    scheme: str  # how the estimate is made, e.g. "stratified 5-fold x 10 repeats"
+    trainings: int  # model fits the estimate needs (folds x repeats), plus the final one
+    trainable_parameters: int
+    total_parameters: int
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptProgress:
+    method: str
+    phase: str  # "features", "estimate", "final", "predict"
+    done: int
+    total: int
+    loss: float = NAN
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptEstimate:
+    """Cross-validated accuracy of one method on the labelled items."""
+
+    method: str
+    scheme: str
+    num_labels: int
+    accuracy: float
+    ci_low: float  # 95% Wilson interval over the labelled items
+    ci_high: float
+    balanced_accuracy: float
+    class_names: tuple
+    recall: np.ndarray  # per class
+    precision: np.ndarray
+    support: np.ndarray  # labelled items per class
+    confusion: np.ndarray  # (C, C) rows true, columns predicted; mean counts per repeat
+    repeat_accuracies: np.ndarray  # one per repeat: the spread the folds give
+    epochs: int = 0  # for trained networks: the epoch count early stopping chose
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptPredictions:
+    """The adapted model's prediction for every item of the folder."""
+
+    predicted: np.ndarray  # int64 class positions
+    confidence: np.ndarray  # float32 top probability
+    margin: np.ndarray  # float32 top minus second probability (low: unsure)
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptFinished:
+    status: str  # "completed", "cancelled"
+    method: str
+    path: str = ""  # the adapted model's folder
+    message: str = ""

@@ -1,0 +1,10 @@
+"""Few-shot adaptation of a pretrained encoder to the user's classes, one file per method."""
+
+from sslstudio.core.adapt.base import ADAPTERS, AdaptConfig, Adapter, AdaptTask, Classifier, Fitted
+
+# Importing the modules registers them.
+from sslstudio.core.adapt import linear as _linear  # noqa: F401,E402
+from sslstudio.core.adapt import finetune as _finetune  # noqa: F401,E402
+from sslstudio.core.adapt import lora as _lora  # noqa: F401,E402
+
+__all__ = ["ADAPTERS", "AdaptConfig", "AdaptTask", "Adapter", "Classifier", "Fitted"]

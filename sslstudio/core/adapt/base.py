@@ -1,0 +1,131 @@
+"""What every adaptation method shares: its config, the task it is given, the classifier it
+produces, and the registry that finds it by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generator
+
+import numpy as np
+import torch
+from torch import nn
+
+from sslstudio.core.config import knob
+from sslstudio.core.control import RunControl
+from sslstudio.core.registry import Registry
+
+
+@dataclass
+class AdaptConfig:
+    repeats: int = knob(0, low=0, high=100,
+                        help="cross-validation repeats for the estimate; 0: the method's default")
+
+
+class Classifier(nn.Module):
+    """Encoder then a linear head: normalised images in, logits out. What is saved and exported."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.feature_dim, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(images))
+
+
+@dataclass
+class AdaptTask:
+    """Everything a method needs, prepared once and shared by every fold."""
+
+    images: object  # ImageFolderData at the run's resolution
+    targets: np.ndarray  # int64 class position per item, -1 where unlabelled
+    class_names: tuple[str, ...]
+    features: np.ndarray  # (N, D) float32 of the pretrained encoder, eval preprocessing
+    backbone: str
+    image_size: int
+    encoder_state: dict  # the pretrained weights, CPU tensors
+    mean: list[float]
+    std: list[float]
+    device: torch.device
+    seed: int = 0
+    feature_mean: np.ndarray = field(init=False)
+    feature_std: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Statistics of every item, labelled or not: unsupervised, so using them is not a leak.
+        self.feature_mean = self.features.mean(0)
+        self.feature_std = np.maximum(self.features.std(0), 1e-6)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def new_encoder(self) -> nn.Module:
+        from sslstudio.core.backbones import build_backbone
+
+        encoder = build_backbone(self.backbone, self.image_size)
+        encoder.load_state_dict(self.encoder_state)
+        return encoder
+
+    def batch(self, indices: np.ndarray) -> torch.Tensor:
+        """Float NCHW in [0, 1] on the device, not yet normalised."""
+        from sslstudio.core.data.augment import to_float
+
+        return to_float(self.images.batch(np.asarray(indices)).to(self.device))
+
+    def normalised(self, images: torch.Tensor) -> torch.Tensor:
+        from sslstudio.core.data.augment import normalize
+
+        mean = torch.tensor(self.mean, device=images.device)
+        std = torch.tensor(self.std, device=images.device)
+        return normalize(images, mean, std).contiguous(memory_format=torch.channels_last)
+
+
+@dataclass
+class Fitted:
+    """A method's result on one training set."""
+
+    classifier: Classifier | None  # on the task's device, eval mode; None for estimate folds
+    # Probabilities on the validation items after each epoch (E, n_val, C); E is 1 for methods
+    # that do not train in epochs. Empty when fitted without validation items.
+    val_proba: np.ndarray
+    predict: object  # callable(indices) -> (n, C) probabilities, the fastest way this method has
+    extra_state: dict = field(default_factory=dict)  # tensors saved beside the model (LoRA)
+
+
+class Adapter:
+    name = ""
+    config_cls: type = AdaptConfig
+    default_repeats = 2
+    trains_network = True
+
+    def __init__(self, task: AdaptTask, config):
+        self.task = task
+        self.config = config
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameters of the model this method trains."""
+        raise NotImplementedError
+
+    def fit(self, train: np.ndarray, val: np.ndarray, control: RunControl,
+            epochs: int | None = None) -> Generator:
+        """Train on items `train`; yield AdaptProgress; return a Fitted. `epochs` fixes the
+        length (the final fit uses what the estimate chose); None trains the full schedule."""
+        raise NotImplementedError
+
+
+ADAPTERS: Registry[type[Adapter]] = Registry("adaptation method")
+
+
+def register_adapter(name: str):
+    def decorator(cls: type[Adapter]) -> type[Adapter]:
+        cls.name = name
+        return ADAPTERS.register(name)(cls)
+
+    return decorator
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(1, keepdims=True)

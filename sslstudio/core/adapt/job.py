@@ -1,0 +1,410 @@
+"""Adaptation as jobs that yield events: estimate one method (or several on the same folds),
+fit it on every label, predict every item, and save the result beside the run it adapted.
+
+An adapted model's folder holds adapted.toml (method, knobs, classes, the run and its
+preprocessing), model.safetensors (encoder + head, LoRA merged), lora.safetensors for LoRA,
+estimate.json, labels.csv (what it was trained on) and predictions.csv. It is written under a
+temporary name and renamed when complete: a cancelled or crashed job leaves no half model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from sslstudio.core import config as cfg
+from sslstudio.core.adapt.base import ADAPTERS, AdaptTask, Classifier
+from sslstudio.core.adapt.estimate import best_epoch, make_scheme, summarize
+from sslstudio.core.control import Cancelled, RunControl
+from sslstudio.core.data.scan import DataError
+from sslstudio.core.devices import resolve_device
+from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
+                                   AdaptStarted, EmbedProgress, RunWarning)
+from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+
+ADAPTED_FILE = "adapted.toml"
+MODEL_FILE = "model.safetensors"
+FEATURE_BATCH = 512
+
+
+@dataclass
+class AdaptRequest:
+    run_dir: Path
+    data_dir: Path
+    labels: dict[str, str]  # item (path relative to the data folder) -> class name
+    method: str = "linear"
+    overrides: dict = field(default_factory=dict)  # knob name -> value, for the method's config
+    class_order: tuple[str, ...] = ()  # the order of classes (the app's); default sorted
+    out_dir: Path | None = None  # default: <run>/adapted/<time>-<method>
+    device: str = "auto"
+    seed: int = 0
+
+
+# -- preparation ------------------------------------------------------------------------------
+def prepare_task(request: AdaptRequest, control: RunControl) -> Iterator:
+    """Load the run's encoder, the folder at its resolution and the features; returns the task."""
+    from sslstudio.core.data import load_image_folder
+    from sslstudio.core.embed import load_encoder
+
+    device = resolve_device(request.device)
+    run_dir = Path(request.run_dir)
+    encoder, preprocess = load_encoder(run_dir, device)
+    image_size = int(preprocess["image_size"])
+    data = yield from load_image_folder(Path(request.data_dir), image_size,
+                                        cache_dir=run_dir / "cache", control=control)
+    items = item_keys(data)
+    index = {item: i for i, item in enumerate(items)}
+    missing = [item for item in request.labels if item not in index]
+    if missing:
+        yield RunWarning("data", f"{len(missing)} labelled files are not in the folder now and "
+                         f"are left out (first: {missing[0]})")
+    names = list(request.class_order) or sorted(set(request.labels.values()))
+    position = {name: i for i, name in enumerate(names)}
+    unknown_names = sorted({n for n in request.labels.values() if n not in position})
+    if unknown_names:
+        raise DataError(f"labels use classes not in the class list: {', '.join(unknown_names)}")
+    targets = np.full(len(items), -1, np.int64)
+    for item, name in request.labels.items():
+        if item in index:
+            targets[index[item]] = position[name]
+    counts = np.bincount(targets[targets >= 0], minlength=len(names))
+    used = [n for n, c in zip(names, counts) if c > 0]
+    if len(used) < 2:
+        raise DataError("label items of at least two classes first "
+                        f"(labelled now: {', '.join(f'{n} {c}' for n, c in zip(names, counts)) or 'none'})")
+    if len(used) < len(names):
+        # Classes without labels cannot be learned; the classifier leaves them out.
+        keep = [position[n] for n in used]
+        remap = np.full(len(names), -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        targets = np.where(targets >= 0, remap[np.maximum(targets, 0)], -1)
+        yield RunWarning("data", f"classes without labels are left out: "
+                         f"{', '.join(n for n in names if n not in used)}")
+        names = used
+    features = yield from cached_features(run_dir, encoder, data, preprocess, device, control)
+    task = AdaptTask(data, targets, tuple(names), features, _backbone_name(run_dir), image_size,
+                     {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+                     list(preprocess["mean"]), list(preprocess["std"]), device, request.seed)
+    return task, preprocess
+
+
+def _backbone_name(run_dir: Path) -> str:
+    return cfg.read_toml(Path(run_dir) / "config.toml")["train"]["backbone"]
+
+
+def item_keys(data) -> list[str]:
+    return [Path(p).relative_to(data.root).as_posix() for p in data.paths]
+
+
+def cached_features(run_dir: Path, encoder, data, preprocess: dict, device, control) -> Iterator:
+    """The pretrained encoder's features of every item, kept in the run folder between jobs
+    (keyed by the checkpoint and the folder's files)."""
+    from sslstudio.core.train import CHECKPOINT_NAME
+
+    checkpoint = Path(run_dir) / CHECKPOINT_NAME
+    stat = checkpoint.stat()
+    key = json.dumps([stat.st_mtime_ns, stat.st_size, [str(p) for p in data.paths]])
+    import hashlib
+
+    digest = hashlib.sha1(key.encode()).hexdigest()
+    cache = Path(run_dir) / "cache" / "features.npz"
+    try:
+        with np.load(cache) as saved:
+            if str(saved["key"]) == digest:
+                return saved["features"]
+    except (OSError, KeyError, ValueError):
+        pass
+    features = yield from encode_items(encoder, data, preprocess, device, control)
+    buffer = io.BytesIO()
+    np.savez(buffer, features=features, key=np.array(digest))
+    atomic_write_bytes(cache, buffer.getvalue())
+    return features
+
+
+def encode_items(model, data, preprocess: dict, device, control, indices=None,
+                 head: bool = False) -> Iterator:
+    """Encoder features (or, with `head`, classifier probabilities) of items, in order."""
+    from sslstudio.core.data.augment import normalize, to_float
+
+    indices = np.arange(len(data)) if indices is None else np.asarray(indices)
+    mean = torch.tensor(preprocess["mean"], device=device)
+    std = torch.tensor(preprocess["std"], device=device)
+    chunks = []
+    model.eval()
+    for start in range(0, len(indices), FEATURE_BATCH):
+        batch = indices[start:start + FEATURE_BATCH]
+        with torch.inference_mode():
+            x = normalize(to_float(data.batch(batch).to(device)), mean, std)
+            out = model(x.contiguous(memory_format=torch.channels_last)).float()
+            if head:
+                out = torch.softmax(out, 1)
+            chunks.append(out.cpu().numpy())
+        yield EmbedProgress(min(len(indices), start + FEATURE_BATCH), len(indices))
+        control.checkpoint()
+    return np.concatenate(chunks).astype(np.float32)
+
+
+# -- estimate ---------------------------------------------------------------------------------
+def method_config(method: str, overrides: dict):
+    adapter_cls = ADAPTERS.get(method)
+    return cfg.with_overrides(adapter_cls.config_cls(), overrides or {})
+
+
+def estimate(task: AdaptTask, method: str, config, scheme, control: RunControl) -> Iterator:
+    """Cross-validate `method` on `scheme`'s folds; returns (AdaptEstimate, chosen epochs)."""
+    adapter = ADAPTERS.get(method)(task, config)
+    per_repeat = []
+    done = 0
+    for folds in scheme.repeats:
+        probas = []
+        for train, val in folds:
+            fitted = yield from _quiet(adapter.fit(train, val, control))
+            probas.append(fitted.val_proba)
+            done += 1
+            yield AdaptProgress(method, "estimate", done, scheme.fits)
+            control.checkpoint()
+        per_repeat.append(probas)
+    epochs = best_epoch(scheme, task.targets, per_repeat) if adapter.trains_network else 0
+    at_epoch = [[p[(epochs or 1) - 1] for p in probas] for probas in per_repeat]
+    return summarize(method, scheme, task.targets, task.class_names, at_epoch, epochs), epochs
+
+
+def _quiet(job):
+    """Run a fit, passing on nothing but its result (its per-epoch progress is too fine here)."""
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        return stop.value
+    yield  # pragma: no cover - makes this a generator for `yield from`
+
+
+def default_scheme(task: AdaptTask, methods: list[str], configs: dict) -> object:
+    labelled = np.flatnonzero(task.targets >= 0)
+    classes = [ADAPTERS.get(m) for m in methods]
+    repeats = max((configs[m].repeats or cls.default_repeats) for m, cls in zip(methods, classes))
+    network = any(cls.trains_network for cls in classes)
+    return make_scheme(labelled, task.targets, repeats, task.seed, network)
+
+
+def compare(request: AdaptRequest, methods: list[str], overrides: dict | None = None,
+            control: RunControl | None = None) -> Iterator:
+    """Estimates of several methods on the same folds, one AdaptEstimate event each."""
+    control = control or RunControl()
+    overrides = overrides or {}
+    configs = {m: method_config(m, overrides.get(m, {})) for m in methods}
+    try:
+        task, _ = yield from prepare_task(request, control)
+        scheme = default_scheme(task, methods, configs)
+        for method in methods:
+            trainable, total = ADAPTERS.get(method)(task, configs[method]).parameter_counts()
+            yield AdaptStarted(method, scheme_label_count(task), task.class_names, scheme.description,
+                               scheme.fits, trainable, total)
+            result, _ = yield from estimate(task, method, configs[method], scheme, control)
+            yield result
+    except Cancelled:
+        yield AdaptFinished("cancelled", ",".join(methods), message="stopped by the user")
+        return
+    yield AdaptFinished("completed", ",".join(methods))
+
+
+def scheme_label_count(task: AdaptTask) -> int:
+    return int((task.targets >= 0).sum())
+
+
+# -- adapt: estimate, final fit, predictions, save --------------------------------------------
+def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
+    control = control or RunControl()
+    config = method_config(request.method, request.overrides)
+    out_dir = Path(request.out_dir) if request.out_dir else _new_adapted_dir(request)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    try:
+        task, preprocess = yield from prepare_task(request, control)
+        adapter = ADAPTERS.get(request.method)(task, config)
+        scheme = default_scheme(task, [request.method], {request.method: config})
+        trainable, total = adapter.parameter_counts()
+        yield AdaptStarted(request.method, scheme_label_count(task), task.class_names,
+                           scheme.description, scheme.fits + 1, trainable, total)
+        result, epochs = yield from estimate(task, request.method, config, scheme, control)
+        yield result
+        labelled = np.flatnonzero(task.targets >= 0)
+        fitted = None
+        for event in _progress_of(adapter.fit(labelled, labelled[:0], control, epochs or None),
+                                  request.method, "final"):
+            if isinstance(event, _Result):
+                fitted = event.value
+            else:
+                yield event
+        proba = yield from _predict_all(fitted, task, request.method, control)
+        predicted = proba.argmax(1)
+        top2 = np.sort(proba, 1)[:, -2:] if proba.shape[1] > 1 else np.concatenate(
+            [np.zeros_like(proba), proba], 1)
+        yield AdaptPredictions(predicted.astype(np.int64), top2[:, 1].astype(np.float32),
+                               (top2[:, 1] - top2[:, 0]).astype(np.float32))
+        if partial.exists():
+            shutil.rmtree(partial)
+        _save(partial, request, task, preprocess, config, fitted, result, epochs, proba)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(partial, out_dir)
+    except Cancelled:
+        shutil.rmtree(partial, ignore_errors=True)
+        yield AdaptFinished("cancelled", request.method, message="stopped by the user; nothing saved")
+        return
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    yield AdaptFinished("completed", request.method, str(out_dir),
+                        f"{result.accuracy:.1%} estimated ({result.ci_low:.0%}-{result.ci_high:.0%})")
+
+
+class _Result:
+    def __init__(self, value):
+        self.value = value
+
+
+def _progress_of(job, method: str, phase: str):
+    """A fit's progress relabelled with `phase`, then its result wrapped as the last item."""
+    try:
+        while True:
+            event = next(job)
+            if isinstance(event, AdaptProgress):
+                event = AdaptProgress(method, phase, event.done, event.total, event.loss)
+            yield event
+    except StopIteration as stop:
+        yield _Result(stop.value)
+
+
+def _predict_all(fitted, task: AdaptTask, method: str, control: RunControl) -> Iterator:
+    total = len(task.targets)
+    chunks = []
+    step = 4096
+    for start in range(0, total, step):
+        chunks.append(fitted.predict(np.arange(start, min(total, start + step))))
+        yield AdaptProgress(method, "predict", min(total, start + step), total)
+        control.checkpoint()
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def _new_adapted_dir(request: AdaptRequest) -> Path:
+    base = Path(request.run_dir) / "adapted"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, suffix = base / f"{stamp}-{request.method}", 2
+    while candidate.exists():
+        candidate, suffix = base / f"{stamp}-{request.method}-{suffix}", suffix + 1
+    return candidate
+
+
+def _save(folder: Path, request, task, preprocess, config, fitted, result: AdaptEstimate,
+          epochs: int, proba: np.ndarray) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in fitted.classifier.state_dict().items()}
+    save_file(state, str(folder / MODEL_FILE))
+    if fitted.extra_state:
+        save_file({k: v.contiguous() for k, v in fitted.extra_state.items()},
+                  str(folder / "lora.safetensors"))
+    from sslstudio import __version__
+
+    cfg.write_toml(folder / ADAPTED_FILE, {
+        "adapt": {"method": request.method, "run": str(Path(request.run_dir).resolve()),
+                  "data": str(Path(request.data_dir).resolve()), "backbone": task.backbone,
+                  "class_names": list(task.class_names), "num_labels": result.num_labels,
+                  "epochs": epochs, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "sslstudio_version": __version__, "seed": request.seed},
+        "method": cfg.to_dict(config),
+        "estimate": {"scheme": result.scheme, "accuracy": result.accuracy,
+                     "ci_low": result.ci_low, "ci_high": result.ci_high,
+                     "balanced_accuracy": result.balanced_accuracy},
+        "preprocess": preprocess,
+    })
+    atomic_write_text(folder / "estimate.json", json.dumps(estimate_to_dict(result), indent=1))
+    items = item_keys(task.images)
+    labels_text = io.StringIO()
+    writer = csv.writer(labels_text, lineterminator="\n")
+    writer.writerow(["path", "label"])
+    for i in np.flatnonzero(task.targets >= 0):
+        writer.writerow([items[i], task.class_names[task.targets[i]]])
+    atomic_write_text(folder / "labels.csv", labels_text.getvalue())
+    atomic_write_text(folder / "predictions.csv", predictions_csv(items, task.class_names, proba))
+
+
+def estimate_to_dict(result: AdaptEstimate) -> dict:
+    return {"method": result.method, "scheme": result.scheme, "num_labels": result.num_labels,
+            "accuracy": result.accuracy, "ci_low": result.ci_low, "ci_high": result.ci_high,
+            "balanced_accuracy": result.balanced_accuracy, "epochs": result.epochs,
+            "class_names": list(result.class_names), "recall": result.recall.tolist(),
+            "precision": result.precision.tolist(), "support": result.support.tolist(),
+            "confusion": result.confusion.tolist(),
+            "repeat_accuracies": result.repeat_accuracies.tolist()}
+
+
+def predictions_csv(paths: list[str], class_names, proba: np.ndarray) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "confidence"])
+    predicted = proba.argmax(1)
+    for path, p, row in zip(paths, predicted, proba):
+        writer.writerow([path, class_names[p], f"{row[p]:.4f}"])
+    return buffer.getvalue()
+
+
+# -- loading and predicting -------------------------------------------------------------------
+@dataclass
+class AdaptedModel:
+    path: Path
+    model: Classifier
+    class_names: tuple[str, ...]
+    preprocess: dict
+    info: dict
+
+
+def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
+    from safetensors.torch import load_file
+
+    from sslstudio.core.backbones import build_backbone
+
+    path = Path(path)
+    if not (path / ADAPTED_FILE).exists() or not (path / MODEL_FILE).exists():
+        raise DataError(f"{path} is not an adapted model (it needs {ADAPTED_FILE} and {MODEL_FILE}; "
+                        "make one with `sslstudio adapt`)")
+    info = cfg.read_toml(path / ADAPTED_FILE)
+    adapt_info, preprocess = info["adapt"], info["preprocess"]
+    class_names = tuple(adapt_info["class_names"])
+    encoder = build_backbone(adapt_info["backbone"], int(preprocess["image_size"]))
+    model = Classifier(encoder, len(class_names))
+    model.load_state_dict(load_file(str(path / MODEL_FILE)))
+    return AdaptedModel(path, model.to(device).eval(), class_names, preprocess, info)
+
+
+def predict_folder(adapted_dir: Path, data_dir: Path, out_csv: Path, device: str = "auto",
+                   control: RunControl | None = None) -> Iterator:
+    """Classify every image of a folder; writes path,label,confidence (absolute paths)."""
+    from sslstudio.core.data import load_image_folder
+
+    control = control or RunControl()
+    torch_device = resolve_device(device)
+    adapted = load_adapted(Path(adapted_dir), torch_device)
+    size = int(adapted.preprocess["image_size"])
+    data = yield from load_image_folder(Path(data_dir), size, control=control,
+                                        cache_dir=Path(adapted_dir) / "cache")
+    proba = yield from encode_items(adapted.model, data, adapted.preprocess, torch_device, control,
+                                    head=True)
+    atomic_write_text(Path(out_csv), predictions_csv([str(Path(p).resolve()) for p in data.paths],
+                                                     adapted.class_names, proba))
+    predicted = proba.argmax(1)
+    top2 = np.sort(proba, 1)[:, -2:]
+    yield AdaptPredictions(predicted.astype(np.int64), top2[:, 1], top2[:, 1] - top2[:, 0])
+    yield AdaptFinished("completed", adapted.info["adapt"]["method"], str(out_csv),
+                        f"{len(data)} items classified")

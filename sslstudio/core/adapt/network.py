@@ -1,0 +1,141 @@
+"""The training loop finetune and LoRA share: augmented mini-batches of the labelled items,
+AdamW with per-group learning rates and a cosine schedule, and the validation items scored
+after every epoch so the estimate can choose when to stop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from sslstudio.core.adapt.base import AdaptConfig, Adapter, Classifier, Fitted
+from sslstudio.core.adapt.linear import fit_logistic, folded_head
+from sslstudio.core.config import knob
+from sslstudio.core.events import AdaptProgress
+
+EVAL_BATCH = 256
+
+
+@dataclass
+class NetworkConfig(AdaptConfig):
+    epochs: int = knob(30, low=1, high=10000,
+                       help="epochs at most; early stopping on the estimate picks the best")
+    batch_size: int = knob(32, low=2, high=4096, help="labelled images per step")
+    lr: float = knob(1e-3, low=1e-7, high=1.0, help="learning rate of the head")
+    weight_decay: float = knob(1e-4, low=0.0, high=1.0, help="AdamW weight decay")
+    augmentation_strength: float = knob(0.5, low=0.0, high=1.0,
+                                        help="crop, flip and colour changes of the labelled images")
+    label_smoothing: float = knob(0.1, low=0.0, high=0.5, help="softens targets; helps tiny label sets")
+    start_from_probe: bool = knob(True, help="start the head from the linear probe's solution "
+                                             "(LP-FT: keeps the pretrained features from being wrecked)")
+    freeze_batchnorm: bool = knob(True, help="keep BatchNorm statistics from pretraining "
+                                             "(batches of a few labels give noisy statistics)")
+
+
+class NetworkAdapter(Adapter):
+    """Subclasses build the model and say which parameters train at which learning rate."""
+
+    config_cls = NetworkConfig
+    default_repeats = 2
+
+    def build(self) -> tuple[Classifier, list[dict]]:
+        raise NotImplementedError
+
+    def finish(self, model: Classifier) -> tuple[Classifier, dict]:
+        """The model to save (LoRA merges here) and tensors to save beside it."""
+        return model, {}
+
+    def parameter_counts(self) -> tuple[int, int]:
+        model, groups = self.build()
+        trainable = sum(p.numel() for g in groups for p in g["params"])
+        return trainable, sum(p.numel() for p in model.parameters())
+
+    def fit(self, train, val, control, epochs=None):
+        task, config = self.task, self.config
+        torch.manual_seed(task.seed)
+        model, groups = self.build()
+        if config.start_from_probe:
+            self._init_head_from_probe(model, train)
+        model = model.to(task.device).to(memory_format=torch.channels_last)
+        epochs = epochs or config.epochs
+        batch_size = min(config.batch_size, len(train))
+        steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
+        total_steps = epochs * steps_per_epoch
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        base_lrs = [g["lr"] for g in optimizer.param_groups]
+        augment = self._augment()
+        rng = np.random.default_rng(task.seed)
+        targets = torch.from_numpy(task.targets).to(task.device)
+        val_proba = []
+        step = 0
+        for epoch in range(epochs):
+            self._train_mode(model)
+            order = rng.permutation(train)
+            loss_sum = 0.0
+            for start in range(0, len(order), batch_size):
+                indices = order[start:start + batch_size]
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                views = augment(task.batch(indices))
+                logits = model(views)
+                loss = nn.functional.cross_entropy(logits, targets[torch.from_numpy(indices).to(task.device)],
+                                                   label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach())
+                step += 1
+            if len(val):
+                val_proba.append(predict_proba(model, task, val))
+            yield AdaptProgress(self.name, "fit", epoch + 1, epochs, loss_sum / steps_per_epoch)
+            control.checkpoint()
+        model.eval()
+        final, extra = self.finish(model)
+        final = final.eval()
+        stacked = (np.stack(val_proba) if val_proba
+                   else np.zeros((0, 0, task.num_classes), np.float32))
+        return Fitted(final, stacked, lambda idx: predict_proba(final, task, idx), extra)
+
+    def _init_head_from_probe(self, model: Classifier, train: np.ndarray) -> None:
+        task = self.task
+        x = (task.features[train] - task.feature_mean) / task.feature_std
+        weight, bias = fit_logistic(x, task.targets[train], task.num_classes)
+        raw_weight, raw_bias = folded_head(weight, bias, task.feature_mean.astype(np.float64),
+                                           task.feature_std.astype(np.float64))
+        with torch.no_grad():
+            model.head.weight.copy_(torch.from_numpy(raw_weight))
+            model.head.bias.copy_(torch.from_numpy(raw_bias))
+
+    def _augment(self):
+        from sslstudio.core.data.augment import AugmentSettings, BatchAugment
+
+        task = self.task
+        settings = AugmentSettings.from_strength(self.config.augmentation_strength,
+                                                 bool(getattr(task.images, "grey", False)),
+                                                 task.image_size)
+        generator = torch.Generator(device=task.device)
+        generator.manual_seed(task.seed + 991)
+        return BatchAugment(settings, torch.tensor(task.mean, device=task.device),
+                            torch.tensor(task.std, device=task.device), task.image_size, generator)
+
+    def _train_mode(self, model: nn.Module) -> None:
+        model.train()
+        if self.config.freeze_batchnorm:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, task, indices: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(indices), batch_size):
+        images = task.normalised(task.batch(indices[start:start + batch_size]))
+        out.append(torch.softmax(model(images).float(), 1).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, task.num_classes), np.float32)

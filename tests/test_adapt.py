@@ -1,0 +1,248 @@
+"""Few-shot adaptation: LoRA's algebra, the probe, the estimate, and the jobs end to end."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sslstudio.core.adapt.base import AdaptTask, Classifier
+from sslstudio.core.adapt.estimate import make_scheme, wilson_interval
+from sslstudio.core.adapt.job import (AdaptRequest, adapt, compare, estimate, load_adapted,
+                                      method_config, predict_folder)
+from sslstudio.core.adapt.linear import fit_logistic
+from sslstudio.core.adapt.lora import LoRAConv2d, LoRALinear, inject_lora, merge_lora
+from sslstudio.core.adapt.selection import kmeans, least_confident, suggest_k, suggest_to_label
+from sslstudio.core.backbones import build_backbone
+from sslstudio.core.control import RunControl
+from sslstudio.core.train import train
+from sslstudio.core.train_config import TrainConfig
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "vit_tiny"])
+def test_lora_starts_as_the_identity_and_merges_to_the_same_outputs(backbone):
+    torch.manual_seed(0)
+    encoder = build_backbone(backbone, 32).eval()
+    x = torch.randn(4, 3, 32, 32)
+    before = encoder(x)
+    wrapped = inject_lora(encoder, rank=4, alpha=8.0, dropout=0.0, targets=["conv", "linear"])
+    assert wrapped and all(isinstance(encoder.get_submodule(n), (LoRAConv2d, LoRALinear)) for n in wrapped)
+    assert torch.equal(encoder(x), before)  # B = 0: exactly the pretrained model
+    trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n for n in trainable)  # base weights frozen
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, (LoRAConv2d, LoRALinear)):
+                module.lora_B.weight.normal_(0, 0.05)
+    adapted = encoder(x)
+    assert not torch.allclose(adapted, before, atol=1e-4)
+    merge_lora(encoder)
+    assert not any(isinstance(m, (LoRAConv2d, LoRALinear)) for m in encoder.modules())
+    torch.testing.assert_close(encoder(x), adapted, atol=2e-5, rtol=1e-4)
+
+
+def test_lora_conv_matches_its_formula_with_stride_and_padding():
+    torch.manual_seed(1)
+    base = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    layer = LoRAConv2d(base, rank=2, alpha=6.0, dropout=0.0)
+    nn.init.normal_(layer.lora_B.weight)
+    x = torch.randn(2, 3, 9, 9)
+    delta = torch.einsum("or,rikl->oikl", layer.lora_B.weight[:, :, 0, 0], layer.lora_A.weight) * 3.0
+    reference = nn.functional.conv2d(x, base.weight + delta, base.bias, stride=2, padding=1)
+    torch.testing.assert_close(layer(x), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_logistic_regression_reaches_the_optimum_of_its_formula():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    y = rng.integers(0, 3, 40)
+    weight, bias = fit_logistic(x, y, 3, regularization=2.0)
+    # Gradient of mean cross-entropy + reg ||W||^2 / (2n), written out with numpy: zero at the optimum.
+    logits = x @ weight.T + bias
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(40), y] -= 1
+    grad_w = p.T @ x / 40 + 2.0 * weight / 40
+    grad_b = p.mean(0)
+    assert np.abs(grad_w).max() < 1e-5 and np.abs(grad_b).max() < 1e-5
+
+
+def toy_task(features: np.ndarray, targets: np.ndarray, names) -> AdaptTask:
+    encoder = build_backbone("small_cnn", 16)
+    return AdaptTask(None, targets, tuple(names), features.astype(np.float32), "small_cnn", 16,
+                     encoder.state_dict(), [0.5] * 3, [0.25] * 3, torch.device("cpu"))
+
+
+def test_probe_on_separable_toy_features_reaches_100_percent():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (3, 8))
+    targets = np.repeat(np.arange(3), 30)
+    features = centres[targets] + rng.normal(0, 0.5, (90, 8))
+    labelled = np.concatenate([np.flatnonzero(targets == c)[:6] for c in range(3)])
+    partial = np.full(90, -1)
+    partial[labelled] = targets[labelled]
+    task = toy_task(features, partial, ["a", "b", "c"])
+    scheme = make_scheme(labelled, partial, repeats=3)
+    assert scheme.description.startswith("stratified 5-fold x 3 repeats")
+    job = estimate(task, "linear", method_config("linear", {}), scheme, RunControl())
+    events = []
+    try:
+        while True:
+            events.append(next(job))
+    except StopIteration as stop:
+        result, epochs = stop.value
+    assert result.accuracy == 1.0 and result.balanced_accuracy == 1.0 and epochs == 0
+    assert result.confusion.trace() == pytest.approx(18) and result.support.tolist() == [6, 6, 6]
+    assert result.ci_low < 1.0  # 18 labels cannot prove perfection
+
+
+def test_folds_cover_every_label_once_and_small_classes_use_leave_one_out():
+    targets = np.repeat(np.arange(3), 10)
+    labelled = np.arange(30)
+    scheme = make_scheme(labelled, targets, repeats=2, seed=3)
+    for folds in scheme.repeats:
+        held_out = np.sort(np.concatenate([val for _, val in folds]))
+        assert held_out.tolist() == labelled.tolist()
+        for train, val in folds:
+            assert not set(train) & set(val)
+            assert np.bincount(targets[val], minlength=3).tolist() == [2, 2, 2]  # stratified
+    targets[:7] = 3  # class 3 has 7, class 0 has 3 labels: under 5
+    loo = make_scheme(labelled, targets, repeats=5)
+    assert loo.description.startswith("leave-one-out") and loo.fits == 30
+    big = np.repeat(np.arange(2), [3, 60])
+    network = make_scheme(np.arange(63), big, repeats=1, network=True)
+    assert network.description.startswith("stratified 3-fold")  # LOO would be 63 trainings
+
+
+def test_wilson_interval_matches_published_values():
+    low, high = wilson_interval(8, 10)  # Newcombe (1998), table I: 0.490-0.943
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_groups_and_suggestions():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 8, (4, 6))
+    truth = np.repeat(np.arange(4), 50)
+    features = centres[truth] + rng.normal(0, 0.3, (200, 6))
+    clusters, _ = kmeans(features, 4)
+    # Every true group is one cluster.
+    assert all(len(set(clusters[truth == g])) == 1 for g in range(4))
+    assert suggest_k(features, range(2, 8)) == 4
+    labelled = np.flatnonzero(truth == 0)[:2]
+    picks = suggest_to_label(features, labelled, 3)
+    assert len(picks) == 3 and not set(picks) & set(labelled)
+    assert sorted(truth[picks].tolist()) == [1, 2, 3]  # one typical item of each unlabelled group
+    margin = np.linspace(0, 1, 200)
+    assert least_confident(margin, [0, 1], 3).tolist() == [2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    from tests.conftest import make_image_folder
+
+    root = tmp_path_factory.mktemp("adapt")
+    folder = make_image_folder(root / "images", classes=3, per_class=10, size=20)
+    run = root / "run"
+    config = TrainConfig(data=str(folder), out=str(run), epochs=2, batch_size=10, image_size=16,
+                         monitor_items=16)
+    list(train(config))
+    return folder, run
+
+
+def folder_labels(folder, per_class):
+    labels = {}
+    for class_dir in sorted(folder.iterdir()):
+        for path in sorted(class_dir.iterdir())[:per_class]:
+            labels[path.relative_to(folder).as_posix()] = class_dir.name
+    return labels
+
+
+@pytest.mark.parametrize("method", ["linear", "finetune", "lora"])
+def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run, tmp_path, method):
+    folder, run = pretrained_run
+    out = tmp_path / "adapted"
+    request = AdaptRequest(run, folder, folder_labels(folder, 5), method,
+                           {} if method == "linear" else {"epochs": 3, "repeats": 1}, out_dir=out)
+    events = list(adapt(request))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.index("AdaptStarted") < kinds.index("AdaptEstimate") < kinds.index("AdaptPredictions")
+    finished = events[-1]
+    assert finished.status == "completed" and finished.path == str(out)
+    estimate_event = next(e for e in events if type(e).__name__ == "AdaptEstimate")
+    assert 0 <= estimate_event.ci_low <= estimate_event.accuracy <= estimate_event.ci_high <= 1
+    assert estimate_event.num_labels == 15
+    started = events[kinds.index("AdaptStarted")]
+    if method == "lora":
+        assert 0 < started.trainable_parameters < started.total_parameters * 0.5
+        assert (out / "lora.safetensors").exists()
+    for name in ("adapted.toml", "model.safetensors", "estimate.json", "labels.csv", "predictions.csv"):
+        assert (out / name).exists(), name
+    # The saved model (LoRA merged) reproduces the job's predictions for every item.
+    predictions = next(e for e in events if type(e).__name__ == "AdaptPredictions")
+    csv_out = tmp_path / "pred.csv"
+    list(predict_folder(out, folder, csv_out, "cpu"))
+    with open(csv_out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 30
+    names = load_adapted(out, torch.device("cpu")).class_names
+    assert [r["label"] for r in rows] == [names[p] for p in predictions.predicted]
+    confidences = np.array([float(r["confidence"]) for r in rows])
+    np.testing.assert_allclose(confidences, predictions.confidence, atol=1e-3)
+
+
+def test_compare_runs_methods_on_the_same_folds(pretrained_run):
+    folder, run = pretrained_run
+    events = list(compare(AdaptRequest(run, folder, folder_labels(folder, 5)), ["linear", "lora"],
+                          {"lora": {"epochs": 2}}))
+    results = [e for e in events if type(e).__name__ == "AdaptEstimate"]
+    assert [r.method for r in results] == ["linear", "lora"]
+    assert results[0].scheme == results[1].scheme
+    assert events[-1].status == "completed"
+
+
+def test_cancelled_adapt_leaves_nothing_behind(pretrained_run, tmp_path):
+    folder, run = pretrained_run
+    control = RunControl()
+    out = tmp_path / "adapted"
+    events = []
+    for event in adapt(AdaptRequest(run, folder, folder_labels(folder, 5), "finetune",
+                                    {"epochs": 3, "repeats": 1}, out_dir=out), control):
+        events.append(event)
+        if type(event).__name__ == "AdaptProgress" and event.phase == "estimate":
+            control.cancel()
+    assert events[-1].status == "cancelled"
+    assert not out.exists() and not list(tmp_path.glob("adapted*"))
+
+
+def test_labels_of_one_class_only_fail_with_advice(pretrained_run):
+    folder, run = pretrained_run
+    labels = {k: v for k, v in folder_labels(folder, 3).items() if v == "class_0"}
+    from sslstudio.core.data.scan import DataError
+
+    with pytest.raises(DataError, match="at least two classes"):
+        list(adapt(AdaptRequest(run, folder, labels)))
+
+
+def test_cli_adapt_and_predict(pretrained_run, tmp_path, capsys):
+    from sslstudio.cli import main
+
+    folder, run = pretrained_run
+    labels_csv = tmp_path / "labels.csv"
+    rows = ["path,label"] + [f"{k},{v}" for k, v in folder_labels(folder, 4).items()]
+    labels_csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "adapted"
+    assert main(["adapt", str(run), "--data", str(folder), "--labels", str(labels_csv),
+                 "--method", "linear", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "estimated accuracy" in printed and "leave-one-out over 12 labels" in printed
+    assert main(["predict", str(out), "--data", str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "path,label,confidence" and len(lines) == 31
+    assert lines[1].startswith(str(folder.resolve()))
+    assert main(["adapt", str(run), "--data", str(folder), "--labels", str(labels_csv),
+                 "--method", "lora", "--set", "rank=0"]) == 2
+    assert "rank=0 is out of range" in capsys.readouterr().err
