@@ -42,7 +42,7 @@ def no_qt_leftovers(qapp):
     visible = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
     assert not visible, f"windows left open: {visible}"
     timers = [t for w in QApplication.topLevelWidgets() for t in w.findChildren(QTimer) if t.isActive()]
-    assert not timers, f"timers left running: {timers}"
+    assert not timers, f"timers left running: {[(t.parent(), t.parent().parent(), t.interval()) for t in timers]}"
 
 
 @pytest.fixture
@@ -285,3 +285,158 @@ def test_last_choices_and_recent_projects_persist(qtbot, window):
     assert again.setup.by_epochs.isChecked() and again.setup.epochs.value() == 7
     recent = [action.text() for action in again.recent_projects_menu.actions()]
     assert str(project) in recent
+
+
+class FakeDrag:
+    """What pyqtgraph hands a ViewBox during a left-button drag, one event per vertex."""
+
+    def __init__(self, scene_points, i):
+        self.points, self.i = scene_points, i
+
+    def button(self):
+        return Qt.MouseButton.LeftButton
+
+    def accept(self):
+        pass
+
+    def scenePos(self):  # noqa: N802 - pyqtgraph's name
+        return self.points[self.i]
+
+    def buttonDownScenePos(self):  # noqa: N802 - pyqtgraph's name
+        return self.points[0]
+
+    def isStart(self):  # noqa: N802 - pyqtgraph's name
+        return self.i == 1
+
+    def isFinish(self):  # noqa: N802 - pyqtgraph's name
+        return self.i == len(self.points) - 1
+
+
+def lasso_around(view, xy, radius):
+    box = view.view_box
+    corners = [(-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -0.9)]
+    scene = [box.mapViewToScene(pg_point((xy[0] + dx * radius, xy[1] + dy * radius)))
+             for dx, dy in corners]
+    for i in range(1, len(scene)):
+        box.mouseDragEvent(FakeDrag(scene, i))
+
+
+def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, monkeypatch):
+    import numpy as np
+    from PySide6.QtWidgets import QInputDialog
+
+    w = window()
+    open_sample(qtbot, w)
+    small_run(w, epochs=2)
+    w.start_training()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    names = iter(["boot", "bag"])
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
+    w.label_panel.add_button.click()
+    w.label_panel.add_button.click()
+    assert [c.name for c in w.label_store.classes()] == ["boot", "bag"]
+    assert not w.adapt_panel.train_button.isEnabled()  # no encoder chosen yet
+
+    assert w.label_panel.prepare_button.isEnabled()
+    w.label_panel.prepare_button.click()
+    qtbot.waitUntil(lambda: w.features is not None and not w.controller.busy(), timeout=60000)
+    assert len(w.map.indices) == 300 and w.map.colour_by.currentText() == "Colour by your labels"
+
+    # Gallery: select five ankle boots and press 1.
+    key_of = w.item_keys
+    boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:5]
+    w.gallery.select_items(boots)
+    qtbot.keyClick(w.gallery.list, Qt.Key.Key_1)
+    assert sorted(k for k, v in w.label_store.label_names().items() if v == "boot") == \
+        sorted(key_of[i] for i in boots)
+    assert w.gallery.model.label_of[boots].tolist() == [0] * 5
+
+    # Map, label mode, class "bag": a click, then lassos around single points.
+    bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
+    w.label_panel.class_list.setCurrentRow(1)
+    w.map.label_mode.setChecked(True)
+    where = {int(item): w.map.coords[row] for row, item in enumerate(w.map.indices)}
+    w.map._clicked(None, [FakePoint(where[bags[0]])])
+    spread = float(np.ptp(w.map.coords, axis=0).max())
+    lassoed = []
+    for item in bags[1:]:
+        others = np.delete(w.map.coords, list(w.map.indices).index(item), axis=0)
+        gap = np.abs(others - where[item]).max(1).min()
+        if gap > spread * 1e-3:  # a point with no neighbour inside a small square
+            lasso_around(w.map, where[item], gap / 2)
+            lassoed.append(item)
+        if len(lassoed) == 4:
+            break
+    assert len(lassoed) == 4
+    bag_labels = {k for k, v in w.label_store.label_names().items() if v == "bag"}
+    assert bag_labels == {key_of[i] for i in [bags[0]] + lassoed}
+    w.undo_action.trigger()
+    assert key_of[lassoed[-1]] not in w.label_store.label_names()
+    w.redo_action.trigger()
+    assert w.label_store.label_names()[key_of[lassoed[-1]]] == "bag"
+
+    # Train the linear probe: an estimate, predictions in the gallery and on the map.
+    w.adapt_panel.method.setCurrentText("linear")
+    assert w.adapt_panel.train_button.isEnabled()
+    w.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
+    assert "linear" in w.adapt_panel.estimates and "estimated accuracy" in w.adapt_panel.headline.text()
+    assert w.adapt_panel.per_class.rowCount() == 2 and w.adapt_panel.confusion.rowCount() == 2
+    assert w.adapted_path is not None and (w.adapted_path / "model.safetensors").exists()
+    assert w.gallery.model.predicted is not None and set(np.unique(w.predicted)) <= {0, 1}
+    assert w.map.colour_by.currentText() == "Colour by predicted class"
+    w.gallery.filter.setCurrentText("Least confident first")
+    shown = [w.gallery.model.item_at(r) for r in range(w.gallery.model.rowCount())]
+    assert len(shown) == 300 - 10 and w.margin[shown[0]] <= w.margin[shown[-1]]
+
+    # Compare the three methods on the same folds, each with the knobs set for it.
+    for method in ("finetune", "lora"):
+        w.adapt_panel.method.setCurrentText(method)
+        w.adapt_panel.knob_form.editors["epochs"][2](3)
+    w.adapt_panel.method.setCurrentText("linear")
+    assert w.adapt_panel.compare_button.isEnabled(), w.adapt_panel.compare_button.toolTip()
+    w.adapt_panel.compare_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    assert w.adapt_panel.comparison.rowCount() == 3
+    assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora"}
+
+    # Groups, then a whole group labelled at once.
+    w.label_panel.k.setValue(3)
+    w.label_panel.find_groups_button.click()
+    qtbot.waitUntil(lambda: w.groups is not None and not w.controller.busy(), timeout=30000)
+    assert w.map.colour_by.currentText() == "Colour by group"
+    first_unlabelled = int(np.flatnonzero(w.label_of < 0)[0])
+    w.gallery.select(first_unlabelled)
+    before = w.label_of.copy()
+    w.label_panel.label_group_button.click()
+    in_group = w.groups == w.groups[first_unlabelled]
+    assert (w.label_of[in_group & (before < 0)] == 1).all()
+    assert (w.label_of[before >= 0] == before[before >= 0]).all()  # earlier labels stay
+
+
+def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, window, tmp_path):
+    w = window()
+    open_sample(qtbot, w)
+    small_run(w, epochs=1)
+    w.start_training()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    csv_file = tmp_path / "labels.csv"
+    shirts = [k for k in w.item_keys if k.startswith("shirt/")][:3]
+    csv_file.write_text("path,label\n" + "".join(f"{k},shirt\n" for k in shirts) + "nope.png,shirt\n")
+    w.import_labels(csv_file)
+    assert w.label_panel.count_text.text() == "3 labelled items"
+    assert w._import_box.isVisible() and "1 paths not in the data folder" in w._import_box.text()
+    w.label_panel.prepare_button.click()
+    qtbot.waitUntil(lambda: w.features is not None and not w.controller.busy(), timeout=60000)
+    w.label_panel.suggest_count.setValue(5)
+    w.label_panel.suggest_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and len(w.gallery.suggested) == 5, timeout=30000)
+    assert w.gallery.filter.currentText() == "Suggested to label next"
+    assert not set(w.gallery.suggested) & {w.item_index[k] for k in shirts}
+    project = w.project.path
+    w.close()
+
+    again = window(project)
+    qtbot.waitUntil(lambda: again.data_set is not None, timeout=60000)
+    assert sorted(again.label_store.label_names()) == sorted(shirts)
+    assert (again.gallery.model.label_of >= 0).sum() == 3

@@ -156,6 +156,7 @@ class AdaptEstimate:
 class AdaptPredictions:
     """The adapted model's prediction for every item of the folder."""
 
+    items: np.ndarray  # str, item paths relative to the data folder, aligned with the arrays
     predicted: np.ndarray  # int64 class positions
     confidence: np.ndarray  # float32 top probability
     margin: np.ndarray  # float32 top minus second probability (low: unsure)
@@ -167,3 +168,12 @@ class AdaptFinished:
     method: str
     path: str = ""  # the adapted model's folder
     message: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class FeaturesReady:
+    """A run's encoder applied to every item: what labelling, groups and suggestions work on."""
+
+    items: np.ndarray  # str, item paths relative to the data folder, in folder order
+    features: np.ndarray  # float32 (N, D)
+    coords: np.ndarray  # float32 (N, 2), a 2-D map of every item

@@ -28,6 +28,13 @@ class TrainingController(QObject):
     run_finished = Signal(object)  # RunFinished
     failed = Signal(str, str)  # message, traceback
     log = Signal(str)
+    features_ready = Signal(object)  # FeaturesReady
+    adapt_started = Signal(object)  # AdaptStarted
+    adapt_progress = Signal(object)  # AdaptProgress or EmbedProgress during adaptation
+    adapt_estimate = Signal(object)  # AdaptEstimate
+    adapt_predictions = Signal(object)  # AdaptPredictions
+    adapt_finished = Signal(object)  # AdaptFinished
+    result = Signal(str, object)  # a small job's kind and its returned value
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -63,6 +70,36 @@ class TrainingController(QObject):
         self._start("train", job)
         verb = "resuming" if resume else "starting"
         self.log.emit(f"{verb} {train_config.objective} in {train_config.out}")
+
+    def start_labelling(self, run_dir: Path, data_dir: Path, device: str = "auto") -> None:
+        def job(control):
+            from sslstudio.core.adapt.job import prepare_labelling
+
+            yield from prepare_labelling(run_dir, data_dir, device, control)
+
+        self._start("features", job)
+        self.log.emit(f"computing features of every item with {Path(run_dir).name}")
+
+    def start_adapt(self, request, compare_methods: list[str] | None = None,
+                    overrides: dict | None = None) -> None:
+        def job(control):
+            from sslstudio.core.adapt.job import adapt, compare
+
+            if compare_methods:
+                yield from compare(request, compare_methods, overrides, control)
+            else:
+                yield from adapt(request, control)
+
+        self._start("adapt", job)
+        what = " vs ".join(compare_methods) if compare_methods else request.method
+        self.log.emit(f"adapting {Path(request.run_dir).name} with {what}")
+
+    def start_task(self, kind: str, function, *args) -> None:
+        """A short computation off the GUI thread; its return value comes back as `result`."""
+        def job(control):
+            yield _TaskResult(kind, function(*args))
+
+        self._start(kind, job)
 
     def _start(self, kind: str, job) -> None:
         if self.busy():
@@ -115,6 +152,27 @@ class TrainingController(QObject):
                           f"{event.skipped} skipped ({event.elapsed_s:.1f}s)")
         elif kind == "_DataLoaded":
             self.data_ready.emit(event.data)
+        elif kind == "_TaskResult":
+            self.result.emit(event.kind, event.value)
+        elif kind == "FeaturesReady":
+            self.features_ready.emit(event)
+        elif kind == "AdaptStarted":
+            self.adapt_started.emit(event)
+            self.log.emit(f"{event.method}: {event.num_labels} labels, {len(event.class_names)} "
+                          f"classes, estimate by {event.scheme}; {event.trainable_parameters:,} of "
+                          f"{event.total_parameters:,} parameters train")
+        elif kind in ("AdaptProgress", "EmbedProgress"):
+            self.adapt_progress.emit(event)
+        elif kind == "AdaptEstimate":
+            self.adapt_estimate.emit(event)
+            self.log.emit(f"{event.method}: estimated accuracy {event.accuracy:.1%} "
+                          f"({event.ci_low:.0%}-{event.ci_high:.0%}), {event.scheme}")
+        elif kind == "AdaptPredictions":
+            self.adapt_predictions.emit(event)
+        elif kind == "AdaptFinished":
+            self.adapt_finished.emit(event)
+            self.log.emit(f"{event.method} {event.status}" + (f": {event.path}" if event.path else "")
+                          + (f" ({event.message})" if event.message else ""))
         elif kind == "RunStarted":
             self.run_started.emit(event)
             self.log.emit(f"{event.objective} on {event.backbone} ({event.feature_dim}-d), "
@@ -155,3 +213,9 @@ class _DataLoaded:
 
     def __init__(self, data):
         self.data = data
+
+
+class _TaskResult:
+    def __init__(self, kind: str, value):
+        self.kind = kind
+        self.value = value

@@ -7,20 +7,23 @@ import json
 import zlib
 from pathlib import Path
 
-from sslstudio.core.text import format_duration
-
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QMainWindow, QMessageBox, QProgressBar,
                                QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
+from sslstudio.core.labels import LabelStore
 from sslstudio.core.project import Project, ProjectError, read_metrics, read_snapshot
+from sslstudio.core.text import format_duration
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.history import RunHistory
+from sslstudio.gui.labelling import LabellingMixin
+from sslstudio.gui.widgets.adapt_panel import AdaptPanel
 from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.gallery import GalleryView
+from sslstudio.gui.widgets.label_panel import LabelPanel
 from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
 from sslstudio.gui.worker import JobWorker
@@ -28,6 +31,8 @@ from sslstudio.gui.worker import JobWorker
 APP_NAME = "SSL Studio"
 THUMBNAIL_SIZE = 64
 MAX_RECENT = 8
+# Jobs the Pause and Stop buttons act on; scans and small computations just finish.
+STOPPABLE_JOBS = ("train", "adapt", "features")
 
 
 def sample_dataset_path() -> Path:
@@ -40,11 +45,13 @@ def default_projects_root() -> Path:
     return Path(documents or Path.home()) / "SSL Studio"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(LabellingMixin, QMainWindow):
     def __init__(self, project_path: Path | None = None, settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings()
         self.project: Project | None = None
+        self.label_store: LabelStore | None = None
+        self.init_labelling()
         self.data_set = None
         self.engine = None
         self.controller = TrainingController(self)
@@ -71,7 +78,11 @@ class MainWindow(QMainWindow):
         self.map = EmbeddingMap()
         self.map.thumbnail_for = self._thumbnail_for
         self.map.point_clicked.connect(self._map_point_clicked)
+        self.map.points_lassoed.connect(self.label_lassoed)
+        self.gallery.label_key.connect(self.label_key_pressed)
         self.setup = RunSetupPanel()
+        self.label_panel = LabelPanel()
+        self.adapt_panel = AdaptPanel()
         self.log = LogPanel()
 
         self.banner = QLabel()
@@ -103,6 +114,12 @@ class MainWindow(QMainWindow):
         setup_layout.addLayout(buttons)
         self.setup_dock = self._dock("Run setup", setup_box, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setup_dock.setMinimumWidth(320)
+        self.labels_dock = self._dock("Labels", self.label_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.classifier_dock = self._dock("Classifier", self.adapt_panel,
+                                          Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.setup_dock, self.labels_dock)
+        self.tabifyDockWidget(self.labels_dock, self.classifier_dock)
+        self.setup_dock.raise_()
 
         runs_box = QWidget()
         runs_layout = QVBoxLayout(runs_box)
@@ -156,6 +173,12 @@ class MainWindow(QMainWindow):
         self.sample_action = self._action("Open &sample dataset", self.open_sample,
                                           tip="300 Fashion-MNIST images to try SSL Studio on")
         self.about_action = self._action("&About SSL Studio", self.about)
+        self.undo_action = self._action("&Undo", self.undo_label, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action("&Redo", self.redo_label, QKeySequence.StandardKey.Redo)
+        self.import_labels_action = self._action("&Import labels (CSV)…", self.import_labels_dialog,
+                                                 tip="path,label rows; paths absolute or relative "
+                                                     "to the data folder")
+        self.export_labels_action = self._action("&Export labels (CSV)…", self.export_labels_dialog)
 
         file_menu = self.menuBar().addMenu("&File")
         for action in (self.new_project_action, self.open_project_action, self.open_folder_action):
@@ -163,12 +186,19 @@ class MainWindow(QMainWindow):
         self.recent_projects_menu = file_menu.addMenu("Recent &projects")
         self.recent_folders_menu = file_menu.addMenu("Recent &folders")
         file_menu.addSeparator()
+        file_menu.addAction(self.import_labels_action)
+        file_menu.addAction(self.export_labels_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
         run_menu = self.menuBar().addMenu("&Run")
         for action in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(action)
         view_menu = self.menuBar().addMenu("&View")
-        for dock in (self.data_dock, self.setup_dock, self.runs_dock, self.log_dock):
+        for dock in (self.data_dock, self.setup_dock, self.labels_dock, self.classifier_dock,
+                     self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.sample_action)
@@ -198,6 +228,7 @@ class MainWindow(QMainWindow):
         c.run_finished.connect(self._run_finished)
         c.failed.connect(self._failed)
         c.log.connect(self.log.add)
+        self.connect_labelling()
 
     # -- engine -------------------------------------------------------------------------------
     def _load_engine(self) -> None:
@@ -213,6 +244,7 @@ class MainWindow(QMainWindow):
     def _engine_loaded(self, info: dict) -> None:
         self.engine = info
         self.setup.populate(info, self._saved_choices())
+        self.adapt_panel.populate(info["adapters"])
         self.log.add("training engine ready: " + ", ".join(
             description for _, description in info["devices"][1:]))
         self._update_actions()
@@ -249,7 +281,7 @@ class MainWindow(QMainWindow):
         except OSError as error:
             QMessageBox.warning(self, APP_NAME, f"Cannot open {path}: {error.strerror or error}")
             return False
-        self.project = project
+        self.set_project(project)
         self._remember("recent/projects", str(project.path))
         self._update_title()
         self.refresh_runs(select_latest=True)
@@ -293,7 +325,7 @@ class MainWindow(QMainWindow):
             except (ProjectError, OSError) as error:
                 QMessageBox.warning(self, APP_NAME, f"Cannot create a project in {root}: {error}")
                 return
-            self.project = project
+            self.set_project(project)
             self._remember("recent/projects", str(self.project.path))
             self.refresh_runs(select_latest=True)
         self.project.set_data_dir(str(folder))
@@ -330,6 +362,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
         self.banner.hide()
         self.map.clear()
+        self.clear_labelling_map()
         self.controller.start_training(train_config, objective_config)
         self.curves.set_history(self.controller.history)
         self.tabs.setCurrentWidget(self.curves)
@@ -353,7 +386,7 @@ class MainWindow(QMainWindow):
         self.curves.set_history(history)
 
     def toggle_pause(self) -> None:
-        if not self.controller.busy() or self.controller.job_kind != "train":
+        if not self.controller.busy() or self.controller.job_kind not in STOPPABLE_JOBS:
             return
         if self.controller.worker.control.paused:
             self.controller.resume()
@@ -375,6 +408,7 @@ class MainWindow(QMainWindow):
     def _data_ready(self, data_set) -> None:
         self.data_set = data_set
         self.gallery.set_data(data_set)
+        self.data_changed()
         report = data_set.report
         self.status_text.setText(f"{report.usable:,} images in {data_set.root}")
         self._update_actions()
@@ -406,6 +440,8 @@ class MainWindow(QMainWindow):
                                  f"{event.samples_per_s:,.0f} images/s{memory}")
 
     def _snapshot(self, event) -> None:
+        if self.features is not None:
+            return  # the map shows every item for labelling; a run's snapshot would replace it
         self.map.show_snapshot(event.indices, event.coords, event.labels, event.step)
 
     def _warning(self, kind: str, message: str) -> None:
@@ -462,13 +498,15 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _run_selected(self, item, _previous=None) -> None:
+        if item is not None:
+            self.run_selected_for_labelling(item.data(Qt.ItemDataRole.UserRole))
         self._update_actions()
         if item is None or self.controller.busy():
             return
         summary = item.data(Qt.ItemDataRole.UserRole)
         self.curves.set_history(RunHistory.from_metrics(read_metrics(summary.path)))
         snapshot = read_snapshot(summary.path)
-        if snapshot is not None:
+        if snapshot is not None and self.features is None:
             self.map.show_snapshot(snapshot["indices"], snapshot["coords"], snapshot["labels"],
                                    int(snapshot["step"]))
 
@@ -479,13 +517,17 @@ class MainWindow(QMainWindow):
         return self.gallery.model.thumbnail(index)
 
     def _map_point_clicked(self, index: int) -> None:
-        if self.data_set is not None and 0 <= index < len(self.data_set):
+        if self.data_set is None or not 0 <= index < len(self.data_set):
+            return
+        if self.map.label_mode.isChecked():
+            self.label_items([index])
+        else:
             self.gallery.select(index)
 
     # -- state --------------------------------------------------------------------------------
     def _update_actions(self) -> None:
         busy = self.controller.busy()
-        training = busy and self.controller.job_kind == "train"
+        training = busy and self.controller.job_kind in STOPPABLE_JOBS
         can_start = not busy and self.engine is not None and self.data_set is not None
         self.start_action.setEnabled(can_start)
         self.start_button.setEnabled(can_start)
@@ -499,6 +541,7 @@ class MainWindow(QMainWindow):
         for action in (self.open_folder_action, self.sample_action, self.open_project_action,
                        self.new_project_action):
             action.setEnabled(not busy)
+        self.update_labelling_actions()
 
     def _update_title(self) -> None:
         self.setWindowTitle(f"{APP_NAME} — {self.project.name}" if self.project else APP_NAME)
@@ -567,6 +610,10 @@ class MainWindow(QMainWindow):
         if self.engine is not None:
             self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
         self.controller.shutdown()
+        for box in self.findChildren(QMessageBox):  # non-modal reports still open
+            box.close()
+        if self.label_store is not None:
+            self.label_store.close()
         if self._engine_loader is not None:
             self._engine_loader.wait()
         self.curves.stop()

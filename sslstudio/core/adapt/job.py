@@ -29,7 +29,7 @@ from sslstudio.core.control import Cancelled, RunControl
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
-                                   AdaptStarted, EmbedProgress, RunWarning)
+                                   AdaptStarted, EmbedProgress, FeaturesReady, RunWarning)
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
 
 ADAPTED_FILE = "adapted.toml"
@@ -154,6 +154,24 @@ def encode_items(model, data, preprocess: dict, device, control, indices=None,
     return np.concatenate(chunks).astype(np.float32)
 
 
+def prepare_labelling(run_dir: Path, data_dir: Path, device: str = "auto",
+                      control: RunControl | None = None) -> Iterator:
+    """Features of every item from the run's encoder, and a 2-D map of them (FeaturesReady)."""
+    from sslstudio.core.data import load_image_folder
+    from sslstudio.core.embed import load_encoder
+    from sslstudio.core.monitor import project_2d
+
+    control = control or RunControl()
+    torch_device = resolve_device(device)
+    encoder, preprocess = load_encoder(Path(run_dir), torch_device)
+    data = yield from load_image_folder(Path(data_dir), int(preprocess["image_size"]),
+                                        cache_dir=Path(run_dir) / "cache", control=control)
+    features = yield from cached_features(Path(run_dir), encoder, data, preprocess, torch_device,
+                                          control)
+    coords = project_2d(features, None).astype(np.float32)
+    yield FeaturesReady(np.array(item_keys(data)), features, coords)
+
+
 # -- estimate ---------------------------------------------------------------------------------
 def method_config(method: str, overrides: dict):
     adapter_cls = ADAPTERS.get(method)
@@ -192,8 +210,11 @@ def _quiet(job):
 def default_scheme(task: AdaptTask, methods: list[str], configs: dict) -> object:
     labelled = np.flatnonzero(task.targets >= 0)
     classes = [ADAPTERS.get(m) for m in methods]
-    repeats = max((configs[m].repeats or cls.default_repeats) for m, cls in zip(methods, classes))
     network = any(cls.trains_network for cls in classes)
+    # Methods compared share one scheme; its default is the cheapest method's, since every
+    # method has to fit each fold.
+    default = min(cls.default_repeats for cls in classes)
+    repeats = max((configs[m].repeats or default) for m in methods)
     return make_scheme(labelled, task.targets, repeats, task.seed, network)
 
 
@@ -249,7 +270,8 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
         predicted = proba.argmax(1)
         top2 = np.sort(proba, 1)[:, -2:] if proba.shape[1] > 1 else np.concatenate(
             [np.zeros_like(proba), proba], 1)
-        yield AdaptPredictions(predicted.astype(np.int64), top2[:, 1].astype(np.float32),
+        yield AdaptPredictions(np.array(item_keys(task.images)), predicted.astype(np.int64),
+                               top2[:, 1].astype(np.float32),
                                (top2[:, 1] - top2[:, 0]).astype(np.float32))
         if partial.exists():
             shutil.rmtree(partial)
@@ -405,6 +427,7 @@ def predict_folder(adapted_dir: Path, data_dir: Path, out_csv: Path, device: str
                                                      adapted.class_names, proba))
     predicted = proba.argmax(1)
     top2 = np.sort(proba, 1)[:, -2:]
-    yield AdaptPredictions(predicted.astype(np.int64), top2[:, 1], top2[:, 1] - top2[:, 0])
+    yield AdaptPredictions(np.array([str(p) for p in data.paths]), predicted.astype(np.int64),
+                           top2[:, 1], top2[:, 1] - top2[:, 0])
     yield AdaptFinished("completed", adapted.info["adapt"]["method"], str(out_csv),
                         f"{len(data)} items classified")

@@ -1,5 +1,6 @@
 """The 2-D embedding map: one scatter item with shared brushes, points that glide between
-snapshots, hover thumbnails, zoom and pan, colour by folder label or by cluster."""
+snapshots, hover thumbnails, zoom and pan, colour by folder label, cluster, the user's labels
+or the classifier's predictions, and a label mode where a click or a lasso labels points."""
 
 from __future__ import annotations
 
@@ -7,14 +8,74 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QPainterPath, QPen
+from PySide6.QtWidgets import (QComboBox, QGraphicsPathItem, QHBoxLayout, QLabel, QToolButton,
+                               QVBoxLayout, QWidget)
 
 GLIDE_S = 0.4
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
            (57, 59, 121), (173, 73, 74), (99, 121, 57), (206, 109, 189), (82, 84, 163)]
 UNKNOWN = (150, 150, 150)
+FOLDER, GROUPS, ONE_COLOUR = "Colour by folder label", "Colour by group", "One colour"
+MAX_LASSO_VERTICES = 400
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd rule, vectorised over the points: a loop over the polygon's edges only."""
+    x, y = points[:, 0], points[:, 1]
+    inside = np.zeros(len(points), bool)
+    px, py = polygon[:, 0], polygon[:, 1]
+    j = len(polygon) - 1
+    for i in range(len(polygon)):
+        straddles = (py[i] > y) != (py[j] > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross_x = (px[j] - px[i]) * (y - py[i]) / (py[j] - py[i]) + px[i]
+        inside ^= straddles & (x < cross_x)
+        j = i
+    return inside
+
+
+class LassoViewBox(pg.ViewBox):
+    """A ViewBox whose left-drag draws a lasso instead of panning, while lasso mode is on."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lasso_enabled = False
+        self.on_lasso = None  # callable(polygon (n, 2) in view coordinates)
+        self._vertices: list[tuple[float, float]] = []
+        self._path_item: QGraphicsPathItem | None = None
+
+    def mouseDragEvent(self, ev, axis=None):  # noqa: N802 - pyqtgraph's name
+        if not self.lasso_enabled or ev.button() != Qt.MouseButton.LeftButton:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        point = self.mapSceneToView(ev.scenePos())
+        if ev.isStart():
+            start = self.mapSceneToView(ev.buttonDownScenePos())
+            self._vertices = [(start.x(), start.y())]
+            self._path_item = QGraphicsPathItem()
+            self._path_item.setPen(QPen(pg.mkColor(255, 255, 255), 0))
+            self.addItem(self._path_item, ignoreBounds=True)
+        self._vertices.append((point.x(), point.y()))
+        if self._path_item is not None:
+            path = QPainterPath(QPointF(*self._vertices[0]))
+            for vx, vy in self._vertices[1:]:
+                path.lineTo(vx, vy)
+            path.closeSubpath()
+            self._path_item.setPath(path)
+        if ev.isFinish():
+            if self._path_item is not None:
+                self.removeItem(self._path_item)
+                self._path_item = None
+            polygon = np.array(self._vertices, np.float64)
+            if len(polygon) > MAX_LASSO_VERTICES:
+                polygon = polygon[np.linspace(0, len(polygon) - 1, MAX_LASSO_VERTICES).astype(int)]
+            self._vertices = []
+            if len(polygon) >= 3 and self.on_lasso is not None:
+                self.on_lasso(polygon)
 
 
 def kmeans(points: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> np.ndarray:
@@ -40,6 +101,8 @@ def kmeans(points: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> n
 
 class EmbeddingMap(QWidget):
     point_clicked = Signal(int)  # dataset index
+    points_lassoed = Signal(object)  # np.ndarray of dataset indices inside a lasso
+    label_mode_changed = Signal(bool)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -55,8 +118,12 @@ class EmbeddingMap(QWidget):
         self._colour_cache: dict[tuple, object] = {}
         self._brushes: list = []
         self._restyle = False  # colours changed: the next draw must restyle every point
+        # Extra colourings by name: (group per dataset index, -1 for none; RGB per group).
+        self.item_colourings: dict[str, tuple[np.ndarray, list]] = {}
 
-        self.plot = pg.PlotWidget()
+        self.view_box = LassoViewBox()
+        self.view_box.on_lasso = self.lasso
+        self.plot = pg.PlotWidget(viewBox=self.view_box)
         self.plot.setAspectLocked(False)
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
@@ -66,11 +133,19 @@ class EmbeddingMap(QWidget):
         self.scatter.sigClicked.connect(self._clicked)
 
         self.colour_by = QComboBox()
-        self.colour_by.addItems(["Colour by folder label", "Colour by cluster", "One colour"])
+        self.colour_by.addItems([FOLDER, GROUPS, ONE_COLOUR])
         self.colour_by.currentIndexChanged.connect(self._recolour)
+        self.label_mode = QToolButton()
+        self.label_mode.setText("Label mode")
+        self.label_mode.setCheckable(True)
+        self.label_mode.setToolTip("On: a click labels a point and a drag draws a lasso that labels "
+                                   "every point inside, with the class chosen in the Labels panel. "
+                                   "Off: a click selects the item and a drag pans")
+        self.label_mode.toggled.connect(self._label_mode_toggled)
         self.status = QLabel("The map appears when training starts.")
         bar = QHBoxLayout()
         bar.addWidget(self.colour_by)
+        bar.addWidget(self.label_mode)
         bar.addWidget(self.status, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -150,18 +225,44 @@ class EmbeddingMap(QWidget):
             self._colour_cache[rgb] = brush
         return brush
 
+    def set_item_colouring(self, name: str, groups: np.ndarray | None, colours: list | None = None,
+                           show: bool = False) -> None:
+        """Add (or replace, or with `groups` None remove) a colouring by a value per dataset item."""
+        if groups is None:
+            self.item_colourings.pop(name, None)
+        else:
+            self.item_colourings[name] = (np.asarray(groups, np.int64), list(colours or PALETTE))
+        present = [self.colour_by.itemText(i) for i in range(self.colour_by.count())]
+        self.colour_by.blockSignals(True)
+        if groups is None and name in present:
+            self.colour_by.removeItem(present.index(name))
+        elif groups is not None and name not in present:
+            self.colour_by.insertItem(self.colour_by.count() - 1, name)
+        if show:
+            self.colour_by.setCurrentText(name)
+        self.colour_by.blockSignals(False)
+        if show or self.colour_by.currentText() == name:
+            self._recolour()
+
     def _recolour(self) -> None:
-        mode = self.colour_by.currentIndex()
+        mode = self.colour_by.currentText()
         n = len(self.indices)
-        if mode == 0 and n and (self.labels >= 0).any():
+        palette = PALETTE
+        if mode in self.item_colourings and n:
+            by_item, palette = self.item_colourings[mode]
+            inside = self.indices < len(by_item)
+            groups = np.full(n, -1, np.int64)
+            groups[inside] = by_item[self.indices[inside]]
+        elif mode == FOLDER and n and (self.labels >= 0).any():
             groups = self.labels
-        elif mode == 1 and n:
+        elif mode == GROUPS and n:
             k = int(np.clip(round(np.sqrt(n / 50)), 2, len(PALETTE)))
             groups = kmeans(self._to.astype(np.float64), k)
         else:
             groups = np.zeros(n, np.int64)
         # One shared brush object per colour: per-point brushes defeat pyqtgraph's cache.
-        table = [self._brush(PALETTE[g % len(PALETTE)]) for g in range(int(groups.max(initial=0)) + 1)]
+        table = [self._brush(tuple(palette[g % len(palette)]))
+                 for g in range(int(groups.max(initial=0)) + 1)]
         unknown = self._brush(UNKNOWN)
         self._brushes = [table[g] if g >= 0 else unknown for g in groups]
         self._restyle = True
@@ -199,6 +300,18 @@ class EmbeddingMap(QWidget):
         self.hover_label.move(global_pos + QPoint(14, 14))
         self.hover_label.adjustSize()
         self.hover_label.show()
+
+    def _label_mode_toggled(self, on: bool) -> None:
+        self.view_box.lasso_enabled = on
+        self.label_mode_changed.emit(on)
+
+    def lasso(self, polygon: np.ndarray) -> None:
+        """Emit the dataset indices of the points inside `polygon` (view coordinates)."""
+        if not len(self.coords):
+            return
+        inside = points_in_polygon(self.coords, polygon)
+        if inside.any():
+            self.points_lassoed.emit(self.indices[inside].copy())
 
     def _clicked(self, _item, points, _event=None) -> None:
         if len(points):

@@ -1,5 +1,9 @@
 """A virtualised gallery: thumbnails come straight from the scan's uint8 array, made into images
-only for the rows the view asks for, so 100,000 items scroll like 100."""
+only for the rows the view asks for, so 100,000 items scroll like 100.
+
+Labels and predictions are drawn by a delegate over the thumbnail (a bar in the label's colour,
+a dot in the predicted class's colour), so changing them never rebuilds a pixmap. Rows can be a
+filtered or reordered view of the items (labelled, unlabelled, suggested, least confident)."""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QImage, QImageReader, QPixmap
-from PySide6.QtWidgets import QLabel, QListView, QSizePolicy, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtCore import (QAbstractListModel, QEvent, QItemSelection, QItemSelectionModel,
+                            QModelIndex, QRect, QSize, Qt, Signal)
+from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (QComboBox, QLabel, QListView, QSizePolicy, QSplitter, QStyledItemDelegate, QVBoxLayout, QWidget)
 
 THUMBNAIL_CACHE = 2048
+FILTERS = ("All items", "Labelled", "Unlabelled", "Suggested to label next",
+           "Least confident first")
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:
@@ -26,51 +33,137 @@ class GalleryModel(QAbstractListModel):
         super().__init__(parent)
         self.data_set = None
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
+        self.order: np.ndarray | None = None  # row -> item; None shows every item in order
+        self.label_of = np.zeros(0, np.int64)  # item -> class position, -1 unlabelled
+        self.class_names: list[str] = []
+        self.class_colours: list[QColor] = []
+        self.predicted: np.ndarray | None = None  # item -> class position, -1 unknown
+        self.confidence: np.ndarray | None = None
 
     def set_data(self, data_set) -> None:
         self.beginResetModel()
         self.data_set = data_set
         self._cache.clear()
+        self.order = None
+        n = 0 if data_set is None else len(data_set)
+        self.label_of = np.full(n, -1, np.int64)
+        self.predicted = self.confidence = None
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
-        return 0 if parent.isValid() or self.data_set is None else len(self.data_set)
+    def set_order(self, order: np.ndarray | None) -> None:
+        self.beginResetModel()
+        self.order = None if order is None else np.asarray(order, np.int64)
+        self.endResetModel()
 
-    def thumbnail(self, row: int) -> QPixmap:
-        pixmap = self._cache.get(row)
+    def set_labels(self, label_of: np.ndarray, names: list[str], colours: list[QColor]) -> None:
+        self.label_of, self.class_names, self.class_colours = label_of, names, colours
+        self._repaint()
+
+    def set_predictions(self, predicted: np.ndarray | None, confidence: np.ndarray | None) -> None:
+        self.predicted, self.confidence = predicted, confidence
+        self._repaint()
+
+    def _repaint(self) -> None:
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1),
+                                  [Qt.ItemDataRole.ToolTipRole])
+
+    def item_at(self, row: int) -> int:
+        return int(self.order[row]) if self.order is not None else row
+
+    def row_of(self, item: int) -> int:
+        if self.order is None:
+            return item
+        hits = np.flatnonzero(self.order == item)
+        return int(hits[0]) if len(hits) else -1
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
+        if parent.isValid() or self.data_set is None:
+            return 0
+        return len(self.order) if self.order is not None else len(self.data_set)
+
+    def thumbnail(self, item: int) -> QPixmap:
+        pixmap = self._cache.get(item)
         if pixmap is None:
-            pixmap = QPixmap.fromImage(array_to_qimage(self.data_set.images[row]))
-            self._cache[row] = pixmap
+            pixmap = QPixmap.fromImage(array_to_qimage(self.data_set.images[item]))
+            self._cache[item] = pixmap
             if len(self._cache) > THUMBNAIL_CACHE:
                 self._cache.popitem(last=False)
         else:
-            self._cache.move_to_end(row)
+            self._cache.move_to_end(item)
         return pixmap
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or self.data_set is None:
             return None
-        row = index.row()
+        item = self.item_at(index.row())
         if role == Qt.ItemDataRole.DecorationRole:
-            return self.thumbnail(row)
+            return self.thumbnail(item)
         if role == Qt.ItemDataRole.ToolTipRole:
-            path = self.data_set.paths[row]
-            label = int(self.data_set.labels[row])
-            folder = f"\nfolder: {self.data_set.class_names[label]}" if label >= 0 else ""
-            return f"{path.name}{folder}"
+            path = self.data_set.paths[item]
+            lines = [path.name]
+            folder = int(self.data_set.labels[item])
+            if folder >= 0:
+                lines.append(f"folder: {self.data_set.class_names[folder]}")
+            label = int(self.label_of[item]) if item < len(self.label_of) else -1
+            if label >= 0:
+                lines.append(f"label: {self.class_names[label]}")
+            if self.predicted is not None and self.predicted[item] >= 0:
+                lines.append(f"predicted: {self.class_names[self.predicted[item]]} "
+                             f"({self.confidence[item]:.0%})")
+            return "\n".join(lines)
         if role == Qt.ItemDataRole.UserRole:
-            return str(self.data_set.paths[row])
+            return str(self.data_set.paths[item])
         return None
 
 
-class GalleryView(QWidget):
-    """The gallery and, under it, a preview of the selected item at full resolution."""
+class LabelDelegate(QStyledItemDelegate):
+    """The thumbnail, then the user's label as a bar along the bottom and the classifier's
+    prediction as a dot in the corner (faint when unsure)."""
 
-    item_selected = Signal(int)
+    def __init__(self, model: GalleryModel, parent=None):
+        super().__init__(parent)
+        self.model = model
+
+    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+        super().paint(painter, option, index)
+        model = self.model
+        item = model.item_at(index.row())
+        rect: QRect = option.rect
+        painter.save()
+        label = int(model.label_of[item]) if item < len(model.label_of) else -1
+        if 0 <= label < len(model.class_colours):
+            colour = model.class_colours[label]
+            painter.fillRect(QRect(rect.left() + 2, rect.bottom() - 6, rect.width() - 4, 5), colour)
+            painter.setPen(QPen(colour, 2))
+            painter.drawRect(rect.adjusted(1, 1, -2, -2))
+        if model.predicted is not None and item < len(model.predicted):
+            predicted = int(model.predicted[item])
+            if 0 <= predicted < len(model.class_colours):
+                colour = QColor(model.class_colours[predicted])
+                colour.setAlphaF(0.35 + 0.65 * float(model.confidence[item]))
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(colour)
+                painter.drawEllipse(QRect(rect.right() - 13, rect.top() + 3, 10, 10))
+        painter.restore()
+
+
+class GalleryView(QWidget):
+    """The gallery, a filter over it and, under it, a preview of the selected item."""
+
+    item_selected = Signal(int)  # item index
+    label_key = Signal(int)  # 1..9: label the selection with that class; 0: remove its label
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.model = GalleryModel(self)
+        self.suggested = np.zeros(0, np.int64)
+        self.margin: np.ndarray | None = None
+        self.filter = QComboBox()
+        self.filter.addItems(FILTERS)
+        self.filter.setToolTip("Which items the gallery shows. Keys 1-9 label the selected items "
+                               "with that class; 0 or Backspace removes their labels")
+        self.filter.currentIndexChanged.connect(self.apply_filter)
         self.list = QListView()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
@@ -82,6 +175,8 @@ class GalleryView(QWidget):
         self.list.setIconSize(QSize(64, 64))
         self.list.setGridSize(QSize(72, 72))
         self.list.setModel(self.model)
+        self.list.setItemDelegate(LabelDelegate(self.model, self.list))
+        self.list.installEventFilter(self)
         self.list.selectionModel().currentChanged.connect(self._current_changed)
         self.preview = QLabel("Select an image to preview it")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -102,23 +197,94 @@ class GalleryView(QWidget):
         splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.filter)
         layout.addWidget(splitter)
 
     def set_data(self, data_set) -> None:
         self.model.set_data(data_set)
+        self.suggested = np.zeros(0, np.int64)
+        self.margin = None
+        self.filter.setCurrentIndex(0)
         self.preview.setText("Select an image to preview it")
         self.caption.setText("")
 
-    def select(self, row: int) -> None:
+    # -- labels, predictions, filters ---------------------------------------------------------
+    def set_labels(self, label_of: np.ndarray, names: list[str], colours: list[QColor]) -> None:
+        self.model.set_labels(label_of, names, colours)
+        if self.filter.currentIndex() in (1, 2, 4):
+            self.apply_filter()  # a newly labelled item leaves "Unlabelled" at once
+
+    def set_predictions(self, predicted, confidence, margin) -> None:
+        self.model.set_predictions(predicted, confidence)
+        self.margin = margin
+        if self.filter.currentIndex() == 4:
+            self.apply_filter()
+
+    def show_suggestions(self, items: np.ndarray) -> None:
+        self.suggested = np.asarray(items, np.int64)
+        if self.filter.currentIndex() == 3:
+            self.apply_filter()
+        else:
+            self.filter.setCurrentIndex(3)
+        if len(self.suggested):
+            self.list.setCurrentIndex(self.model.index(0))
+
+    def apply_filter(self) -> None:
+        if self.model.data_set is None:
+            return
+        mode = self.filter.currentIndex()
+        labelled = self.model.label_of >= 0
+        if mode == 1:
+            order = np.flatnonzero(labelled)
+        elif mode == 2:
+            order = np.flatnonzero(~labelled)
+        elif mode == 3:
+            order = self.suggested[~labelled[self.suggested]] if len(self.suggested) else self.suggested
+        elif mode == 4 and self.margin is not None:
+            unlabelled = np.flatnonzero(~labelled)
+            order = unlabelled[np.argsort(self.margin[unlabelled], kind="stable")]
+        else:
+            order = None
+        self.model.set_order(order)
+
+    def selected_items(self) -> list[int]:
+        rows = sorted(i.row() for i in self.list.selectionModel().selectedIndexes())
+        return [self.model.item_at(r) for r in rows]
+
+    def select(self, item: int) -> None:
+        row = self.model.row_of(item)
+        if row < 0:  # filtered out: show everything so the item can be shown
+            self.filter.setCurrentIndex(0)
+            row = item
         index = self.model.index(row)
         self.list.setCurrentIndex(index)
         self.list.scrollTo(index)
 
+    def select_items(self, items) -> None:
+        selection = QItemSelection()
+        for item in items:
+            row = self.model.row_of(int(item))
+            if row >= 0:
+                index = self.model.index(row)
+                selection.select(index, index)
+        self.list.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.list and event.type() == QEvent.Type.KeyPress:
+            key = event.key()
+            if Qt.Key.Key_1 <= key <= Qt.Key.Key_9 and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+                self.label_key.emit(int(key - Qt.Key.Key_0))
+                return True
+            if key in (Qt.Key.Key_0, Qt.Key.Key_Backspace, Qt.Key.Key_Delete):
+                self.label_key.emit(0)
+                return True
+        return super().eventFilter(watched, event)
+
     def _current_changed(self, current: QModelIndex, _previous) -> None:
         if not current.isValid():
             return
-        row = current.row()
-        path = Path(self.model.data_set.paths[row])
+        item = self.model.item_at(current.row())
+        path = Path(self.model.data_set.paths[item])
         reader = QImageReader(str(path))
         reader.setAutoTransform(True)  # EXIF orientation, as training sees it
         size = reader.size()
@@ -127,7 +293,7 @@ class GalleryView(QWidget):
             reader.setScaledSize(size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio))
         image = reader.read()
         if image.isNull():
-            image = array_to_qimage(self.model.data_set.images[row])
+            image = array_to_qimage(self.model.data_set.images[item])
         pixmap = QPixmap.fromImage(image)
         if pixmap.width() < box.width() // 2 and pixmap.height() < box.height() // 2:
             # Small images (28 px) are enlarged without smoothing so pixels stay visible.
@@ -136,4 +302,4 @@ class GalleryView(QWidget):
         self.preview.setPixmap(pixmap)
         dims = f"{size.width()}x{size.height()} px" if size.isValid() else ""
         self.caption.setText(f"{path}\n{dims}")
-        self.item_selected.emit(row)
+        self.item_selected.emit(item)

@@ -7,8 +7,8 @@ import dataclasses
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QPushButton, QRadioButton,
-                               QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QRadioButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from sslstudio.core.config import knobs
 
@@ -49,6 +49,9 @@ def editor_for(field: dataclasses.Field, value):
         widget.setSingleStep(max(10 ** -widget.decimals(), abs(float(field.default)) / 10 or 0.1))
         widget.setValue(float(value))
         getter, setter = widget.value, lambda v: widget.setValue(float(v))
+    elif isinstance(field.default, str):
+        widget = QLineEdit(str(value))
+        getter, setter = widget.text, lambda v: widget.setText(str(v))
     else:
         return None
     widget.setToolTip(tip)
@@ -272,6 +275,7 @@ class RunSetupPanel(QWidget):
 
 def engine_info() -> dict:
     """Objectives, backbones and devices; imports torch, so call it off the GUI thread."""
+    from sslstudio.core.adapt import ADAPTERS
     from sslstudio.core.backbones import BACKBONES
     from sslstudio.core.devices import list_devices, resolve_device
     from sslstudio.core.objectives import OBJECTIVES
@@ -290,4 +294,7 @@ def engine_info() -> dict:
                       if BACKBONES.get(name).modality == "image" and not name.startswith("bench_")},
         "devices": devices,
         "default_objective": DEFAULT_OBJECTIVE,
+        # Linear first: the fastest, and the best with very few labels.
+        "adapters": {name: ADAPTERS.get(name) for name in
+                     ["linear"] + [n for n in ADAPTERS.names() if n != "linear"]},
     }

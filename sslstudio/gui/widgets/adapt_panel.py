@@ -1,0 +1,171 @@
+"""The Classifier panel: pick an adaptation method and its knobs, train or compare, and read
+the honest estimate (interval, per-class table, confusion matrix)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from sslstudio.gui.widgets.run_setup import KnobForm
+
+
+class AdaptPanel(QWidget):
+    train_requested = Signal(str, dict)  # method, knob values
+    compare_requested = Signal(dict)  # method -> knob values
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.adapters: dict[str, type] = {}
+        self.knob_form: KnobForm | None = None
+        self.saved_knobs: dict[str, dict] = {}
+        self.estimates: dict[str, object] = {}
+        self.comparing = False
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        body = QWidget()
+        scroll.setWidget(body)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(body)
+
+        method_box = QGroupBox("Method")
+        method_layout = QVBoxLayout(method_box)
+        self.method = QComboBox()
+        self.method.currentTextChanged.connect(self._method_changed)
+        self.explanation = QLabel()
+        self.explanation.setWordWrap(True)
+        self.knob_holder = QVBoxLayout()
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train classifier")
+        self.train_button.setToolTip("Estimate by cross-validation, fit on every label, predict every item")
+        self.compare_button = QPushButton("Compare methods")
+        self.compare_button.setToolTip("Estimate linear, finetune and LoRA on the same folds")
+        self.train_button.clicked.connect(lambda: self.train_requested.emit(self.method.currentText(),
+                                                                            self.knob_values()))
+        self.compare_button.clicked.connect(self._compare)
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.compare_button)
+        method_layout.addWidget(self.method)
+        method_layout.addWidget(self.explanation)
+        method_layout.addLayout(self.knob_holder)
+        method_layout.addLayout(buttons)
+
+        result_box = QGroupBox("Estimate")
+        result_layout = QVBoxLayout(result_box)
+        self.headline = QLabel("Label at least two classes, then train a classifier.")
+        self.headline.setWordWrap(True)
+        self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.comparison = QTableWidget(0, 4)
+        self.comparison.setHorizontalHeaderLabels(["method", "accuracy", "95% interval", "balanced"])
+        self.per_class = QTableWidget(0, 4)
+        self.per_class.setHorizontalHeaderLabels(["class", "labels", "recall", "precision"])
+        self.confusion = QTableWidget(0, 0)
+        self.confusion.setToolTip("Rows: true class; columns: predicted (mean count per repeat)")
+        for table in (self.comparison, self.per_class, self.confusion):
+            table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+            table.verticalHeader().setVisible(table is self.confusion)
+            table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.comparison.hide()
+        result_layout.addWidget(self.headline)
+        result_layout.addWidget(self.comparison)
+        result_layout.addWidget(QLabel("Per class"))
+        result_layout.addWidget(self.per_class)
+        result_layout.addWidget(QLabel("Confusion matrix (rows true, columns predicted)"))
+        result_layout.addWidget(self.confusion)
+
+        layout.addWidget(method_box)
+        layout.addWidget(result_box, 1)
+        self.set_ready(False, "")
+
+    def populate(self, adapters: dict[str, type]) -> None:
+        self.adapters = adapters
+        self.method.blockSignals(True)
+        self.method.clear()
+        self.method.addItems(list(adapters))
+        self.method.blockSignals(False)
+        self._method_changed(self.method.currentText())
+
+    def _method_changed(self, name: str) -> None:
+        if self.knob_form is not None:
+            self.saved_knobs[self.knob_form.config_cls.__name__] = self.knob_form.values()
+            self.knob_form.setParent(None)  # noqa: the form is replaced; Qt deletes it with deleteLater
+            self.knob_form.deleteLater()
+            self.knob_form = None
+        adapter = self.adapters.get(name)
+        if adapter is None:
+            return
+        self.explanation.setText((adapter.__doc__ or "").strip())
+        self.knob_form = KnobForm(adapter.config_cls, self.saved_knobs.get(adapter.config_cls.__name__))
+        self.knob_holder.addWidget(self.knob_form)
+
+    def knob_values(self) -> dict:
+        if self.knob_form is None:
+            return {}
+        defaults = self.knob_form.config_cls()
+        return {k: v for k, v in self.knob_form.values().items() if v != getattr(defaults, k)}
+
+    def _compare(self) -> None:
+        """Every method with the knobs last set for it in this panel (defaults otherwise)."""
+        values = {}
+        for name, adapter in self.adapters.items():
+            if self.knob_form is not None and self.knob_form.config_cls is adapter.config_cls:
+                values[name] = self.knob_values()
+                continue
+            saved = self.saved_knobs.get(adapter.config_cls.__name__, {})
+            defaults = adapter.config_cls()
+            values[name] = {k: v for k, v in saved.items() if v != getattr(defaults, k)}
+        self.compare_requested.emit(values)
+
+    def set_ready(self, ready: bool, reason: str) -> None:
+        for button in (self.train_button, self.compare_button):
+            button.setEnabled(ready)
+            button.setToolTip(button.toolTip().split("\n")[0] + (f"\n{reason}" if reason else ""))
+
+    def clear_results(self, comparing: bool) -> None:
+        self.estimates = {}
+        self.comparing = comparing
+        self.comparison.setRowCount(0)
+        self.comparison.setVisible(comparing)
+
+    # -- results ------------------------------------------------------------------------------
+    def show_estimate(self, event) -> None:
+        self.estimates[event.method] = event
+        stop = f"; early stopping chose {event.epochs} epochs" if event.epochs else ""
+        self.headline.setText(
+            f"<b>{event.method}: {event.accuracy:.1%}</b> estimated accuracy "
+            f"(95% interval {event.ci_low:.0%} to {event.ci_high:.0%}), balanced "
+            f"{event.balanced_accuracy:.1%}.<br>By {event.scheme}{stop}. Every labelled item was "
+            "scored by a model that never saw it; the interval is wide because labels are few.")
+        if self.comparing:
+            row = self.comparison.rowCount()
+            self.comparison.insertRow(row)
+            for column, text in enumerate((event.method, f"{event.accuracy:.1%}",
+                                           f"{event.ci_low:.0%}-{event.ci_high:.0%}",
+                                           f"{event.balanced_accuracy:.1%}")):
+                self.comparison.setItem(row, column, QTableWidgetItem(text))
+        names = list(event.class_names)
+        self.per_class.setRowCount(len(names))
+        for row, name in enumerate(names):
+            for column, text in enumerate((name, str(int(event.support[row])),
+                                           f"{event.recall[row]:.0%}", f"{event.precision[row]:.0%}")):
+                self.per_class.setItem(row, column, QTableWidgetItem(text))
+        confusion = np.asarray(event.confusion)
+        self.confusion.setRowCount(len(names))
+        self.confusion.setColumnCount(len(names))
+        self.confusion.setHorizontalHeaderLabels(names)
+        self.confusion.setVerticalHeaderLabels(names)
+        peak = max(float(confusion.max(initial=0)), 1e-9)
+        for r in range(len(names)):
+            for c in range(len(names)):
+                value = float(confusion[r, c])
+                cell = QTableWidgetItem(f"{value:.3g}" if value else "")
+                shade = int(200 * value / peak)
+                colour = QColor(40, 120, 60, shade) if r == c else QColor(180, 50, 40, shade)
+                cell.setBackground(QBrush(colour))
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.confusion.setItem(r, c, cell)

@@ -1,0 +1,140 @@
+"""The Labels panel: the classes (add, rename, recolour, delete), which run's encoder labelling
+uses, group discovery and suggestions. It shows state and emits requests; the window acts."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+
+def swatch(colour: str) -> QIcon:
+    pixmap = QPixmap(14, 14)
+    pixmap.fill(QColor(colour))
+    return QIcon(pixmap)
+
+
+class LabelPanel(QWidget):
+    prepare_requested = Signal()
+    add_requested = Signal()
+    rename_requested = Signal(int)  # class id
+    recolour_requested = Signal(int)
+    delete_requested = Signal(int)
+    find_groups_requested = Signal(int)  # k; 0: suggest k
+    label_group_requested = Signal()
+    suggest_requested = Signal(int)  # how many
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+
+        encoder_box = QGroupBox("Encoder")
+        encoder_layout = QVBoxLayout(encoder_box)
+        self.encoder_text = QLabel("Select a finished run in the Runs list, then prepare labelling.")
+        self.encoder_text.setWordWrap(True)
+        self.prepare_button = QPushButton("Prepare labelling with the selected run")
+        self.prepare_button.setToolTip("Embeds every item with the run's encoder (kept for next "
+                                       "time) and maps them all, so you can label on the map")
+        self.prepare_button.clicked.connect(self.prepare_requested)
+        encoder_layout.addWidget(self.encoder_text)
+        encoder_layout.addWidget(self.prepare_button)
+
+        classes_box = QGroupBox("Classes")
+        classes_layout = QVBoxLayout(classes_box)
+        self.class_list = QListWidget()
+        self.class_list.setToolTip("The class that map clicks and lassos label with. In the gallery, "
+                                   "keys 1-9 label the selected items with the class of that number")
+        self.class_list.itemDoubleClicked.connect(lambda item: self.rename_requested.emit(self._id(item)))
+        self.class_list.currentItemChanged.connect(lambda *_: self._update_buttons())
+        buttons = QHBoxLayout()
+        self.add_button = QPushButton("Add…")
+        self.rename_button = QPushButton("Rename…")
+        self.colour_button = QPushButton("Colour…")
+        self.delete_button = QPushButton("Delete")
+        self.add_button.clicked.connect(self.add_requested)
+        self.rename_button.clicked.connect(lambda: self.rename_requested.emit(self.current_class_id()))
+        self.colour_button.clicked.connect(lambda: self.recolour_requested.emit(self.current_class_id()))
+        self.delete_button.clicked.connect(lambda: self.delete_requested.emit(self.current_class_id()))
+        for button in (self.add_button, self.rename_button, self.colour_button, self.delete_button):
+            buttons.addWidget(button)
+        self.count_text = QLabel("")
+        classes_layout.addWidget(self.class_list, 1)
+        classes_layout.addLayout(buttons)
+        classes_layout.addWidget(self.count_text)
+
+        groups_box = QGroupBox("Discover groups (no labels needed)")
+        groups_layout = QHBoxLayout(groups_box)
+        self.k = QSpinBox()
+        self.k.setRange(0, 100)
+        self.k.setSpecialValueText("suggest k")
+        self.k.setToolTip("How many groups k-means looks for; 'suggest k' picks the k with the best "
+                          "silhouette score")
+        self.find_groups_button = QPushButton("Find groups")
+        self.find_groups_button.clicked.connect(lambda: self.find_groups_requested.emit(self.k.value()))
+        self.label_group_button = QPushButton("Label selected item's group")
+        self.label_group_button.setToolTip("Gives the current class to every item in the group of the "
+                                           "item selected in the gallery; then fix its mistakes")
+        self.label_group_button.clicked.connect(self.label_group_requested)
+        groups_layout.addWidget(self.k)
+        groups_layout.addWidget(self.find_groups_button)
+        groups_layout.addWidget(self.label_group_button)
+
+        suggest_box = QGroupBox("What to label next")
+        suggest_layout = QHBoxLayout(suggest_box)
+        self.suggest_count = QSpinBox()
+        self.suggest_count.setRange(1, 500)
+        self.suggest_count.setValue(20)
+        self.suggest_button = QPushButton("Suggest")
+        self.suggest_button.setToolTip("Before a classifier: typical items of regions no label covers "
+                                       "yet. After one: the items it is least sure of")
+        self.suggest_button.clicked.connect(lambda: self.suggest_requested.emit(self.suggest_count.value()))
+        suggest_layout.addWidget(self.suggest_count)
+        suggest_layout.addWidget(self.suggest_button, 1)
+
+        layout.addWidget(encoder_box)
+        layout.addWidget(classes_box, 1)
+        layout.addWidget(groups_box)
+        layout.addWidget(suggest_box)
+        self.features_ready = False
+        self._update_buttons()
+
+    def set_classes(self, classes, counts: dict[int, int]) -> None:
+        current = self.current_class_id()
+        self.class_list.blockSignals(True)
+        self.class_list.clear()
+        for number, cls in enumerate(classes, start=1):
+            key = f"{number}  " if number <= 9 else "    "
+            item = QListWidgetItem(swatch(cls.colour), f"{key}{cls.name}  ({counts.get(cls.id, 0)})")
+            item.setData(Qt.ItemDataRole.UserRole, cls.id)
+            self.class_list.addItem(item)
+            if cls.id == current:
+                self.class_list.setCurrentItem(item)
+        if self.class_list.currentItem() is None and self.class_list.count():
+            self.class_list.setCurrentRow(0)
+        self.class_list.blockSignals(False)
+        total = sum(counts.values())
+        self.count_text.setText(f"{total} labelled items" if classes else
+                                "Add a class to start labelling")
+        self._update_buttons()
+
+    def set_encoder(self, text: str, features_ready: bool) -> None:
+        self.encoder_text.setText(text)
+        self.features_ready = features_ready
+        self._update_buttons()
+
+    def current_class_id(self) -> int:
+        item = self.class_list.currentItem()
+        return self._id(item) if item is not None else -1
+
+    def _id(self, item) -> int:
+        return int(item.data(Qt.ItemDataRole.UserRole))
+
+    def _update_buttons(self) -> None:
+        has_class = self.class_list.currentItem() is not None
+        for button in (self.rename_button, self.colour_button, self.delete_button):
+            button.setEnabled(has_class)
+        for button in (self.find_groups_button, self.suggest_button):
+            button.setEnabled(self.features_ready)
+        self.label_group_button.setEnabled(self.features_ready and has_class)
