@@ -133,6 +133,13 @@ class LabellingMixin:
             return
         self.label_items(items, classes[number - 1].id, use_current=False)
 
+    def label_from_menu(self, position: int) -> None:
+        items = self.gallery.selected_items()
+        if position < 0:
+            self.label_items(items, None, use_current=False)
+        else:
+            self.label_key_pressed(position + 1)
+
     def label_lassoed(self, items) -> None:
         self.label_items(items)
 
@@ -386,6 +393,7 @@ class LabellingMixin:
 
     def _adapt_started(self, event) -> None:
         self._adapt_classes = tuple(event.class_names)
+        self.adapt_panel.show_started(event)
         self.classifier_dock.raise_()
 
     def _adapt_progress(self, event) -> None:

@@ -80,6 +80,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.map.point_clicked.connect(self._map_point_clicked)
         self.map.points_lassoed.connect(self.label_lassoed)
         self.gallery.label_key.connect(self.label_key_pressed)
+        self.gallery.label_class.connect(self.label_from_menu)
         self.setup = RunSetupPanel()
         self.label_panel = LabelPanel()
         self.adapt_panel = AdaptPanel()

@@ -133,14 +133,27 @@ class AdaptPanel(QWidget):
         self.comparison.setVisible(comparing)
 
     # -- results ------------------------------------------------------------------------------
+    def show_started(self, event) -> None:
+        share = event.trainable_parameters / max(1, event.total_parameters)
+        self.headline.setText(
+            f"<b>{event.method}</b>: {event.num_labels} labels in {len(event.class_names)} classes; "
+            f"{event.trainable_parameters:,} of {event.total_parameters:,} parameters train "
+            f"({share:.1%}).<br>Estimating by {event.scheme}…")
+        self.started = event
+
     def show_estimate(self, event) -> None:
         self.estimates[event.method] = event
         stop = f"; early stopping chose {event.epochs} epochs" if event.epochs else ""
+        started = getattr(self, "started", None)
+        trainable = ""
+        if started is not None and started.method == event.method:
+            share = started.trainable_parameters / max(1, started.total_parameters)
+            trainable = f" {started.trainable_parameters:,} parameters trained ({share:.1%})."
         self.headline.setText(
             f"<b>{event.method}: {event.accuracy:.1%}</b> estimated accuracy "
             f"(95% interval {event.ci_low:.0%} to {event.ci_high:.0%}), balanced "
             f"{event.balanced_accuracy:.1%}.<br>By {event.scheme}{stop}. Every labelled item was "
-            "scored by a model that never saw it; the interval is wide because labels are few.")
+            f"scored by a model that never saw it; the interval is wide because labels are few.{trainable}")
         if self.comparing:
             row = self.comparison.rowCount()
             self.comparison.insertRow(row)

@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import (QAbstractListModel, QEvent, QItemSelection, QItemSelectionModel,
                             QModelIndex, QRect, QSize, Qt, Signal)
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import (QComboBox, QLabel, QListView, QSizePolicy, QSplitter, QStyledItemDelegate, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QLabel, QListView, QMenu, QSizePolicy, QSplitter, QStyledItemDelegate, QVBoxLayout, QWidget)
 
 THUMBNAIL_CACHE = 2048
 FILTERS = ("All items", "Labelled", "Unlabelled", "Suggested to label next",
@@ -153,6 +153,7 @@ class GalleryView(QWidget):
 
     item_selected = Signal(int)  # item index
     label_key = Signal(int)  # 1..9: label the selection with that class; 0: remove its label
+    label_class = Signal(int)  # class position from the context menu; -1: remove the label
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -177,6 +178,8 @@ class GalleryView(QWidget):
         self.list.setModel(self.model)
         self.list.setItemDelegate(LabelDelegate(self.model, self.list))
         self.list.installEventFilter(self)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
         self.list.selectionModel().currentChanged.connect(self._current_changed)
         self.preview = QLabel("Select an image to preview it")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -268,6 +271,23 @@ class GalleryView(QWidget):
                 index = self.model.index(row)
                 selection.select(index, index)
         self.list.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def _context_menu(self, position) -> None:
+        """Right-click: label the selected items with any class (also past the ninth)."""
+        if not self.selected_items():
+            return
+        menu = QMenu(self)
+        for number, name in enumerate(self.model.class_names):
+            action = menu.addAction(f"Label as {name}" + (f"\t{number + 1}" if number < 9 else ""))
+            action.triggered.connect(lambda _=False, n=number: self.label_class.emit(n))
+        if self.model.class_names:
+            menu.addSeparator()
+        remove = menu.addAction("Remove label\t0")
+        remove.triggered.connect(lambda: self.label_class.emit(-1))
+        if not self.model.class_names:
+            menu.addAction("Add classes in the Labels panel first").setEnabled(False)
+        menu.popup(self.list.viewport().mapToGlobal(position))
+        self._menu = menu
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
         if watched is self.list and event.type() == QEvent.Type.KeyPress:
