@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="path,label,confidence per image")
     predict.add_argument("--device", default="auto")
 
+    export = commands.add_parser("export", help="export a run's encoder or an adapted classifier "
+                                 "to ONNX, verified with onnxruntime")
+    export.add_argument("source", help="a run folder or an adapted model folder")
+    export.add_argument("--out", required=True, metavar="MODEL.onnx",
+                        help="the ONNX file; MODEL.json is written beside it")
+    export.add_argument("--encoder", action="store_true",
+                        help="for an adapted model: export its encoder (embeddings), not the classifier")
+    export.add_argument("--quantize", choices=["int8"], help="also write MODEL.int8.onnx (dynamic int8)")
+    export.add_argument("--data", help="folder of items to check the export on "
+                        "(default: the folder the model was trained on)")
+
     gui = commands.add_parser("gui", help="open the desktop app (the default with no command)")
     gui.add_argument("project", nargs="?", help="a project folder to open")
     gui.add_argument("--sample", action="store_true", help="open the bundled sample dataset")
@@ -93,18 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     from sslstudio.core.config import ConfigError
     from sslstudio.core.data import DataError
     from sslstudio.core.devices import DeviceError
+    from sslstudio.core.export import ExportError
     from sslstudio.core.labels import LabelError
     from sslstudio.core.registry import UnknownName
 
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
                 "devices": cmd_devices, "adapt": cmd_adapt, "predict": cmd_predict,
-                "methods": cmd_methods}
+                "methods": cmd_methods, "export": cmd_export}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
     except (UsageError, ConfigError, DataError, DeviceError, UnknownName, WeightsError,
-            LabelError) as error:
+            LabelError, ExportError) as error:
         print(f"sslstudio: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -344,6 +356,20 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from sslstudio.core.export import ExportRequest, export_model
+
+    request = ExportRequest(Path(args.source), Path(args.out), args.encoder, args.quantize or "",
+                            Path(args.data) if args.data else None)
+    printer = ProgressPrinter(enabled=True)
+    finished = None
+    for event in export_model(request):
+        printer.show(event)
+        if type(event).__name__ == "ExportFinished":
+            finished = event
+    return 0 if finished is not None and finished.status == "completed" else 1
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -429,6 +455,26 @@ class ProgressPrinter:
             where = f" -> {event.path}" if event.path else ""
             self.note(f"{event.method} {event.status}{where}"
                       + (f" ({event.message})" if event.message else ""))
+        elif kind == "ExportProgress":
+            self.note(f"{event.phase}: {event.message}")
+        elif kind == "ExportCheck":
+            verdict = "PASSED" if event.passed else "FAILED"
+            top1 = "" if event.top1_agreement != event.top1_agreement else \
+                f", top-1 agreement {event.top1_agreement:.1%}"
+            accuracy = ""
+            if event.labelled_items:
+                accuracy = (f"; accuracy on the {event.labelled_items} labelled items: PyTorch "
+                            f"{event.labelled_accuracy_torch:.1%}, ONNX {event.labelled_accuracy_onnx:.1%}")
+            self.note(f"parity ({event.variant}, {event.items} items of the folder): {verdict}: "
+                      f"max |difference| {event.max_abs_diff:.3g}, cosine mean {event.mean_cosine:.6f} "
+                      f"min {event.min_cosine:.6f}{top1}{accuracy} (needed {event.tolerance})")
+        elif kind == "ExportLatency":
+            speedup = event.torch_ms / max(event.onnx_ms, 1e-9)
+            self.note(f"latency ({event.variant}, batch {event.batch}, CPU): PyTorch "
+                      f"{event.torch_ms:.2f} ms, onnxruntime {event.onnx_ms:.2f} ms ({speedup:.2f}x)")
+        elif kind == "ExportFinished":
+            files = "".join(f"\n  {f}" for f in event.files)
+            self.note(f"export {event.status}: {event.message}{files}")
         elif kind == "EmbedFinished":
             self.note(f"wrote {event.count} x {event.dim} features to {event.path}")
 

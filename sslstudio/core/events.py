@@ -177,3 +177,43 @@ class FeaturesReady:
     items: np.ndarray  # str, item paths relative to the data folder, in folder order
     features: np.ndarray  # float32 (N, D)
     coords: np.ndarray  # float32 (N, 2), a 2-D map of every item
+
+
+# -- export -----------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ExportProgress:
+    phase: str  # "exporting", "quantizing", "checking", "timing"
+    message: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class ExportCheck:
+    """PyTorch against onnxruntime on real items of the folder."""
+
+    variant: str  # "float" or "int8"
+    items: int
+    max_abs_diff: float
+    mean_cosine: float
+    min_cosine: float
+    top1_agreement: float  # NaN for an encoder
+    passed: bool
+    tolerance: str  # what `passed` was judged against
+    labelled_items: int = 0
+    labelled_accuracy_torch: float = NAN  # accuracy on the labelled items (classifiers)
+    labelled_accuracy_onnx: float = NAN
+
+
+@dataclass(frozen=True, eq=False)
+class ExportLatency:
+    variant: str
+    batch: int
+    torch_ms: float  # median per batch, eager PyTorch on the CPU
+    onnx_ms: float  # median per batch, onnxruntime on the CPU
+
+
+@dataclass(frozen=True, eq=False)
+class ExportFinished:
+    status: str  # "completed", "failed", "cancelled"
+    path: str  # the .onnx file (float)
+    message: str = ""
+    files: tuple = ()  # every file written

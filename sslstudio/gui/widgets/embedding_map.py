@@ -134,6 +134,7 @@ class EmbeddingMap(QWidget):
 
         self.colour_by = QComboBox()
         self.colour_by.addItems([FOLDER, GROUPS, ONE_COLOUR])
+        self.colour_by.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.colour_by.currentIndexChanged.connect(self._recolour)
         self.label_mode = QToolButton()
         self.label_mode.setText("Label mode")
