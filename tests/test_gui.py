@@ -440,3 +440,33 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     qtbot.waitUntil(lambda: again.data_set is not None, timeout=60000)
     assert sorted(again.label_store.label_names()) == sorted(shirts)
     assert (again.gallery.model.label_of >= 0).sum() == 3
+
+
+def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window):
+    w = window()
+    open_sample(qtbot, w)
+    small_run(w, epochs=1)
+    w.start_training()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    w.export_model_action.trigger()
+    dialog = w.export_dialog
+    assert dialog.isVisible() and dialog.source.count() == 1  # the run's encoder; no classifier yet
+    assert dialog.out.text().endswith(".onnx")
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.exported_path is not None, timeout=120000)
+    assert dialog.checks.rowCount() == 1 and dialog.checks.item(0, 6).text() == "passed"
+    assert dialog.latency.rowCount() == 2
+    assert dialog.exported_path.exists() and dialog.exported_path.with_suffix(".json").exists()
+
+    image = sorted(SAMPLE.rglob("*.png"))[0]
+    dialog.try_image_file(image)
+    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.neighbours.count() == 8, timeout=60000)
+    assert "nearest items" in dialog.try_result.text()
+    # The image itself is in the folder, so it is its own nearest neighbour.
+    first = dialog.neighbours.itemAt(0).widget().toolTip()
+    assert first.startswith(image.relative_to(SAMPLE).as_posix()) and "cosine 1.000" in first
+
+    dialog.out.setText("/proc/forbidden/model.onnx")
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
+    assert "cannot create the folder /proc/forbidden" in dialog.status.text()

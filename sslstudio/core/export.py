@@ -459,3 +459,48 @@ def _json_safe(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     return value
+
+
+# -- trying an exported model -----------------------------------------------------------------
+def read_sidecar(model_path: Path) -> dict:
+    path = Path(model_path).with_suffix(".json")
+    if Path(model_path).name.endswith(".int8.onnx"):
+        path = Path(str(model_path)[: -len(".int8.onnx")] + ".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ExportError(f"{path} is missing or unreadable; it is written beside every export "
+                          "and holds the preprocessing") from None
+
+
+def run_exported(model_path: Path, image_path: Path) -> dict:
+    """Decode an image as the app does and run the exported model on it with onnxruntime."""
+    from sslstudio.core.data.images import SkipItem, decode_image
+
+    info = read_sidecar(model_path)
+    size = int(info["preprocess"]["image_size"])
+    try:
+        array, _ = decode_image(Path(image_path), size)
+    except SkipItem as reason:
+        raise ExportError(f"cannot use {Path(image_path).name}: {reason}") from None
+    output = _session(Path(model_path)).run(None, {"image": to_input(array[None])})[0][0]
+    return {"info": info, "output": output, "image": array}
+
+
+def nearest_items(model_path: Path, data_dir: Path, embedding: np.ndarray, count: int = 8,
+                  max_items: int = 2000) -> list[tuple[str, float]]:
+    """The folder items (a spread of up to `max_items`) whose exported embeddings are closest."""
+    info = read_sidecar(model_path)
+    size = int(info["preprocess"]["image_size"])
+    images, names = parity_images(Path(data_dir), size, max_items)
+    if not names:
+        return []
+    session = _session(Path(model_path))
+    chunks = [session.run(None, {"image": to_input(images[s:s + 256])})[0]
+              for s in range(0, len(images), 256)]
+    reference = np.concatenate(chunks)
+    reference /= np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
+    query = embedding / max(float(np.linalg.norm(embedding)), 1e-12)
+    similarity = reference @ query
+    order = np.argsort(-similarity)[:count]
+    return [(names[i], float(similarity[i])) for i in order]

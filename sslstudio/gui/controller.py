@@ -35,6 +35,7 @@ class TrainingController(QObject):
     adapt_predictions = Signal(object)  # AdaptPredictions
     adapt_finished = Signal(object)  # AdaptFinished
     result = Signal(str, object)  # a small job's kind and its returned value
+    export_event = Signal(object)  # ExportProgress, ExportCheck, ExportLatency, ExportFinished
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -93,6 +94,15 @@ class TrainingController(QObject):
         self._start("adapt", job)
         what = " vs ".join(compare_methods) if compare_methods else request.method
         self.log.emit(f"adapting {Path(request.run_dir).name} with {what}")
+
+    def start_export(self, request) -> None:
+        def job(control):
+            from sslstudio.core.export import export_model
+
+            yield from export_model(request, control)
+
+        self._start("export", job)
+        self.log.emit(f"exporting {Path(request.source).name} to {request.out}")
 
     def start_task(self, kind: str, function, *args) -> None:
         """A short computation off the GUI thread; its return value comes back as `result`."""
@@ -154,6 +164,13 @@ class TrainingController(QObject):
             self.data_ready.emit(event.data)
         elif kind == "_TaskResult":
             self.result.emit(event.kind, event.value)
+        elif kind.startswith("Export"):
+            self.export_event.emit(event)
+            if kind == "ExportCheck":
+                self.log.emit(f"export parity ({event.variant}): {'passed' if event.passed else 'FAILED'}, "
+                              f"max |diff| {event.max_abs_diff:.2g}, min cosine {event.min_cosine:.6f}")
+            elif kind == "ExportFinished":
+                self.log.emit(f"export {event.status}: {event.message}")
         elif kind == "FeaturesReady":
             self.features_ready.emit(event)
         elif kind == "AdaptStarted":

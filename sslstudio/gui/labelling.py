@@ -344,6 +344,9 @@ class LabellingMixin:
             self.status_text.setText(f"{k} groups found; select an item and label its whole group, "
                                      "then fix the mistakes")
             self.label_panel.k.setValue(k)
+        elif kind == "try" and self.export_dialog is not None:
+            result, neighbours = value
+            self.export_dialog.show_try_result(result, neighbours, self._thumbnail_by_name)
         elif kind == "suggest":
             self.gallery.show_suggestions(value)
             self.data_dock.raise_()
@@ -439,6 +442,66 @@ class LabellingMixin:
         self.progress.setFormat(text)
         self.progress.show()
 
+    # -- export -------------------------------------------------------------------------------
+    def open_export_dialog(self) -> None:
+        from sslstudio.gui.widgets.export_dialog import ExportDialog
+
+        if self.project is None:
+            QMessageBox.information(self, APP_NAME, "Open a folder and train a run first.")
+            return
+        sources = []
+        runs = [r for r in self.project.runs() if (r.path / "checkpoints" / "last.safetensors").exists()]
+        for run in runs:
+            adapted_root = run.path / "adapted"
+            adapted = sorted((p for p in adapted_root.glob("*") if (p / "adapted.toml").exists()),
+                             key=lambda p: p.stat().st_mtime, reverse=True) if adapted_root.is_dir() else []
+            for folder in adapted:
+                sources.append((f"Classifier {folder.name} (on run {run.name})", folder, True))
+        for run in runs:
+            sources.append((f"Encoder of run {run.name} ({run.objective} on {run.backbone})", run.path, False))
+        if not sources:
+            QMessageBox.information(self, APP_NAME, "There is nothing to export yet: train a run "
+                                    "(and, for a classifier, label items and train one).")
+            return
+        if self.export_dialog is None:
+            self.export_dialog = ExportDialog(self)
+            self.export_dialog.export_requested.connect(self._export_requested)
+            self.export_dialog.try_requested.connect(self._try_requested)
+            self.controller.export_event.connect(self.export_dialog.show_event)
+            self.controller.busy_changed.connect(lambda busy: self.export_dialog.set_busy(busy))
+        self.export_dialog.set_sources(sources, self.project.path / "exports")
+        self.export_dialog.set_busy(self.controller.busy())
+        self.export_dialog.show()
+        self.export_dialog.raise_()
+
+    def _export_requested(self, request) -> None:
+        if self.controller.busy():
+            self.export_dialog.show_failure("Another job is running; stop it or wait, then export.")
+            return
+        if request.data_dir is None and self.project is not None and self.project.data_dir:
+            request.data_dir = Path(self.project.data_dir)
+        self.controller.start_export(request)
+
+    def _try_requested(self, model_path: str, image_path: str) -> None:
+        if self.controller.busy():
+            return
+        data_dir = Path(self.project.data_dir) if self.project and self.project.data_dir else None
+
+        def try_model(model_path, image_path, data_dir):
+            from sslstudio.core.export import nearest_items, run_exported
+
+            result = run_exported(Path(model_path), Path(image_path))
+            neighbours = []
+            if not result["info"]["class_names"] and data_dir is not None:
+                neighbours = nearest_items(Path(model_path), data_dir, result["output"])
+            return result, neighbours
+
+        self.controller.start_task("try", try_model, model_path, image_path, data_dir)
+
+    def _thumbnail_by_name(self, name: str):
+        index = self.item_index.get(name)
+        return self.gallery.model.thumbnail(index) if index is not None and self.data_set else None
+
     # -- state --------------------------------------------------------------------------------
     def update_labelling_actions(self) -> None:
         if not hasattr(self, "undo_action"):
@@ -451,6 +514,7 @@ class LabellingMixin:
         busy = self.controller.busy()
         has_data = self.data_set is not None and store is not None
         self.import_labels_action.setEnabled(has_data)
+        self.export_model_action.setEnabled(self.project is not None and not busy)
         self.export_labels_action.setEnabled(store is not None)
         run = self._selected_run
         self.label_panel.prepare_button.setEnabled(

@@ -51,6 +51,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.settings = settings or QSettings()
         self.project: Project | None = None
         self.label_store: LabelStore | None = None
+        self.export_dialog = None
         self.init_labelling()
         self.data_set = None
         self.engine = None
@@ -180,6 +181,9 @@ class MainWindow(LabellingMixin, QMainWindow):
                                                  tip="path,label rows; paths absolute or relative "
                                                      "to the data folder")
         self.export_labels_action = self._action("&Export labels (CSV)…", self.export_labels_dialog)
+        self.export_model_action = self._action("Export &model (ONNX)…", self.open_export_dialog, "Ctrl+E",
+                                                "A classifier or an encoder as ONNX, verified "
+                                                "with onnxruntime")
 
         file_menu = self.menuBar().addMenu("&File")
         for action in (self.new_project_action, self.open_project_action, self.open_folder_action):
@@ -189,6 +193,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.import_labels_action)
         file_menu.addAction(self.export_labels_action)
+        file_menu.addAction(self.export_model_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = self.menuBar().addMenu("&Edit")
@@ -461,6 +466,10 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.progress.hide()
         if self._closing:
             return
+        if self.controller.job_kind in ("export", "try") and self.export_dialog is not None \
+                and self.export_dialog.isVisible():
+            self.export_dialog.show_failure(message.split(": ", 1)[-1])
+            return
         box = QMessageBox(self)
         box.setIcon(QMessageBox.Icon.Critical)
         box.setWindowTitle(APP_NAME)
@@ -613,6 +622,8 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.controller.shutdown()
         for box in self.findChildren(QMessageBox):  # non-modal reports still open
             box.close()
+        if self.export_dialog is not None:
+            self.export_dialog.close()
         if self.label_store is not None:
             self.label_store.close()
         if self._engine_loader is not None:
