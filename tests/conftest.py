@@ -46,3 +46,24 @@ def no_threads_left_behind():
 
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def make_text_folder(root: Path, per_class: int = 12, seed: int = 0) -> Path:
+    """Two classes of short reviews with different vocabularies, as .txt files and a .jsonl."""
+    rng = np.random.default_rng(seed)
+    words = {"good": "great wonderful moving funny brilliant charming superb delight".split(),
+             "bad": "dull boring awful tedious messy flat weak lifeless".split()}
+    common = "the film story actors plot scenes director music".split()
+    for label, vocabulary in words.items():
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            picked = list(rng.choice(vocabulary, 4)) + list(rng.choice(common, 5))
+            rng.shuffle(picked)
+            (folder / f"{i:03d}.txt").write_text(" ".join(picked) + ".")
+    return root
+
+
+@pytest.fixture
+def text_folder(tmp_path: Path) -> Path:
+    return make_text_folder(tmp_path / "texts")

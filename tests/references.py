@@ -60,3 +60,25 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     for row, label in zip(logits.detach().double(), labels):
         total += -(float(row[label]) - math.log(sum(math.exp(float(v)) for v in row)))
     return total / logits.shape[0]
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, chosen: torch.Tensor) -> float:
+    """BERT's MLM loss: -log softmax(logits)[target], averaged over the masked positions only."""
+    total, count = 0.0, 0
+    for b in range(logits.shape[0]):
+        for t in range(logits.shape[1]):
+            if chosen[b, t]:
+                row = logits[b, t].detach().double()
+                total += -(float(row[targets[b, t]]) - math.log(sum(math.exp(float(v)) for v in row)))
+                count += 1
+    return total / count
+
+
+def simcse(h1: torch.Tensor, h2: torch.Tensor, tau: float) -> float:
+    """SimCSE eq. 4: -log e^{sim(h_i, h_i')/tau} / sum_j e^{sim(h_i, h_j')/tau}, averaged."""
+    n = h1.shape[0]
+    total = 0.0
+    for i in range(n):
+        denominator = sum(math.exp(_cos(h1[i].double(), h2[j].double()) / tau) for j in range(n))
+        total += -math.log(math.exp(_cos(h1[i].double(), h2[i].double()) / tau) / denominator)
+    return total / n

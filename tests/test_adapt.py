@@ -72,8 +72,9 @@ def test_logistic_regression_reaches_the_optimum_of_its_formula():
 
 def toy_task(features: np.ndarray, targets: np.ndarray, names) -> AdaptTask:
     encoder = build_backbone("small_cnn", 16)
-    return AdaptTask(None, targets, tuple(names), features.astype(np.float32), "small_cnn", 16,
-                     encoder.state_dict(), [0.5] * 3, [0.25] * 3, torch.device("cpu"))
+    return AdaptTask(None, targets, tuple(names), features.astype(np.float32), "small_cnn",
+                     {"image_size": 16, "mean": [0.5] * 3, "std": [0.25] * 3}, encoder.state_dict(),
+                     torch.device("cpu"))
 
 
 def test_probe_on_separable_toy_features_reaches_100_percent():

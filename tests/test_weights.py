@@ -9,17 +9,27 @@ from safetensors.torch import save_file
 from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
 
 
+def shape_and_input(name):
+    if BACKBONES.get(name).modality == "text":
+        from sslstudio.core.backbones.text_transformer import TextShape
+
+        ids = torch.randint(5, 100, (2, 16))
+        ids[1, 10:] = 0  # padding
+        return TextShape(vocab_size=100, max_length=16, layers=2, width=64, heads=2), ids
+    return 32, torch.randn(2, 3, 32, 32)
+
+
 @pytest.mark.parametrize("name", BACKBONES.names())
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_state_dict_round_trip_through_the_user_file_path(tmp_path, name, suffix):
-    source = build_backbone(name, 32)
+    shape, x = shape_and_input(name)
+    source = build_backbone(name, shape)
     path = tmp_path / f"weights{suffix}"
     state = {k: v.contiguous() for k, v in source.state_dict().items()}
     save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
-    loaded = build_backbone(name, 32, weights=path)
+    loaded = build_backbone(name, shape, weights=path)
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, state[key]), key
-    x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(source.eval()(x), loaded.eval()(x))
 
 

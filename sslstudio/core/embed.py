@@ -29,9 +29,44 @@ def load_encoder(run_dir: Path, device: torch.device):
         raise DataError(f"{run_dir} is not a finished or checkpointed run "
                         "(config.toml and checkpoints/last.safetensors are needed)")
     train_config, _, preprocess = load_run_config(config_path)
-    encoder = build_backbone(train_config.backbone, int(preprocess["image_size"]))
+    encoder = build_backbone(train_config.backbone, encoder_shape(preprocess))
     encoder.load_state_dict(encoder_state(checkpoint))
     return encoder.to(device).eval(), preprocess
+
+
+def encoder_shape(preprocess: dict):
+    """What build_backbone needs to rebuild a run's encoder: the image side, or a TextShape."""
+    if preprocess.get("modality") == "text":
+        from sslstudio.core.backbones.text_transformer import TextShape
+
+        return TextShape(int(preprocess["vocab_size"]), int(preprocess["max_length"]),
+                         int(preprocess["layers"]), int(preprocess["width"]), int(preprocess["heads"]))
+    return int(preprocess["image_size"])
+
+
+def load_run_data(run_dir: Path, data_dir: Path, preprocess: dict, control: RunControl,
+                  labels_from_folders: bool = False) -> Iterator:
+    """The folder as the run's encoder reads it: images at its size, or texts through its
+    tokenizer. Returns the dataset (use `yield from`)."""
+    if preprocess.get("modality") == "text":
+        from sslstudio.core.data.text_tokens import load_text_data
+
+        data, _, _ = yield from load_text_data(Path(data_dir), preprocess.get("text_field", "text"),
+                                               labels_from_folders, Path(run_dir),
+                                               max_length=int(preprocess["max_length"]), control=control)
+        return data
+    return (yield from load_image_folder(Path(data_dir), int(preprocess["image_size"]),
+                                         labels_from_folders, cache_dir=Path(run_dir) / "cache",
+                                         control=control))
+
+
+def model_inputs(batch, preprocess: dict, device):
+    """A dataset batch as the encoder takes it in eval: normalised floats, or token ids."""
+    if preprocess.get("modality") == "text":
+        return batch.to(device)
+    mean = torch.tensor(preprocess["mean"], device=device)
+    std = torch.tensor(preprocess["std"], device=device)
+    return normalize(to_float(batch.to(device)), mean, std).contiguous(memory_format=torch.channels_last)
 
 
 def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "auto",
@@ -40,16 +75,12 @@ def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "a
     control = control or RunControl()
     torch_device = resolve_device(device)
     encoder, preprocess = load_encoder(run_dir, torch_device)
-    size = int(preprocess["image_size"])
-    data = yield from load_image_folder(Path(data_dir), size, cache_dir=Path(run_dir) / "cache",
-                                        control=control)
-    mean = torch.tensor(preprocess["mean"], device=torch_device)
-    std = torch.tensor(preprocess["std"], device=torch_device)
+    data = yield from load_run_data(run_dir, data_dir, preprocess, control)
     features = np.empty((len(data), encoder.feature_dim), np.float32)
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             indices = np.arange(start, min(len(data), start + batch_size))
-            x = normalize(to_float(data.batch(indices).to(torch_device)), mean, std)
+            x = model_inputs(data.batch(indices), preprocess, torch_device)
             features[indices] = encoder(x).float().cpu().numpy()
             yield EmbedProgress(int(indices[-1]) + 1, len(data))
             control.checkpoint()
@@ -62,5 +93,8 @@ def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "a
     np.save(buffer, features)
     atomic_write_bytes(out_path, buffer.getvalue())
     paths_file = out_path.with_suffix(".paths.txt")
-    atomic_write_text(paths_file, "".join(f"{p}\n" for p in data.paths))
+    # One line per item: the file's path, and for records of .jsonl/.csv files, #record.
+    names = ([f"{data.root / item}" for item in data.items] if getattr(data, "modality", "image") == "text"
+             else [str(p) for p in data.paths])
+    atomic_write_text(paths_file, "".join(f"{name}\n" for name in names))
     yield EmbedFinished(str(out_path), len(data), encoder.feature_dim)

@@ -25,6 +25,7 @@ from sslstudio.core.checkpoint import LoopState, load_checkpoint, save_checkpoin
 from sslstudio.core.control import Cancelled, RunControl
 from sslstudio.core.data import load_image_folder
 from sslstudio.core.data.augment import AugmentSettings, BatchAugment, normalize, to_float
+from sslstudio.core.data.text_tokens import load_text_data
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import describe, resolve_device
 from sslstudio.core.events import (Checkpointed, EmbeddingSnapshot, RunFinished, RunStarted,
@@ -63,11 +64,42 @@ def resolve_image_size(config: TrainConfig, data_root: Path, device: torch.devic
     return int(min(max(24, round(side / 4) * 4), ceiling))
 
 
-def resolve_backbone(config: TrainConfig, device: torch.device) -> str:
+def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = "image") -> str:
     if config.backbone != "auto":
-        BACKBONES.get(config.backbone)  # fails with the list of names
+        spec = BACKBONES.get(config.backbone)  # fails with the list of names
+        if spec.modality != modality:
+            fitting = [n for n in BACKBONES.names() if BACKBONES.get(n).modality == modality
+                       and not n.startswith("bench_")]
+            raise DataError(f"backbone {config.backbone} encodes {spec.modality}, and "
+                            f"{config.objective} trains on {modality}; choose {', '.join(fitting)}")
         return config.backbone
+    if modality == "text":
+        return "text_transformer"
     return "small_cnn" if device.type == "cpu" else "resnet18"
+
+
+def text_shape(config: TrainConfig, vocab, max_length: int, device: torch.device):
+    from sslstudio.core.backbones.text_transformer import TextShape
+
+    cpu = device.type == "cpu"
+    width = config.text_width or (256 if cpu else 384)
+    return TextShape(vocab.size, max_length, config.text_layers or (4 if cpu else 6), width,
+                     config.text_heads or max(1, width // 64), pad_id=vocab.pad_id)
+
+
+def check_modality(data_dir: Path, objective: str, modality: str) -> None:
+    """A clear word when the folder holds the other kind of data than the objective trains on."""
+    from sslstudio.core.data.text_folder import detect_modality
+
+    if not Path(data_dir).is_dir():
+        return  # the loader says what is wrong with it
+    found = detect_modality(Path(data_dir))
+    if found in ("image", "text") and found != modality:
+        from sslstudio.core.objectives import OBJECTIVES
+
+        fitting = [n for n in OBJECTIVES.names() if found in OBJECTIVES.get(n).modalities]
+        raise DataError(f"{data_dir} holds {found}s, and {objective} trains on {modality}s; "
+                        f"choose {', '.join(fitting)}")
 
 
 @dataclass
@@ -149,10 +181,19 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     objective_cls = OBJECTIVES.get(config.objective)
     objective_config = objective_config or objective_cls.config_cls()
 
-    # Data: decoded once into the cache; the scan's progress goes out as events.
-    image_size = resolve_image_size(config, Path(config.data), device)
-    data = yield from load_image_folder(Path(config.data), image_size, config.labels_from_folders,
-                                        cache_dir=run_dir / "cache", control=control)
+    # Data: decoded (or tokenized) once; the scan's progress goes out as events.
+    modality = "text" if "text" in objective_cls.modalities else "image"
+    check_modality(Path(config.data), config.objective, modality)
+    vocab = None
+    if modality == "text":
+        data, _, vocab = yield from load_text_data(
+            Path(config.data), config.text_field, config.labels_from_folders, run_dir,
+            config.tokenizer, config.vocab_size, config.max_length, device.type, control)
+        image_size = 0
+    else:
+        image_size = resolve_image_size(config, Path(config.data), device)
+        data = yield from load_image_folder(Path(config.data), image_size, config.labels_from_folders,
+                                            cache_dir=run_dir / "cache", control=control)
     if main:
         _write_scan_report(run_dir, data)
         if data.report.skipped:
@@ -171,18 +212,32 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     minutes = config.minutes
     if not config.epochs and not minutes:
         minutes = CPU_MINUTES if device.type == "cpu" else GPU_MINUTES
-    backbone_name = resolve_backbone(config, device)
+    backbone_name = resolve_backbone(config, device, modality)
 
     # Model, augmentation and optimizer. The global seed fixes initialisation for every rank.
     torch.manual_seed(config.seed)
-    mean, std = data.channel_stats(seed=config.seed)
     augment_generator = torch.Generator(device=device)
     augment_generator.manual_seed(config.seed * 1000 + 17 + rank)
-    settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey, image_size)
-    augment = BatchAugment(settings, mean, std, image_size, augment_generator)
-    augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
-    encoder = build_backbone(backbone_name, image_size, config.weights or None)
-    objective = objective_cls(encoder, objective_config, augment).to(device)
+    if modality == "text":
+        shape = text_shape(config, vocab, data.max_length, device)
+        encoder = build_backbone(backbone_name, shape, config.weights or None)
+        objective = objective_cls(encoder, objective_config, vocab).to(device)
+        objective.generator = augment_generator  # masking draws from it: resumable like augmentation
+        mean = std = augment = None
+        preprocess = {"modality": "text", "tokenizer": "tokenizer.json", "max_length": shape.max_length,
+                      "vocab_size": shape.vocab_size, "layers": shape.layers, "width": shape.width,
+                      "heads": shape.heads, "text_field": config.text_field,
+                      "class_names": list(data.class_names)}
+    else:
+        mean, std = data.channel_stats(seed=config.seed)
+        settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey, image_size)
+        augment = BatchAugment(settings, mean, std, image_size, augment_generator)
+        augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
+        encoder = build_backbone(backbone_name, image_size, config.weights or None)
+        objective = objective_cls(encoder, objective_config, augment).to(device)
+        preprocess = {"image_size": image_size, "mean": mean, "std": std, "channel_order": "RGB",
+                      "resize": "shorter side to image_size, then centre crop", "grey": data.grey,
+                      "class_names": list(data.class_names)}
     # channels_last is faster for convolutions on CUDA and on the CPU's oneDNN (+30% here).
     objective = objective.to(memory_format=torch.channels_last)
     model = objective
@@ -202,9 +257,9 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
 
     resolved = TrainConfig(**{**config.__dict__, "backbone": backbone_name, "image_size": image_size,
                               "batch_size": batch_size, "minutes": minutes})
-    preprocess = {"image_size": image_size, "mean": mean, "std": std, "channel_order": "RGB",
-                  "resize": "shorter side to image_size, then centre crop", "grey": data.grey,
-                  "class_names": list(data.class_names)}
+    if modality == "text":
+        resolved.max_length, resolved.text_layers = preprocess["max_length"], preprocess["layers"]
+        resolved.text_width, resolved.text_heads = preprocess["width"], preprocess["heads"]
     metrics_log = None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -258,7 +313,9 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                 images = data.batch(indices)
                 if pin:
                     images = images.pin_memory()
-                images = to_float(images.to(device, non_blocking=True))
+                images = images.to(device, non_blocking=True)
+                if modality == "image":
+                    images = to_float(images)
                 progress = progress_now()
                 for group, base in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base * lr_factor(progress, config.warmup_fraction)
@@ -454,8 +511,9 @@ class _Monitor:
         self.objective.eval()
         features, projections = [], []
         for start in range(0, len(self.indices), 512):
-            images = self.data.batch(self.indices[start:start + 512])
-            x = normalize(to_float(images.to(self.device)), self.augment.mean, self.augment.std)
+            x = self.data.batch(self.indices[start:start + 512]).to(self.device)
+            if self.augment is not None:
+                x = normalize(to_float(x), self.augment.mean, self.augment.std)
             f = self.objective.encoder(x).float()
             h = self.objective.head_outputs(f)
             features.append(f.cpu())

@@ -10,6 +10,7 @@ from sslstudio.core import config as cfg
 from sslstudio.core.config import knob
 
 DEFAULT_OBJECTIVE = "simclr"
+DEFAULT_TEXT_OBJECTIVE = "simcse"
 CPU_MINUTES = 5.0
 
 
@@ -38,6 +39,17 @@ class TrainConfig:
     monitor_items: int = knob(2000, low=16, high=5000, help="size of the fixed sample for the map")
     log_every_steps: int = knob(0, low=0, high=100000, help="metrics every N steps; 0: about 5 a second")
     grad_clip: float = knob(0.0, low=0.0, high=1000.0, help="clip the gradient norm; 0: off")
+    # Text folders only.
+    text_field: str = knob("text", help="text: the field of .jsonl records / .csv columns to read")
+    tokenizer: str = knob("wordpiece", choices=("wordpiece", "bpe"),
+                          help="text: tokenizer trained on the folder (wordpiece lowercases; "
+                               "byte-level bpe keeps case and never meets an unknown character)")
+    vocab_size: int = knob(8000, low=500, high=200000, help="text: tokenizer vocabulary size")
+    max_length: int = knob(0, low=0, high=4096,
+                           help="text: tokens per text; 0: 95% of the texts fit (at most 128 on a CPU)")
+    text_layers: int = knob(0, low=0, high=48, help="text: Transformer layers; 0: 4 on a CPU, 6 on a GPU")
+    text_width: int = knob(0, low=0, high=4096, help="text: Transformer width; 0: 256 on a CPU, 384 on a GPU")
+    text_heads: int = knob(0, low=0, high=64, help="text: attention heads; 0: width / 64")
 
     @property
     def run_dir(self) -> Path:

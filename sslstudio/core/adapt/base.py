@@ -37,15 +37,13 @@ class Classifier(nn.Module):
 class AdaptTask:
     """Everything a method needs, prepared once and shared by every fold."""
 
-    images: object  # ImageFolderData at the run's resolution
+    images: object  # the dataset as the run's encoder reads it (images at its size, or tokens)
     targets: np.ndarray  # int64 class position per item, -1 where unlabelled
     class_names: tuple[str, ...]
     features: np.ndarray  # (N, D) float32 of the pretrained encoder, eval preprocessing
     backbone: str
-    image_size: int
+    preprocess: dict  # the run's: image size, mean and std, or the text encoder's shape
     encoder_state: dict  # the pretrained weights, CPU tensors
-    mean: list[float]
-    std: list[float]
     device: torch.device
     seed: int = 0
     feature_mean: np.ndarray = field(init=False)
@@ -60,25 +58,37 @@ class AdaptTask:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def modality(self) -> str:
+        return self.preprocess.get("modality", "image")
+
+    @property
+    def image_size(self) -> int:
+        return int(self.preprocess.get("image_size", 0))
+
     def new_encoder(self) -> nn.Module:
         from sslstudio.core.backbones import build_backbone
+        from sslstudio.core.embed import encoder_shape
 
-        encoder = build_backbone(self.backbone, self.image_size)
+        encoder = build_backbone(self.backbone, encoder_shape(self.preprocess))
         encoder.load_state_dict(self.encoder_state)
         return encoder
 
     def batch(self, indices: np.ndarray) -> torch.Tensor:
-        """Float NCHW in [0, 1] on the device, not yet normalised."""
+        """Training input on the device: float NCHW in [0, 1] (not yet normalised), or token ids."""
         from sslstudio.core.data.augment import to_float
 
-        return to_float(self.images.batch(np.asarray(indices)).to(self.device))
+        batch = self.images.batch(np.asarray(indices)).to(self.device)
+        return batch if self.modality == "text" else to_float(batch)
 
-    def normalised(self, images: torch.Tensor) -> torch.Tensor:
+    def normalised(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.modality == "text":
+            return inputs
         from sslstudio.core.data.augment import normalize
 
-        mean = torch.tensor(self.mean, device=images.device)
-        std = torch.tensor(self.std, device=images.device)
-        return normalize(images, mean, std).contiguous(memory_format=torch.channels_last)
+        mean = torch.tensor(self.preprocess["mean"], device=inputs.device)
+        std = torch.tensor(self.preprocess["std"], device=inputs.device)
+        return normalize(inputs, mean, std).contiguous(memory_format=torch.channels_last)
 
 
 @dataclass

@@ -53,15 +53,12 @@ class AdaptRequest:
 # -- preparation ------------------------------------------------------------------------------
 def prepare_task(request: AdaptRequest, control: RunControl) -> Iterator:
     """Load the run's encoder, the folder at its resolution and the features; returns the task."""
-    from sslstudio.core.data import load_image_folder
-    from sslstudio.core.embed import load_encoder
+    from sslstudio.core.embed import load_encoder, load_run_data
 
     device = resolve_device(request.device)
     run_dir = Path(request.run_dir)
     encoder, preprocess = load_encoder(run_dir, device)
-    image_size = int(preprocess["image_size"])
-    data = yield from load_image_folder(Path(request.data_dir), image_size,
-                                        cache_dir=run_dir / "cache", control=control)
+    data = yield from load_run_data(run_dir, Path(request.data_dir), preprocess, control)
     items = item_keys(data)
     index = {item: i for i, item in enumerate(items)}
     missing = [item for item in request.labels if item not in index]
@@ -92,9 +89,9 @@ def prepare_task(request: AdaptRequest, control: RunControl) -> Iterator:
                          f"{', '.join(n for n in names if n not in used)}")
         names = used
     features = yield from cached_features(run_dir, encoder, data, preprocess, device, control)
-    task = AdaptTask(data, targets, tuple(names), features, _backbone_name(run_dir), image_size,
-                     {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
-                     list(preprocess["mean"]), list(preprocess["std"]), device, request.seed)
+    task = AdaptTask(data, targets, tuple(names), features, _backbone_name(run_dir), preprocess,
+                     {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, device,
+                     request.seed)
     return task, preprocess
 
 
@@ -103,6 +100,9 @@ def _backbone_name(run_dir: Path) -> str:
 
 
 def item_keys(data) -> list[str]:
+    """Paths relative to the data folder; for text records, `file#record`."""
+    if getattr(data, "modality", "image") == "text":
+        return list(data.items)
     return [Path(p).relative_to(data.root).as_posix() for p in data.paths]
 
 
@@ -134,18 +134,15 @@ def cached_features(run_dir: Path, encoder, data, preprocess: dict, device, cont
 def encode_items(model, data, preprocess: dict, device, control, indices=None,
                  head: bool = False) -> Iterator:
     """Encoder features (or, with `head`, classifier probabilities) of items, in order."""
-    from sslstudio.core.data.augment import normalize, to_float
+    from sslstudio.core.embed import model_inputs
 
     indices = np.arange(len(data)) if indices is None else np.asarray(indices)
-    mean = torch.tensor(preprocess["mean"], device=device)
-    std = torch.tensor(preprocess["std"], device=device)
     chunks = []
     model.eval()
     for start in range(0, len(indices), FEATURE_BATCH):
         batch = indices[start:start + FEATURE_BATCH]
         with torch.inference_mode():
-            x = normalize(to_float(data.batch(batch).to(device)), mean, std)
-            out = model(x.contiguous(memory_format=torch.channels_last)).float()
+            out = model(model_inputs(data.batch(batch), preprocess, device)).float()
             if head:
                 out = torch.softmax(out, 1)
             chunks.append(out.cpu().numpy())
@@ -157,15 +154,13 @@ def encode_items(model, data, preprocess: dict, device, control, indices=None,
 def prepare_labelling(run_dir: Path, data_dir: Path, device: str = "auto",
                       control: RunControl | None = None) -> Iterator:
     """Features of every item from the run's encoder, and a 2-D map of them (FeaturesReady)."""
-    from sslstudio.core.data import load_image_folder
-    from sslstudio.core.embed import load_encoder
+    from sslstudio.core.embed import load_encoder, load_run_data
     from sslstudio.core.monitor import project_2d
 
     control = control or RunControl()
     torch_device = resolve_device(device)
     encoder, preprocess = load_encoder(Path(run_dir), torch_device)
-    data = yield from load_image_folder(Path(data_dir), int(preprocess["image_size"]),
-                                        cache_dir=Path(run_dir) / "cache", control=control)
+    data = yield from load_run_data(Path(run_dir), Path(data_dir), preprocess, control)
     features = yield from cached_features(Path(run_dir), encoder, data, preprocess, torch_device,
                                           control)
     coords = project_2d(features, None).astype(np.float32)
@@ -332,6 +327,11 @@ def _save(folder: Path, request, task, preprocess, config, fitted, result: Adapt
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
+    from sslstudio.core.tokenizer import TOKENIZER_FILE
+
+    if (Path(request.run_dir) / TOKENIZER_FILE).exists():
+        # The adapted model reads text through the run's tokenizer; it travels with the model.
+        shutil.copyfile(Path(request.run_dir) / TOKENIZER_FILE, folder / TOKENIZER_FILE)
     state = {k: v.detach().cpu().contiguous() for k, v in fitted.classifier.state_dict().items()}
     save_file(state, str(folder / MODEL_FILE))
     if fitted.extra_state:
@@ -396,6 +396,7 @@ def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
     from safetensors.torch import load_file
 
     from sslstudio.core.backbones import build_backbone
+    from sslstudio.core.embed import encoder_shape
 
     path = Path(path)
     if not (path / ADAPTED_FILE).exists() or not (path / MODEL_FILE).exists():
@@ -404,7 +405,7 @@ def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
     info = cfg.read_toml(path / ADAPTED_FILE)
     adapt_info, preprocess = info["adapt"], info["preprocess"]
     class_names = tuple(adapt_info["class_names"])
-    encoder = build_backbone(adapt_info["backbone"], int(preprocess["image_size"]))
+    encoder = build_backbone(adapt_info["backbone"], encoder_shape(preprocess))
     model = Classifier(encoder, len(class_names))
     model.load_state_dict(load_file(str(path / MODEL_FILE)))
     return AdaptedModel(path, model.to(device).eval(), class_names, preprocess, info)
@@ -413,21 +414,19 @@ def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
 def predict_folder(adapted_dir: Path, data_dir: Path, out_csv: Path, device: str = "auto",
                    control: RunControl | None = None) -> Iterator:
     """Classify every image of a folder; writes path,label,confidence (absolute paths)."""
-    from sslstudio.core.data import load_image_folder
+    from sslstudio.core.embed import load_run_data
 
     control = control or RunControl()
     torch_device = resolve_device(device)
     adapted = load_adapted(Path(adapted_dir), torch_device)
-    size = int(adapted.preprocess["image_size"])
-    data = yield from load_image_folder(Path(data_dir), size, control=control,
-                                        cache_dir=Path(adapted_dir) / "cache")
+    data = yield from load_run_data(Path(adapted_dir), Path(data_dir), adapted.preprocess, control)
     proba = yield from encode_items(adapted.model, data, adapted.preprocess, torch_device, control,
                                     head=True)
-    atomic_write_text(Path(out_csv), predictions_csv([str(Path(p).resolve()) for p in data.paths],
-                                                     adapted.class_names, proba))
+    names = [str(Path(data.root).resolve() / key) for key in item_keys(data)]
+    atomic_write_text(Path(out_csv), predictions_csv(names, adapted.class_names, proba))
     predicted = proba.argmax(1)
     top2 = np.sort(proba, 1)[:, -2:]
-    yield AdaptPredictions(np.array([str(p) for p in data.paths]), predicted.astype(np.int64),
+    yield AdaptPredictions(np.array(names), predicted.astype(np.int64),
                            top2[:, 1], top2[:, 1] - top2[:, 0])
     yield AdaptFinished("completed", adapted.info["adapt"]["method"], str(out_csv),
                         f"{len(data)} items classified")

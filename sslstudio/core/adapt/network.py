@@ -59,7 +59,9 @@ class NetworkAdapter(Adapter):
         model, groups = self.build()
         if config.start_from_probe:
             self._init_head_from_probe(model, train)
-        model = model.to(task.device).to(memory_format=torch.channels_last)
+        model = model.to(task.device)
+        if task.modality == "image":
+            model = model.to(memory_format=torch.channels_last)
         epochs = epochs or config.epochs
         batch_size = min(config.batch_size, len(train))
         steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
@@ -113,13 +115,16 @@ class NetworkAdapter(Adapter):
         from sslstudio.core.data.augment import AugmentSettings, BatchAugment
 
         task = self.task
+        if task.modality == "text":
+            return lambda ids: ids  # dropout inside the encoder is the text's augmentation
         settings = AugmentSettings.from_strength(self.config.augmentation_strength,
                                                  bool(getattr(task.images, "grey", False)),
                                                  task.image_size)
         generator = torch.Generator(device=task.device)
         generator.manual_seed(task.seed + 991)
-        return BatchAugment(settings, torch.tensor(task.mean, device=task.device),
-                            torch.tensor(task.std, device=task.device), task.image_size, generator)
+        return BatchAugment(settings, torch.tensor(task.preprocess["mean"], device=task.device),
+                            torch.tensor(task.preprocess["std"], device=task.device),
+                            task.image_size, generator)
 
     def _train_mode(self, model: nn.Module) -> None:
         model.train()

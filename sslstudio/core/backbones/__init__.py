@@ -11,9 +11,11 @@ from sslstudio.core.backbones.weights import WeightsError, load_weights
 from sslstudio.core.backbones import small_cnn as _small_cnn  # noqa: F401,E402
 from sslstudio.core.backbones import resnet as _resnet  # noqa: F401,E402
 from sslstudio.core.backbones import vit as _vit  # noqa: F401,E402
+from sslstudio.core.backbones import text_transformer as _text_transformer  # noqa: F401,E402
 
 
-def build_backbone(name: str, image_size: int, weights: str | Path | None = None) -> Backbone:
+def build_backbone(name: str, image_size, weights: str | Path | None = None) -> Backbone:
+    """`image_size` is the side in pixels for image backbones, a TextShape for text ones."""
     spec: BackboneSpec = BACKBONES.get(name)
     model = spec.build(image_size)
     if weights:

@@ -11,5 +11,8 @@ from sslstudio.core.objectives import byol as _byol  # noqa: F401,E402
 from sslstudio.core.objectives import simsiam as _simsiam  # noqa: F401,E402
 from sslstudio.core.objectives import rotation as _rotation  # noqa: F401,E402
 from sslstudio.core.objectives import jigsaw as _jigsaw  # noqa: F401,E402
+from sslstudio.core.objectives import mlm as _mlm  # noqa: F401,E402
+from sslstudio.core.objectives import infill as _infill  # noqa: F401,E402
+from sslstudio.core.objectives import simcse as _simcse  # noqa: F401,E402
 
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveConfig"]

@@ -1,0 +1,117 @@
+"""A text folder tokenized once into one int32 array (N, max_length): the text counterpart of
+the image cache, with the same small interface (len, labels, class_names, paths, batch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from sslstudio.core.data.scan import DataError
+from sslstudio.core.events import ScanProgress
+
+CPU_MAX_LENGTH = 128
+GPU_MAX_LENGTH = 256
+
+
+@dataclass
+class TokenizedTexts:
+    folder: object  # TextFolderData
+    ids: np.ndarray  # int32 (N, max_length), [PAD] = 0
+    max_length: int
+    modality: str = "text"
+    grey: bool = False
+
+    def __len__(self) -> int:
+        return len(self.folder.texts)
+
+    @property
+    def root(self) -> Path:
+        return self.folder.root
+
+    @property
+    def items(self) -> list[str]:
+        return self.folder.items
+
+    @property
+    def texts(self) -> list[str]:
+        return self.folder.texts
+
+    @property
+    def paths(self) -> list[Path]:
+        return self.folder.paths
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.folder.labels
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.folder.class_names
+
+    @property
+    def report(self):
+        return self.folder.report
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels >= 0).any())
+
+    def batch(self, indices: np.ndarray):
+        import torch
+
+        return torch.from_numpy(self.ids[np.asarray(indices)].astype(np.int64))
+
+
+def auto_max_length(tokenizer, texts: list[str], device_type: str) -> int:
+    """Long enough for 95% of the texts, in steps of 8, within what the device trains well."""
+    from sslstudio.core.tokenizer import token_lengths
+
+    lengths = token_lengths(tokenizer, texts)
+    wanted = int(np.percentile(lengths, 95)) if len(lengths) else 32
+    ceiling = CPU_MAX_LENGTH if device_type == "cpu" else GPU_MAX_LENGTH
+    return int(min(max(16, -(-wanted // 8) * 8), ceiling))
+
+
+def load_text_data(data_dir: Path, text_field: str, labels_from_folders: bool, run_dir: Path,
+                   tokenizer_kind: str = "wordpiece", vocab_size: int = 8000, max_length: int = 0,
+                   device_type: str = "cpu", control=None) -> Iterator:
+    """Scan, then tokenize with the run's tokenizer.json (trained on the folder and saved there
+    when the run has none yet). Returns (TokenizedTexts, tokenizer, vocab)."""
+    from sslstudio.core.data.text_folder import load_text_folder
+    from sslstudio.core.tokenizer import (TOKENIZER_FILE, configure, encode_all, load_tokenizer,
+                                          train_tokenizer, vocab_of)
+
+    folder = yield from load_text_folder(Path(data_dir), text_field, labels_from_folders, control)
+    tokenizer_path = Path(run_dir) / TOKENIZER_FILE
+    if tokenizer_path.exists():
+        tokenizer = load_tokenizer(tokenizer_path)
+        padding = tokenizer.padding
+        max_length = max_length or (padding or {}).get("length") or 0
+    else:
+        yield ScanProgress(0, len(folder.texts), 0, f"training a {tokenizer_kind} tokenizer")
+        tokenizer = train_tokenizer(folder.texts, tokenizer_kind, vocab_size)
+    if not max_length:
+        max_length = auto_max_length(tokenizer, folder.texts, device_type)
+    configure(tokenizer, max_length)
+    try:
+        vocab = vocab_of(tokenizer)
+    except ValueError as error:
+        raise DataError(f"{tokenizer_path}: {error}") from None
+    if not tokenizer_path.exists():
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        from sslstudio.core.fileio import atomic_write_text
+
+        atomic_write_text(tokenizer_path, tokenizer.to_str())
+    encoding = encode_all(tokenizer, folder.texts)
+    try:
+        while True:
+            done, total = next(encoding)
+            yield ScanProgress(done, total, 0, "tokenizing")
+            if control is not None:
+                control.checkpoint()
+    except StopIteration as stop:
+        ids = stop.value
+    return TokenizedTexts(folder, ids, max_length), tokenizer, vocab
