@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="pretrain an encoder on a folder")
-    train.add_argument("--data", help="image folder (searched recursively)")
+    train.add_argument("--data", help="image or text folder (searched recursively)")
     train.add_argument("--objective", help="self-supervised method; see `sslstudio objectives`")
     train.add_argument("--out", help="run folder to create (or to resume with --resume)")
     train.add_argument("--device", help="auto, cpu, cuda:N or mps (default auto)")
@@ -176,10 +176,18 @@ def _split_overrides(pairs: list[str], objective_cls):
     return objective_values, train_values
 
 
+def default_objective_for(data_dir: Path) -> str:
+    """SimCLR for an image folder, SimCSE for a text folder."""
+    from sslstudio.core.data.text_folder import detect_modality
+    from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
+
+    return DEFAULT_TEXT_OBJECTIVE if detect_modality(data_dir) == "text" else DEFAULT_OBJECTIVE
+
+
 def _build_configs(args):
     from sslstudio.core.config import validate, with_overrides
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.train_config import DEFAULT_OBJECTIVE, TrainConfig, load_run_config
+    from sslstudio.core.train_config import TrainConfig, load_run_config
 
     resume = args.resume
     if resume:
@@ -212,7 +220,7 @@ def _build_configs(args):
         raise UsageError("--data DIR is required")
     if not args.out:
         raise UsageError("--out RUN is required (a folder for checkpoints and metrics)")
-    objective_cls = OBJECTIVES.get(args.objective or DEFAULT_OBJECTIVE)
+    objective_cls = OBJECTIVES.get(args.objective or default_objective_for(Path(args.data)))
     objective_values, train_values = _split_overrides(args.set, objective_cls)
     objective_config = with_overrides(objective_cls.config_cls(), objective_values)
     flag_values = {
@@ -420,7 +428,7 @@ class ProgressPrinter:
             start = f", resuming at step {event.start_step}" if event.start_step else ""
             workers = f" x{event.world_size} processes" if event.world_size > 1 else ""
             self.note(f"training {event.objective} on {event.backbone} ({event.feature_dim}-d) "
-                      f"on {event.device}{workers}: {event.num_items} images, batch "
+                      f"on {event.device}{workers}: {event.num_items} items, batch "
                       f"{event.batch_size}{start} -> {event.run_dir}")
         elif kind == "StepMetrics":
             total = f"/{self.total_steps}" if self.total_steps > 0 else ""

@@ -172,12 +172,13 @@ def test_an_export_that_disagrees_is_reported_failed_and_not_saved(models, tmp_p
 
     real_write = export._write_onnx
 
-    def write_a_different_model(model, size, path, output_name, metadata):
+    def write_a_different_model(model, dummy, path, output_name, metadata, input_name):
         torch.manual_seed(123)
         from sslstudio.core.backbones import build_backbone
 
-        other = export.ExportedModel(build_backbone("small_cnn", size).eval(), [0.5] * 3, [0.5] * 3, False)
-        real_write(other, size, path, output_name, metadata)
+        other = export.ExportedModel(build_backbone("small_cnn", dummy.shape[-1]).eval(),
+                                     [0.5] * 3, [0.5] * 3, False)
+        real_write(other, dummy, path, output_name, metadata, input_name)
 
     monkeypatch.setattr(export, "_write_onnx", write_a_different_model)
     events, last = events_of(ExportRequest(run, tmp_path / "m.onnx"))

@@ -156,11 +156,15 @@ def test_knob_form_follows_the_objective(qtbot, window):
     from sslstudio.core.objectives import OBJECTIVES
 
     w = window()
-    for name in OBJECTIVES.names():
-        w.setup.objective.setCurrentText(name)
-        form = w.setup.knob_form
-        assert set(form.editors) == {f.name for f in knobs(OBJECTIVES.get(name).config_cls)}
-        assert w.setup.explanation.text() == OBJECTIVES.get(name).summary
+    for modality in ("text", "image"):
+        w.setup.set_modality(modality)
+        names = [n for n in OBJECTIVES.names() if modality in OBJECTIVES.get(n).modalities]
+        assert sorted(w.setup.objective.itemText(i) for i in range(w.setup.objective.count())) == names
+        for name in names:
+            w.setup.objective.setCurrentText(name)
+            form = w.setup.knob_form
+            assert set(form.editors) == {f.name for f in knobs(OBJECTIVES.get(name).config_cls)}
+            assert w.setup.explanation.text() == OBJECTIVES.get(name).summary
     w.setup.objective.setCurrentText("moco")
     spin = w.setup.knob_form.editors["temperature"][0]
     spin.setValue(50.0)
@@ -470,3 +474,38 @@ def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window):
     dialog.export_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "cannot create the folder /proc/forbidden" in dialog.status.text()
+
+
+def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
+    from tests.conftest import make_text_folder
+
+    folder = make_text_folder(tmp_path / "reviews")
+    w = window()
+    w.open_data_folder(folder)
+    qtbot.waitUntil(lambda: w.data_set is not None and not w.controller.busy(), timeout=60000)
+    assert w.data_set.modality == "text" and w.gallery.model.rowCount() == 24
+    shown = w.gallery.model.data(w.gallery.model.index(0), Qt.ItemDataRole.DisplayRole)
+    assert isinstance(shown, str) and shown.endswith(".")
+    objectives = [w.setup.objective.itemText(i) for i in range(w.setup.objective.count())]
+    assert objectives == ["infill", "mlm", "simcse"] and w.setup.objective.currentText() == "simcse"
+    assert w.setup.text_box.isVisibleTo(w.setup) and not w.setup.image_size.isEnabled()
+    for name, value in (("vocab_size", 600), ("text_layers", 1), ("text_width", 32)):
+        w.setup.text_form.editors[name][2](value)
+    w.setup.batch_size.setValue(8)
+    w.setup.by_epochs.setChecked(True)
+    w.setup.epochs.setValue(2)
+    w.start_training()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
+    assert summary.status == "completed" and summary.backbone == "text_transformer"
+    assert len(w.map.indices) > 0 and isinstance(w._thumbnail_for(int(w.map.indices[0])), str)
+
+    w.label_panel.prepare_button.click()
+    qtbot.waitUntil(lambda: w.features is not None and not w.controller.busy(), timeout=60000)
+    for name in ("bad", "good"):
+        cls = w.label_store.add_class(name)
+        w.label_store.assign([k for k in w.item_keys if k.startswith(name + "/")][:4], cls.id)
+    w.refresh_labels()
+    w.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
+    assert "linear" in w.adapt_panel.estimates and w.predicted is not None

@@ -188,3 +188,49 @@ def test_text_adapt_lora_targets_attention_and_feed_forward(text_folder, tmp_pat
     assert rows[0] == "path,label,confidence" and len(rows) == 25
     summary = json.loads((tmp_path / "linear" / "estimate.json").read_text())
     assert summary["num_labels"] == 10
+
+
+def test_text_classifier_export_and_the_readme_text_script(text_folder, tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sslstudio.core.adapt.job import AdaptRequest, adapt, load_adapted
+    from sslstudio.core.export import ExportRequest, export_model
+
+    run = tmp_path / "run"
+    list(train(TrainConfig(data=str(text_folder), out=str(run), objective="simcse", epochs=2,
+                           batch_size=8, vocab_size=600, text_layers=1, text_width=32, monitor_items=16)))
+    labels = {f"{c}/{i:03d}.txt": c for c in ("good", "bad") for i in range(5)}
+    list(adapt(AdaptRequest(run, text_folder, labels, "lora", {"epochs": 2, "repeats": 1},
+                            out_dir=tmp_path / "lora")))
+    out = tmp_path / "export" / "model.onnx"
+    events = list(export_model(ExportRequest(tmp_path / "lora", out, latency_repeats=2)))
+    check = next(e for e in events if type(e).__name__ == "ExportCheck")
+    assert check.passed and check.items == 24 and check.labelled_items == 10
+    assert events[-1].status == "completed"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.json", "model.onnx", "model.tokenizer.json"]
+    info = json.loads((out.parent / "model.json").read_text())
+    assert info["input"]["name"] == "input_ids" and info["files"]["tokenizer"] == "model.tokenizer.json"
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    script = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                  if b.startswith("# classify_text.py"))
+    (tmp_path / "classify_text.py").write_text(script)
+    model = load_adapted(tmp_path / "lora", torch.device("cpu"))
+    tokenizer = configure(load_tokenizer(tmp_path / "lora" / "tokenizer.json"),
+                          int(model.preprocess["max_length"]))
+    no_torch = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+                "runpy.run_path(sys.argv[0], run_name='__main__')")
+    for path in sorted(text_folder.rglob("*.txt"))[::5]:
+        text = path.read_text()
+        with torch.no_grad():
+            ids = torch.tensor([tokenizer.encode(text).ids])
+            app = torch.softmax(model.model(ids), 1)[0].numpy()
+        result = subprocess.run([sys.executable, "-c", no_torch, str(tmp_path / "classify_text.py"),
+                                 str(out), text], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        name, probability = result.stdout.splitlines()[0].split("\t")
+        assert name == model.class_names[int(app.argmax())]
+        assert abs(float(probability) - float(app.max())) < 1e-4

@@ -60,6 +60,23 @@ class ExportSource:
     data_dir: Path
     description: dict  # objective, backbone, method, run, ...
     labels: dict  # item (relative path) -> class name: the labels an adapted model learned from
+    folder: Path | None = None  # the run or adapted folder (its tokenizer.json, for text)
+
+    @property
+    def modality(self) -> str:
+        return self.preprocess.get("modality", "image")
+
+    @property
+    def input_name(self) -> str:
+        return "input_ids" if self.modality == "text" else "image"
+
+    def tokenizer(self):
+        from sslstudio.core.tokenizer import TOKENIZER_FILE, configure, load_tokenizer
+
+        path = Path(self.folder) / TOKENIZER_FILE
+        if not path.exists():
+            raise ExportError(f"{path} is missing: a text model needs the tokenizer it was trained with")
+        return configure(load_tokenizer(path), int(self.preprocess["max_length"]))
 
 
 class ExportedModel(nn.Module):
@@ -68,13 +85,24 @@ class ExportedModel(nn.Module):
     def __init__(self, model: nn.Module, mean, std, probabilities: bool):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.normalise = mean is not None
+        if self.normalise:
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.probabilities = probabilities
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        out = self.model((image - self.mean) / self.std)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        # Images are normalised here; token ids go straight in.
+        out = self.model((inputs - self.mean) / self.std if self.normalise else inputs)
         return torch.softmax(out, dim=1) if self.probabilities else out
+
+
+def exported_model(source: "ExportSource") -> ExportedModel:
+    classifier = source.kind == "classifier"
+    if source.modality == "text":
+        return ExportedModel(source.model, None, None, classifier).eval()
+    return ExportedModel(source.model, source.preprocess["mean"], source.preprocess["std"],
+                         classifier).eval()
 
 
 def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
@@ -94,15 +122,16 @@ def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
                        "adapted": str(source.resolve())}
         if encoder_only:
             return ExportSource(adapted.model.encoder.eval(), "encoder", adapted.preprocess, (),
-                                Path(info["data"]), description, labels)
+                                Path(info["data"]), description, labels, source)
         return ExportSource(adapted.model, "classifier", adapted.preprocess, adapted.class_names,
-                            Path(info["data"]), description, labels)
+                            Path(info["data"]), description, labels, source)
     if (source / "config.toml").exists():
         encoder, preprocess = load_encoder(source, device)
         train = cfg.read_toml(source / "config.toml")["train"]
         description = {"source": "run", "method": "", "backbone": train["backbone"],
                        "objective": train["objective"], "run": str(source.resolve())}
-        return ExportSource(encoder, "encoder", preprocess, (), Path(train["data"]), description, {})
+        return ExportSource(encoder, "encoder", preprocess, (), Path(train["data"]), description, {},
+                            source)
     raise ExportError(f"{source} is neither a run folder (config.toml) nor an adapted model "
                       "(adapted.toml); export a run made by `sslstudio train` or a model made by "
                       "`sslstudio adapt`")
@@ -130,17 +159,24 @@ def sidecar(source: ExportSource, output_name: str, files: dict) -> dict:
     from sslstudio import __version__
 
     pre = source.preprocess
-    size = int(pre["image_size"])
-    return {
-        "format": FORMAT,
-        "sslstudio_version": __version__,
-        "files": files,
-        "input": {
+    if source.modality == "text":
+        length = int(pre["max_length"])
+        model_input = {"name": "input_ids", "dtype": "int64", "shape": ["batch", length],
+                       "tokenizer": files.get("tokenizer", "")}
+        preprocess = {
+            "modality": "text", "max_length": length,
+            "tokenize": f"the tokenizer file: [CLS] text [SEP], truncated and padded with [PAD] "
+                        f"(id 0) to {length} tokens; the model ignores padding",
+        }
+    else:
+        size = int(pre["image_size"])
+        model_input = {
             "name": "image", "dtype": "float32", "layout": "NCHW", "shape": ["batch", 3, size, size],
             "channel_order": "RGB", "range": [0.0, 1.0], "normalization_in_model": True,
             "mean": list(pre["mean"]), "std": list(pre["std"]),
-        },
-        "preprocess": {
+        }
+        preprocess = {
+            "modality": "image",
             "image_size": size,
             "exif_transpose": True,
             "mode": "RGB; greyscale replicated to 3 channels; transparency composited on white",
@@ -149,7 +185,13 @@ def sidecar(source: ExportSource, output_name: str, files: dict) -> dict:
                       "(other side rounded, at least the same size)",
             "crop": f"centre {size}x{size}: left = (width - {size}) // 2, top = (height - {size}) // 2",
             "scale": "uint8 / 255",
-        },
+        }
+    return {
+        "format": FORMAT,
+        "sslstudio_version": __version__,
+        "files": files,
+        "input": model_input,
+        "preprocess": preprocess,
         "output": {
             "name": output_name,
             "meaning": ("class probabilities (softmax of the classifier's logits)"
@@ -210,6 +252,34 @@ def parity_images(data_dir: Path, size: int, count: int, wanted: list[str] | Non
     return np.stack(images), names
 
 
+def parity_inputs(source: "ExportSource", data_dir: Path, count: int,
+                  wanted: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Model inputs for items of the folder (a spread, or the `wanted` items), as the app
+    prepares them: images decoded and scaled to [0, 1], or texts through the run's tokenizer."""
+    if source.modality != "text":
+        images, names = parity_images(data_dir, int(source.preprocess["image_size"]), count, wanted)
+        return to_input(images), names
+    from sslstudio.core.data.text_folder import load_text_folder
+
+    folder = _drain(load_text_folder(Path(data_dir), source.preprocess.get("text_field", "text")))
+    if wanted is not None:
+        index = {item: i for i, item in enumerate(folder.items)}
+        picks = [index[w] for w in wanted if w in index]
+    else:
+        picks = np.unique(np.linspace(0, len(folder.items) - 1, min(count, len(folder.items))).astype(int))
+    tokenizer = source.tokenizer()
+    encodings = tokenizer.encode_batch([folder.texts[i] for i in picks])
+    return np.array([e.ids for e in encodings], np.int64), [folder.items[i] for i in picks]
+
+
+def _drain(job):
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        return stop.value
+
+
 def to_input(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
 
@@ -260,12 +330,12 @@ def _median_ms(function, repeats: int) -> float:
     return float(np.median(times))
 
 
-def _write_onnx(model: nn.Module, size: int, path: Path, output_name: str, metadata: dict) -> None:
+def _write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: str,
+                metadata: dict, input_name: str = "image") -> None:
     import onnx
 
-    dummy = torch.zeros(2, 3, size, size)
-    kwargs = dict(input_names=["image"], output_names=[output_name],
-                  dynamic_axes={"image": {0: "batch"}, output_name: {0: "batch"}},
+    kwargs = dict(input_names=[input_name], output_names=[output_name],
+                  dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                   opset_version=OPSET, do_constant_folding=True)
     import inspect
 
@@ -293,11 +363,11 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
     source = load_source(Path(request.source), request.encoder_only)
     classifier = source.kind == "classifier"
     output_name = "probabilities" if classifier else "embedding"
-    size = int(source.preprocess["image_size"])
-    wrapped = ExportedModel(source.model, source.preprocess["mean"], source.preprocess["std"],
-                            classifier).eval()
+    wrapped = exported_model(source)
+    name = source.input_name
     int8_path = out.with_name(out.stem + ".int8.onnx")
     json_path = out.with_suffix(".json")
+    tokenizer_path = out.with_name(out.stem + ".tokenizer.json")
     partial = [out.with_name(f".{out.name}.partial"), int8_path.with_name(f".{int8_path.name}.partial")]
     written: list[Path] = []
     try:
@@ -305,10 +375,17 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         files = {"float": out.name}
         if request.quantize:
             files["int8"] = int8_path.name
+        if source.modality == "text":
+            files["tokenizer"] = tokenizer_path.name
         facts = sidecar(source, output_name, files)
         metadata = {"sslstudio": json.dumps(facts), "class_names": json.dumps(facts["class_names"]),
                     "output": output_name}
-        _write_onnx(wrapped, size, partial[0], output_name, metadata)
+        data_dir = Path(request.data_dir) if request.data_dir else source.data_dir
+        inputs, _ = parity_inputs(source, data_dir, request.parity_items)
+        if not len(inputs):
+            raise ExportError(f"no readable items in {data_dir} to check the export on; pass the "
+                              "folder the model was trained on")
+        _write_onnx(wrapped, torch.from_numpy(inputs[:2]), partial[0], output_name, metadata, name)
         control.checkpoint()
         if request.quantize == "int8":
             yield ExportProgress("quantizing", "dynamic int8 with onnxruntime")
@@ -317,30 +394,25 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
             raise ExportError(f"--quantize {request.quantize!r} is not supported; use int8")
 
         yield ExportProgress("checking", "PyTorch and onnxruntime on items of the folder")
-        data_dir = Path(request.data_dir) if request.data_dir else source.data_dir
-        images, _ = parity_images(data_dir, size, request.parity_items)
-        if not len(images):
-            raise ExportError(f"no readable images in {data_dir} to check the export on; pass the "
-                              "folder the model was trained on")
-        labelled = _labelled_items(source, data_dir, size)
+        labelled = _labelled_items(source, data_dir)
         variants = [("float", partial[0])] + ([("int8", partial[1])] if request.quantize else [])
         checks = {}
         with torch.inference_mode():
-            reference = wrapped(torch.from_numpy(to_input(images))).numpy()
-            labelled_torch = (wrapped(torch.from_numpy(to_input(labelled[0]))).numpy()
+            reference = wrapped(torch.from_numpy(inputs)).numpy()
+            labelled_torch = (wrapped(torch.from_numpy(labelled[0])).numpy()
                               if labelled else None)
         for variant, path in variants:
             session = _session(path)
-            produced = session.run(None, {"image": to_input(images)})[0]
+            produced = session.run(None, {name: inputs})[0]
             figures = compare_outputs(reference, produced, classifier)
             passed, tolerance = judge(figures, variant, classifier, float(np.abs(reference).max()))
             extra = {}
             if labelled:
-                onnx_out = session.run(None, {"image": to_input(labelled[0])})[0]
+                onnx_out = session.run(None, {name: labelled[0]})[0]
                 extra = {"labelled_items": len(labelled[1]),
                          "labelled_accuracy_torch": float((labelled_torch.argmax(1) == labelled[1]).mean()),
                          "labelled_accuracy_onnx": float((onnx_out.argmax(1) == labelled[1]).mean())}
-            check = ExportCheck(variant, len(images), passed=passed, tolerance=tolerance,
+            check = ExportCheck(variant, len(inputs), passed=passed, tolerance=tolerance,
                                 **figures, **extra)
             checks[variant] = check
             yield check
@@ -351,7 +423,7 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         for variant, path in variants:
             session = _session(path)
             for batch in (1, 64):
-                x = to_input(np.resize(images, (batch,) + images.shape[1:]))
+                x = np.resize(inputs, (batch,) + inputs.shape[1:])
                 tensor = torch.from_numpy(x)
 
                 def run_torch():
@@ -360,7 +432,7 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
 
                 repeats = request.latency_repeats if batch == 1 else max(3, request.latency_repeats // 4)
                 event = ExportLatency(variant, batch, _median_ms(run_torch, repeats),
-                                      _median_ms(lambda: session.run(None, {"image": x}), repeats))
+                                      _median_ms(lambda: session.run(None, {name: x}), repeats))
                 latency[f"{variant}_batch{batch}"] = {"torch_ms": event.torch_ms, "onnx_ms": event.onnx_ms}
                 yield event
                 control.checkpoint()
@@ -379,6 +451,11 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
             facts["files"].pop("int8", None)
         os.replace(partial[0], out)
         written.append(out)
+        if source.modality == "text":
+            from sslstudio.core.fileio import atomic_write_text
+
+            atomic_write_text(tokenizer_path, source.tokenizer().to_str())
+            written.append(tokenizer_path)
         if keep_int8:
             os.replace(partial[1], int8_path)
             written.append(int8_path)
@@ -414,13 +491,13 @@ class _ParityFailed(Exception):
     pass
 
 
-def _labelled_items(source: ExportSource, data_dir: Path, size: int):
-    """The adapted model's labelled items (images, class positions), for accuracy figures."""
+def _labelled_items(source: ExportSource, data_dir: Path):
+    """The adapted model's labelled items (inputs, class positions), for accuracy figures."""
     if source.kind != "classifier" or not source.labels:
         return None
     position = {name: i for i, name in enumerate(source.class_names)}
     wanted = [item for item, name in source.labels.items() if name in position]
-    images, names = parity_images(data_dir, size, len(wanted), wanted)
+    images, names = parity_inputs(source, data_dir, len(wanted), wanted)
     if not len(images):
         return None
     return images, np.array([position[source.labels[n]] for n in names])
@@ -474,10 +551,22 @@ def read_sidecar(model_path: Path) -> dict:
 
 
 def run_exported(model_path: Path, image_path: Path) -> dict:
-    """Decode an image as the app does and run the exported model on it with onnxruntime."""
+    """Decode an image as the app does (or read a text file through the model's tokenizer) and
+    run the exported model on it with onnxruntime."""
     from sslstudio.core.data.images import SkipItem, decode_image
 
     info = read_sidecar(model_path)
+    if info["preprocess"].get("modality") == "text":
+        from sslstudio.core.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(Path(model_path).with_name(info["files"]["tokenizer"]))
+        try:
+            text = Path(image_path).read_text(encoding="utf-8", errors="replace").strip()
+        except OSError as error:
+            raise ExportError(f"cannot read {image_path}: {error.strerror or error}") from None
+        ids = np.array([tokenizer.encode(text).ids], np.int64)
+        output = _session(Path(model_path)).run(None, {"input_ids": ids})[0][0]
+        return {"info": info, "output": output, "text": text}
     size = int(info["preprocess"]["image_size"])
     try:
         array, _ = decode_image(Path(image_path), size)
@@ -491,13 +580,23 @@ def nearest_items(model_path: Path, data_dir: Path, embedding: np.ndarray, count
                   max_items: int = 2000) -> list[tuple[str, float]]:
     """The folder items (a spread of up to `max_items`) whose exported embeddings are closest."""
     info = read_sidecar(model_path)
-    size = int(info["preprocess"]["image_size"])
-    images, names = parity_images(Path(data_dir), size, max_items)
+    session = _session(Path(model_path))
+    if info["preprocess"].get("modality") == "text":
+        from sslstudio.core.data.text_folder import load_text_folder
+        from sslstudio.core.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(Path(model_path).with_name(info["files"]["tokenizer"]))
+        folder = _drain(load_text_folder(Path(data_dir)))
+        picks = np.unique(np.linspace(0, len(folder.items) - 1, min(max_items, len(folder.items))).astype(int))
+        names = [folder.items[i] for i in picks]
+        inputs = np.array([e.ids for e in tokenizer.encode_batch([folder.texts[i] for i in picks])], np.int64)
+        feed = "input_ids"
+    else:
+        images, names = parity_images(Path(data_dir), int(info["preprocess"]["image_size"]), max_items)
+        inputs, feed = (to_input(images) if len(images) else images), "image"
     if not names:
         return []
-    session = _session(Path(model_path))
-    chunks = [session.run(None, {"image": to_input(images[s:s + 256])})[0]
-              for s in range(0, len(images), 256)]
+    chunks = [session.run(None, {feed: inputs[s:s + 256]})[0] for s in range(0, len(inputs), 256)]
     reference = np.concatenate(chunks)
     reference /= np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
     query = embedding / max(float(np.linalg.norm(embedding)), 1e-12)

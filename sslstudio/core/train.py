@@ -82,8 +82,10 @@ def text_shape(config: TrainConfig, vocab, max_length: int, device: torch.device
     from sslstudio.core.backbones.text_transformer import TextShape
 
     cpu = device.type == "cpu"
-    width = config.text_width or (256 if cpu else 384)
-    return TextShape(vocab.size, max_length, config.text_layers or (4 if cpu else 6), width,
+    # Two cores train a 2 x 128 encoder ~16x faster than BERT-mini's 4 x 256: in five minutes
+    # that is 20 epochs of a 13,000-text folder instead of 1.
+    width = config.text_width or (128 if cpu else 384)
+    return TextShape(vocab.size, max_length, config.text_layers or (2 if cpu else 6), width,
                      config.text_heads or max(1, width // 64), pad_id=vocab.pad_id)
 
 

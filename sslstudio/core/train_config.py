@@ -47,8 +47,8 @@ class TrainConfig:
     vocab_size: int = knob(8000, low=500, high=200000, help="text: tokenizer vocabulary size")
     max_length: int = knob(0, low=0, high=4096,
                            help="text: tokens per text; 0: 95% of the texts fit (at most 128 on a CPU)")
-    text_layers: int = knob(0, low=0, high=48, help="text: Transformer layers; 0: 4 on a CPU, 6 on a GPU")
-    text_width: int = knob(0, low=0, high=4096, help="text: Transformer width; 0: 256 on a CPU, 384 on a GPU")
+    text_layers: int = knob(0, low=0, high=48, help="text: Transformer layers; 0: 2 on a CPU, 6 on a GPU")
+    text_width: int = knob(0, low=0, high=4096, help="text: Transformer width; 0: 128 on a CPU, 384 on a GPU")
     text_heads: int = knob(0, low=0, high=64, help="text: attention heads; 0: width / 64")
 
     @property

@@ -49,12 +49,17 @@ class TrainingController(QObject):
         # Busy until the GUI thread has handled the worker's end, so every widget sees one state.
         return self.worker is not None
 
-    def start_scan(self, folder: Path, thumbnail_size: int, cache_dir: Path | None) -> None:
+    def start_scan(self, folder: Path, thumbnail_size: int, cache_dir: Path | None,
+                   modality: str = "image") -> None:
         from sslstudio.core.data.image_folder import load_image_folder
+        from sslstudio.core.data.text_folder import load_text_folder
 
         def job(control):
-            data = yield from load_image_folder(folder, thumbnail_size, labels_from_folders=True,
-                                                cache_dir=cache_dir, control=control)
+            if modality == "text":
+                data = yield from load_text_folder(folder, labels_from_folders=True, control=control)
+            else:
+                data = yield from load_image_folder(folder, thumbnail_size, labels_from_folders=True,
+                                                    cache_dir=cache_dir, control=control)
             yield _DataLoaded(data)
 
         self._start("scan", job)

@@ -75,7 +75,12 @@ class LabellingMixin:
 
     def data_changed(self) -> None:
         data = self.data_set
-        self.item_keys = [Path(p).relative_to(data.root).as_posix() for p in data.paths] if data else []
+        if data is None:
+            self.item_keys = []
+        elif getattr(data, "modality", "image") == "text":
+            self.item_keys = list(data.items)  # file, or file#record for .jsonl/.csv records
+        else:
+            self.item_keys = [Path(p).relative_to(data.root).as_posix() for p in data.paths]
         self.item_index = {k: i for i, k in enumerate(self.item_keys)}
         self.features = self.groups = self.predicted = self.margin = None
         self.refresh_labels()
@@ -500,7 +505,7 @@ class LabellingMixin:
 
     def _thumbnail_by_name(self, name: str):
         index = self.item_index.get(name)
-        return self.gallery.model.thumbnail(index) if index is not None and self.data_set else None
+        return self._thumbnail_for(index) if index is not None and self.data_set else None
 
     # -- state --------------------------------------------------------------------------------
     def update_labelling_actions(self) -> None:

@@ -166,8 +166,8 @@ class MainWindow(LabellingMixin, QMainWindow):
                                                QKeySequence.StandardKey.New)
         self.open_project_action = self._action("&Open project…", self.open_project_dialog,
                                                 QKeySequence.StandardKey.Open)
-        self.open_folder_action = self._action("Open image &folder…", self.open_folder_dialog,
-                                               "Ctrl+Shift+O", "Scan a folder of images")
+        self.open_folder_action = self._action("Open &folder…", self.open_folder_dialog,
+                                               "Ctrl+Shift+O", "Scan a folder of images or texts")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.start_action = self._action("&Start training", self.start_training, "Ctrl+R")
         self.pause_action = self._action("&Pause", self.toggle_pause, "Ctrl+P")
@@ -301,7 +301,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         return True
 
     def open_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images",
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images or texts",
                                                   self.settings.value("recent/last_dir", str(Path.home())))
         if folder:
             self.open_data_folder(Path(folder))
@@ -341,13 +341,35 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.scan_folder(folder)
 
     def scan_folder(self, folder: Path) -> None:
+        modality = self.ask_modality(folder)
+        if modality is None:
+            return
         self.gallery.set_data(None)
         self.data_set = None
         self.progress.setRange(0, 0)
         self.progress.setFormat("scanning…")
         self.progress.show()
         self.status_text.setText(f"Scanning {folder}…")
-        self.controller.start_scan(folder, THUMBNAIL_SIZE, self.project.cache_dir if self.project else None)
+        self.controller.start_scan(folder, THUMBNAIL_SIZE, self.project.cache_dir if self.project else None,
+                                   modality)
+
+    def ask_modality(self, folder: Path) -> str | None:
+        """Images or texts, told from what the folder holds; the user decides when it holds both
+        (None when they cancel)."""
+        from sslstudio.core.data.text_folder import detect_modality
+
+        found = detect_modality(folder)
+        if found != "mixed":
+            return "text" if found == "text" else "image"
+        box = QMessageBox(QMessageBox.Icon.Question, APP_NAME,
+                          f"{folder.name} holds both images and text files. Which should SSL Studio "
+                          "train on?", parent=self)
+        images = box.addButton("Images", QMessageBox.ButtonRole.AcceptRole)
+        texts = box.addButton("Texts", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        return "image" if clicked is images else "text" if clicked is texts else None
 
     # -- training -----------------------------------------------------------------------------
     def start_training(self) -> None:
@@ -414,9 +436,12 @@ class MainWindow(LabellingMixin, QMainWindow):
     def _data_ready(self, data_set) -> None:
         self.data_set = data_set
         self.gallery.set_data(data_set)
+        self.setup.set_modality(getattr(data_set, "modality", "image"))
         self.data_changed()
         report = data_set.report
-        self.status_text.setText(f"{report.usable:,} images in {data_set.root}")
+        kind = "texts" if getattr(data_set, "modality", "image") == "text" else "images"
+        count = len(data_set) if kind == "texts" else report.usable
+        self.status_text.setText(f"{count:,} {kind} in {data_set.root}")
         self._update_actions()
         if report.skipped:
             box = QMessageBox(self)
@@ -446,7 +471,7 @@ class MainWindow(LabellingMixin, QMainWindow):
                                  f"{event.samples_per_s:,.0f} images/s{memory}")
 
     def _snapshot(self, event) -> None:
-        if self.features is not None:
+        if self._closing or self.features is not None:
             return  # the map shows every item for labelling; a run's snapshot would replace it
         self.map.show_snapshot(event.indices, event.coords, event.labels, event.step)
 
@@ -522,8 +547,13 @@ class MainWindow(LabellingMixin, QMainWindow):
 
     # -- map and gallery ----------------------------------------------------------------------
     def _thumbnail_for(self, index: int):
+        """A thumbnail for an image item; the text's opening words for a text item."""
         if self.data_set is None or not 0 <= index < len(self.data_set):
             return None
+        if getattr(self.data_set, "modality", "image") == "text":
+            from sslstudio.core.data.text_folder import snippet
+
+            return snippet(self.data_set.texts[index], 240)
         return self.gallery.model.thumbnail(index)
 
     def _map_point_clicked(self, index: int) -> None:

@@ -103,6 +103,6 @@ class TextTransformer(Backbone):
 
 
 @register_backbone("text_transformer", "Transformer encoder for text; layers, width, heads and "
-                   "max length are knobs (4 x 256 on a CPU)", modality="text", cpu_friendly=True)
+                   "max length are knobs (2 x 128 on a CPU)", modality="text", cpu_friendly=True)
 def build_text_transformer(shape: TextShape) -> Backbone:
     return TextTransformer(shape)

@@ -68,4 +68,5 @@ class Infill(Objective):
         # Inside spans every piece becomes [MASK] (no 10% random or kept): the span is unknown.
         corrupted = corrupt(ids, chosen, self.vocab, self.generator, mask_share=1.0, random_share=0.0)
         states, _ = self.encoder.token_states(corrupted)
-        return masked_token_loss(self.head(states), ids, chosen)
+        # The vocabulary projection only where a prediction is scored: ~15% of the positions.
+        return masked_token_loss(self.head(states[chosen]), ids, chosen)

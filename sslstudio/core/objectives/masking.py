@@ -41,8 +41,9 @@ def corrupt(ids: torch.Tensor, chosen: torch.Tensor, vocab, generator: torch.Gen
 
 
 def masked_token_loss(logits: torch.Tensor, targets: torch.Tensor, chosen: torch.Tensor):
-    """Mean cross-entropy over the chosen positions, and (accuracy, perplexity) for the curves."""
-    picked_logits = logits[chosen]
+    """Mean cross-entropy over the chosen positions, and (accuracy, perplexity) for the curves.
+    `logits` is (B, L, V) for every position, or (K, V) for the K chosen positions only."""
+    picked_logits = logits[chosen] if logits.dim() == 3 else logits
     picked_targets = targets[chosen]
     if picked_targets.numel() == 0:
         zero = logits.sum() * 0.0

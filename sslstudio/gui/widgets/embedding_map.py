@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QPainterPath, QPen
+from PySide6.QtGui import QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QGraphicsPathItem, QHBoxLayout, QLabel, QToolButton,
                                QVBoxLayout, QWidget)
 
@@ -118,6 +118,7 @@ class EmbeddingMap(QWidget):
         self._colour_cache: dict[tuple, object] = {}
         self._brushes: list = []
         self._restyle = False  # colours changed: the next draw must restyle every point
+        self._stopped = False
         # Extra colourings by name: (group per dataset index, -1 for none; RGB per group).
         self.item_colourings: dict[str, tuple[np.ndarray, list]] = {}
 
@@ -172,7 +173,7 @@ class EmbeddingMap(QWidget):
         if not same_points:
             self._recolour()
         self._dirty = True
-        if not self.timer.isActive():
+        if not self.timer.isActive() and not self._stopped:
             self.timer.start()
         if step is not None:
             self.status.setText(f"{len(indices):,} items, step {step}")
@@ -294,8 +295,15 @@ class EmbeddingMap(QWidget):
         if pixmap is None:
             self.hover_label.hide()
             return
-        self.hover_label.setPixmap(pixmap.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
-                                                 Qt.TransformationMode.FastTransformation))
+        if isinstance(pixmap, str):  # a text item: its opening words
+            self.hover_label.setPixmap(QPixmap())
+            self.hover_label.setWordWrap(True)
+            self.hover_label.setMaximumWidth(360)
+            self.hover_label.setText(pixmap)
+        else:
+            self.hover_label.setText("")
+            self.hover_label.setPixmap(pixmap.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
+                                                     Qt.TransformationMode.FastTransformation))
         view_pos = self.plot.mapFromScene(scene_pos)
         global_pos = self.plot.mapToGlobal(QPoint(int(view_pos.x()), int(view_pos.y())))
         self.hover_label.move(global_pos + QPoint(14, 14))
@@ -325,6 +333,8 @@ class EmbeddingMap(QWidget):
         super().leaveEvent(event)
 
     def stop(self) -> None:
+        """For good (the window is closing): snapshots still in flight no longer animate."""
+        self._stopped = True
         self.timer.stop()
         self.hover_label.hide()
 

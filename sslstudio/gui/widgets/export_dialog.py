@@ -70,7 +70,7 @@ class ExportDialog(QDialog):
         layout.addWidget(QLabel("Latency on this CPU (median per batch)"))
         layout.addWidget(self.latency)
 
-        try_box = QGroupBox("Try it: pick or drop an image")
+        try_box = QGroupBox("Try it: pick or drop an image (or a text file, for a text model)")
         try_layout = QVBoxLayout(try_box)
         try_row = QHBoxLayout()
         self.try_button = QPushButton("Choose image…")
@@ -182,8 +182,10 @@ class ExportDialog(QDialog):
 
     # -- try it -------------------------------------------------------------------------------
     def _choose_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose an image", str(Path.home()),
-                                              "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose an image or a text file", str(Path.home()),
+            "Images and texts (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff *.txt *.md);;"
+            "All files (*)")
         if path:
             self.try_image_file(Path(path))
 
@@ -196,9 +198,13 @@ class ExportDialog(QDialog):
     def show_try_result(self, result: dict, neighbours: list, thumbnail_for) -> None:
         from PySide6.QtGui import QPixmap
 
-        image = QPixmap.fromImage(array_to_qimage(result["image"]))
-        self.try_image.setPixmap(image.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
-                                              Qt.TransformationMode.FastTransformation))
+        if "image" in result:
+            image = QPixmap.fromImage(array_to_qimage(result["image"]))
+            self.try_image.setPixmap(image.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
+                                                  Qt.TransformationMode.FastTransformation))
+        else:
+            self.try_image.setWordWrap(True)
+            self.try_image.setText(result["text"][:120])
         while self.neighbours.count():
             widget = self.neighbours.takeAt(0).widget()
             if widget is not None:
@@ -214,7 +220,11 @@ class ExportDialog(QDialog):
         for name, similarity in neighbours:
             label = QLabel()
             pixmap = thumbnail_for(name)
-            if pixmap is not None:
+            if isinstance(pixmap, str):  # a text item: its snippet
+                label.setText(pixmap[:60])
+                label.setWordWrap(True)
+                label.setMaximumWidth(110)
+            elif pixmap is not None:
                 label.setPixmap(pixmap.scaled(64, 64, Qt.AspectRatioMode.KeepAspectRatio,
                                               Qt.TransformationMode.FastTransformation))
             label.setToolTip(f"{name}\ncosine {similarity:.3f}")

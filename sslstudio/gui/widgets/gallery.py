@@ -97,11 +97,16 @@ class GalleryModel(QAbstractListModel):
         if not index.isValid() or self.data_set is None:
             return None
         item = self.item_at(index.row())
-        if role == Qt.ItemDataRole.DecorationRole:
+        text_items = getattr(self.data_set, "modality", "image") == "text"
+        if role == Qt.ItemDataRole.DecorationRole and not text_items:
             return self.thumbnail(item)
+        if role == Qt.ItemDataRole.DisplayRole and text_items:
+            from sslstudio.core.data.text_folder import snippet
+
+            return snippet(self.data_set.texts[item], 140)
         if role == Qt.ItemDataRole.ToolTipRole:
             path = self.data_set.paths[item]
-            lines = [path.name]
+            lines = [self.data_set.items[item] if text_items else path.name]
             folder = int(self.data_set.labels[item])
             if folder >= 0:
                 lines.append(f"folder: {self.data_set.class_names[folder]}")
@@ -204,6 +209,14 @@ class GalleryView(QWidget):
         layout.addWidget(splitter)
 
     def set_data(self, data_set) -> None:
+        text = getattr(data_set, "modality", "image") == "text"
+        # Texts read best as a list of one-line snippets; images as a grid of thumbnails.
+        self.list.setViewMode(QListView.ViewMode.ListMode if text else QListView.ViewMode.IconMode)
+        self.list.setGridSize(QSize() if text else QSize(72, 72))
+        self.list.setWordWrap(False)
+        self.preview.setWordWrap(text)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop if text
+                                  else Qt.AlignmentFlag.AlignCenter)
         self.model.set_data(data_set)
         self.suggested = np.zeros(0, np.int64)
         self.margin = None
@@ -305,6 +318,12 @@ class GalleryView(QWidget):
             return
         item = self.model.item_at(current.row())
         path = Path(self.model.data_set.paths[item])
+        if getattr(self.model.data_set, "modality", "image") == "text":
+            text = self.model.data_set.texts[item]
+            self.preview.setText(text if len(text) < 4000 else text[:4000] + "…")
+            self.caption.setText(f"{self.model.data_set.items[item]}\n{len(text.split()):,} words")
+            self.item_selected.emit(item)
+            return
         reader = QImageReader(str(path))
         reader.setAutoTransform(True)  # EXIF orientation, as training sees it
         size = reader.size()

@@ -13,6 +13,11 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBo
 from sslstudio.core.config import knobs
 
 
+# The run's knobs that only text folders use, shown in their own group.
+TEXT_KNOBS = ("text_field", "tokenizer", "vocab_size", "max_length", "text_layers", "text_width",
+              "text_heads")
+
+
 def _decimals_for(value: float, low: float | None) -> int:
     """Enough decimals to show the default and the smallest allowed value (lr 1e-6 needs 7)."""
     import math
@@ -61,7 +66,8 @@ def editor_for(field: dataclasses.Field, value):
 class KnobForm(QWidget):
     """Editors for a config dataclass's knobs; `values()` gives what differs from nothing."""
 
-    def __init__(self, config_cls, values: dict | None = None, skip: tuple[str, ...] = (), parent=None):
+    def __init__(self, config_cls, values: dict | None = None, skip: tuple[str, ...] = (),
+                 parent=None, only: tuple[str, ...] | None = None):
         super().__init__(parent)
         self.config_cls = config_cls
         self.editors: dict[str, tuple] = {}
@@ -69,7 +75,7 @@ class KnobForm(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         defaults = config_cls()
         for field in knobs(config_cls):
-            if field.name in skip:
+            if field.name in skip or (only is not None and field.name not in only):
                 continue
             value = (values or {}).get(field.name, getattr(defaults, field.name))
             made = editor_for(field, value)
@@ -172,9 +178,16 @@ class RunSetupPanel(QWidget):
         run_form.addRow("Budget", budget_row)
         run_form.addRow("", self.labels)
 
+        self.text_box = QGroupBox("Text")
+        self.text_layout = QVBoxLayout(self.text_box)
+        self.text_form: KnobForm | None = None
+        self.text_box.hide()
+        self.modality = "image"
+
         self.body_layout.addWidget(method)
         self.body_layout.addWidget(self.knob_box)
         self.body_layout.addWidget(run)
+        self.body_layout.addWidget(self.text_box)
         self.body_layout.addStretch(1)
         self.setEnabled(False)
 
@@ -183,12 +196,15 @@ class RunSetupPanel(QWidget):
         from sslstudio.core.train_config import TrainConfig
 
         defaults = TrainConfig()
-        self.objectives = info["objectives"]
+        self.all_objectives = info["objectives"]
+        self.objectives = {n: c for n, c in self.all_objectives.items() if self.modality in c.modalities}
         self.summaries = info["summaries"]
-        self.backbone.clear()
-        self.backbone.addItem("auto", "auto")
-        for name, description in info["backbones"].items():
-            self.backbone.addItem(f"{name}: {description}", name)
+        self.all_backbones = info["backbones"]
+        self.default_objectives = {"image": info["default_objective"],
+                                   "text": info.get("default_text_objective", "simcse")}
+        self._fill_backbones()
+        self.text_form = KnobForm(TrainConfig, choices.get("text_knobs"), only=TEXT_KNOBS)
+        self.text_layout.addWidget(self.text_form)
         self.device.clear()
         for name, description in info["devices"]:
             self.device.addItem(description, name)
@@ -197,7 +213,11 @@ class RunSetupPanel(QWidget):
         self.objective.clear()
         self.objective.addItems(sorted(self.objectives))
         self.objective.blockSignals(False)
-        self.objective.setCurrentText(choices.get("objective", info["default_objective"]))
+        self.saved_objectives = dict(choices.get("objectives_by_modality", {}))
+        wanted = self.saved_objectives.get(self.modality, choices.get("objective"))
+        if wanted not in self.objectives:
+            wanted = self.default_objectives[self.modality]
+        self.objective.setCurrentText(wanted)
         self._objective_changed(self.objective.currentText())
         self._set_combo_data(self.backbone, choices.get("backbone", "auto"))
         self._set_combo_data(self.device, choices.get("device", "auto"))
@@ -208,8 +228,41 @@ class RunSetupPanel(QWidget):
         self.epochs.setValue(int(choices.get("epochs", 10)))
         (self.by_epochs if choices.get("budget") == "epochs" else self.by_minutes).setChecked(True)
         self.labels.setChecked(bool(choices.get("labels_from_folders", True)))
+        self._show_modality_widgets()
         self.loading.hide()
         self.setEnabled(True)
+
+    def _fill_backbones(self) -> None:
+        current = self.backbone.currentData()
+        self.backbone.clear()
+        self.backbone.addItem("auto", "auto")
+        for name, (description, modality) in self.all_backbones.items():
+            if modality == self.modality:
+                self.backbone.addItem(f"{name}: {description}", name)
+        self._set_combo_data(self.backbone, current or "auto")
+
+    def set_modality(self, modality: str) -> None:
+        """Offer what trains on this kind of data: its objectives, backbones and knobs."""
+        if modality == self.modality or not hasattr(self, "all_objectives"):
+            self.modality = modality
+            return
+        self.saved_objectives[self.modality] = self.objective.currentText()
+        self.modality = modality
+        self.objectives = {n: c for n, c in self.all_objectives.items() if modality in c.modalities}
+        self.objective.blockSignals(True)
+        self.objective.clear()
+        self.objective.addItems(sorted(self.objectives))
+        self.objective.blockSignals(False)
+        self.objective.setCurrentText(self.saved_objectives.get(modality, self.default_objectives[modality]))
+        self._objective_changed(self.objective.currentText())
+        self._fill_backbones()
+        self._show_modality_widgets()
+
+    def _show_modality_widgets(self) -> None:
+        text = self.modality == "text"
+        self.text_box.setVisible(text)
+        for widget in (self.image_size, self.strength):
+            widget.setEnabled(not text)
 
     @staticmethod
     def _set_combo_data(combo: QComboBox, value) -> None:
@@ -236,8 +289,12 @@ class RunSetupPanel(QWidget):
         knob_values = dict(self.saved_knobs)
         if self.knob_form is not None:
             knob_values[self.knob_form.config_cls.__name__] = self.knob_form.values()
+        by_modality = dict(getattr(self, "saved_objectives", {}))
+        by_modality[self.modality] = self.objective.currentText()
         return {
             "objective": self.objective.currentText(),
+            "objectives_by_modality": by_modality,
+            "text_knobs": self.text_form.values() if self.text_form is not None else {},
             "knobs": knob_values,
             "backbone": self.backbone.currentData(),
             "device": self.device.currentData(),
@@ -268,6 +325,8 @@ class RunSetupPanel(QWidget):
             epochs=choice["epochs"] if by_epochs else 0,
             minutes=0.0 if by_epochs else choice["minutes"],
             labels_from_folders=choice["labels_from_folders"])
+        if self.modality == "text":
+            train_config = with_overrides(train_config, choice["text_knobs"])
         validate(train_config)
         validate(objective_config)
         return train_config, objective_config
@@ -279,7 +338,7 @@ def engine_info() -> dict:
     from sslstudio.core.backbones import BACKBONES
     from sslstudio.core.devices import list_devices, resolve_device
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.train_config import DEFAULT_OBJECTIVE
+    from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
 
     best = str(resolve_device("auto"))
     devices = [("auto", f"auto ({best})")]
@@ -290,10 +349,11 @@ def engine_info() -> dict:
     return {
         "objectives": objectives,
         "summaries": {name: cls.summary for name, cls in objectives.items()},
-        "backbones": {name: BACKBONES.get(name).description for name in BACKBONES.names()
-                      if BACKBONES.get(name).modality == "image" and not name.startswith("bench_")},
+        "backbones": {name: (BACKBONES.get(name).description, BACKBONES.get(name).modality)
+                      for name in BACKBONES.names() if not name.startswith("bench_")},
         "devices": devices,
         "default_objective": DEFAULT_OBJECTIVE,
+        "default_text_objective": DEFAULT_TEXT_OBJECTIVE,
         # Linear first: the fastest, and the best with very few labels.
         "adapters": {name: ADAPTERS.get(name) for name in
                      ["linear"] + [n for n in ADAPTERS.names() if n != "linear"]},
