@@ -33,7 +33,9 @@ def test_devices_lists_the_cpu(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--data", "{missing}", "--out", "{out}"], "not found"),
     (["--data", "{empty}", "--out", "{out}"], "no images"),
-    (["--data", "{texts}", "--out", "{out}"], "holds texts, and simclr trains on images; choose infill, mlm, simcse"),
+    (["--data", "{texts}", "--out", "{out}"], "1 usable texts is too few to train on"),
+    (["--data", "{texts}", "--out", "{out}", "--objective", "simclr"],
+     "holds texts, and simclr trains on images; choose infill, mlm, simcse"),
     (["--data", "{images}", "--out", "{out}", "--objective", "nope"], "unknown objective 'nope'"),
     (["--data", "{images}", "--out", "{out}", "--set", "warp=9"], "unknown knob 'warp'"),
     (["--data", "{images}", "--out", "{out}", "--objective", "simclr", "--set", "temperature=9"],

@@ -203,7 +203,8 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                              f"({data.report.summary()}); the list is in {run_dir / 'skipped.csv'}")
     per_rank = len(data) // world
     if per_rank < 2:
-        raise DataError(f"{len(data)} usable images is too few to train on; at least {2 * world} needed")
+        kind = "texts" if modality == "text" else "images"
+        raise DataError(f"{len(data)} usable {kind} is too few to train on; at least {2 * world} needed")
     # Auto batch: 256, but never so large that an epoch is a single step (small folders).
     batch_size = config.batch_size or min(DEFAULT_BATCH, max(2, per_rank // 4))
     if batch_size > per_rank:
