@@ -9,7 +9,18 @@ from safetensors.torch import save_file
 from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
 
 
+TINY_BERT = ('{"model_type": "bert", "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, '
+             '"num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 32, '
+             '"type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0}')
+
+
 def shape_and_input(name):
+    if name == "pretrained_bert":
+        from sslstudio.core.backbones.bert import BertShape
+
+        ids = torch.randint(5, 100, (2, 16))
+        ids[1, 10:] = 0
+        return BertShape(TINY_BERT, 16), ids
     if BACKBONES.get(name).modality == "text":
         from sslstudio.core.backbones.text_transformer import TextShape
 

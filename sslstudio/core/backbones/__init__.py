@@ -12,6 +12,8 @@ from sslstudio.core.backbones import small_cnn as _small_cnn  # noqa: F401,E402
 from sslstudio.core.backbones import resnet as _resnet  # noqa: F401,E402
 from sslstudio.core.backbones import vit as _vit  # noqa: F401,E402
 from sslstudio.core.backbones import text_transformer as _text_transformer  # noqa: F401,E402
+from sslstudio.core.backbones import pretrained as _pretrained  # noqa: F401,E402
+from sslstudio.core.backbones import bert as _bert  # noqa: F401,E402
 
 
 def build_backbone(name: str, image_size, weights: str | Path | None = None) -> Backbone:
@@ -19,7 +21,10 @@ def build_backbone(name: str, image_size, weights: str | Path | None = None) -> 
     spec: BackboneSpec = BACKBONES.get(name)
     model = spec.build(image_size)
     if weights:
-        load_weights(model, Path(weights))
+        from sslstudio.core.backbones.bert import is_model_folder, model_folder_weights
+
+        path = Path(weights)
+        load_weights(model, model_folder_weights(path) if is_model_folder(path) else path)
     return model
 
 

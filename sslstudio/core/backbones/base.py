@@ -28,14 +28,17 @@ class BackboneSpec:
     build: Callable[[int], Backbone]
     modality: str = "image"
     cpu_friendly: bool = False
+    pretrained: object = None  # PretrainedInfo for standard architectures with published weights
 
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 
 
-def register_backbone(name: str, description: str, modality: str = "image", cpu_friendly=False):
+def register_backbone(name: str, description: str, modality: str = "image", cpu_friendly=False,
+                      pretrained=None):
     def decorator(build: Callable[[int], Backbone]):
-        BACKBONES.register(name)(BackboneSpec(name, description, build, modality, cpu_friendly))
+        BACKBONES.register(name)(BackboneSpec(name, description, build, modality, cpu_friendly,
+                                              pretrained))
         return build
 
     return decorator

@@ -44,7 +44,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
-    state = read_state_dict(path)
+    from sslstudio.core.backbones.pretrained import convert_known_format
+
+    state = convert_known_format(read_state_dict(path))
     ignorable = getattr(model, "ignorable_prefixes", ())
     state = {k: v for k, v in state.items() if not k.startswith(ignorable)}
     own = model.state_dict()

