@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float, help="wall-clock budget (default 5 on a CPU)")
     train.add_argument("--batch-size", type=int, help="images per step (default 256)")
     train.add_argument("--backbone", help="small_cnn, resnet18, resnet50, vit_tiny (default auto)")
-    train.add_argument("--weights", help="start the backbone from this .safetensors/.pth file")
+    train.add_argument("--weights", help="start from these weights: a .safetensors/.pth file, or a "
+                       "Hugging Face text model folder (e.g. all-MiniLM-L6-v2)")
     train.add_argument("--image-size", type=int, help="training resolution in px (default: from data)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -90,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--sample", action="store_true", help="open the bundled sample dataset")
 
     commands.add_parser("objectives", help="list the objectives and their knobs")
+    weights = commands.add_parser("weights", help="pretrained encoders: which weights are on disk, "
+                                  "and downloading them (only when asked)")
+    weights.add_argument("action", nargs="?", choices=["list", "download"], default="list")
+    weights.add_argument("name", nargs="?", help="a pretrained backbone, e.g. pretrained_efficientnet_lite0")
+    weights.add_argument("--yes", action="store_true", help="download without asking")
+
     commands.add_parser("methods", help="list the adaptation methods and their knobs")
     commands.add_parser("devices", help="list the devices training can use")
     return parser
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
                 "devices": cmd_devices, "adapt": cmd_adapt, "predict": cmd_predict,
-                "methods": cmd_methods, "export": cmd_export}
+                "methods": cmd_methods, "export": cmd_export, "weights": cmd_weights}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:  # output piped into `head` and closed early
@@ -237,8 +244,12 @@ def _build_configs(args):
         from sslstudio.core.backbones import BACKBONES
 
         BACKBONES.get(train_config.backbone)
-    if train_config.weights and not Path(train_config.weights).is_file():
-        raise UsageError(f"weights file not found: {train_config.weights}")
+    from sslstudio.core.backbones.bert import is_model_folder
+
+    weights = Path(train_config.weights) if train_config.weights else None
+    if weights is not None and not (weights.is_file() or is_model_folder(weights)):
+        raise UsageError(f"weights not found: {weights} (a .safetensors/.pth file, or a Hugging Face "
+                         "model folder with config.json, tokenizer.json and the weights)")
     data = Path(args.data)
     if not data.is_dir():
         raise UsageError(f"data folder not found: {data}")
@@ -364,6 +375,35 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_weights(args) -> int:
+    from sslstudio.core.backbones.pretrained import PRETRAINED, cached_weights, download_weights
+
+    if args.action == "list":
+        for name, (description, info) in PRETRAINED.items():
+            found = cached_weights(name)
+            where = f"on disk: {found}" if found else "not on disk (pick a file, or download)"
+            print(f"{name}: {description}\n    {info.source}, licence {info.licence}; {where}")
+        print("text: pass a Hugging Face model folder as --weights (e.g. all-MiniLM-L6-v2)")
+        return 0
+    if args.name not in PRETRAINED:
+        raise UsageError(f"download what? one of: {', '.join(PRETRAINED)}")
+    info = PRETRAINED[args.name][1]
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("downloading needs your consent: add --yes")
+        answer = input(f"Download {info.hf_hub_id} (licence {info.licence}) from huggingface.co "
+                       "into your Hugging Face cache? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing downloaded")
+            return 1
+    try:
+        path = download_weights(args.name)
+    except OSError as error:
+        raise UsageError(str(error)) from None
+    print(f"downloaded: {path}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from sslstudio.core.export import ExportRequest, export_model
 
@@ -433,6 +473,8 @@ class ProgressPrinter:
         elif kind == "StepMetrics":
             total = f"/{self.total_steps}" if self.total_steps > 0 else ""
             knn = "" if event.knn_accuracy != event.knn_accuracy else f" | kNN {event.knn_accuracy:.3f}"
+            if event.probe_accuracy == event.probe_accuracy:
+                knn += f" | 10-shot probe {event.probe_accuracy:.3f}"
             self._line(f"step {event.step}{total} | epoch {event.epoch} | loss {event.loss:.4f} | "
                        f"lr {event.lr:.2e} | {event.samples_per_s:.0f} img/s{knn} | "
                        f"{event.progress * 100:.0f}% | ETA {format_duration(event.eta_s)}")

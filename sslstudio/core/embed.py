@@ -36,6 +36,10 @@ def load_encoder(run_dir: Path, device: torch.device):
 
 def encoder_shape(preprocess: dict):
     """What build_backbone needs to rebuild a run's encoder: the image side, or a TextShape."""
+    if preprocess.get("architecture") == "bert":
+        from sslstudio.core.backbones.bert import BertShape
+
+        return BertShape(preprocess["bert_config"], int(preprocess["max_length"]))
     if preprocess.get("modality") == "text":
         from sslstudio.core.backbones.text_transformer import TextShape
 

@@ -75,6 +75,7 @@ class StepMetrics:
     effective_rank: float = NAN
     mean_cosine: float = NAN
     knn_accuracy: float = NAN
+    probe_accuracy: float = NAN  # 10-shot linear probe on the monitor sample's folder labels
     extra: dict = field(default_factory=dict)  # objective-specific metrics (e.g. accuracy)
 
 

@@ -68,3 +68,28 @@ def project_2d(features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
         u, s, vt2 = np.linalg.svd(coords.T @ previous)
         coords = coords @ (u @ vt2)
     return coords.astype(np.float32)
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, per_class: int = 10,
+                   draws: int = 3, seed: int = 0) -> float:
+    """Few-shot linear-probe accuracy on the labelled items: `per_class` labels per class drawn
+    at random, logistic regression, accuracy on the other labelled items, mean of `draws`.
+    NaN when fewer than two classes have more than `per_class` items."""
+    from sslstudio.core.adapt.linear import fit_logistic
+
+    classes = [c for c in np.unique(labels[labels >= 0]) if (labels == c).sum() > per_class]
+    if len(classes) < 2:
+        return float("nan")
+    x = (features - features.mean(0)) / np.maximum(features.std(0), 1e-6)
+    position = {c: i for i, c in enumerate(classes)}
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(draws):
+        train = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+                                for c in classes])
+        rest = np.setdiff1d(np.flatnonzero(np.isin(labels, classes)), train)
+        y = np.array([position[c] for c in labels[train]])
+        weight, bias = fit_logistic(x[train], y, len(classes))
+        truth = np.array([position[c] for c in labels[rest]])
+        scores.append(float(((x[rest] @ weight.T + bias).argmax(1) == truth).mean()))
+    return float(np.mean(scores))

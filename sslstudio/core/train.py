@@ -31,14 +31,14 @@ from sslstudio.core.devices import describe, resolve_device
 from sslstudio.core.events import (Checkpointed, EmbeddingSnapshot, RunFinished, RunStarted,
                                    RunWarning, StepMetrics)
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
-from sslstudio.core.monitor import collapse_metrics, knn_accuracy, project_2d
+from sslstudio.core.monitor import collapse_metrics, knn_accuracy, probe_accuracy, project_2d
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.train_config import CPU_MINUTES, TrainConfig, save_run_config
 
 CHECKPOINT_NAME = "checkpoints/last.safetensors"
 METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
                   "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
-                  "knn_accuracy"]
+                  "knn_accuracy", "probe_accuracy"]
 DEFAULT_BATCH = 256
 AUTO_LOG_INTERVAL_S = 0.2
 GPU_MINUTES = 30.0
@@ -52,9 +52,16 @@ def lr_factor(progress: float, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(remaining, 0.0), 1.0)))
 
 
-def resolve_image_size(config: TrainConfig, data_root: Path, device: torch.device) -> int:
+PRETRAINED_CPU_SIZE = 96  # a 224 px EfficientNet trains at ~3 images/s on two cores; 96 px at ~35
+
+
+def resolve_image_size(config: TrainConfig, data_root: Path, device: torch.device,
+                       pretrained=None) -> int:
     if config.image_size:
         return config.image_size
+    if pretrained is not None:
+        # The size the weights were trained at, unless the CPU cannot afford it.
+        return pretrained.input_size if device.type != "cpu" else PRETRAINED_CPU_SIZE
     from sslstudio.core.data.image_folder import typical_side
 
     side = typical_side(data_root)
@@ -74,7 +81,7 @@ def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = 
                             f"{config.objective} trains on {modality}; choose {', '.join(fitting)}")
         return config.backbone
     if modality == "text":
-        return "text_transformer"
+        return "pretrained_bert" if _is_model_folder(config.weights) else "text_transformer"
     return "small_cnn" if device.type == "cpu" else "resnet18"
 
 
@@ -188,12 +195,19 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     check_modality(Path(config.data), config.objective, modality)
     vocab = None
     if modality == "text":
+        if _is_model_folder(config.weights) and not (run_dir / "tokenizer.json").exists():
+            # A pretrained text encoder reads through its own tokenizer, not one trained here.
+            import shutil
+
+            run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(config.weights) / "tokenizer.json", run_dir / "tokenizer.json")
         data, _, vocab = yield from load_text_data(
             Path(config.data), config.text_field, config.labels_from_folders, run_dir,
             config.tokenizer, config.vocab_size, config.max_length, device.type, control)
         image_size = 0
     else:
-        image_size = resolve_image_size(config, Path(config.data), device)
+        pretrained_info = BACKBONES.get(config.backbone).pretrained if config.backbone in BACKBONES else None
+        image_size = resolve_image_size(config, Path(config.data), device, pretrained_info)
         data = yield from load_image_folder(Path(config.data), image_size, config.labels_from_folders,
                                             cache_dir=run_dir / "cache", control=control)
     if main:
@@ -222,25 +236,50 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     augment_generator = torch.Generator(device=device)
     augment_generator.manual_seed(config.seed * 1000 + 17 + rank)
     if modality == "text":
-        shape = text_shape(config, vocab, data.max_length, device)
-        encoder = build_backbone(backbone_name, shape, config.weights or None)
+        if backbone_name == "pretrained_bert":
+            from sslstudio.core.backbones.bert import BertShape
+
+            config_json = (Path(config.weights) / "config.json").read_text()
+            shape = BertShape(config_json, data.max_length)
+            encoder = build_backbone(backbone_name, shape, config.weights)
+            preprocess = {"modality": "text", "architecture": "bert", "bert_config": config_json,
+                          "pretrained": {"folder": str(config.weights)}}
+        else:
+            shape = text_shape(config, vocab, data.max_length, device)
+            encoder = build_backbone(backbone_name, shape, config.weights or None)
+            preprocess = {"modality": "text", "vocab_size": shape.vocab_size, "layers": shape.layers,
+                          "width": shape.width, "heads": shape.heads}
+        preprocess.update({"tokenizer": "tokenizer.json", "max_length": data.max_length,
+                           "text_field": config.text_field, "class_names": list(data.class_names)})
         objective = objective_cls(encoder, objective_config, vocab).to(device)
         objective.generator = augment_generator  # masking draws from it: resumable like augmentation
         mean = std = augment = None
-        preprocess = {"modality": "text", "tokenizer": "tokenizer.json", "max_length": shape.max_length,
-                      "vocab_size": shape.vocab_size, "layers": shape.layers, "width": shape.width,
-                      "heads": shape.heads, "text_field": config.text_field,
-                      "class_names": list(data.class_names)}
     else:
-        mean, std = data.channel_stats(seed=config.seed)
+        info = BACKBONES.get(backbone_name).pretrained
+        weights = config.weights or None
+        if info is not None:
+            # The weights' own normalisation, not the folder's: that is what they expect.
+            mean, std = [float(v) for v in info.mean], [float(v) for v in info.std]
+            weights = weights or _pretrained_weights(backbone_name)
+        else:
+            mean, std = data.channel_stats(seed=config.seed)
         settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey, image_size)
         augment = BatchAugment(settings, mean, std, image_size, augment_generator)
         augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
-        encoder = build_backbone(backbone_name, image_size, config.weights or None)
+        encoder = build_backbone(backbone_name, image_size, weights)
+        if info is not None:
+            encoder.freeze_batchnorm = config.freeze_batchnorm != "no"
+        elif config.freeze_batchnorm == "yes":
+            encoder.freeze_batchnorm = True
         objective = objective_cls(encoder, objective_config, augment).to(device)
         preprocess = {"image_size": image_size, "mean": mean, "std": std, "channel_order": "RGB",
                       "resize": "shorter side to image_size, then centre crop", "grey": data.grey,
                       "class_names": list(data.class_names)}
+        if info is not None:
+            preprocess["pretrained"] = {"architecture": info.arch, "source": info.source,
+                                        "licence": info.licence, "weights": str(weights),
+                                        "trained_size": info.input_size,
+                                        "interpolation": info.interpolation}
     # channels_last is faster for convolutions on CUDA and on the CPU's oneDNN (+30% here).
     objective = objective.to(memory_format=torch.channels_last)
     model = objective
@@ -249,8 +288,11 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
 
         model = DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = _make_optimizer(objective, objective_config)
-    base_lrs = [objective_config.lr for _ in optimizer.param_groups]
+    pretrained_encoder = modality == "image" and BACKBONES.get(backbone_name).pretrained is not None
+    encoder_scale = config.backbone_lr_scale or (0.1 if pretrained_encoder or _is_model_folder(config.weights)
+                                                 else 1.0)
+    optimizer = _make_optimizer(objective, objective_config, encoder_scale)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
 
     loop = LoopState(batch_size=batch_size)
     generators = {"augment": augment_generator}
@@ -261,8 +303,10 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     resolved = TrainConfig(**{**config.__dict__, "backbone": backbone_name, "image_size": image_size,
                               "batch_size": batch_size, "minutes": minutes})
     if modality == "text":
-        resolved.max_length, resolved.text_layers = preprocess["max_length"], preprocess["layers"]
-        resolved.text_width, resolved.text_heads = preprocess["width"], preprocess["heads"]
+        resolved.max_length = preprocess["max_length"]
+        if "layers" in preprocess:
+            resolved.text_layers, resolved.text_width = preprocess["layers"], preprocess["width"]
+            resolved.text_heads = preprocess["heads"]
     metrics_log = None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -459,11 +503,42 @@ def _epoch_order(count: int, seed: int, epoch: int, rank: int, world: int) -> np
     return order[rank * per_rank:(rank + 1) * per_rank]
 
 
-def _make_optimizer(objective, objective_config) -> torch.optim.Optimizer:
+def _make_optimizer(objective, objective_config, encoder_scale: float = 1.0) -> torch.optim.Optimizer:
     groups = objective.param_groups(objective_config.weight_decay)
+    if encoder_scale != 1.0:
+        # Each group splits into the encoder's parameters (scaled lr) and the heads' (full lr).
+        encoder_ids = {id(p) for p in objective.encoder.parameters()}
+        split = []
+        for group in groups:
+            mine = [p for p in group["params"] if id(p) in encoder_ids]
+            rest = [p for p in group["params"] if id(p) not in encoder_ids]
+            if mine:
+                split.append({**group, "params": mine, "lr": objective_config.lr * encoder_scale})
+            if rest:
+                split.append({**group, "params": rest, "lr": objective_config.lr})
+        groups = split
+    else:
+        groups = [{**group, "lr": objective_config.lr} for group in groups]
     if objective_config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=objective_config.lr, momentum=0.9)
     return torch.optim.AdamW(groups, lr=objective_config.lr)
+
+
+def _is_model_folder(weights: str) -> bool:
+    from sslstudio.core.backbones.bert import is_model_folder
+
+    return bool(weights) and is_model_folder(weights)
+
+
+def _pretrained_weights(name: str) -> Path:
+    from sslstudio.core.backbones.pretrained import cached_weights
+
+    found = cached_weights(name)
+    if found is None:
+        raise DataError(f"{name} needs its pretrained weights: pick a .safetensors or .pth file "
+                        f"(--weights FILE), or download them once with `sslstudio weights download "
+                        f"{name}` (nothing is downloaded without asking)")
+    return found
 
 
 def _write_scan_report(run_dir: Path, data) -> None:
@@ -528,6 +603,9 @@ class _Monitor:
         metrics = collapse_metrics(features_t, projections_t)
         labels = torch.from_numpy(self.labels)
         metrics["knn_accuracy"] = knn_accuracy(features_t, labels) if (labels >= 0).sum() > 1 else float("nan")
+        # With folder labels, the few-shot probe a user would get now: before training (the
+        # pretrained encoder as it is) and as training goes, so one sees whether it helps.
+        metrics["probe_accuracy"] = probe_accuracy(features_t.numpy(), self.labels)
         self.fields = metrics
         previous = self.last_snapshot.coords if self.last_snapshot is not None else None
         coords = project_2d(features_t.numpy(), previous)

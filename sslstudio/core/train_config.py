@@ -39,6 +39,12 @@ class TrainConfig:
     monitor_items: int = knob(2000, low=16, high=5000, help="size of the fixed sample for the map")
     log_every_steps: int = knob(0, low=0, high=100000, help="metrics every N steps; 0: about 5 a second")
     grad_clip: float = knob(0.0, low=0.0, high=1000.0, help="clip the gradient norm; 0: off")
+    backbone_lr_scale: float = knob(0.0, low=0.0, high=1.0,
+                                    help="encoder learning rate as a share of the head's; 0: 0.1 "
+                                         "for a pretrained encoder (keeps what it knows), else 1")
+    freeze_batchnorm: str = knob("auto", choices=("auto", "yes", "no"),
+                                 help="keep a pretrained encoder's BatchNorm statistics; auto: yes "
+                                      "for pretrained encoders")
     # Text folders only.
     text_field: str = knob("text", help="text: the field of .jsonl records / .csv columns to read")
     tokenizer: str = knob("wordpiece", choices=("wordpiece", "bpe"),

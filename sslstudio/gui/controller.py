@@ -204,7 +204,8 @@ class TrainingController(QObject):
                      if event.embedding_std_reference == event.embedding_std_reference else math.nan)
             self.history.append(step=event.step, loss=event.loss, lr=event.lr,
                                 samples_per_s=event.samples_per_s, std_ratio=ratio,
-                                effective_rank=event.effective_rank, knn_accuracy=event.knn_accuracy)
+                                effective_rank=event.effective_rank, knn_accuracy=event.knn_accuracy,
+                                probe_accuracy=event.probe_accuracy)
             self.metrics.emit(event)
         elif kind == "EmbeddingSnapshot":
             self.snapshot.emit(event)

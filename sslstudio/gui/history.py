@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-COLUMNS = ("step", "loss", "lr", "samples_per_s", "std_ratio", "effective_rank", "knn_accuracy")
+COLUMNS = ("step", "loss", "lr", "samples_per_s", "std_ratio", "effective_rank", "knn_accuracy",
+           "probe_accuracy")
 
 
 class RunHistory:
@@ -41,5 +42,6 @@ class RunHistory:
                            samples_per_s=metrics["samples_per_s"][i],
                            std_ratio=std[i] / ref[i] if ref[i] else np.nan,
                            effective_rank=metrics.get("effective_rank", np.full(n, np.nan))[i],
-                           knn_accuracy=metrics.get("knn_accuracy", np.full(n, np.nan))[i])
+                           knn_accuracy=metrics.get("knn_accuracy", np.full(n, np.nan))[i],
+                           probe_accuracy=metrics.get("probe_accuracy", np.full(n, np.nan))[i])
         return history

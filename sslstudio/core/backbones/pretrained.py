@@ -40,7 +40,7 @@ PRETRAINED = {
         PretrainedInfo("tf_efficientnet_lite0", "ImageNet-1k (TensorFlow port)", "Apache-2.0",
                        "timm/tf_efficientnet_lite0.in1k", INCEPTION_MEAN, INCEPTION_STD, 224, "bicubic")),
     "pretrained_mobilenetv3": (
-        "MobileNetV3-Large, ImageNet-1k (5.5 M params, 960-d)",
+        "MobileNetV3-Large, ImageNet-1k (5.5 M params, 1280-d)",
         PretrainedInfo("mobilenetv3_large_100", "ImageNet-1k", "Apache-2.0",
                        "timm/mobilenetv3_large_100.ra_in1k", IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic")),
     "pretrained_resnet50": (
@@ -61,18 +61,31 @@ PRETRAINED = {
 
 class TimmBackbone(Backbone):
     # Classifier heads of the standard checkpoints: present in the files, unused here.
-    ignorable_prefixes = ("fc.", "classifier.", "head.", "head_dist.", "last_linear.")
+    ignorable_prefixes = ("fc.", "classifier.", "head.fc.", "head.weight", "head.bias", "head_dist.",
+                          "last_linear.")
 
     def __init__(self, info: PretrainedInfo, image_size: int):
         super().__init__()
         import timm
 
+        # A ViT keeps its 224 px position table (so standard weights load) and interpolates it
+        # to whatever size it is fed.
         kwargs = {"dynamic_img_size": True} if info.arch.startswith("vit") else {}
-        if info.arch.startswith("vit"):
-            kwargs["img_size"] = image_size
         self.info = info
         self.net = timm.create_model(info.arch, pretrained=False, num_classes=0, **kwargs)
-        self.feature_dim = int(self.net.num_features)
+        # MobileNetV3 puts a 1280-wide layer after its 960 features; the pooled output is that.
+        self.feature_dim = int(getattr(self.net, "head_hidden_size", None) or self.net.num_features)
+        self.freeze_batchnorm = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.freeze_batchnorm:
+            # ImageNet statistics stay: re-estimating them from a few hundred images of one
+            # domain per step would shift every feature the weights were trained on.
+            for module in self.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -35,7 +35,9 @@ class CurvesView(QWidget):
             ("collapse", "Collapse meter (1 = healthy)",
              [("std_ratio", "std × √d", (220, 90, 90))]),
             ("rank", "Effective rank", [("effective_rank", "rank", (170, 120, 220))]),
-            ("knn", "kNN accuracy", [("knn_accuracy", "kNN", (60, 190, 190))]),
+            ("knn", "Few-label accuracy (folder labels)", [("knn_accuracy", "kNN", (60, 190, 190)),
+                                                           ("probe_accuracy", "10-shot probe",
+                                                            (230, 160, 40))]),
         ]
         for i, (key, title, series) in enumerate(specs):
             view = pg.PlotWidget(title=title)
@@ -56,7 +58,7 @@ class CurvesView(QWidget):
             self.plots[key] = plot
             for column, name, colour in series:
                 # Monitor columns are sparse: draw them as connected dots over their finite values.
-                sparse = column in ("std_ratio", "effective_rank", "knn_accuracy")
+                sparse = column in ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy")
                 curve = plot.plot(pen=pg.mkPen(colour, width=2), name=name,
                                   symbol="o" if sparse else None, symbolSize=5,
                                   symbolBrush=colour, symbolPen=None, skipFiniteCheck=not sparse)
@@ -85,7 +87,7 @@ class CurvesView(QWidget):
         steps = history.column("step")
         for column, curve in self.curves.items():
             values = history.column(column)
-            if column in ("std_ratio", "effective_rank", "knn_accuracy"):
+            if column in ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy"):
                 keep = np.isfinite(values)
                 x, y = steps[keep], values[keep]
             else:

