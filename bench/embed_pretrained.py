@@ -21,6 +21,7 @@ from sslstudio.core.backbones import BACKBONES, build_backbone
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
 from sslstudio.core.control import RunControl
 from sslstudio.core.embed import model_inputs
+from sslstudio.core.tokenizer import save_tokenizer_unpadded
 
 
 def drain(job):
@@ -44,7 +45,7 @@ def main() -> None:
         from sslstudio.core.data.text_tokens import load_text_data
 
         with tempfile.TemporaryDirectory() as run:
-            (Path(run) / "tokenizer.json").write_text((Path(args.weights) / "tokenizer.json").read_text())
+            save_tokenizer_unpadded(Path(args.weights) / "tokenizer.json", Path(run) / "tokenizer.json")
             data, _, _ = drain(load_text_data(Path(args.data), "text", False, Path(run)))
         config = (Path(args.weights) / "config.json").read_text()
         encoder = build_backbone("pretrained_bert", BertShape(config, data.max_length), args.weights)

@@ -509,3 +509,32 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     w.adapt_panel.train_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "linear" in w.adapt_panel.estimates and w.predicted is not None
+
+
+def test_backbone_picker_groups_pretrained_encoders_and_downloads_only_when_asked(qtbot, window, monkeypatch, tmp_path):
+    import sslstudio.core.backbones.pretrained as pretrained
+
+    w = window()
+    entries = [w.setup.backbone.itemText(i) for i in range(w.setup.backbone.count())]
+    assert entries.index("— from scratch —") < entries.index("— pretrained —")
+    assert any(e.startswith("pretrained_efficientnet_lite0") and "Apache-2.0" in e for e in entries)
+    w.setup._set_combo_data(w.setup.backbone, "pretrained_convnext_atto")
+    assert w.setup.download_button.isVisibleTo(w.setup)
+    calls = []
+
+    def fake_download(name, progress=None):
+        calls.append(name)
+        path = tmp_path / "model.safetensors"
+        path.write_bytes(b"x")
+        return path
+
+    monkeypatch.setattr(pretrained, "download_weights", fake_download)
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.No))
+    w.setup.download_button.click()
+    assert calls == [] and not w.controller.busy()  # no consent, no download
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    w.setup.download_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and calls == ["pretrained_convnext_atto"], timeout=30000)
+    qtbot.waitUntil(lambda: w.setup.weights.text() == str(tmp_path / "model.safetensors"), timeout=5000)
+    assert not w.setup.download_button.isVisibleTo(w.setup)
+    assert "weights on disk" in w.setup.backbone.currentText()

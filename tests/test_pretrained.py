@@ -142,6 +142,20 @@ def test_continued_pretraining_keeps_batchnorm_statistics_and_the_preprocessing(
     weights = [k for k in state if k.endswith("conv_stem.weight")]
     assert not torch.equal(trained[f"net.{weights[0]}"], state[weights[0]])  # it did train
 
+    # LoRA on the pretrained encoder, then an export that carries the weights' preprocessing.
+    from sslstudio.core.adapt.job import AdaptRequest, adapt
+    from sslstudio.core.export import ExportRequest, export_model
+
+    labels = {f"class_{c}/{i:03d}.png": f"class_{c}" for c in range(3) for i in range(5)}
+    events = list(adapt(AdaptRequest(run, image_folder, labels, "lora", {"epochs": 1, "repeats": 1},
+                                     out_dir=tmp_path / "lora")))
+    started = next(e for e in events if type(e).__name__ == "AdaptStarted")
+    assert events[-1].status == "completed" and started.trainable_parameters < started.total_parameters
+    events = list(export_model(ExportRequest(tmp_path / "lora", tmp_path / "m.onnx", latency_repeats=1)))
+    assert events[-1].status == "completed"
+    info = json.loads((tmp_path / "m.json").read_text())
+    assert info["input"]["mean"] == [0.485, 0.456, 0.406] and info["model"]["backbone"] == "pretrained_mobilenetv3"
+
 
 def make_bert_folder(folder, texts):
     from sslstudio.core.backbones.bert import BertShape

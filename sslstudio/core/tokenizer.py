@@ -116,3 +116,14 @@ def encode_all(tokenizer, texts: list[str], chunk: int = 2048) -> Iterator:
         parts.append(np.array([e.ids for e in encodings], np.int32))
         yield min(len(texts), start + chunk), len(texts)
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.int32)
+
+
+def save_tokenizer_unpadded(source: Path, target: Path) -> None:
+    """Copy a model's tokenizer without its padding and truncation length, so the run picks a
+    length from its own texts (sentence-transformers ships 128 for texts often under 50)."""
+    from sslstudio.core.fileio import atomic_write_text
+
+    tokenizer = load_tokenizer(source)
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    atomic_write_text(Path(target), tokenizer.to_str())

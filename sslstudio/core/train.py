@@ -197,10 +197,10 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     if modality == "text":
         if _is_model_folder(config.weights) and not (run_dir / "tokenizer.json").exists():
             # A pretrained text encoder reads through its own tokenizer, not one trained here.
-            import shutil
+            from sslstudio.core.tokenizer import save_tokenizer_unpadded
 
             run_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(config.weights) / "tokenizer.json", run_dir / "tokenizer.json")
+            save_tokenizer_unpadded(Path(config.weights) / "tokenizer.json", run_dir / "tokenizer.json")
         data, _, vocab = yield from load_text_data(
             Path(config.data), config.text_field, config.labels_from_folders, run_dir,
             config.tokenizer, config.vocab_size, config.max_length, device.type, control)

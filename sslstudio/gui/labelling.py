@@ -349,6 +349,10 @@ class LabellingMixin:
             self.status_text.setText(f"{k} groups found; select an item and label its whole group, "
                                      "then fix the mistakes")
             self.label_panel.k.setValue(k)
+        elif kind == "download":
+            name, path = value
+            self.setup.mark_downloaded(name, path)
+            self.status_text.setText(f"Weights of {name} downloaded: {path}")
         elif kind == "try" and self.export_dialog is not None:
             result, neighbours = value
             self.export_dialog.show_try_result(result, neighbours, self._thumbnail_by_name)

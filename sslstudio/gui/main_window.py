@@ -83,6 +83,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.gallery.label_key.connect(self.label_key_pressed)
         self.gallery.label_class.connect(self.label_from_menu)
         self.setup = RunSetupPanel()
+        self.setup.download_requested.connect(self.download_weights)
         self.label_panel = LabelPanel()
         self.adapt_panel = AdaptPanel()
         self.log = LogPanel()
@@ -412,6 +413,24 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.controller.start_training(train_config, objective_config, resume=True)
         self.controller.history = history  # keep the curve drawn so far; new points append to it
         self.curves.set_history(history)
+
+    def download_weights(self, name: str) -> None:
+        """Fetch a pretrained backbone's standard weights, only after the user agrees."""
+        from sslstudio.core.backbones.pretrained import PRETRAINED, download_weights
+
+        if name not in PRETRAINED or self.controller.busy():
+            return
+        info = PRETRAINED[name][1]
+        answer = QMessageBox.question(
+            self, APP_NAME, f"Download the {info.source} weights of {info.arch} ({info.hf_hub_id}, "
+            f"licence {info.licence}) from huggingface.co into your Hugging Face cache?\n\nNothing "
+            "else is sent or downloaded. Without a network, pick a weights file instead.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.controller.start_task("download", lambda n: (n, str(download_weights(n))), name)
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(f"downloading {info.arch}…")
+        self.progress.show()
 
     def toggle_pause(self) -> None:
         if not self.controller.busy() or self.controller.job_kind not in STOPPABLE_JOBS:

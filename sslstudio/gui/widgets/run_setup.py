@@ -97,6 +97,7 @@ class KnobForm(QWidget):
 
 class RunSetupPanel(QWidget):
     changed = Signal()
+    download_requested = Signal(str)  # a pretrained backbone's name
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -131,7 +132,22 @@ class RunSetupPanel(QWidget):
         run = QGroupBox("Run")
         run_form = QFormLayout(run)
         self.backbone = QComboBox()
-        self.backbone.setToolTip("The encoder being trained. auto: small_cnn on a CPU, resnet18 on a GPU")
+        self.backbone.setToolTip("The encoder being trained: from scratch, or pretrained by someone "
+                                 "else (far stronger on a laptop) and continued on your folder")
+        self.backbone.currentIndexChanged.connect(self._backbone_changed)
+        self.weights = QLineEdit()
+        self.weights.setPlaceholderText("pretrained weights: .safetensors/.pth file, or model folder")
+        self.weights.setToolTip("Start from these weights: a state dict file (read without running "
+                                "code), or a Hugging Face text model folder (config.json, "
+                                "tokenizer.json, model.safetensors)")
+        self.weights_button = QPushButton("Choose…")
+        self.weights_button.clicked.connect(self._choose_weights)
+        self.download_button = QPushButton("Download…")
+        self.download_button.setToolTip("Fetch the standard weights once, through timm's own source "
+                                        "(Hugging Face), after asking")
+        self.download_button.clicked.connect(lambda: self.download_requested.emit(
+            self.backbone.currentData() or ""))
+        self.download_button.hide()
         self.device = QComboBox()
         self.device.setToolTip("Where training runs; auto picks the largest GPU, else the CPU")
         self.image_size = QSpinBox()
@@ -171,6 +187,13 @@ class RunSetupPanel(QWidget):
         self.labels.setToolTip("Only for watching: folder names give a kNN accuracy while training; "
                                "the objective never sees them")
         run_form.addRow("Backbone", self.backbone)
+        weights_row = QWidget()
+        weights_layout = QHBoxLayout(weights_row)
+        weights_layout.setContentsMargins(0, 0, 0, 0)
+        weights_layout.addWidget(self.weights, 1)
+        weights_layout.addWidget(self.weights_button)
+        weights_layout.addWidget(self.download_button)
+        run_form.addRow("Weights", weights_row)
         run_form.addRow("Device", self.device)
         run_form.addRow("Image size", self.image_size)
         run_form.addRow("Batch size", self.batch_size)
@@ -219,7 +242,9 @@ class RunSetupPanel(QWidget):
             wanted = self.default_objectives[self.modality]
         self.objective.setCurrentText(wanted)
         self._objective_changed(self.objective.currentText())
-        self._set_combo_data(self.backbone, choices.get("backbone", "auto"))
+        default_backbone = choices.get("backbone") or info.get("default_backbone", "auto")
+        self._set_combo_data(self.backbone, default_backbone)
+        self.weights.setText(choices.get("weights", "") or self.weights.text())
         self._set_combo_data(self.device, choices.get("device", "auto"))
         self.image_size.setValue(int(choices.get("image_size", 0)))
         self.batch_size.setValue(int(choices.get("batch_size", 0)))
@@ -233,13 +258,55 @@ class RunSetupPanel(QWidget):
         self.setEnabled(True)
 
     def _fill_backbones(self) -> None:
+        """auto, then "from scratch", then "pretrained" (with source, licence and whether the
+        weights are on disk); headings are disabled items."""
         current = self.backbone.currentData()
+        self.backbone.blockSignals(True)
         self.backbone.clear()
         self.backbone.addItem("auto", "auto")
-        for name, (description, modality) in self.all_backbones.items():
-            if modality == self.modality:
-                self.backbone.addItem(f"{name}: {description}", name)
+        entries = [(n, v) for n, v in self.all_backbones.items() if v[1] == self.modality]
+        scratch = [(n, v) for n, v in entries if not v[2]]
+        pretrained = [(n, v) for n, v in entries if v[2]]
+        for heading, group in (("— from scratch —", scratch), ("— pretrained —", pretrained)):
+            if not group:
+                continue
+            self.backbone.addItem(heading, None)
+            self.backbone.model().item(self.backbone.count() - 1).setEnabled(False)
+            for name, (description, _, extra) in group:
+                where = ""
+                if extra:
+                    where = (f"  [{extra['source']}, {extra['licence']}; "
+                             f"{'weights on disk' if extra['cached'] else 'needs weights'}]")
+                self.backbone.addItem(f"{name}: {description}{where}", name)
         self._set_combo_data(self.backbone, current or "auto")
+        self.backbone.blockSignals(False)
+        self._backbone_changed()
+
+    def _backbone_changed(self, *_args) -> None:
+        name = self.backbone.currentData()
+        entry = self.all_backbones.get(name) if hasattr(self, "all_backbones") else None
+        extra = entry[2] if entry else None
+        self.download_button.setVisible(bool(extra) and not extra.get("cached")
+                                        and extra.get("download", True))
+        if extra and extra.get("cached") and not self.weights.text():
+            self.weights.setText(extra["cached"])
+
+    def _choose_weights(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        if self.modality == "text":
+            path = QFileDialog.getExistingDirectory(self, "Choose a Hugging Face model folder")
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose pretrained weights", "",
+                                                  "Weights (*.safetensors *.pth *.pt *.bin);;All files (*)")
+        if path:
+            self.weights.setText(path)
+
+    def mark_downloaded(self, name: str, path: str) -> None:
+        description, modality, extra = self.all_backbones[name]
+        self.all_backbones[name] = (description, modality, {**extra, "cached": path})
+        self.weights.setText(path)
+        self._fill_backbones()
 
     def set_modality(self, modality: str) -> None:
         """Offer what trains on this kind of data: its objectives, backbones and knobs."""
@@ -297,6 +364,7 @@ class RunSetupPanel(QWidget):
             "text_knobs": self.text_form.values() if self.text_form is not None else {},
             "knobs": knob_values,
             "backbone": self.backbone.currentData(),
+            "weights": self.weights.text().strip(),
             "device": self.device.currentData(),
             "image_size": self.image_size.value(),
             "batch_size": self.batch_size.value(),
@@ -324,7 +392,7 @@ class RunSetupPanel(QWidget):
             batch_size=choice["batch_size"], augmentation_strength=choice["augmentation_strength"],
             epochs=choice["epochs"] if by_epochs else 0,
             minutes=0.0 if by_epochs else choice["minutes"],
-            labels_from_folders=choice["labels_from_folders"])
+            labels_from_folders=choice["labels_from_folders"], weights=choice["weights"])
         if self.modality == "text":
             train_config = with_overrides(train_config, choice["text_knobs"])
         validate(train_config)
@@ -340,7 +408,23 @@ def engine_info() -> dict:
     from sslstudio.core.objectives import OBJECTIVES
     from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
 
+    from sslstudio.core.backbones.pretrained import cached_weights
+
     best = str(resolve_device("auto"))
+    backbones = {}
+    for name in BACKBONES.names():
+        spec = BACKBONES.get(name)
+        if name.startswith("bench_"):
+            continue
+        extra = None
+        if spec.pretrained is not None:
+            found = cached_weights(name)
+            extra = {"source": spec.pretrained.source, "licence": spec.pretrained.licence,
+                     "cached": str(found) if found else ""}
+        elif name == "pretrained_bert":
+            extra = {"source": "a Hugging Face model folder you choose", "licence": "the model's",
+                     "cached": "", "download": False}
+        backbones[name] = (spec.description, spec.modality, extra)
     devices = [("auto", f"auto ({best})")]
     for device in list_devices():
         memory = f", {device.memory_bytes / 2**30:.1f} GiB" if device.memory_bytes else ""
@@ -349,8 +433,10 @@ def engine_info() -> dict:
     return {
         "objectives": objectives,
         "summaries": {name: cls.summary for name, cls in objectives.items()},
-        "backbones": {name: (BACKBONES.get(name).description, BACKBONES.get(name).modality)
-                      for name in BACKBONES.names() if not name.startswith("bench_")},
+        "backbones": backbones,
+        # On a CPU a pretrained encoder whose weights are already on disk beats any from scratch.
+        "default_backbone": next((n for n, v in backbones.items() if v[2] and v[2]["cached"]
+                                  and v[1] == "image"), "auto") if best == "cpu" else "auto",
         "devices": devices,
         "default_objective": DEFAULT_OBJECTIVE,
         "default_text_objective": DEFAULT_TEXT_OBJECTIVE,
