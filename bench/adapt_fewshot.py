@@ -23,15 +23,8 @@ from sslstudio.core.adapt.estimate import make_scheme, summarize
 from sslstudio.core.adapt.job import AdaptRequest, adapt, item_keys
 from sslstudio.core.adapt.linear import fit_logistic
 from sslstudio.core.adapt.base import softmax
+from sslstudio.core.control import run_to_end
 from sslstudio.core.data import load_image_folder
-
-
-def drain(job):
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
 
 
 def raw_pixel_baseline(pixels, targets, labelled, seed):
@@ -65,7 +58,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/adapt-bench")
     args = parser.parse_args()
 
-    data = drain(load_image_folder(Path(args.data), 28, labels_from_folders=True))
+    data = run_to_end(load_image_folder(Path(args.data), 28, labels_from_folders=True))
     keys = item_keys(data)
     targets = np.asarray(data.labels)
     class_names = list(data.class_names)

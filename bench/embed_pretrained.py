@@ -19,17 +19,9 @@ import torch
 
 from sslstudio.core.backbones import BACKBONES, build_backbone
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
-from sslstudio.core.control import RunControl
+from sslstudio.core.control import RunControl, run_to_end
 from sslstudio.core.embed import model_inputs
 from sslstudio.core.tokenizer import save_tokenizer_unpadded
-
-
-def drain(job):
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
 
 
 def main() -> None:
@@ -46,7 +38,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as run:
             save_tokenizer_unpadded(Path(args.weights) / "tokenizer.json", Path(run) / "tokenizer.json")
-            data, _, _ = drain(load_text_data(Path(args.data), "text", False, Path(run)))
+            data, _, _ = run_to_end(load_text_data(Path(args.data), "text", False, Path(run)))
         config = (Path(args.weights) / "config.json").read_text()
         encoder = build_backbone("pretrained_bert", BertShape(config, data.max_length), args.weights)
         preprocess = {"modality": "text"}
@@ -55,7 +47,7 @@ def main() -> None:
         from sslstudio.core.data import load_image_folder
 
         info = BACKBONES.get(args.backbone).pretrained
-        data = drain(load_image_folder(Path(args.data), args.image_size, control=RunControl()))
+        data = run_to_end(load_image_folder(Path(args.data), args.image_size, control=RunControl()))
         encoder = build_backbone(args.backbone, args.image_size, args.weights)
         preprocess = {"mean": list(info.mean), "std": list(info.std)}
         names = [str(p) for p in data.paths]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from sslstudio.core.adapt.base import AdaptTask, Classifier
+from sslstudio.core.adapt.base import AdaptTask
 from sslstudio.core.adapt.estimate import make_scheme, wilson_interval
 from sslstudio.core.adapt.job import (AdaptRequest, adapt, compare, estimate, load_adapted,
                                       method_config, predict_folder)
@@ -107,8 +107,8 @@ def test_folds_cover_every_label_once_and_small_classes_use_leave_one_out():
     for folds in scheme.repeats:
         held_out = np.sort(np.concatenate([val for _, val in folds]))
         assert held_out.tolist() == labelled.tolist()
-        for train, val in folds:
-            assert not set(train) & set(val)
+        for fit_items, val in folds:
+            assert not set(fit_items) & set(val)
             assert np.bincount(targets[val], minlength=3).tolist() == [2, 2, 2]  # stratified
     targets[:7] = 3  # class 3 has 7, class 0 has 3 labels: under 5
     loo = make_scheme(labelled, targets, repeats=5)

@@ -47,3 +47,13 @@ class RunControl:
             self.paused_seconds += time.monotonic() - started
         if self._cancel.is_set():
             raise Cancelled()
+
+
+def run_to_end(job):
+    """Run a job (a generator of events) for its return value alone, dropping its events:
+    for callers that want a scan's dataset or a fit's result without its progress."""
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        return stop.value

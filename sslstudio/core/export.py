@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslstudio.core.control import Cancelled, RunControl
+from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.events import ExportCheck, ExportFinished, ExportLatency, ExportProgress
 
 FORMAT = "sslstudio-onnx/1"
@@ -261,7 +261,7 @@ def parity_inputs(source: "ExportSource", data_dir: Path, count: int,
         return to_input(images), names
     from sslstudio.core.data.text_folder import load_text_folder
 
-    folder = _drain(load_text_folder(Path(data_dir), source.preprocess.get("text_field", "text")))
+    folder = run_to_end(load_text_folder(Path(data_dir), source.preprocess.get("text_field", "text")))
     if wanted is not None:
         index = {item: i for i, item in enumerate(folder.items)}
         picks = [index[w] for w in wanted if w in index]
@@ -270,14 +270,6 @@ def parity_inputs(source: "ExportSource", data_dir: Path, count: int,
     tokenizer = source.tokenizer()
     encodings = tokenizer.encode_batch([folder.texts[i] for i in picks])
     return np.array([e.ids for e in encodings], np.int64), [folder.items[i] for i in picks]
-
-
-def _drain(job):
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
 
 
 def to_input(images: np.ndarray) -> np.ndarray:
@@ -586,7 +578,7 @@ def nearest_items(model_path: Path, data_dir: Path, embedding: np.ndarray, count
         from sslstudio.core.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(Path(model_path).with_name(info["files"]["tokenizer"]))
-        folder = _drain(load_text_folder(Path(data_dir)))
+        folder = run_to_end(load_text_folder(Path(data_dir)))
         picks = np.unique(np.linspace(0, len(folder.items) - 1, min(max_items, len(folder.items))).astype(int))
         names = [folder.items[i] for i in picks]
         inputs = np.array([e.ids for e in tokenizer.encode_batch([folder.texts[i] for i in picks])], np.int64)

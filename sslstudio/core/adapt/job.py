@@ -25,7 +25,7 @@ import torch
 from sslstudio.core import config as cfg
 from sslstudio.core.adapt.base import ADAPTERS, AdaptTask, Classifier
 from sslstudio.core.adapt.estimate import best_epoch, make_scheme, summarize
-from sslstudio.core.control import Cancelled, RunControl
+from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
@@ -181,7 +181,8 @@ def estimate(task: AdaptTask, method: str, config, scheme, control: RunControl) 
     for folds in scheme.repeats:
         probas = []
         for train, val in folds:
-            fitted = yield from _quiet(adapter.fit(train, val, control))
+            # A fold's per-epoch progress is too fine to pass on; the fold count is the progress.
+            fitted = run_to_end(adapter.fit(train, val, control))
             probas.append(fitted.val_proba)
             done += 1
             yield AdaptProgress(method, "estimate", done, scheme.fits)
@@ -190,16 +191,6 @@ def estimate(task: AdaptTask, method: str, config, scheme, control: RunControl) 
     epochs = best_epoch(scheme, task.targets, per_repeat) if adapter.trains_network else 0
     at_epoch = [[p[(epochs or 1) - 1] for p in probas] for probas in per_repeat]
     return summarize(method, scheme, task.targets, task.class_names, at_epoch, epochs), epochs
-
-
-def _quiet(job):
-    """Run a fit, passing on nothing but its result (its per-epoch progress is too fine here)."""
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
-    yield  # pragma: no cover - makes this a generator for `yield from`
 
 
 def default_scheme(task: AdaptTask, methods: list[str], configs: dict) -> object:

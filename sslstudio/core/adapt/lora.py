@@ -20,36 +20,15 @@ from sslstudio.core.adapt.network import NetworkAdapter, NetworkConfig
 from sslstudio.core.config import knob
 
 
-class LoRALinear(nn.Module):
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+class _LoRA(nn.Module):
+    """base(x) + B(A(dropout(x))) * alpha / rank, with PEFT's initialisation of A and B."""
+
+    def __init__(self, base: nn.Module, lora_A: nn.Module, lora_B: nn.Module,  # noqa: N803
+                 rank: int, alpha: float, dropout: float):
         super().__init__()
         self.base = base
-        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
-        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
-        self.scaling = alpha / rank
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
-
-    def delta_weight(self) -> torch.Tensor:
-        return self.lora_B.weight @ self.lora_A.weight * self.scaling
-
-    def merged(self) -> nn.Linear:
-        with torch.no_grad():
-            self.base.weight += self.delta_weight().to(self.base.weight.dtype)
-        return self.base
-
-
-class LoRAConv2d(nn.Module):
-    def __init__(self, base: nn.Conv2d, rank: int, alpha: float, dropout: float):
-        super().__init__()
-        self.base = base
-        self.lora_A = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding,
-                                base.dilation, bias=False, padding_mode=base.padding_mode)
-        self.lora_B = nn.Conv2d(rank, base.out_channels, 1, bias=False)
+        self.lora_A = lora_A
+        self.lora_B = lora_B
         self.scaling = alpha / rank
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
@@ -60,13 +39,27 @@ class LoRAConv2d(nn.Module):
 
     def delta_weight(self) -> torch.Tensor:
         b = self.lora_B.weight.flatten(1)  # (out, r)
-        a = self.lora_A.weight.flatten(1)  # (r, in * kh * kw)
+        a = self.lora_A.weight.flatten(1)  # (r, in [* kh * kw])
         return (b @ a).view_as(self.base.weight) * self.scaling
 
-    def merged(self) -> nn.Conv2d:
+    def merged(self) -> nn.Module:
         with torch.no_grad():
             self.base.weight += self.delta_weight().to(self.base.weight.dtype)
         return self.base
+
+
+class LoRALinear(_LoRA):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+        super().__init__(base, nn.Linear(base.in_features, rank, bias=False),
+                         nn.Linear(rank, base.out_features, bias=False), rank, alpha, dropout)
+
+
+class LoRAConv2d(_LoRA):
+    def __init__(self, base: nn.Conv2d, rank: int, alpha: float, dropout: float):
+        super().__init__(base, nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride,
+                                         base.padding, base.dilation, bias=False,
+                                         padding_mode=base.padding_mode),
+                         nn.Conv2d(rank, base.out_channels, 1, bias=False), rank, alpha, dropout)
 
 
 LORA_LAYERS = (LoRALinear, LoRAConv2d)

@@ -93,7 +93,9 @@ class AdaptPanel(QWidget):
     def _method_changed(self, name: str) -> None:
         if self.knob_form is not None:
             self.saved_knobs[self.knob_form.config_cls.__name__] = self.knob_form.values()
-            self.knob_form.setParent(None)  # noqa: the form is replaced; Qt deletes it with deleteLater
+            # Hidden and deleted in place: unparenting would flash it up as a top-level window.
+            self.knob_holder.removeWidget(self.knob_form)
+            self.knob_form.hide()
             self.knob_form.deleteLater()
             self.knob_form = None
         adapter = self.adapters.get(name)
