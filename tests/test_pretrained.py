@@ -196,3 +196,19 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
     assert preprocess["architecture"] == "bert" and encoder.feature_dim == 32
     before = build_backbone("pretrained_bert", encoder.shape, tmp_path / "minibert")
     assert torch.equal(before.embeddings.word_embeddings.weight, state["embeddings.word_embeddings.weight"])
+
+
+def test_auto_on_a_cpu_picks_the_pretrained_encoder_found_on_disk(tmp_path, monkeypatch):
+    from sslstudio.core.train import resolve_backbone, resolve_image_size
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    config = TrainConfig(data=str(tmp_path), out=str(tmp_path / "r"))
+    cpu = torch.device("cpu")
+    assert resolve_backbone(config, cpu) == "small_cnn"
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "tf_efficientnet_lite0-0aa007d2.pth").write_bytes(b"x")
+    assert resolve_backbone(config, cpu) == "pretrained_efficientnet_lite0"
+    info = BACKBONES.get("pretrained_efficientnet_lite0").pretrained
+    assert resolve_image_size(config, tmp_path, cpu, info) == 96

@@ -82,6 +82,12 @@ def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = 
         return config.backbone
     if modality == "text":
         return "pretrained_bert" if _is_model_folder(config.weights) else "text_transformer"
+    if device.type == "cpu" and not config.weights:
+        # An ImageNet encoder already on disk beats anything two cores train from scratch.
+        from sslstudio.core.backbones.pretrained import cached_weights
+
+        if cached_weights("pretrained_efficientnet_lite0") is not None:
+            return "pretrained_efficientnet_lite0"
     return "small_cnn" if device.type == "cpu" else "resnet18"
 
 
@@ -206,7 +212,7 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
             config.tokenizer, config.vocab_size, config.max_length, device.type, control)
         image_size = 0
     else:
-        pretrained_info = BACKBONES.get(config.backbone).pretrained if config.backbone in BACKBONES else None
+        pretrained_info = BACKBONES.get(resolve_backbone(config, device, modality)).pretrained
         image_size = resolve_image_size(config, Path(config.data), device, pretrained_info)
         data = yield from load_image_folder(Path(config.data), image_size, config.labels_from_folders,
                                             cache_dir=run_dir / "cache", control=control)

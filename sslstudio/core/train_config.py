@@ -19,7 +19,8 @@ class TrainConfig:
     data: str = ""
     out: str = ""
     objective: str = DEFAULT_OBJECTIVE
-    backbone: str = knob("auto", help="encoder; auto: small_cnn on a CPU, resnet18 on a GPU")
+    backbone: str = knob("auto", help="encoder; auto: on a CPU EfficientNet-Lite0 if its ImageNet "
+                                      "weights are on disk, else small_cnn; resnet18 on a GPU")
     weights: str = knob("", help="start the backbone from this .safetensors or .pth state dict")
     device: str = knob("auto", help="auto, cpu, cuda:N or mps")
     image_size: int = knob(0, low=0, high=1024,
