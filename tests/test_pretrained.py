@@ -212,3 +212,21 @@ def test_auto_on_a_cpu_picks_the_pretrained_encoder_found_on_disk(tmp_path, monk
     assert resolve_backbone(config, cpu) == "pretrained_efficientnet_lite0"
     info = BACKBONES.get("pretrained_efficientnet_lite0").pretrained
     assert resolve_image_size(config, tmp_path, cpu, info) == 96
+
+
+def test_a_pretrained_run_resumes_without_its_weights_file(image_folder, tmp_path):
+    from sslstudio.core.control import RunControl
+
+    path, _ = saved_random_weights(tmp_path, "pretrained_convnext_atto")
+    config = TrainConfig(data=str(image_folder), out=str(tmp_path / "run"), backbone="pretrained_convnext_atto",
+                         weights=str(path), epochs=2, batch_size=8, image_size=32, monitor_items=16,
+                         log_every_steps=1)
+    control = RunControl()
+    for event in train(config, control=control):
+        if isinstance(event, StepMetrics) and event.step == 2:
+            control.cancel()
+    path.unlink()  # the user moved the file away
+    events = list(train(config, resume=True))
+    assert events[-1].status == "completed" and events[-1].step == 6
+    _, _, preprocess = load_run_config(tmp_path / "run" / "config.toml")
+    assert preprocess["pretrained"]["weights"] == str(path)

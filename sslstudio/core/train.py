@@ -266,13 +266,14 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
         if info is not None:
             # The weights' own normalisation, not the folder's: that is what they expect.
             mean, std = [float(v) for v in info.mean], [float(v) for v in info.std]
-            weights = weights or _pretrained_weights(backbone_name)
+            # A resumed run's checkpoint holds the weights; the original file may be gone.
+            weights = None if resume else weights or _pretrained_weights(backbone_name)
         else:
             mean, std = data.channel_stats(seed=config.seed)
         settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey, image_size)
         augment = BatchAugment(settings, mean, std, image_size, augment_generator)
         augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
-        encoder = build_backbone(backbone_name, image_size, weights)
+        encoder = build_backbone(backbone_name, image_size, None if resume else weights)
         if info is not None:
             encoder.freeze_batchnorm = config.freeze_batchnorm != "no"
         elif config.freeze_batchnorm == "yes":
@@ -283,7 +284,8 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                       "class_names": list(data.class_names)}
         if info is not None:
             preprocess["pretrained"] = {"architecture": info.arch, "source": info.source,
-                                        "licence": info.licence, "weights": str(weights),
+                                        "licence": info.licence,
+                                        "weights": str(weights) if weights else _previous_weights(run_dir),
                                         "trained_size": info.input_size,
                                         "interpolation": info.interpolation}
     # channels_last is faster for convolutions on CUDA and on the CPU's oneDNN (+30% here).
@@ -534,6 +536,16 @@ def _is_model_folder(weights: str) -> bool:
     from sslstudio.core.backbones.bert import is_model_folder
 
     return bool(weights) and is_model_folder(weights)
+
+
+def _previous_weights(run_dir: Path) -> str:
+    """Where a resumed run's pretrained weights first came from, as its config recorded."""
+    from sslstudio.core.train_config import load_run_config
+
+    try:
+        return load_run_config(run_dir / "config.toml")[2].get("pretrained", {}).get("weights", "")
+    except (OSError, ValueError, KeyError):
+        return ""
 
 
 def _pretrained_weights(name: str) -> Path:
