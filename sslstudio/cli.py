@@ -383,7 +383,13 @@ def cmd_weights(args) -> int:
             found = cached_weights(name)
             where = f"on disk: {found}" if found else "not on disk (pick a file, or download)"
             print(f"{name}: {description}\n    {info.source}, licence {info.licence}; {where}")
-        print("text: pass a Hugging Face model folder as --weights (e.g. all-MiniLM-L6-v2)")
+        from sslstudio.core.backbones.pretrained import cached_text_models
+
+        folders = cached_text_models()
+        print("text: pass a Hugging Face model folder as --weights (e.g. all-MiniLM-L6-v2); "
+              + ("in your cache:" if folders else "none in your Hugging Face cache"))
+        for folder in folders:
+            print(f"    {folder}")
         return 0
     if args.name not in PRETRAINED:
         raise UsageError(f"download what? one of: {', '.join(PRETRAINED)}")

@@ -230,3 +230,14 @@ def test_a_pretrained_run_resumes_without_its_weights_file(image_folder, tmp_pat
     assert events[-1].status == "completed" and events[-1].step == 6
     _, _, preprocess = load_run_config(tmp_path / "run" / "config.toml")
     assert preprocess["pretrained"]["weights"] == str(path)
+
+
+def test_text_models_in_the_hugging_face_cache_are_found(text_folder, tmp_path, monkeypatch):
+    from sslstudio.core.backbones.pretrained import cached_text_models
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    repo = tmp_path / "hf" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("cafe")
+    make_bert_folder(repo / "snapshots" / "cafe", [p.read_text() for p in text_folder.rglob("*.txt")])
+    assert cached_text_models() == [repo / "snapshots" / "cafe"]

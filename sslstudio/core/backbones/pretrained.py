@@ -168,6 +168,27 @@ def cached_weights(name: str) -> Path | None:
     return None
 
 
+def cached_text_models() -> list[Path]:
+    """Hugging Face model folders in the cache that a text run can start from (BERT-family
+    with a tokenizer.json), e.g. sentence-transformers' all-MiniLM-L6-v2; newest snapshot each."""
+    import json
+
+    found = []
+    root = hf_cache_dir()
+    if not root.is_dir():
+        return found
+    for repo in sorted(root.glob("models--*")):
+        try:
+            snapshot = repo / "snapshots" / (repo / "refs" / "main").read_text().strip()
+            config = json.loads((snapshot / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        has_weights = any((snapshot / f).exists() for f in ("model.safetensors", "pytorch_model.bin"))
+        if config.get("model_type") == "bert" and has_weights and (snapshot / "tokenizer.json").exists():
+            found.append(snapshot)
+    return found
+
+
 def download_weights(name: str, progress=None) -> Path:
     """Fetch the standard weights through huggingface_hub (timm's mechanism), into its cache.
     Only on the user's explicit request; raises OSError with advice when offline."""

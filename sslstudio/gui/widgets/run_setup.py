@@ -422,8 +422,11 @@ def engine_info() -> dict:
             extra = {"source": spec.pretrained.source, "licence": spec.pretrained.licence,
                      "cached": str(found) if found else ""}
         elif name == "pretrained_bert":
+            from sslstudio.core.backbones.pretrained import cached_text_models
+
+            folders = cached_text_models()
             extra = {"source": "a Hugging Face model folder you choose", "licence": "the model's",
-                     "cached": "", "download": False}
+                     "cached": str(folders[0]) if folders else "", "download": False}
         backbones[name] = (spec.description, spec.modality, extra)
     devices = [("auto", f"auto ({best})")]
     for device in list_devices():
