@@ -241,3 +241,21 @@ def test_text_models_in_the_hugging_face_cache_are_found(text_folder, tmp_path, 
     (repo / "refs" / "main").write_text("cafe")
     make_bert_folder(repo / "snapshots" / "cafe", [p.read_text() for p in text_folder.rglob("*.txt")])
     assert cached_text_models() == [repo / "snapshots" / "cafe"]
+
+
+def test_jigsaw_tiles_fit_through_a_pretrained_convnet(image_folder, tmp_path):
+    path, _ = saved_random_weights(tmp_path, "pretrained_convnext_atto")
+    events = list(train(TrainConfig(data=str(image_folder), out=str(tmp_path / "run"), objective="jigsaw",
+                                    backbone="pretrained_convnext_atto", weights=str(path), epochs=1,
+                                    batch_size=8, image_size=32, monitor_items=16)))
+    assert events[-1].status == "completed"
+
+
+def test_masked_language_modelling_continues_a_bert_folder(text_folder, tmp_path):
+    make_bert_folder(tmp_path / "minibert", [p.read_text() for p in sorted(text_folder.rglob("*.txt"))])
+    events = list(train(TrainConfig(data=str(text_folder), out=str(tmp_path / "run"), objective="mlm",
+                                    weights=str(tmp_path / "minibert"), epochs=1, batch_size=8,
+                                    monitor_items=16, log_every_steps=1)))
+    assert events[-1].status == "completed"
+    steps = [e for e in events if isinstance(e, StepMetrics)]
+    assert "masked_accuracy" in steps[-1].extra

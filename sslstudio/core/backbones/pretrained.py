@@ -30,6 +30,7 @@ class PretrainedInfo:
     interpolation: str
 
 
+MIN_INPUT_SIDE = 32
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
 
@@ -88,6 +89,11 @@ class TimmBackbone(Backbone):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < MIN_INPUT_SIDE:
+            # Jigsaw tiles and tiny images: these nets downsample 32x, so smaller inputs would
+            # vanish before the last stage.
+            x = torch.nn.functional.interpolate(x, size=(MIN_INPUT_SIDE, MIN_INPUT_SIDE),
+                                                mode="bilinear", align_corners=False)
         return self.net(x)
 
 
