@@ -419,6 +419,8 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
 
 
 def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, window, tmp_path):
+    import numpy as np
+
     w = window()
     open_sample(qtbot, w)
     small_run(w, epochs=1)
@@ -437,13 +439,25 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     qtbot.waitUntil(lambda: not w.controller.busy() and len(w.gallery.suggested) == 5, timeout=30000)
     assert w.gallery.filter.currentText() == "Suggested to label next"
     assert not set(w.gallery.suggested) & {w.item_index[k] for k in shirts}
+    trouser = w.label_store.add_class("trouser")
+    w.label_store.assign([k for k in w.item_keys if k.startswith("trouser/")][:3], trouser.id)
+    w.refresh_labels()
+    w.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapted_path is not None, timeout=60000)
+    predicted = w.predicted.copy()
     project = w.project.path
     w.close()
 
     again = window(project)
-    qtbot.waitUntil(lambda: again.data_set is not None, timeout=60000)
-    assert sorted(again.label_store.label_names()) == sorted(shirts)
-    assert (again.gallery.model.label_of >= 0).sum() == 3
+    qtbot.waitUntil(lambda: again.data_set is not None and not again.controller.busy(), timeout=60000)
+    assert sorted(again.label_store.label_names()) == sorted(shirts + [
+        k for k in again.item_keys if k.startswith("trouser/")][:3])
+    assert (again.gallery.model.label_of >= 0).sum() == 6
+    # Preparing labelling with the same run brings back its last classifier's predictions.
+    again.label_panel.prepare_button.click()
+    qtbot.waitUntil(lambda: again.features is not None and not again.controller.busy(), timeout=60000)
+    assert again.predicted is not None and np.array_equal(again.predicted, predicted)
+    assert "linear" in again.adapt_panel.estimates
 
 
 def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window):

@@ -293,6 +293,7 @@ class LabellingMixin:
         self.label_panel.set_encoder(f"Labelling with {self.labelling_run.name}: every item embedded.",
                                      True)
         self.labels_dock.raise_()
+        self._restore_latest_predictions()
         self.update_labelling_actions()
 
     def _usable_rows(self) -> np.ndarray:
@@ -417,24 +418,62 @@ class LabellingMixin:
         self.progress.setFormat(f"{method} {phase} %v / %m".strip())
 
     def _adapt_predictions(self, event) -> None:
+        names = [self._adapt_classes[p] for p in event.predicted]
+        self._show_predictions(event.items, names, event.confidence, event.margin)
+
+    def _show_predictions(self, items, names, confidence, margin) -> None:
+        """Predictions (item key, class name) onto the gallery and the map, by the store's classes."""
         classes = self.label_store.classes()
         position = {c.name: i for i, c in enumerate(classes)}
-        to_store = np.array([position.get(n, -1) for n in self._adapt_classes], np.int64)
         n = len(self.item_keys)
         predicted = np.full(n, -1, np.int64)
-        confidence = np.zeros(n, np.float32)
-        margin = np.ones(n, np.float32)
-        rows = np.array([self.item_index.get(str(k), -1) for k in event.items], np.int64)
-        found = rows >= 0
-        predicted[rows[found]] = to_store[event.predicted[found]]
-        confidence[rows[found]] = event.confidence[found]
-        margin[rows[found]] = event.margin[found]
-        self.predicted, self.margin = predicted, margin
-        self.gallery.set_predictions(predicted, confidence, margin)
+        confidence_by_item = np.zeros(n, np.float32)
+        margin_by_item = np.ones(n, np.float32)
+        for key, name, conf, marg in zip(items, names, confidence, margin):
+            row = self.item_index.get(str(key), -1)
+            if row >= 0:
+                predicted[row] = position.get(name, -1)
+                confidence_by_item[row] = conf
+                margin_by_item[row] = marg
+        self.predicted, self.margin = predicted, margin_by_item
+        self.gallery.set_predictions(predicted, confidence_by_item, margin_by_item)
         self.map.set_item_colouring("Colour by confidence",
-                                    np.minimum((confidence * 5).astype(np.int64), 4), CONFIDENCE_COLOURS)
+                                    np.minimum((confidence_by_item * 5).astype(np.int64), 4),
+                                    CONFIDENCE_COLOURS)
         self.map.set_item_colouring("Colour by predicted class", predicted,
                                     [_rgb(c.colour) for c in classes], show=True)
+
+    def _restore_latest_predictions(self) -> None:
+        """The last classifier adapted from this run, shown again: nothing is lost on close."""
+        import csv
+        import json
+
+        from sslstudio.core.events import AdaptEstimate
+
+        root = self.labelling_run / "adapted"
+        folders = [p for p in root.glob("*") if (p / "predictions.csv").exists()] if root.is_dir() else []
+        if not folders:
+            return
+        latest = max(folders, key=lambda p: (p / "predictions.csv").stat().st_mtime)
+        try:
+            with open(latest / "predictions.csv", newline="") as f:
+                rows = list(csv.DictReader(f))
+            confidence = np.array([float(r["confidence"]) for r in rows], np.float32)
+            # The file keeps the top probability only; it orders "least confident" as well.
+            self._show_predictions([r["path"] for r in rows], [r["label"] for r in rows],
+                                   confidence, confidence)
+            saved = json.loads((latest / "estimate.json").read_text())
+        except (OSError, ValueError, KeyError):
+            return
+        self.adapted_path = latest
+        self.adapt_panel.clear_results(comparing=False)
+        self.adapt_panel.show_estimate(AdaptEstimate(
+            saved["method"], saved["scheme"], saved["num_labels"], saved["accuracy"], saved["ci_low"],
+            saved["ci_high"], saved["balanced_accuracy"], tuple(saved["class_names"]),
+            np.array(saved["recall"]), np.array(saved["precision"]), np.array(saved["support"]),
+            np.array(saved["confusion"]), np.array(saved["repeat_accuracies"]), saved["epochs"]))
+        self.status_text.setText(f"Showing the predictions of {latest.name}, the last classifier "
+                                 f"adapted from {self.labelling_run.name}")
 
     def _adapt_finished(self, event) -> None:
         self.progress.hide()
