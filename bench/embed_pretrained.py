@@ -20,7 +20,7 @@ import torch
 from sslstudio.core.backbones import BACKBONES, build_backbone
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
 from sslstudio.core.control import RunControl, run_to_end
-from sslstudio.core.embed import model_inputs
+from sslstudio.core.embed import encode_items
 from sslstudio.core.tokenizer import save_tokenizer_unpadded
 
 
@@ -32,7 +32,6 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
     if is_model_folder(args.weights):
         from sslstudio.core.data.text_tokens import load_text_data
 
@@ -49,20 +48,16 @@ def main() -> None:
         info = BACKBONES.get(args.backbone).pretrained
         data = run_to_end(load_image_folder(Path(args.data), args.image_size, control=RunControl()))
         encoder = build_backbone(args.backbone, args.image_size, args.weights)
+        encoder = encoder.to(memory_format=torch.channels_last)
         preprocess = {"mean": list(info.mean), "std": list(info.std)}
         names = [str(p) for p in data.paths]
-    encoder.eval()
-    if preprocess.get("modality") != "text":
-        encoder = encoder.to(memory_format=torch.channels_last)
-    chunks = []
-    for start in range(0, len(data), 256):
-        batch = data.batch(np.arange(start, min(len(data), start + 256)))
-        chunks.append(encoder(model_inputs(batch, preprocess, torch.device("cpu"))).float().numpy())
+    features = run_to_end(encode_items(encoder, data, preprocess, torch.device("cpu"), RunControl(),
+                                       batch_size=256))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, np.concatenate(chunks))
+    np.save(out, features)
     out.with_suffix(".paths.txt").write_text("".join(f"{n}\n" for n in names))
-    print(json.dumps({"items": len(names), "dim": int(chunks[0].shape[1]), "out": str(out)}))
+    print(json.dumps({"items": len(names), "dim": int(features.shape[1]), "out": str(out)}))
 
 
 if __name__ == "__main__":

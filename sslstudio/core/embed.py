@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Iterator
 
@@ -11,7 +12,7 @@ import torch
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.checkpoint import encoder_state
 from sslstudio.core.control import RunControl
-from sslstudio.core.data import load_image_folder
+from sslstudio.core.data import item_keys, load_image_folder
 from sslstudio.core.data.augment import normalize, to_float
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
@@ -73,6 +74,25 @@ def model_inputs(batch, preprocess: dict, device):
     return normalize(to_float(batch.to(device)), mean, std).contiguous(memory_format=torch.channels_last)
 
 
+def encode_items(model, data, preprocess: dict, device, control: RunControl,
+                 indices=None, probabilities: bool = False, batch_size: int = 512) -> Iterator:
+    """The model's output for items of `data` (all by default), in order, float32: an encoder's
+    features, or with `probabilities` a classifier's softmax. Yields EmbedProgress."""
+    indices = np.arange(len(data)) if indices is None else np.asarray(indices)
+    chunks = []
+    model.eval()
+    for start in range(0, len(indices), batch_size):
+        batch = indices[start:start + batch_size]
+        with torch.inference_mode():
+            out = model(model_inputs(data.batch(batch), preprocess, device)).float()
+            if probabilities:
+                out = torch.softmax(out, 1)
+            chunks.append(out.cpu().numpy())
+        yield EmbedProgress(min(len(indices), start + batch_size), len(indices))
+        control.checkpoint()
+    return np.concatenate(chunks).astype(np.float32)
+
+
 def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "auto",
                  batch_size: int = 256, control: RunControl | None = None) -> Iterator:
     """Write features (N, D) float32 in sorted-path order to `out_path`, paths beside it."""
@@ -80,25 +100,15 @@ def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "a
     torch_device = resolve_device(device)
     encoder, preprocess = load_encoder(run_dir, torch_device)
     data = yield from load_run_data(run_dir, data_dir, preprocess, control)
-    features = np.empty((len(data), encoder.feature_dim), np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            indices = np.arange(start, min(len(data), start + batch_size))
-            x = model_inputs(data.batch(indices), preprocess, torch_device)
-            features[indices] = encoder(x).float().cpu().numpy()
-            yield EmbedProgress(int(indices[-1]) + 1, len(data))
-            control.checkpoint()
+    features = yield from encode_items(encoder, data, preprocess, torch_device, control,
+                                       batch_size=batch_size)
     out_path = Path(out_path)
     if out_path.suffix != ".npy":
         out_path = out_path.with_name(out_path.name + ".npy")
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, features)
     atomic_write_bytes(out_path, buffer.getvalue())
     paths_file = out_path.with_suffix(".paths.txt")
     # One line per item: the file's path, and for records of .jsonl/.csv files, #record.
-    names = ([f"{data.root / item}" for item in data.items] if getattr(data, "modality", "image") == "text"
-             else [str(p) for p in data.paths])
-    atomic_write_text(paths_file, "".join(f"{name}\n" for name in names))
+    atomic_write_text(paths_file, "".join(f"{data.root / key}\n" for key in item_keys(data)))
     yield EmbedFinished(str(out_path), len(data), encoder.feature_dim)

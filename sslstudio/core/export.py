@@ -10,6 +10,7 @@ embedding. NAME.json beside NAME.onnx (and the same JSON in the ONNX metadata un
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
@@ -25,6 +26,7 @@ from torch import nn
 
 from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.events import ExportCheck, ExportFinished, ExportLatency, ExportProgress
+from sslstudio.core.fileio import atomic_write_text
 
 FORMAT = "sslstudio-onnx/1"
 OPSET = 17
@@ -329,8 +331,6 @@ def _write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: 
     kwargs = dict(input_names=[input_name], output_names=[output_name],
                   dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                   opset_version=OPSET, do_constant_folding=True)
-    import inspect
-
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         # The TorchScript exporter: exports every backbone here from torch 2.3 to 2.14 without
         # onnxscript; the dynamo exporter would add a dependency for no gain on these graphs.
@@ -410,6 +410,14 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
             yield check
             control.checkpoint()
 
+        # A model that disagrees is not worth timing.
+        if not checks["float"].passed:
+            c = checks["float"]
+            raise _ParityFailed(f"the ONNX model disagrees with PyTorch on {c.items} items "
+                                f"(max |difference| {c.max_abs_diff:.3g}, min cosine {c.min_cosine:.6f}, "
+                                f"top-1 agreement {c.top1_agreement:.1%}; needed {c.tolerance}); "
+                                "nothing was saved")
+
         yield ExportProgress("timing", "eager PyTorch and onnxruntime on the CPU")
         latency = {}
         for variant, path in variants:
@@ -429,12 +437,6 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
                 yield event
                 control.checkpoint()
 
-        if not checks["float"].passed:
-            c = checks["float"]
-            raise _ParityFailed(f"the ONNX model disagrees with PyTorch on {c.items} items "
-                                f"(max |difference| {c.max_abs_diff:.3g}, min cosine {c.min_cosine:.6f}, "
-                                f"top-1 agreement {c.top1_agreement:.1%}; needed {c.tolerance}); "
-                                "nothing was saved")
         facts["parity"] = {variant: {k: v for k, v in vars(check).items() if k != "variant"}
                            for variant, check in checks.items()}
         facts["latency"] = latency
@@ -444,15 +446,11 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         os.replace(partial[0], out)
         written.append(out)
         if source.modality == "text":
-            from sslstudio.core.fileio import atomic_write_text
-
             atomic_write_text(tokenizer_path, source.tokenizer().to_str())
             written.append(tokenizer_path)
         if keep_int8:
             os.replace(partial[1], int8_path)
             written.append(int8_path)
-        from sslstudio.core.fileio import atomic_write_text
-
         atomic_write_text(json_path, json.dumps(_json_safe(facts), indent=1))
         written.append(json_path)
     except Cancelled:

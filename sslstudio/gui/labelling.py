@@ -74,13 +74,9 @@ class LabellingMixin:
         self.refresh_labels()
 
     def data_changed(self) -> None:
-        data = self.data_set
-        if data is None:
-            self.item_keys = []
-        elif getattr(data, "modality", "image") == "text":
-            self.item_keys = list(data.items)  # file, or file#record for .jsonl/.csv records
-        else:
-            self.item_keys = [Path(p).relative_to(data.root).as_posix() for p in data.paths]
+        from sslstudio.core.data import item_keys
+
+        self.item_keys = item_keys(self.data_set) if self.data_set is not None else []
         self.item_index = {k: i for i, k in enumerate(self.item_keys)}
         self.features = self.groups = self.predicted = self.margin = None
         self.refresh_labels()

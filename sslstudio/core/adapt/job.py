@@ -10,6 +10,7 @@ temporary name and renamed when complete: a cancelled or crashed job leaves no h
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -26,15 +27,15 @@ from sslstudio.core import config as cfg
 from sslstudio.core.adapt.base import ADAPTERS, AdaptTask, Classifier
 from sslstudio.core.adapt.estimate import best_epoch, make_scheme, summarize
 from sslstudio.core.control import Cancelled, RunControl, run_to_end
+from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
-                                   AdaptStarted, EmbedProgress, FeaturesReady, RunWarning)
+                                   AdaptStarted, FeaturesReady, RunWarning)
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
 
 ADAPTED_FILE = "adapted.toml"
 MODEL_FILE = "model.safetensors"
-FEATURE_BATCH = 512
 
 
 @dataclass
@@ -99,23 +100,15 @@ def _backbone_name(run_dir: Path) -> str:
     return cfg.read_toml(Path(run_dir) / "config.toml")["train"]["backbone"]
 
 
-def item_keys(data) -> list[str]:
-    """Paths relative to the data folder; for text records, `file#record`."""
-    if getattr(data, "modality", "image") == "text":
-        return list(data.items)
-    return [Path(p).relative_to(data.root).as_posix() for p in data.paths]
-
-
 def cached_features(run_dir: Path, encoder, data, preprocess: dict, device, control) -> Iterator:
     """The pretrained encoder's features of every item, kept in the run folder between jobs
     (keyed by the checkpoint and the folder's files)."""
+    from sslstudio.core.embed import encode_items
     from sslstudio.core.train import CHECKPOINT_NAME
 
     checkpoint = Path(run_dir) / CHECKPOINT_NAME
     stat = checkpoint.stat()
-    key = json.dumps([stat.st_mtime_ns, stat.st_size, [str(p) for p in data.paths]])
-    import hashlib
-
+    key = json.dumps([stat.st_mtime_ns, stat.st_size, str(data.root), item_keys(data)])
     digest = hashlib.sha1(key.encode()).hexdigest()
     cache = Path(run_dir) / "cache" / "features.npz"
     try:
@@ -129,26 +122,6 @@ def cached_features(run_dir: Path, encoder, data, preprocess: dict, device, cont
     np.savez(buffer, features=features, key=np.array(digest))
     atomic_write_bytes(cache, buffer.getvalue())
     return features
-
-
-def encode_items(model, data, preprocess: dict, device, control, indices=None,
-                 head: bool = False) -> Iterator:
-    """Encoder features (or, with `head`, classifier probabilities) of items, in order."""
-    from sslstudio.core.embed import model_inputs
-
-    indices = np.arange(len(data)) if indices is None else np.asarray(indices)
-    chunks = []
-    model.eval()
-    for start in range(0, len(indices), FEATURE_BATCH):
-        batch = indices[start:start + FEATURE_BATCH]
-        with torch.inference_mode():
-            out = model(model_inputs(data.batch(batch), preprocess, device)).float()
-            if head:
-                out = torch.softmax(out, 1)
-            chunks.append(out.cpu().numpy())
-        yield EmbedProgress(min(len(indices), start + FEATURE_BATCH), len(indices))
-        control.checkpoint()
-    return np.concatenate(chunks).astype(np.float32)
 
 
 def prepare_labelling(run_dir: Path, data_dir: Path, device: str = "auto",
@@ -245,20 +218,10 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
         result, epochs = yield from estimate(task, request.method, config, scheme, control)
         yield result
         labelled = np.flatnonzero(task.targets >= 0)
-        fitted = None
-        for event in _progress_of(adapter.fit(labelled, labelled[:0], control, epochs or None),
-                                  request.method, "final"):
-            if isinstance(event, _Result):
-                fitted = event.value
-            else:
-                yield event
+        fitted = yield from _as_phase(adapter.fit(labelled, labelled[:0], control, epochs or None),
+                                      request.method, "final")
         proba = yield from _predict_all(fitted, task, request.method, control)
-        predicted = proba.argmax(1)
-        top2 = np.sort(proba, 1)[:, -2:] if proba.shape[1] > 1 else np.concatenate(
-            [np.zeros_like(proba), proba], 1)
-        yield AdaptPredictions(np.array(item_keys(task.images)), predicted.astype(np.int64),
-                               top2[:, 1].astype(np.float32),
-                               (top2[:, 1] - top2[:, 0]).astype(np.float32))
+        yield predictions_event(item_keys(task.images), proba)
         if partial.exists():
             shutil.rmtree(partial)
         _save(partial, request, task, preprocess, config, fitted, result, epochs, proba)
@@ -276,21 +239,23 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
                         f"{result.accuracy:.1%} estimated ({result.ci_low:.0%}-{result.ci_high:.0%})")
 
 
-class _Result:
-    def __init__(self, value):
-        self.value = value
-
-
-def _progress_of(job, method: str, phase: str):
-    """A fit's progress relabelled with `phase`, then its result wrapped as the last item."""
-    try:
-        while True:
+def _as_phase(job, method: str, phase: str):
+    """Pass a fit's progress on under `phase`; return what the fit returns."""
+    while True:
+        try:
             event = next(job)
-            if isinstance(event, AdaptProgress):
-                event = AdaptProgress(method, phase, event.done, event.total, event.loss)
-            yield event
-    except StopIteration as stop:
-        yield _Result(stop.value)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, AdaptProgress):
+            event = AdaptProgress(method, phase, event.done, event.total, event.loss)
+        yield event
+
+
+def predictions_event(items: list[str], proba: np.ndarray) -> AdaptPredictions:
+    """Top class, its probability, and its margin over the runner-up, for every item."""
+    top2 = np.sort(proba, 1)[:, -2:]
+    return AdaptPredictions(np.array(items), proba.argmax(1).astype(np.int64),
+                            top2[:, 1].astype(np.float32), (top2[:, 1] - top2[:, 0]).astype(np.float32))
 
 
 def _predict_all(fitted, task: AdaptTask, method: str, control: RunControl) -> Iterator:
@@ -405,19 +370,16 @@ def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
 def predict_folder(adapted_dir: Path, data_dir: Path, out_csv: Path, device: str = "auto",
                    control: RunControl | None = None) -> Iterator:
     """Classify every image of a folder; writes path,label,confidence (absolute paths)."""
-    from sslstudio.core.embed import load_run_data
+    from sslstudio.core.embed import encode_items, load_run_data
 
     control = control or RunControl()
     torch_device = resolve_device(device)
     adapted = load_adapted(Path(adapted_dir), torch_device)
     data = yield from load_run_data(Path(adapted_dir), Path(data_dir), adapted.preprocess, control)
     proba = yield from encode_items(adapted.model, data, adapted.preprocess, torch_device, control,
-                                    head=True)
+                                    probabilities=True)
     names = [str(Path(data.root).resolve() / key) for key in item_keys(data)]
     atomic_write_text(Path(out_csv), predictions_csv(names, adapted.class_names, proba))
-    predicted = proba.argmax(1)
-    top2 = np.sort(proba, 1)[:, -2:]
-    yield AdaptPredictions(np.array(names), predicted.astype(np.int64),
-                           top2[:, 1], top2[:, 1] - top2[:, 0])
+    yield predictions_event(names, proba)
     yield AdaptFinished("completed", adapted.info["adapt"]["method"], str(out_csv),
                         f"{len(data)} items classified")
