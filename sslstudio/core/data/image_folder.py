@@ -18,7 +18,8 @@ from typing import Generator
 import numpy as np
 
 from sslstudio.core.control import RunControl
-from sslstudio.core.data.images import IMAGE_EXTENSIONS, SkipItem, decode_image
+from sslstudio.core.data.images import (IMAGE_EXTENSIONS, MAX_PIXELS, MIN_SIDE, SkipItem, decode_image,
+                                        open_regular_file, pillow_warnings_silenced)
 from sslstudio.core.data.scan import DataError, ScanReport, list_folder
 from sslstudio.core.events import ScanFinished, ScanProgress
 from sslstudio.core.fileio import atomic_write_text
@@ -93,6 +94,11 @@ def load_image_folder(
     """Scan and decode `root`. Yields progress; returns the data (use `yield from`)."""
     started = time.monotonic()
     listing = list_folder(root, IMAGE_EXTENSIONS, labels_from_folders)
+    if not listing.paths and listing.skipped:
+        report = ScanReport(str(listing.root), len(listing.skipped), 0, listing.ignored,
+                            list(listing.skipped))
+        raise DataError(f"none of the {len(listing.skipped)} image files in {listing.root} could "
+                        f"be read: {report.summary()}")
     if not listing.paths:
         hint = " (it holds other files only)" if listing.ignored else ""
         raise DataError(
@@ -112,7 +118,7 @@ def load_image_folder(
     reused = _try_reuse_cache(listing, image_size, cache_dir) if on_disk else None
     if reused is not None:
         images, usable_rows, grey_flags, skipped = reused
-        yield ScanProgress(total, total, len(skipped), "")
+        yield ScanProgress(total, total, len(skipped) + len(listing.skipped), "")
     else:
         if on_disk:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +144,7 @@ def load_image_folder(
                     usable_rows.append(row)
                     written += 1
                 done = min(total, start + CHUNK)
-                yield ScanProgress(done, total, len(skipped), chunk[-1].name)
+                yield ScanProgress(done, total, len(skipped) + len(listing.skipped), chunk[-1].name)
                 if control is not None:
                     control.checkpoint()
         finally:
@@ -148,11 +154,15 @@ def load_image_folder(
             store.flush()
             _save_cache_index(listing, image_size, cache_dir, usable_rows, grey_flags, skipped)
 
-    report = ScanReport(str(listing.root), total, len(usable_rows), listing.ignored, skipped)
-    yield ScanFinished(total, len(usable_rows), len(skipped), report.skipped_by_reason(),
-                       time.monotonic() - started)
+    # What the listing refused to open counts as skipped like what failed to decode; it stays out
+    # of the cache index, which covers the decoded candidates only.
+    all_skipped = sorted(listing.skipped + list(skipped))
+    report = ScanReport(str(listing.root), total + len(listing.skipped), len(usable_rows),
+                        listing.ignored, all_skipped)
+    yield ScanFinished(report.total_files, len(usable_rows), len(all_skipped),
+                       report.skipped_by_reason(), time.monotonic() - started)
     if not usable_rows:
-        raise DataError(f"none of the {total} image files in {listing.root} could be read: "
+        raise DataError(f"none of the {report.total_files} image files in {listing.root} could be read: "
                         f"{report.summary()}")
     rows = np.asarray(usable_rows, dtype=np.int64)
     labels = np.asarray(listing.labels, dtype=np.int64)[rows]
@@ -163,20 +173,28 @@ def load_image_folder(
 
 def typical_side(root: Path, probes: int = 64) -> int:
     """Median shorter side of a spread of the folder's images, read from headers only."""
-    from PIL import Image
-
     listing = list_folder(root, IMAGE_EXTENSIONS, False)
     if not listing.paths:
         return 64
     picks = np.unique(np.linspace(0, len(listing.paths) - 1, min(probes, len(listing.paths))).astype(int))
-    sides = []
-    for i in picks:
-        try:
-            with Image.open(listing.paths[i]) as image:
-                sides.append(min(image.size))
-        except Exception:  # noqa: BLE001 - a broken file just does not vote; the scan reports it
-            continue
+    sides = [side for side in (_probe_side(listing.paths[i]) for i in picks) if side is not None]
     return int(np.median(sides)) if sides else 64
+
+
+def _probe_side(path: Path) -> int | None:
+    """The shorter side from the header; None for a file the scan will skip, which must not vote
+    (a bomb's claimed 10,000 px would pull the median up)."""
+    from PIL import Image
+
+    try:
+        handle, _ = open_regular_file(path)
+        with handle, pillow_warnings_silenced(), Image.open(handle) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - a broken file just does not vote; the scan reports it
+        return None
+    if width * height > MAX_PIXELS or min(width, height) < MIN_SIDE:
+        return None
+    return min(width, height)
 
 
 def _decode_or_reason(path: Path, size: int):
@@ -193,9 +211,9 @@ def _cache_key(listing, image_size: int) -> str:
     for path in listing.paths:
         try:
             stat = path.stat()
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode(errors="surrogateescape"))
         except OSError:
-            digest.update(f"{path}\0missing\n".encode())
+            digest.update(f"{path}\0missing\n".encode(errors="surrogateescape"))
     return digest.hexdigest()
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from sslstudio.core.data.scan import not_regular_reason, os_error_reason
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -27,48 +31,107 @@ class SkipItem(Exception):
     """This file cannot be used; the message is the reason shown in the scan report."""
 
 
+# O_NONBLOCK: a file swapped for a named pipe after it was listed must not block the open
+# waiting for a writer; regular files ignore the flag.
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
 def _open_file(path: Path):
-    return open(path, "rb")
+    return os.fdopen(os.open(path, _OPEN_FLAGS), "rb")
+
+
+def open_regular_file(path: Path):
+    """(binary handle, fstat) for a regular file; raises SkipItem for anything else, before
+    opening it when the path already says so, and again on the descriptor in case the file was
+    replaced between the two."""
+    problem = not_regular_reason(os.stat(path).st_mode)
+    if problem is not None:
+        raise SkipItem(problem)
+    handle = _open_file(path)
+    try:
+        info = os.fstat(handle.fileno())
+        problem = not_regular_reason(info.st_mode)
+        if problem is not None:
+            raise SkipItem(problem)
+    except BaseException:
+        handle.close()
+        raise
+    return handle, info
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_context = None
+
+
+@contextmanager
+def pillow_warnings_silenced():
+    """No Pillow warning reaches the user: what matters about a file ends up as its skip reason.
+
+    The filter list is global to the process and `catch_warnings` is not thread-safe: decoder
+    threads that each entered and left their own would restore one another's filters out of
+    order, letting warnings through or leaving filters behind. So the first thread in installs
+    the filter and the last one out removes it.
+    """
+    global _quiet_depth, _quiet_context
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_context = warnings.catch_warnings()
+            _quiet_context.__enter__()
+            warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                _quiet_context.__exit__(None, None, None)
+                _quiet_context = None
 
 
 def decode_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
     """Return (uint8 array of shape (size, size, 3), is_grey) or raise SkipItem."""
     try:
-        if os.path.getsize(path) == 0:
-            raise SkipItem("empty file (0 bytes)")
-        with _open_file(path) as handle:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(handle)
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise SkipItem(_bomb_reason())
-                if min(width, height) < MIN_SIDE:
-                    raise SkipItem(f"too small ({width}x{height} px; at least {MIN_SIDE} per side)")
-                if image.format == "JPEG":
-                    # Decode huge JPEGs at a reduced scale straight away: far less work and memory.
-                    image.draft("RGB", (size * 2, size * 2))
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                rgb, grey = _to_rgb8(image)
+        handle, info = open_regular_file(path)
+        with handle, pillow_warnings_silenced():
+            if info.st_size == 0:
+                raise SkipItem("empty file (0 bytes)")
+            image = Image.open(handle)
+            width, height = image.size
+            # Checked here rather than through DecompressionBombWarning: the warning is
+            # silenced, and turning it into an error per thread is what the lock above avoids.
+            if width * height > MAX_PIXELS:
+                raise SkipItem(_bomb_reason())
+            if min(width, height) < MIN_SIDE:
+                raise SkipItem(f"too small ({width}x{height} px; at least {MIN_SIDE} per side)")
+            if image.format == "JPEG":
+                # Decode huge JPEGs at a reduced scale straight away: far less work and memory.
+                image.draft("RGB", (size * 2, size * 2))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb, grey = _to_rgb8(image)
+            array = _resize_center_crop(rgb, size)
     except SkipItem:
         raise
-    except PermissionError:
-        raise SkipItem("unreadable: permission denied") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise SkipItem(_bomb_reason()) from None
     except UnidentifiedImageError:
         raise SkipItem("not an image, or a format Pillow cannot read") from None
-    except FileNotFoundError:
-        raise SkipItem("file vanished or is a broken link") from None
-    except IsADirectoryError:
-        raise SkipItem("is a folder, not a file") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as error:
+    except OSError as error:
+        reason = os_error_reason(error)
+        if reason is not None:
+            raise SkipItem(reason) from None
+        raise SkipItem(f"truncated or corrupt: {_error_text(error)}") from None
+    except (SyntaxError, ValueError, EOFError, IndexError) as error:
         # Pillow reports truncation and corrupt streams through these.
-        text = str(error).strip() or type(error).__name__
-        raise SkipItem(f"truncated or corrupt: {text}") from None
-    array = _resize_center_crop(rgb, size)
+        raise SkipItem(f"truncated or corrupt: {_error_text(error)}") from None
     return array, grey or looks_grey(array)
+
+
+def _error_text(error: BaseException) -> str:
+    return str(error).strip() or type(error).__name__
 
 
 def _bomb_reason() -> str:
