@@ -12,6 +12,7 @@ from pathlib import Path
 from sslstudio.core.text import format_duration
 
 EXIT_USAGE = 2
+EXIT_CRASH = 70  # EX_SOFTWARE
 
 
 class UsageError(Exception):
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True, help="FEATS.npy; FEATS.paths.txt goes beside it")
     embed.add_argument("--device", default="auto")
     embed.add_argument("--batch-size", type=int, default=256)
+    embed.add_argument("--overwrite", action="store_true", help="replace FEATS.npy/.paths.txt if they exist")
 
     adapt = commands.add_parser("adapt", help="train a classifier from a few labels on a run's encoder")
     adapt.add_argument("run", help="a run folder made by `sslstudio train`")
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a knob of the method, e.g. --set rank=4; see `sslstudio methods`")
     adapt.add_argument("--device", default="auto")
     adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--overwrite", action="store_true",
+                       help="replace the adapted model already at --out (never any other folder)")
 
     predict = commands.add_parser("predict", help="classify every image of a folder")
     predict.add_argument("adapted", help="an adapted model folder made by `sslstudio adapt`")
@@ -74,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, metavar="PREDICTIONS.csv",
                          help="path,label,confidence per image")
     predict.add_argument("--device", default="auto")
+    predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     export = commands.add_parser("export", help="export a run's encoder or an adapted classifier "
                                  "to ONNX, verified with onnxruntime")
@@ -85,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--quantize", choices=["int8"], help="also write MODEL.int8.onnx (dynamic int8)")
     export.add_argument("--data", help="folder of items to check the export on "
                         "(default: the folder the model was trained on)")
+    export.add_argument("--overwrite", action="store_true", help="replace existing files of that name")
 
     gui = commands.add_parser("gui", help="open the desktop app (the default with no command)")
     gui.add_argument("project", nargs="?", help="a project folder to open")
@@ -108,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in (None, "gui"):
         return cmd_gui(getattr(args, "project", None), getattr(args, "sample", False))
     from sslstudio.core.backbones import WeightsError
+    from sslstudio.core.checkpoint import CheckpointError
     from sslstudio.core.config import ConfigError
     from sslstudio.core.data import DataError
     from sslstudio.core.devices import DeviceError
     from sslstudio.core.export import ExportError
     from sslstudio.core.labels import LabelError
+    from sslstudio.core.outputs import OutputError
     from sslstudio.core.registry import UnknownName
 
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
@@ -123,9 +131,37 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
     except (UsageError, ConfigError, DataError, DeviceError, UnknownName, WeightsError,
-            LabelError, ExportError) as error:
+            LabelError, ExportError, OutputError, CheckpointError) as error:
         print(f"sslstudio: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"sslstudio: error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sslstudio: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - a bug: one line for the user, the details in a file
+        return report_crash(args.command)
+
+
+def report_crash(command: str) -> int:
+    """An unexpected error: the traceback goes to a file (or to stderr with SSLSTUDIO_DEBUG=1),
+    the user gets one line that says where."""
+    import tempfile
+    import traceback
+
+    details = traceback.format_exc()
+    if os.environ.get("SSLSTUDIO_DEBUG"):
+        print(details, file=sys.stderr)
+        return EXIT_CRASH
+    fd, path = tempfile.mkstemp(prefix="sslstudio-crash-", suffix=".txt")
+    with os.fdopen(fd, "w", errors="backslashreplace") as handle:
+        handle.write(f"sslstudio {command}\n{details}")
+    last = details.strip().splitlines()[-1]
+    print(f"sslstudio: internal error in {command}: {last}; details in {path} (please report it)",
+          file=sys.stderr)
+    return EXIT_CRASH
 
 
 def cmd_gui(project: str | None, sample: bool = False) -> int:
@@ -203,6 +239,9 @@ def _build_configs(args):
             raise UsageError("--resume RUN and --out name different folders; give one")
         if not (run_dir / "config.toml").exists():
             raise UsageError(f"nothing to resume: {run_dir / 'config.toml'} does not exist")
+        from sslstudio.core.train import check_run_folder
+
+        check_run_folder(run_dir, Path(args.data) if args.data else None, resume=True)
         train_config, objective_config, _ = load_run_config(run_dir / "config.toml")
         changes = {"out": str(run_dir)}
         if args.data:
@@ -244,19 +283,13 @@ def _build_configs(args):
         from sslstudio.core.backbones import BACKBONES
 
         BACKBONES.get(train_config.backbone)
-    from sslstudio.core.backbones.bert import is_model_folder
+    from sslstudio.core.train import check_run_folder, check_weights_argument
 
-    weights = Path(train_config.weights) if train_config.weights else None
-    if weights is not None and not (weights.is_file() or is_model_folder(weights)):
-        raise UsageError(f"weights not found: {weights} (a .safetensors/.pth file, or a Hugging Face "
-                         "model folder with config.json, tokenizer.json and the weights)")
     data = Path(args.data)
     if not data.is_dir():
         raise UsageError(f"data folder not found: {data}")
-    out = Path(args.out)
-    if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-        raise UsageError(f"{out} already holds a run; pass --resume to continue it or pick "
-                         "another --out")
+    check_run_folder(Path(args.out), data, resume=False)
+    check_weights_argument(train_config.weights)
     return train_config, objective_config, False
 
 
@@ -298,7 +331,7 @@ def cmd_embed(args) -> int:
 
     printer = ProgressPrinter(enabled=True)
     for event in embed_folder(Path(args.run), Path(args.data), Path(args.out), args.device,
-                              args.batch_size):
+                              args.batch_size, overwrite=args.overwrite):
         printer.show(event)
     return 0
 
@@ -316,33 +349,28 @@ def cmd_methods(args) -> int:
 
 
 def read_labels_csv(csv_path: Path, data_dir: Path) -> dict[str, str]:
-    from sslstudio.core.labels import item_key, read_label_csv
+    from sslstudio.core.labels import parse_label_csv
 
     if not csv_path.is_file():
         raise UsageError(f"labels file not found: {csv_path}")
     data_root = data_dir.resolve()
-    labels, outside, bad = {}, [], 0
-    for _line, row in read_label_csv(csv_path):
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
-            bad += 1
-            continue
-        item = item_key(row[0].strip(), data_root)
-        if item is None:
-            outside.append(row[0].strip())
-            continue
-        labels[item] = row[1].strip()
-    if outside:
-        print(f"warning: {len(outside)} labelled paths are outside {data_root} and are ignored "
-              f"(first: {outside[0]})", file=sys.stderr)
-    if bad:
-        print(f"warning: {bad} rows of {csv_path} are not path,label and are ignored", file=sys.stderr)
-    if not labels:
-        raise UsageError(f"{csv_path} holds no path,label rows for files in {data_root}")
-    return labels
+    parsed = parse_label_csv(csv_path, data_root)
+    if parsed.unknown:
+        print(f"warning: {len(parsed.unknown)} labelled paths are outside {data_root} and are "
+              f"ignored (first: {parsed.unknown[0]})", file=sys.stderr)
+    if parsed.bad:
+        print(f"warning: {len(parsed.bad)} rows of {csv_path} are not path,label and are ignored "
+              f"(first: {parsed.bad[0]})", file=sys.stderr)
+    if parsed.conflicts:
+        print(f"warning: {len(parsed.conflicts)} files are labelled twice with different classes "
+              f"and are left out (first: {parsed.conflicts[0]})", file=sys.stderr)
+    if not parsed.labels:
+        raise UsageError(f"{csv_path} holds no usable path,label rows for files in {data_root}")
+    return parsed.labels
 
 
 def cmd_adapt(args) -> int:
-    from sslstudio.core.adapt.job import AdaptRequest, adapt, method_config
+    from sslstudio.core.adapt.job import AdaptRequest, adapt, check_adapted_out, method_config
     from sslstudio.core.config import parse_set_options
 
     run, data = Path(args.run), Path(args.data)
@@ -352,9 +380,11 @@ def cmd_adapt(args) -> int:
         raise UsageError(f"data folder not found: {data}")
     overrides = parse_set_options(args.set)
     method_config(args.method, overrides)  # a bad method or knob fails before any work
-    request = AdaptRequest(run, data, read_labels_csv(Path(args.labels), data), args.method,
-                           overrides, out_dir=Path(args.out) if args.out else None,
-                           device=args.device, seed=args.seed)
+    request = AdaptRequest(run, data, {}, args.method, overrides,
+                           out_dir=Path(args.out) if args.out else None, device=args.device,
+                           seed=args.seed, overwrite=args.overwrite)
+    check_adapted_out(request)  # before the labels and the folder are read
+    request.labels = read_labels_csv(Path(args.labels), data)
     printer = ProgressPrinter(enabled=True)
     finished = None
     for event in adapt(request):
@@ -370,7 +400,8 @@ def cmd_predict(args) -> int:
     if not Path(args.data).is_dir():
         raise UsageError(f"data folder not found: {args.data}")
     printer = ProgressPrinter(enabled=True)
-    for event in predict_folder(Path(args.adapted), Path(args.data), Path(args.out), args.device):
+    for event in predict_folder(Path(args.adapted), Path(args.data), Path(args.out), args.device,
+                                overwrite=args.overwrite):
         printer.show(event)
     return 0
 
@@ -414,7 +445,7 @@ def cmd_export(args) -> int:
     from sslstudio.core.export import ExportRequest, export_model
 
     request = ExportRequest(Path(args.source), Path(args.out), args.encoder, args.quantize or "",
-                            Path(args.data) if args.data else None)
+                            Path(args.data) if args.data else None, overwrite=args.overwrite)
     printer = ProgressPrinter(enabled=True)
     finished = None
     for event in export_model(request):

@@ -460,7 +460,7 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     assert "linear" in again.adapt_panel.estimates
 
 
-def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window):
+def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window, monkeypatch):
     w = window()
     open_sample(qtbot, w)
     small_run(w, epochs=1)
@@ -483,6 +483,20 @@ def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window):
     # The image itself is in the folder, so it is its own nearest neighbour.
     first = dialog.neighbours.itemAt(0).widget().toolTip()
     assert first.startswith(image.relative_to(SAMPLE).as_posix()) and "cosine 1.000" in first
+
+    # The same name again: replaced only after a yes.
+    exported = dialog.exported_path
+    before = exported.stat().st_ino
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No))
+    dialog.export_button.click()
+    assert asked and "already exist" in asked[0] and not w.controller.busy()
+    assert exported.stat().st_ino == before
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.exported_path is not None, timeout=120000)
+    assert exported.stat().st_ino != before and dialog.checks.item(0, 6).text() == "passed"
 
     dialog.out.setText("/proc/forbidden/model.onnx")
     dialog.export_button.click()
@@ -552,3 +566,37 @@ def test_backbone_picker_groups_pretrained_encoders_and_downloads_only_when_aske
     qtbot.waitUntil(lambda: w.setup.weights.text() == str(tmp_path / "model.safetensors"), timeout=5000)
     assert not w.setup.download_button.isVisibleTo(w.setup)
     assert "weights on disk" in w.setup.backbone.currentText()
+
+
+def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, window, monkeypatch):
+    from sslstudio.core.labels import LabelStore
+    from sslstudio.core.project_lock import ProjectLock
+
+    w = window()
+    open_sample(qtbot, w)
+    project = w.project.path
+    store = w.label_store
+    cls = store.add_class("bag")
+    store.assign([w.item_keys[0]], cls.id)
+    w.close()
+
+    holder = ProjectLock.acquire(project, holder="sslstudio adapt")  # another program has it
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda *a, **k: warnings.append(a[2])))
+    try:
+        again = window(project)
+        wait_for_data(qtbot, again)
+        assert warnings and "sslstudio adapt (process" in warnings[0] and "read-only" in warnings[0]
+        assert again.label_store.read_only and again.label_of[0] == 0  # labels still shown
+        assert again.label_items([1], cls.id, use_current=False) == 0
+        assert "read-only" in again.status_text.text()
+        again.close()
+    finally:
+        holder.release()
+    check = LabelStore.for_project(project)
+    assert check.label_names() == {w.item_keys[0]: "bag"}
+    check.close()
+
+    third = window(project)  # free again: a writer
+    wait_for_data(qtbot, third)
+    assert not third.label_store.read_only

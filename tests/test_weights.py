@@ -81,5 +81,5 @@ def test_missing_and_garbage_files(tmp_path):
     with pytest.raises(WeightsError, match="not found"):
         build_backbone("small_cnn", 32, weights=tmp_path / "nope.pth")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 50)
-    with pytest.raises(WeightsError, match="not a readable safetensors"):
+    with pytest.raises(WeightsError, match="not a weights file"):
         build_backbone("small_cnn", 32, weights=tmp_path / "junk.safetensors")

@@ -1,21 +1,40 @@
 """Checkpoints as one safetensors file: model, optimizer, RNG states and loop position.
 
 Tensors go in as tensors; everything else (param group settings, counters) goes in the
-file's string metadata as JSON. Written atomically, so a kill leaves the previous one intact.
+file's string metadata as JSON, with a checksum of every tensor. A new checkpoint is written
+beside the old one, read back and verified, and only then takes the name `last.safetensors`;
+the one it replaces stays as `previous.safetensors`. Loading verifies every tensor and falls
+back to the previous checkpoint, saying so, when the last one is damaged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
-from sslstudio.core.fileio import atomic_write_bytes
+from sslstudio.core.fileio import fsync_dir
+from sslstudio.core.run_files import PREVIOUS, has_checkpoint  # noqa: F401 - part of this API
 
 FORMAT = "sslstudio-checkpoint-1"
+_PARTIAL = ".last.safetensors.partial"
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint; the message says which files were tried and what is wrong."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    tensors: dict
+    metadata: dict
+    path: Path  # the file actually used
+    fallback_note: str  # why the previous checkpoint was used instead of the last, or ""
 
 
 @dataclass
@@ -50,23 +69,105 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         "param_groups": json.dumps(opt_state["param_groups"]),
         "optim_scalars": json.dumps(scalar_state),
         "generator_devices": json.dumps({k: str(g.device) for k, g in generators.items()}),
+        "checksums": json.dumps({name: _checksum(t) for name, t in tensors.items()}),
     }
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    write_verified(Path(path), save(tensors, metadata=metadata))
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
+def write_verified(path: Path, data: bytes) -> None:
+    """Write `data` as `path` so that a verified checkpoint exists at every moment: the new file
+    is written and read back under a temporary name, the current one becomes PREVIOUS (when it
+    verifies: a damaged file never displaces a good one), then the new one takes the name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(_PARTIAL)
+    with open(partial, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        _verify(_read_file(partial), partial)
+    except CheckpointError as error:
+        raise OSError(f"the checkpoint written to {partial} does not read back intact ({error}); "
+                      "the disk may be failing") from None
+    if path.exists():
+        try:
+            _verify(_read_file(path), path)
+            os.replace(path, path.with_name(PREVIOUS))
+        except CheckpointError:
+            pass
+    os.replace(partial, path)
+    fsync_dir(path.parent)
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+
+def _checksum(tensor: torch.Tensor) -> str:
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _read_file(path: Path) -> tuple[dict, dict]:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"cannot read it: {error.strerror or error}") from None
+    try:
+        tensors = load(raw)
+        header_len = int.from_bytes(raw[:8], "little")
+        metadata = json.loads(raw[8:8 + header_len]).get("__metadata__") or {}
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(f"it is truncated or corrupt ({type(error).__name__}: {error})") from None
+    return tensors, metadata
+
+
+def _verify(loaded: tuple[dict, dict], path: Path) -> tuple[dict, dict]:
+    tensors, metadata = loaded
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an SSL Studio checkpoint")
-    return load_file(str(path)), metadata
+        raise CheckpointError("it is not an SSL Studio checkpoint")
+    sums = metadata.get("checksums")
+    if sums is not None:
+        expected = json.loads(sums)
+        if set(expected) != set(tensors):
+            raise CheckpointError("its tensors do not match its table of contents")
+        damaged = [name for name, tensor in tensors.items() if _checksum(tensor) != expected[name]]
+        if damaged:
+            raise CheckpointError(f"{len(damaged)} tensors fail their checksum (first: {damaged[0]})")
+    # Files from before checksums, and a model that went bad before it was saved.
+    for name, tensor in tensors.items():
+        if name.startswith("model.") and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"tensor {name} holds NaN or infinite values")
+    return tensors, metadata
+
+
+def read_checkpoint(path: Path) -> LoadedCheckpoint:
+    """The checkpoint at `path`, verified; when it is missing or damaged, the previous one
+    beside it, with a note that says so. Raises CheckpointError when neither is usable."""
+    path = Path(path)
+    previous = path.with_name(PREVIOUS)
+    problems = []
+    for candidate in (path, previous):
+        if not candidate.exists():
+            problems.append(f"{candidate.name}: missing")
+            continue
+        try:
+            tensors, metadata = _verify(_read_file(candidate), candidate)
+        except CheckpointError as error:
+            problems.append(f"{candidate.name}: {error}")
+            continue
+        note = ""
+        if candidate != path:
+            step = json.loads(metadata.get("loop", "{}")).get("step", "?")
+            note = (f"{path} is unusable ({problems[0].split(': ', 1)[1]}); using the previous "
+                    f"checkpoint instead, from step {step}")
+        return LoadedCheckpoint(tensors, metadata, candidate, note)
+    raise CheckpointError(f"no usable checkpoint in {path.parent}: " + "; ".join(problems)
+                          + ". Start a new run (the data and other runs are unaffected)")
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    generators: dict[str, torch.Generator]) -> LoopState:
-    tensors, metadata = read_checkpoint(path)
+                    generators: dict[str, torch.Generator]) -> tuple[LoopState, str]:
+    """Restore model, optimizer and RNG states; returns the loop state and a fallback note."""
+    loaded = read_checkpoint(path)
+    tensors, metadata = loaded.tensors, loaded.metadata
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(model_state)
     if optimizer is not None:
@@ -83,11 +184,16 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     for name, generator in generators.items():
         if f"rng.{name}" in tensors:
             generator.set_state(tensors[f"rng.{name}"])
-    return LoopState(**json.loads(metadata["loop"]))
+    return LoopState(**json.loads(metadata["loop"])), loaded.fallback_note
 
 
 def encoder_state(path: Path) -> dict[str, torch.Tensor]:
-    """The encoder's weights alone, as a backbone's state_dict."""
-    tensors, _ = read_checkpoint(path)
+    """The encoder's weights alone, as a backbone's state_dict (from the previous checkpoint
+    when the last one is damaged: the note goes to standard error)."""
+    loaded = read_checkpoint(path)
+    if loaded.fallback_note:
+        import sys
+
+        print(f"warning: {loaded.fallback_note}", file=sys.stderr)
     prefix = "model.encoder."
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in loaded.tensors.items() if k.startswith(prefix)}

@@ -10,14 +10,15 @@ import numpy as np
 import torch
 
 from sslstudio.core.backbones import build_backbone
-from sslstudio.core.checkpoint import encoder_state
+from sslstudio.core.checkpoint import encoder_state, has_checkpoint
 from sslstudio.core.control import RunControl
 from sslstudio.core.data import item_keys, load_image_folder
 from sslstudio.core.data.augment import normalize, to_float
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import EmbedFinished, EmbedProgress
-from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text, path_line
+from sslstudio.core.outputs import check_output_file
 from sslstudio.core.train import CHECKPOINT_NAME
 from sslstudio.core.train_config import load_run_config
 
@@ -26,7 +27,7 @@ def load_encoder(run_dir: Path, device: torch.device):
     """The run's encoder in eval mode, and the preprocessing it was trained with."""
     run_dir = Path(run_dir)
     config_path, checkpoint = run_dir / "config.toml", run_dir / CHECKPOINT_NAME
-    if not config_path.exists() or not checkpoint.exists():
+    if not config_path.exists() or not has_checkpoint(run_dir):
         raise DataError(f"{run_dir} is not a finished or checkpointed run "
                         "(config.toml and checkpoints/last.safetensors are needed)")
     train_config, _, preprocess = load_run_config(config_path)
@@ -93,22 +94,32 @@ def encode_items(model, data, preprocess: dict, device, control: RunControl,
     return np.concatenate(chunks).astype(np.float32)
 
 
+def embedding_paths(out_path: Path) -> tuple[Path, Path]:
+    """FEATS.npy and FEATS.paths.txt for what the user gave as --out."""
+    out_path = Path(out_path)
+    if out_path.suffix != ".npy":
+        out_path = out_path.with_name(out_path.name + ".npy")
+    return out_path, out_path.with_suffix(".paths.txt")
+
+
 def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "auto",
-                 batch_size: int = 256, control: RunControl | None = None) -> Iterator:
+                 batch_size: int = 256, control: RunControl | None = None,
+                 overwrite: bool = False) -> Iterator:
     """Write features (N, D) float32 in sorted-path order to `out_path`, paths beside it."""
     control = control or RunControl()
+    out_path, paths_file = embedding_paths(out_path)
+    for path in (out_path, paths_file):
+        check_output_file(path, overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
     torch_device = resolve_device(device)
     encoder, preprocess = load_encoder(run_dir, torch_device)
     data = yield from load_run_data(run_dir, data_dir, preprocess, control)
     features = yield from encode_items(encoder, data, preprocess, torch_device, control,
                                        batch_size=batch_size)
-    out_path = Path(out_path)
-    if out_path.suffix != ".npy":
-        out_path = out_path.with_name(out_path.name + ".npy")
     buffer = io.BytesIO()
     np.save(buffer, features)
-    atomic_write_bytes(out_path, buffer.getvalue())
-    paths_file = out_path.with_suffix(".paths.txt")
+    # The paths first: features without their paths are worse than none (rows cannot be told apart).
     # One line per item: the file's path, and for records of .jsonl/.csv files, #record.
-    atomic_write_text(paths_file, "".join(f"{data.root / key}\n" for key in item_keys(data)))
+    atomic_write_text(paths_file, "".join(path_line(str(data.root / key)) + "\n"
+                                         for key in item_keys(data)))
+    atomic_write_bytes(out_path, buffer.getvalue())
     yield EmbedFinished(str(out_path), len(data), encoder.feature_dim)

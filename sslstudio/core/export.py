@@ -27,6 +27,7 @@ from torch import nn
 from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.events import ExportCheck, ExportFinished, ExportLatency, ExportProgress
 from sslstudio.core.fileio import atomic_write_text
+from sslstudio.core.outputs import OutputError, check_output_file
 
 FORMAT = "sslstudio-onnx/1"
 OPSET = 17
@@ -50,6 +51,7 @@ class ExportRequest:
     quantize: str = ""  # "" or "int8": also write NAME.int8.onnx
     data_dir: Path | None = None  # items for the parity check; default: the source's folder
     parity_items: int = 64
+    overwrite: bool = False  # replace existing files of the same names (the user said yes)
     latency_repeats: int = 20
 
 
@@ -348,19 +350,23 @@ def _write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: 
 def export_model(request: ExportRequest, control: RunControl | None = None) -> Iterator:
     """Write NAME.onnx (+ NAME.int8.onnx) and NAME.json, verified; yields progress and figures."""
     control = control or RunControl()
-    out = Path(request.out)
-    if out.suffix != ".onnx":
-        out = out.with_name(out.name + ".onnx")
-    check_writable(out)
     source = load_source(Path(request.source), request.encoder_only)
+    data_dir = Path(request.data_dir) if request.data_dir else source.data_dir
+    out, int8_path, json_path, tokenizer_path = export_paths(request.out)
+    targets = [out, json_path] + ([int8_path] if request.quantize else []) + (
+        [tokenizer_path] if source.modality == "text" else [])
+    try:
+        for target in targets:
+            check_output_file(target, overwrite=request.overwrite, data_dirs=[data_dir], what="export")
+    except OutputError as error:
+        raise ExportError(str(error).replace("--overwrite", "--overwrite (or say yes in the app)")) from None
+    check_writable(out)
     classifier = source.kind == "classifier"
     output_name = "probabilities" if classifier else "embedding"
     wrapped = exported_model(source)
     name = source.input_name
-    int8_path = out.with_name(out.stem + ".int8.onnx")
-    json_path = out.with_suffix(".json")
-    tokenizer_path = out.with_name(out.stem + ".tokenizer.json")
-    partial = [out.with_name(f".{out.name}.partial"), int8_path.with_name(f".{int8_path.name}.partial")]
+    # Fresh names made now: a file that happens to share a fixed temporary name is never touched.
+    partial = [_new_partial(out), _new_partial(int8_path)]
     written: list[Path] = []
     try:
         yield ExportProgress("exporting", f"{source.kind} of {source.description['backbone']} to ONNX")
@@ -372,7 +378,6 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         facts = sidecar(source, output_name, files)
         metadata = {"sslstudio": json.dumps(facts), "class_names": json.dumps(facts["class_names"]),
                     "output": output_name}
-        data_dir = Path(request.data_dir) if request.data_dir else source.data_dir
         inputs, _ = parity_inputs(source, data_dir, request.parity_items)
         if not len(inputs):
             raise ExportError(f"no readable items in {data_dir} to check the export on; pass the "
@@ -479,6 +484,21 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
 
 class _ParityFailed(Exception):
     pass
+
+
+def export_paths(out: Path) -> tuple[Path, Path, Path, Path]:
+    """NAME.onnx, NAME.int8.onnx, NAME.json and NAME.tokenizer.json for what the user gave."""
+    out = Path(out).expanduser()
+    if out.suffix != ".onnx":
+        out = out.with_name(out.name + ".onnx")
+    return (out, out.with_name(out.stem + ".int8.onnx"), out.with_suffix(".json"),
+            out.with_name(out.stem + ".tokenizer.json"))
+
+
+def _new_partial(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def _labelled_items(source: ExportSource, data_dir: Path):

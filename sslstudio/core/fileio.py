@@ -35,14 +35,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    # File names that are not valid UTF-8 reach Python as lone surrogates; writing them back as
+    # their original bytes lets every list of paths round-trip (read with errors="surrogateescape").
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
-def _fsync_dir(directory: Path) -> None:
+def path_line(path: str) -> str:
+    """One line of a paths file. A name holding a line break (or starting with a quote) is
+    written as a JSON string, so each line is still exactly one path; every other name as is."""
+    if "\n" in path or "\r" in path or path.startswith('"'):
+        import json
+
+        return json.dumps(path)
+    return path
+
+
+def read_path_lines(path: Path) -> list[str]:
+    """The paths of a file written with `path_line`, exactly as they were."""
+    import json
+
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
+        lines = handle.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [json.loads(line) if line.startswith('"') else line for line in lines]
+
+
+def fsync_dir(directory: Path) -> None:
     # The rename itself is only durable once the directory entry is flushed.
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -9,6 +9,7 @@ history lives in memory (a new session starts with an empty history, not with lo
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sqlite3
 import time
@@ -59,6 +60,7 @@ class ImportReport:
     new_classes: tuple[str, ...]
     unknown_paths: tuple[str, ...]  # rows whose file is not in the data folder
     bad_rows: tuple[str, ...]  # rows that are not `path,label`
+    conflicts: tuple[str, ...] = ()  # items labelled twice with different classes: left out
 
     def summary(self) -> str:
         parts = [f"{self.labelled} labels imported"]
@@ -68,6 +70,9 @@ class ImportReport:
             parts.append(f"{len(self.unknown_paths)} paths not in the data folder (skipped)")
         if self.bad_rows:
             parts.append(f"{len(self.bad_rows)} rows not of the form path,label (skipped)")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} files labelled twice with different classes, left "
+                         f"out (first: {self.conflicts[0]})")
         return "; ".join(parts)
 
 
@@ -77,21 +82,47 @@ class ImportReport:
 Change = tuple
 
 
+# How long a write waits for another connection's transaction before it reports the lock.
+BUSY_TIMEOUT_MS = 3000
+
+
 class LabelStore:
-    def __init__(self, path: Path):
+    """`read_only` opens the file without ever writing it: for a project another window or
+    process holds (`read_only_reason` says who), where labels can be seen but not changed."""
+
+    def __init__(self, path: Path, read_only: bool = False, read_only_reason: str = ""):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The GUI reads from its thread and jobs read a snapshot (labels()), never the connection.
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self.read_only = read_only
+        self.read_only_reason = read_only_reason
+        try:
+            if read_only:
+                if not self.path.exists():
+                    # Nothing labelled yet: an empty in-memory store reads the same.
+                    self._db = sqlite3.connect(":memory:", isolation_level=None,
+                                               check_same_thread=False)
+                    self._db.executescript(_SCHEMA)
+                else:
+                    self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                               isolation_level=None, check_same_thread=False)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # The GUI reads from its thread and jobs read a snapshot (labels()), never the
+                # connection itself.
+                self._db = sqlite3.connect(str(self.path), isolation_level=None,
+                                           check_same_thread=False)
+                self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise LabelError(f"cannot open the labels file {self.path}: {error}") from None
         self._undo: list[tuple[str, list[Change]]] = []
         self._redo: list[tuple[str, list[Change]]] = []
 
     @classmethod
-    def for_project(cls, project_path: Path) -> "LabelStore":
-        return cls(Path(project_path) / LABELS_FILE)
+    def for_project(cls, project_path: Path, read_only: bool = False,
+                    read_only_reason: str = "") -> "LabelStore":
+        return cls(Path(project_path) / LABELS_FILE, read_only, read_only_reason)
 
     def close(self) -> None:
         self._db.close()
@@ -108,12 +139,13 @@ class LabelStore:
 
     def labels(self) -> dict[str, int]:
         """item -> class id, for every labelled item."""
-        return dict(self._db.execute("SELECT item, class_id FROM labels"))
+        return {_item_from_db(item): class_id
+                for item, class_id in self._db.execute("SELECT item, class_id FROM labels")}
 
     def label_names(self) -> dict[str, str]:
         """item -> class name, for every labelled item."""
-        return dict(self._db.execute(
-            "SELECT labels.item, classes.name FROM labels JOIN classes ON classes.id = labels.class_id"))
+        return {_item_from_db(item): name for item, name in self._db.execute(
+            "SELECT labels.item, classes.name FROM labels JOIN classes ON classes.id = labels.class_id")}
 
     def counts(self) -> dict[int, int]:
         return dict(self._db.execute("SELECT class_id, COUNT(*) FROM labels GROUP BY class_id"))
@@ -133,15 +165,24 @@ class LabelStore:
     # -- changes ------------------------------------------------------------------------------
     def add_class(self, name: str, colour: str | None = None) -> LabelClass:
         name = self._check_name(name)
-        existing = self.classes()
-        position = max((c.position for c in existing), default=-1) + 1
-        if colour is None:
+        chosen: list[LabelClass] = []
+
+        def new_class() -> list[Change]:
+            # Id, position and colour are read inside the write transaction, so a class another
+            # writer added a moment ago is seen and never overwritten.
+            existing = self.classes()
+            if any(c.name == name for c in existing):
+                raise LabelError(f"there is already a class called {name!r}")
+            position = max((c.position for c in existing), default=-1) + 1
             used = {c.colour for c in existing}
-            colour = next((c for c in CLASS_COLOURS if c not in used),
-                          CLASS_COLOURS[len(existing) % len(CLASS_COLOURS)])
-        class_id = max((c.id for c in existing), default=0) + 1
-        self._apply(f"add class {name}", [("class", class_id, None, (name, colour, position))])
-        return LabelClass(class_id, name, colour, position)
+            picked = colour or next((c for c in CLASS_COLOURS if c not in used),
+                                    CLASS_COLOURS[len(existing) % len(CLASS_COLOURS)])
+            class_id = max((c.id for c in existing), default=0) + 1
+            chosen.append(LabelClass(class_id, name, picked, position))
+            return [("class", class_id, None, (name, picked, position))]
+
+        self._apply(f"add class {name}", new_class)
+        return chosen[0]
 
     def rename_class(self, class_id: int, name: str) -> None:
         old = self._class_row(class_id)
@@ -157,7 +198,7 @@ class LabelStore:
     def delete_class(self, class_id: int) -> int:
         """Delete a class and unlabel its items (undo brings both back). Returns items unlabelled."""
         old = self._class_row(class_id)
-        items = [row[0] for row in self._db.execute(
+        items = [_item_from_db(row[0]) for row in self._db.execute(
             "SELECT item FROM labels WHERE class_id = ?", (class_id,))]
         changes: list[Change] = [("label", item, class_id, None) for item in items]
         changes.append(("class", class_id, old, None))
@@ -192,16 +233,18 @@ class LabelStore:
     def undo(self) -> str | None:
         if not self._undo:
             return None
-        description, changes = self._undo.pop()
+        description, changes = self._undo[-1]
         self._write([_inverse(c) for c in reversed(changes)])
+        self._undo.pop()  # only once written: a refused undo can be tried again
         self._redo.append((description, changes))
         return description
 
     def redo(self) -> str | None:
         if not self._redo:
             return None
-        description, changes = self._redo.pop()
+        description, changes = self._redo[-1]
         self._write(changes)
+        self._redo.pop()
         self._undo.append((description, changes))
         return description
 
@@ -209,49 +252,45 @@ class LabelStore:
     def import_csv(self, csv_path: Path, data_root: Path, known_items: Iterable[str]) -> ImportReport:
         """Read `path,label` rows (a header row is optional; paths absolute or relative to the
         data folder). New class names become classes. One undoable change for the whole file."""
-        data_root = Path(data_root).resolve()
-        known = set(known_items)
-        rows = read_label_csv(csv_path)
-        wanted: dict[str, str] = {}
-        unknown, bad = [], []
-        for line_no, row in rows:
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                bad.append(f"line {line_no}: {','.join(row)}")
-                continue
-            item = item_key(row[0].strip(), data_root)
-            if item is None or item not in known:
-                unknown.append(row[0].strip())
-                continue
-            wanted[item] = row[1].strip()
-        classes = {c.name: c for c in self.classes()}
-        new_names = sorted({name for name in wanted.values() if name not in classes})
-        changes: list[Change] = []
-        next_id = max((c.id for c in classes.values()), default=0) + 1
-        next_position = max((c.position for c in classes.values()), default=-1) + 1
-        used = {c.colour for c in classes.values()}
-        ids = {name: c.id for name, c in classes.items()}
-        for name in new_names:
-            colour = next((c for c in CLASS_COLOURS if c not in used), CLASS_COLOURS[next_id % 20])
-            used.add(colour)
-            changes.append(("class", next_id, None, (name, colour, next_position)))
-            ids[name] = next_id
-            next_id += 1
-            next_position += 1
-        current = self.labels()
-        labelled = 0
-        for item, name in wanted.items():
-            if current.get(item) != ids[name]:
-                changes.append(("label", item, current.get(item), ids[name]))
-                labelled += 1
-        if changes:
-            self._apply(f"import {labelled} labels from {Path(csv_path).name}", changes)
-        return ImportReport(labelled, tuple(new_names), tuple(unknown), tuple(bad))
+        parsed = parse_label_csv(csv_path, data_root, set(known_items))
+        wanted = parsed.labels
+        counted: dict[str, object] = {}
+
+        def import_changes() -> list[Change]:
+            # Ids are chosen inside the write transaction, as in add_class.
+            classes = {c.name: c for c in self.classes()}
+            new_names = sorted({name for name in wanted.values() if name not in classes})
+            changes: list[Change] = []
+            next_id = max((c.id for c in classes.values()), default=0) + 1
+            next_position = max((c.position for c in classes.values()), default=-1) + 1
+            used = {c.colour for c in classes.values()}
+            ids = {name: c.id for name, c in classes.items()}
+            for name in new_names:
+                colour = next((c for c in CLASS_COLOURS if c not in used), CLASS_COLOURS[next_id % 20])
+                used.add(colour)
+                changes.append(("class", next_id, None, (name, colour, next_position)))
+                ids[name] = next_id
+                next_id += 1
+                next_position += 1
+            current = self.labels()
+            labelled = 0
+            for item, name in wanted.items():
+                if current.get(item) != ids[name]:
+                    changes.append(("label", item, current.get(item), ids[name]))
+                    labelled += 1
+            counted.update(labelled=labelled, new_names=new_names)
+            return changes
+
+        self._apply(f"import labels from {Path(csv_path).name}", import_changes)
+        labelled, new_names = counted["labelled"], counted["new_names"]
+        changes = self._undo.pop()[1]
+        if labelled or new_names:
+            self._undo.append((f"import {labelled} labels from {Path(csv_path).name}", changes))
+        return ImportReport(labelled, tuple(new_names), parsed.unknown, parsed.bad, parsed.conflicts)
 
     def export_csv(self, csv_path: Path, data_root: Path | None = None) -> int:
         """Write `path,label` for every labelled item; paths absolute when `data_root` is given."""
         from sslstudio.core.fileio import atomic_write_text
-
-        import io
 
         rows = sorted(self.label_names().items())
         buffer = io.StringIO()
@@ -280,21 +319,39 @@ class LabelStore:
             raise LabelError(f"no class with id {class_id}")
         return tuple(row)
 
-    def _apply(self, description: str, changes: list[Change]) -> None:
-        self._write(changes)
-        self._undo.append((description, changes))
+    def _apply(self, description: str, changes) -> None:
+        """Write `changes` (a list, or a function that makes it inside the transaction) and
+        record them for undo."""
+        written = self._write(changes)
+        self._undo.append((description, written))
         self._redo.clear()
 
-    def _write(self, changes: list[Change]) -> None:
+    def _write(self, changes) -> list[Change]:
+        if self.read_only:
+            raise LabelError("labels are read-only here: " + (self.read_only_reason or
+                             "the project is open elsewhere"))
         now = time.time()
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            # No transaction began, so there is nothing to roll back; say what is in the way.
+            if "locked" in str(error) or "busy" in str(error):
+                raise LabelError("the labels file is being changed by another SSL Studio window or "
+                                 "program; nothing was changed, try again in a moment") from None
+            raise LabelError(f"cannot change the labels file {self.path}: {error}") from None
+        try:
+            if callable(changes):
+                changes = changes()
             for change in changes:
                 if change[0] == "class":
                     _, class_id, _old, new = change
                     if new is None:
                         db.execute("DELETE FROM classes WHERE id = ?", (class_id,))
+                    elif _old is None:
+                        # A new class: a plain insert, which fails rather than replace a class.
+                        db.execute("INSERT INTO classes (id, name, colour, position) VALUES (?, ?, ?, ?)",
+                                   (class_id, *new))
                     else:
                         db.execute("INSERT INTO classes (id, name, colour, position) VALUES (?, ?, ?, ?) "
                                    "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
@@ -302,16 +359,37 @@ class LabelStore:
                                    (class_id, *new))
                 else:
                     _, item, _old, new = change
+                    key = _item_to_db(item)
                     if new is None:
-                        db.execute("DELETE FROM labels WHERE item = ?", (item,))
+                        db.execute("DELETE FROM labels WHERE item = ?", (key,))
                     else:
                         db.execute("INSERT INTO labels (item, class_id, labelled_at) VALUES (?, ?, ?) "
                                    "ON CONFLICT(item) DO UPDATE SET class_id = excluded.class_id, "
-                                   "labelled_at = excluded.labelled_at", (item, new, now))
+                                   "labelled_at = excluded.labelled_at", (key, new, now))
             db.execute("COMMIT")
-        except BaseException:
+        except sqlite3.IntegrityError as error:
             db.execute("ROLLBACK")
+            raise LabelError(f"the labels changed elsewhere meanwhile ({error}); nothing was "
+                             "changed") from None
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
+        return changes
+
+
+def _item_to_db(item: str):
+    """A file name that is not valid UTF-8 (lone surrogates in Python) is kept as its exact
+    bytes, a BLOB; every other key stays TEXT, as files written before this read."""
+    try:
+        item.encode("utf-8")
+        return item
+    except UnicodeEncodeError:
+        return item.encode("utf-8", "surrogateescape")
+
+
+def _item_from_db(value) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
 def _inverse(change: Change) -> Change:
@@ -330,15 +408,63 @@ def item_key(path: str, data_root: Path) -> str | None:
         return None
 
 
-def read_label_csv(csv_path: Path) -> list[tuple[int, list[str]]]:
-    """Rows of a `path,label` file with their line numbers, without a header row if present."""
+@dataclass(frozen=True)
+class ParsedLabels:
+    labels: dict[str, str]  # item key -> class name
+    unknown: tuple[str, ...]  # paths outside the data folder, or not among the known items
+    bad: tuple[str, ...]  # rows that are not path,label
+    conflicts: tuple[str, ...]  # "item: a, b" for items given two different classes
+
+
+def parse_label_csv(csv_path: Path, data_root: Path, known: set[str] | None = None) -> ParsedLabels:
+    """The `path,label` rows of a file as item keys of `data_root`. A file labelled twice with
+    the same class counts once; with different classes it is left out and reported, since
+    keeping either would be a guess."""
+    data_root = Path(data_root).resolve()
+    given: dict[str, set[str]] = {}
+    unknown, bad = [], []
+    for line_no, row in read_label_csv(csv_path):
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            bad.append(f"line {line_no}: {','.join(row)}")
+            continue
+        name = row[1].strip()
+        if _has_surrogates(name):
+            bad.append(f"line {line_no}: the label is not UTF-8 text")
+            continue
+        item = item_key(row[0].strip(), data_root)
+        if item is None or (known is not None and item not in known):
+            unknown.append(row[0].strip())
+            continue
+        given.setdefault(item, set()).add(name)
+    labels = {item: next(iter(names)) for item, names in given.items() if len(names) == 1}
+    conflicts = tuple(f"{item}: {', '.join(sorted(names))}" for item, names in given.items()
+                      if len(names) > 1)
+    return ParsedLabels(labels, tuple(unknown), tuple(bad), conflicts)
+
+
+def _has_surrogates(text: str) -> bool:
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            rows = [(i + 1, row) for i, row in enumerate(csv.reader(f)) if any(c.strip() for c in row)]
-    except UnicodeDecodeError:
-        raise LabelError(f"{csv_path} is not a UTF-8 text file") from None
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def read_label_csv(csv_path: Path) -> list[tuple[int, list[str]]]:
+    """Rows of a `path,label` file with their line numbers, without a header row if present.
+    Bytes that are not UTF-8 are kept as surrogates: in a path they name the file exactly."""
+    try:
+        raw = Path(csv_path).read_bytes()
     except OSError as error:
         raise LabelError(f"cannot read {csv_path}: {error.strerror or error}") from None
+    if b"\x00" in raw:
+        raise LabelError(f"{csv_path} is not a UTF-8 text file (it holds binary data)")
+    text = raw.decode("utf-8-sig", "surrogateescape")
+    try:
+        rows = [(i + 1, row) for i, row in enumerate(csv.reader(io.StringIO(text, newline="")))
+                if any(c.strip() for c in row)]
+    except csv.Error as error:
+        raise LabelError(f"{csv_path} is not a CSV file of path,label rows: {error}") from None
     if rows and [c.strip().lower() for c in rows[0][1][:2]] == ["path", "label"]:
         rows = rows[1:]
     return rows

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sslstudio.core.run_files import has_checkpoint
 from sslstudio.core.config import read_toml, write_toml
 
 PROJECT_FILE = "sslstudio-project.toml"
@@ -31,7 +32,7 @@ class RunSummary:
 
     @property
     def resumable(self) -> bool:
-        return self.status in ("cancelled", "interrupted") and (self.path / "checkpoints" / "last.safetensors").exists()
+        return self.status in ("cancelled", "interrupted") and has_checkpoint(self.path)
 
 
 @dataclass
@@ -66,6 +67,12 @@ class Project:
                                               "format": 1})
 
     def set_data_dir(self, data_dir: str) -> None:
+        from sslstudio.core.outputs import is_within
+
+        if is_within(self.path, Path(data_dir)):
+            # Runs, caches and labels would be written into the data folder, which stays read-only.
+            raise ProjectError(f"the project {self.path} lies inside the data folder {data_dir}; "
+                               "SSL Studio never writes into a data folder: keep the project elsewhere")
         self.data_dir = str(data_dir)
         self.save()
 

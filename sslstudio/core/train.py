@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch
 
 from sslstudio.core import distributed
 from sslstudio.core.backbones import BACKBONES, build_backbone
-from sslstudio.core.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from sslstudio.core.checkpoint import LoopState, has_checkpoint, load_checkpoint, save_checkpoint
 from sslstudio.core.control import Cancelled, RunControl
 from sslstudio.core.data import load_image_folder
 from sslstudio.core.data.augment import AugmentSettings, BatchAugment, normalize, to_float
@@ -33,6 +34,8 @@ from sslstudio.core.events import (Checkpointed, EmbeddingSnapshot, RunFinished,
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
 from sslstudio.core.monitor import collapse_metrics, knn_accuracy, probe_accuracy, project_2d
 from sslstudio.core.objectives import OBJECTIVES
+from sslstudio.core.outputs import OutputError, check_output_folder
+from sslstudio.core.tokenizer import TOKENIZER_FILE
 from sslstudio.core.train_config import CPU_MINUTES, TrainConfig, save_run_config
 
 CHECKPOINT_NAME = "checkpoints/last.safetensors"
@@ -172,8 +175,24 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
                                                           and torch.cuda.is_available())
         dist.init_process_group("nccl" if wants_cuda else "gloo")
         owns_process_group = True
+    run_dir = config.run_dir
+    if distributed.rank() == 0:
+        check_run_folder(run_dir, Path(config.data), resume)
+    if not resume:
+        check_weights_argument(config.weights)
+    existed = run_dir.exists()
+    # Everything in a new or empty folder is made by this call, and so ours to take back.
+    ours_alone = not resume and (not existed or not any(run_dir.iterdir()))
+    started = False
     try:
-        yield from _train(config, objective_config, control, resume)
+        for event in _train(config, objective_config, control, resume):
+            started = started or isinstance(event, RunStarted)
+            yield event
+    except BaseException:
+        if ours_alone and not started and distributed.rank() == 0:
+            # Failed before training began: leave no husk of a run behind.
+            _remove_run_files(run_dir, keep_folder=existed)
+        raise
     finally:
         if owns_process_group:
             import torch.distributed as dist
@@ -191,8 +210,6 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
         torch.cuda.set_device(device)
     run_dir = config.run_dir
     checkpoint_path = run_dir / CHECKPOINT_NAME
-    if resume and not checkpoint_path.exists():
-        raise DataError(f"nothing to resume: {checkpoint_path} does not exist")
     objective_cls = OBJECTIVES.get(config.objective)
     objective_config = objective_config or objective_cls.config_cls()
 
@@ -304,9 +321,16 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
 
     loop = LoopState(batch_size=batch_size)
     generators = {"augment": augment_generator}
+    resume_note = ""
     if resume:
-        loop = load_checkpoint(checkpoint_path, objective, optimizer, generators)
-        batch_size = loop.batch_size or batch_size
+        loop, resume_note = load_checkpoint(checkpoint_path, objective, optimizer, generators)
+        if loop.batch_size and loop.batch_size != batch_size:
+            # The run's own batch, unless the folder has shrunk below it since.
+            batch_size = min(loop.batch_size, per_rank)
+            if batch_size < loop.batch_size:
+                resume_note += (("; " if resume_note else "") + f"the folder now holds {per_rank} "
+                                f"items per process, fewer than the run's batch of {loop.batch_size}: "
+                                f"batch {batch_size} from here on")
 
     resolved = TrainConfig(**{**config.__dict__, "backbone": backbone_name, "image_size": image_size,
                               "batch_size": batch_size, "minutes": minutes})
@@ -324,6 +348,8 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
 
     steps_per_epoch = per_rank // batch_size
     total_steps = config.epochs * steps_per_epoch if config.epochs else -1
+    if resume_note:
+        yield RunWarning("resume", resume_note)
     yield RunStarted(str(run_dir), config.objective, backbone_name, describe(device), len(data),
                      len(data.report.skipped), batch_size, total_steps, loop.step, world,
                      encoder.feature_dim, tuple(data.class_names))
@@ -363,6 +389,10 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     try:
         while True:
             order = _epoch_order(len(data), config.seed, loop.epoch, rank, world)
+            if loop.position == 0 and batch_size > len(order):
+                # Not one step fits in an epoch: spinning through empty epochs would never end.
+                raise DataError(f"batch size {batch_size} is larger than the {len(order)} items per "
+                                "process, so no training step can run; lower the batch size")
             while loop.position + batch_size <= len(order):
                 indices = order[loop.position:loop.position + batch_size]
                 images = data.batch(indices)
@@ -462,6 +492,11 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                 loop.position = 0
                 if config.epochs and loop.epoch >= config.epochs:
                     break
+                # Pause, cancel and the time budget hold at every epoch boundary too, even in an
+                # epoch that had no step left to run.
+                control.checkpoint()
+                if not config.epochs and progress_now() >= 1.0:
+                    break
                 continue
             break
         saved = save()
@@ -469,6 +504,8 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
             yield saved
     except _Diverged as diverged:
         status, message = "failed", str(diverged)
+    except DataError as error:
+        status, message = "failed", str(error)
     except Cancelled:
         status, message = "cancelled", "stopped by the user; resume to continue"
         saved = save()
@@ -485,6 +522,58 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
 
 class _Diverged(Exception):
     pass
+
+
+def _remove_run_files(run_dir: Path, keep_folder: bool) -> None:
+    if not run_dir.is_dir():
+        return
+    if not keep_folder:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def is_run_folder(path: Path) -> bool:
+    return (Path(path) / "config.toml").is_file()
+
+
+def check_run_folder(run_dir: Path, data_dir: Path, resume: bool) -> None:
+    """Before any long work: a new run goes into a new or empty folder outside the data folder;
+    a resumed one into a run folder of ours with a checkpoint."""
+    if resume:
+        if not has_checkpoint(run_dir):
+            raise DataError(f"nothing to resume: {run_dir / CHECKPOINT_NAME} does not exist")
+        return
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} == {TOKENIZER_FILE}:
+        return  # a tokenizer put there for the run to read through (it never overwrites it)
+    try:
+        check_output_folder(run_dir, ours=is_run_folder, kind="a run", data_dirs=[data_dir],
+                            what="run folder")
+    except OutputError as error:
+        if is_run_folder(run_dir) and "already holds" in str(error):
+            raise OutputError(f"{run_dir} already holds a run; pass --resume to continue it or pick "
+                              "another --out") from None
+        raise
+
+
+def check_weights_argument(weights: str) -> None:
+    """A --weights that cannot work fails before the folder is scanned."""
+    if not weights:
+        return
+    from sslstudio.core.backbones.bert import is_model_folder
+    from sslstudio.core.backbones.weights import check_weights_file
+
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        if not is_model_folder(path):
+            raise DataError(f"{path} is a folder but not a Hugging Face model folder (it needs "
+                            "config.json, tokenizer.json and the weights)")
+        return
+    check_weights_file(path)
 
 
 def _divergence_message(objective, objective_config, step: int, checkpoint_path: Path) -> str:

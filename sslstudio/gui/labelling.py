@@ -12,7 +12,9 @@ import numpy as np
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog, QFileDialog, QInputDialog, QMessageBox
 
+from sslstudio.core.run_files import has_checkpoint
 from sslstudio.core.labels import LabelError, LabelStore
+from sslstudio.core.project_lock import ProjectLock, ProjectLocked
 
 APP_NAME = "SSL Studio"
 MAX_MAP_POINTS = 30000  # the labelling map shows every item up to this, then a sample + labels
@@ -61,17 +63,37 @@ class LabellingMixin:
 
     # -- project and data ---------------------------------------------------------------------
     def set_project(self, project) -> None:
-        if self.label_store is not None:
-            self.label_store.close()
+        self.release_project()
         self.project = project
+        read_only, reason = False, ""
         try:
-            self.label_store = LabelStore.for_project(project.path)
+            self.project_lock = ProjectLock.acquire(project.path)
+        except ProjectLocked as locked:
+            read_only, reason = True, str(locked)
+        except OSError as error:
+            read_only, reason = True, f"the project folder cannot be written ({error.strerror or error})"
+        if read_only:
+            self.log.add(f"project opened read-only: {reason}")
+            QMessageBox.warning(self, APP_NAME, f"{reason[0].upper() + reason[1:]}.\n\nIt opens here "
+                                "read-only: you can look at its runs and labels, but labels cannot "
+                                "be changed until the other window closes it.")
+        try:
+            self.label_store = LabelStore.for_project(project.path, read_only, reason)
         except Exception as error:  # noqa: BLE001 - a broken label file must not stop the project
             self.label_store = None
             QMessageBox.warning(self, APP_NAME, f"Cannot open the labels of {project.path}: {error}")
         self.labelling_run = None
         self.features = self.groups = self.predicted = self.margin = None
         self.refresh_labels()
+
+    def release_project(self) -> None:
+        """Close the labels and let another window have the project."""
+        if self.label_store is not None:
+            self.label_store.close()
+            self.label_store = None
+        if self.project_lock is not None:
+            self.project_lock.release()
+            self.project_lock = None
 
     def data_changed(self) -> None:
         from sslstudio.core.data import item_keys
@@ -115,7 +137,11 @@ class LabellingMixin:
                 self.labels_dock.raise_()
                 return 0
         keys = [self.item_keys[int(i)] for i in items if 0 <= int(i) < len(self.item_keys)]
-        changed = self.label_store.assign(keys, class_id)
+        try:
+            changed = self.label_store.assign(keys, class_id)
+        except LabelError as error:
+            self.status_text.setText(str(error))
+            return 0
         self.refresh_labels()
         if changed:
             self.status_text.setText(self.label_store.undo_text().capitalize() + " (Ctrl+Z undoes)")
@@ -146,13 +172,18 @@ class LabellingMixin:
 
     def undo_label(self) -> None:
         if self.label_store is not None and self.label_store.can_undo():
-            self.status_text.setText("Undone: " + self.label_store.undo())
-            self.refresh_labels()
+            self._undo_step("Undone: ", self.label_store.undo)
 
     def redo_label(self) -> None:
         if self.label_store is not None and self.label_store.can_redo():
-            self.status_text.setText("Redone: " + self.label_store.redo())
-            self.refresh_labels()
+            self._undo_step("Redone: ", self.label_store.redo)
+
+    def _undo_step(self, prefix: str, step) -> None:
+        try:
+            self.status_text.setText(prefix + step())
+        except LabelError as error:
+            self.status_text.setText(str(error))
+        self.refresh_labels()
 
     def add_class_dialog(self) -> None:
         if self.label_store is None:
@@ -238,7 +269,7 @@ class LabellingMixin:
     # -- features, groups, suggestions --------------------------------------------------------
     def run_selected_for_labelling(self, summary) -> None:
         self._selected_run = summary
-        usable = (summary.path / "checkpoints" / "last.safetensors").exists()
+        usable = has_checkpoint(summary.path)
         if self.labelling_run is not None and self.features is not None:
             text = f"Labelling with {self.labelling_run.name}."
         else:
@@ -251,7 +282,7 @@ class LabellingMixin:
         summary = self._selected_run
         if summary is None or self.data_set is None or self.controller.busy():
             return
-        if not (summary.path / "checkpoints" / "last.safetensors").exists():
+        if not has_checkpoint(summary.path):
             QMessageBox.information(self, APP_NAME, f"Run {summary.name} has no checkpoint yet; "
                                     "train it (or let it save one) first.")
             return
@@ -494,7 +525,7 @@ class LabellingMixin:
             QMessageBox.information(self, APP_NAME, "Open a folder and train a run first.")
             return
         sources = []
-        runs = [r for r in self.project.runs() if (r.path / "checkpoints" / "last.safetensors").exists()]
+        runs = [r for r in self.project.runs() if has_checkpoint(r.path)]
         for run in runs:
             adapted_root = run.path / "adapted"
             adapted = sorted((p for p in adapted_root.glob("*") if (p / "adapted.toml").exists()),
@@ -563,7 +594,7 @@ class LabellingMixin:
         run = self._selected_run
         self.label_panel.prepare_button.setEnabled(
             not busy and has_data and run is not None
-            and (run.path / "checkpoints" / "last.safetensors").exists())
+            and has_checkpoint(run.path))
         counts = np.bincount(self.label_of[self.label_of >= 0]) if len(self.label_of) else np.zeros(0)
         classes_labelled = int((counts > 0).sum())
         if self.features is None:

@@ -51,6 +51,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.settings = settings or QSettings()
         self.project: Project | None = None
         self.label_store: LabelStore | None = None
+        self.project_lock = None
         self.export_dialog = None
         self.init_labelling()
         self.data_set = None
@@ -335,7 +336,11 @@ class MainWindow(LabellingMixin, QMainWindow):
             self.set_project(project)
             self._remember("recent/projects", str(self.project.path))
             self.refresh_runs(select_latest=True)
-        self.project.set_data_dir(str(folder))
+        try:
+            self.project.set_data_dir(str(folder))
+        except ProjectError as error:
+            QMessageBox.warning(self, APP_NAME, f"{error}.")
+            return
         self.settings.setValue("recent/last_dir", str(folder.parent))
         self._remember("recent/folders", str(folder))
         self._update_title()
@@ -673,8 +678,7 @@ class MainWindow(LabellingMixin, QMainWindow):
             box.close()
         if self.export_dialog is not None:
             self.export_dialog.close()
-        if self.label_store is not None:
-            self.label_store.close()
+        self.release_project()
         if self._engine_loader is not None:
             self._engine_loader.wait()
         self.curves.stop()

@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,9 +29,18 @@ from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
-from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
-                                   AdaptStarted, FeaturesReady, RunWarning)
+from sslstudio.core.events import (
+    AdaptEstimate,
+    AdaptFinished,
+    AdaptPredictions,
+    AdaptProgress,
+    AdaptStarted,
+    FeaturesReady,
+    RunWarning,
+)
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+from sslstudio.core.outputs import check_output_file, check_output_folder, new_sibling_folder, replace_folder
+from sslstudio.core.run_files import PREVIOUS
 
 ADAPTED_FILE = "adapted.toml"
 MODEL_FILE = "model.safetensors"
@@ -49,6 +57,7 @@ class AdaptRequest:
     out_dir: Path | None = None  # default: <run>/adapted/<time>-<method>
     device: str = "auto"
     seed: int = 0
+    overwrite: bool = False  # replace an existing adapted model at out_dir (never anything else)
 
 
 # -- preparation ------------------------------------------------------------------------------
@@ -107,6 +116,8 @@ def cached_features(run_dir: Path, encoder, data, preprocess: dict, device, cont
     from sslstudio.core.train import CHECKPOINT_NAME
 
     checkpoint = Path(run_dir) / CHECKPOINT_NAME
+    if not checkpoint.exists():  # a damaged or missing last one: the encoder came from the previous
+        checkpoint = checkpoint.with_name(PREVIOUS)
     stat = checkpoint.stat()
     key = json.dumps([stat.st_mtime_ns, stat.st_size, str(data.root), item_keys(data)])
     digest = hashlib.sha1(key.encode()).hexdigest()
@@ -206,8 +217,8 @@ def scheme_label_count(task: AdaptTask) -> int:
 def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
     control = control or RunControl()
     config = method_config(request.method, request.overrides)
-    out_dir = Path(request.out_dir) if request.out_dir else _new_adapted_dir(request)
-    partial = out_dir.with_name(out_dir.name + ".partial")
+    out_dir = check_adapted_out(request)
+    partial: Path | None = None
     try:
         task, preprocess = yield from prepare_task(request, control)
         adapter = ADAPTERS.get(request.method)(task, config)
@@ -222,21 +233,33 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
                                       request.method, "final")
         proba = yield from _predict_all(fitted, task, request.method, control)
         yield predictions_event(item_keys(task.images), proba)
-        if partial.exists():
-            shutil.rmtree(partial)
+        # Built under a fresh hidden name made now, so removing it on failure touches only ours.
+        partial = new_sibling_folder(out_dir)
         _save(partial, request, task, preprocess, config, fitted, result, epochs, proba)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(partial, out_dir)
+        replace_folder(partial, out_dir, ours=is_adapted_folder)
+        partial = None
     except Cancelled:
-        shutil.rmtree(partial, ignore_errors=True)
         yield AdaptFinished("cancelled", request.method, message="stopped by the user; nothing saved")
         return
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    finally:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
     yield AdaptFinished("completed", request.method, str(out_dir),
                         f"{result.accuracy:.1%} estimated ({result.ci_low:.0%}-{result.ci_high:.0%})")
+
+
+def is_adapted_folder(path: Path) -> bool:
+    return (Path(path) / ADAPTED_FILE).is_file()
+
+
+def check_adapted_out(request: AdaptRequest) -> Path:
+    """Where the adapted model will go, checked before any work: a new folder, or (with
+    overwrite) an adapted model of ours; never inside the data folder."""
+    if not request.out_dir:
+        return _new_adapted_dir(request)
+    return check_output_folder(Path(request.out_dir), ours=is_adapted_folder, kind="an adapted model",
+                               overwrite=request.overwrite, data_dirs=[Path(request.data_dir)],
+                               what="--out")
 
 
 def _as_phase(job, method: str, phase: str):
@@ -282,7 +305,7 @@ def _save(folder: Path, request, task, preprocess, config, fitted, result: Adapt
           epochs: int, proba: np.ndarray) -> None:
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     from sslstudio.core.tokenizer import TOKENIZER_FILE
 
     if (Path(request.run_dir) / TOKENIZER_FILE).exists():
@@ -368,11 +391,12 @@ def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
 
 
 def predict_folder(adapted_dir: Path, data_dir: Path, out_csv: Path, device: str = "auto",
-                   control: RunControl | None = None) -> Iterator:
+                   control: RunControl | None = None, overwrite: bool = False) -> Iterator:
     """Classify every image of a folder; writes path,label,confidence (absolute paths)."""
     from sslstudio.core.embed import encode_items, load_run_data
 
     control = control or RunControl()
+    check_output_file(Path(out_csv), overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
     torch_device = resolve_device(device)
     adapted = load_adapted(Path(adapted_dir), torch_device)
     data = yield from load_run_data(Path(adapted_dir), Path(data_dir), adapted.preprocess, control)

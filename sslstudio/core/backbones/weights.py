@@ -13,11 +13,35 @@ class WeightsError(ValueError):
     pass
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def weights_format(path: Path) -> str:
+    """"safetensors", "torch" (zip or legacy pickle) or "unknown", from the file's first bytes:
+    the name's suffix is often wrong and says nothing about what is inside."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise WeightsError(f"cannot read {path}: {error.strerror or error}") from None
+    if head[:4] == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return "torch"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0:
+        return "safetensors"
+    return "unknown"
+
+
+def check_weights_file(path: Path) -> None:
+    """Fail now, before any long work, if `path` cannot be a weights file."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
+    if weights_format(path) == "unknown":
+        raise WeightsError(f"{path.name} is not a weights file: neither safetensors nor a PyTorch "
+                           "checkpoint (.pth/.pt); pick the file the weights were saved to")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    check_weights_file(path)
+    if weights_format(path) == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -31,16 +55,26 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as error:
         raise WeightsError(
             f"refused {path.name}: it holds Python objects, not only weights, and loading it "
-            f"could run code ({str(error).splitlines()[0]}). Save a state_dict or use .safetensors"
+            f"could run code{_refusal_detail(error)}. Save a state_dict or use .safetensors"
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise WeightsError(f"{path.name} is not a readable PyTorch file: {error}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise WeightsError(f"{path.name} is not a readable PyTorch file: "
+                           f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path.name} does not hold a state_dict (a mapping of names to tensors)")
     return {k.removeprefix("module."): v for k, v in data.items()}
+
+
+def _refusal_detail(error: Exception) -> str:
+    """What torch's safe loader objected to, without the advice to turn the safety off that its
+    message goes on to give."""
+    for line in str(error).splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            return f" ({line.strip().removeprefix('WeightsUnpickler error: ').split('. Please')[0]})"
+    return ""
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog, QFileDialog,
                                QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
+                               QLineEdit, QMessageBox, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout)
 
 from sslstudio.gui.widgets.gallery import array_to_qimage
 
@@ -120,17 +121,26 @@ class ExportDialog(QDialog):
             self.out.setText(path)
 
     def _export(self) -> None:
-        from sslstudio.core.export import ExportRequest
+        from sslstudio.core.export import ExportRequest, export_paths
 
         data = self.source.currentData()
         if data is None or not self.out.text().strip():
             return
+        out = Path(self.out.text().strip()).expanduser()
+        existing = [p for p in export_paths(out) if p.exists()]
+        if existing:
+            # Never replaced without a yes: the files may be someone's earlier export.
+            names = ", ".join(p.name for p in existing)
+            answer = QMessageBox.question(self, "Replace the files?", f"{names} already exist in "
+                                          f"{out.parent}. Replace them with this export?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
         self.checks.setRowCount(0)
         self.latency.setRowCount(0)
         self.exported_path = None
         self.export_requested.emit(ExportRequest(
-            data[0], Path(self.out.text().strip()).expanduser(),
-            encoder_only=self.encoder_only.isChecked(), quantize="int8" if self.int8.isChecked() else ""))
+            data[0], out, encoder_only=self.encoder_only.isChecked(),
+            quantize="int8" if self.int8.isChecked() else "", overwrite=bool(existing)))
 
     def set_busy(self, busy: bool) -> None:
         self._busy = busy
