@@ -325,9 +325,12 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     if resume:
         loop, resume_note = load_checkpoint(checkpoint_path, objective, optimizer, generators)
         if loop.batch_size and loop.batch_size != batch_size:
-            # The run's own batch, unless the folder has shrunk below it since.
-            batch_size = min(loop.batch_size, per_rank)
-            if batch_size < loop.batch_size:
+            # The run's own batch, unless the folder has shrunk below it since (which the
+            # warning above has said when the saved setting was that batch).
+            if loop.batch_size <= per_rank:
+                batch_size = loop.batch_size
+            elif batch_size != per_rank:
+                batch_size = per_rank
                 resume_note += (("; " if resume_note else "") + f"the folder now holds {per_rank} "
                                 f"items per process, fewer than the run's batch of {loop.batch_size}: "
                                 f"batch {batch_size} from here on")

@@ -200,22 +200,25 @@ def test_resume_on_a_folder_smaller_than_the_batch_trains_and_ends(guard, capsys
     code = main(["train", "--resume", str(run), "--data", str(small), "--epochs", "2", "--quiet"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "fewer than the run's batch of 8: batch 4" in out.err
+    assert "batch size 8 is larger than the 4 images per process; using 4" in out.err
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
 
 
-def test_epochs_without_a_step_still_honour_the_budget_and_cancel(image_folder, tmp_path):
-    from sslstudio.core.control import RunControl
-    from sslstudio.core.events import RunFinished
-    from sslstudio.core.train import train
+@pytest.mark.timeout(120)
+def test_a_loop_that_can_make_no_step_ends_with_a_reason(image_folder, tmp_path, monkeypatch):
+    from sslstudio.core import train as train_module
+    from sslstudio.core.events import RunFinished, StepMetrics
     from sslstudio.core.train_config import TrainConfig
 
+    # An epoch order with no room for a batch (as a shrunken folder or a lost rank gives).
+    monkeypatch.setattr(train_module, "_epoch_order", lambda count, *a: np.arange(min(count, 3)))
     config = TrainConfig(data=str(image_folder), out=str(tmp_path / "run"), objective="simclr",
-                         epochs=2, batch_size=64, image_size=16, backbone="small_cnn")
-    events = list(train(config, control=RunControl()))
-    finished = [e for e in events if isinstance(e, RunFinished)]
-    # 24 items and a batch of 64 the user asked for: lowered with a warning, never a spin.
-    assert finished and finished[0].status == "completed"
+                         minutes=0.05, batch_size=8, image_size=16, backbone="small_cnn")
+    events = list(train_module.train(config))
+    finished = [e for e in events if isinstance(e, RunFinished)][0]
+    assert finished.status == "failed" and "no training step can run" in finished.message
+    assert not [e for e in events if isinstance(e, StepMetrics)]
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
 
 
 # -- item 9: nothing left behind by a run that never started ---------------------------------------
