@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from sslstudio.core.backbones import build_backbone
-from sslstudio.core.checkpoint import encoder_state, has_checkpoint
+from sslstudio.core.checkpoint import encoder_state
 from sslstudio.core.control import RunControl
 from sslstudio.core.data import item_keys, load_image_folder
 from sslstudio.core.data.augment import normalize, to_float
@@ -19,6 +19,7 @@ from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import EmbedFinished, EmbedProgress
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text, path_line
 from sslstudio.core.outputs import check_output_file
+from sslstudio.core.run_folder import RunFolder
 from sslstudio.core.train import CHECKPOINT_NAME
 from sslstudio.core.train_config import load_run_config
 
@@ -27,7 +28,7 @@ def load_encoder(run_dir: Path, device: torch.device):
     """The run's encoder in eval mode, and the preprocessing it was trained with."""
     run_dir = Path(run_dir)
     config_path, checkpoint = run_dir / "config.toml", run_dir / CHECKPOINT_NAME
-    if not config_path.exists() or not has_checkpoint(run_dir):
+    if not config_path.exists() or not RunFolder(run_dir).has_checkpoint():
         raise DataError(f"{run_dir} is not a finished or checkpointed run "
                         "(config.toml and checkpoints/last.safetensors are needed)")
     train_config, _, preprocess = load_run_config(config_path)

@@ -22,20 +22,36 @@ import torch
 
 from sslstudio.core import distributed
 from sslstudio.core.backbones import BACKBONES, build_backbone
-from sslstudio.core.checkpoint import LoopState, has_checkpoint, load_checkpoint, save_checkpoint
+from sslstudio.core.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from sslstudio.core.control import Cancelled, RunControl
 from sslstudio.core.data import load_image_folder
-from sslstudio.core.data.augment import AugmentSettings, BatchAugment, normalize, to_float
-from sslstudio.core.data.text_tokens import load_text_data
+from sslstudio.core.data.augment import (
+    AugmentSettings,
+    BatchAugment,
+    normalize,
+    to_float,
+)
 from sslstudio.core.data.scan import DataError
+from sslstudio.core.data.text_tokens import load_text_data
 from sslstudio.core.devices import describe, resolve_device
-from sslstudio.core.events import (Checkpointed, EmbeddingSnapshot, RunFinished, RunStarted,
-                                   RunWarning, StepMetrics)
+from sslstudio.core.events import (
+    Checkpointed,
+    EmbeddingSnapshot,
+    RunFinished,
+    RunStarted,
+    RunWarning,
+    StepMetrics,
+)
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
-from sslstudio.core.monitor import collapse_metrics, knn_accuracy, probe_accuracy, project_2d
+from sslstudio.core.monitor import (
+    collapse_metrics,
+    knn_accuracy,
+    probe_accuracy,
+    project_2d,
+)
 from sslstudio.core.objectives import OBJECTIVES
-from sslstudio.core.outputs import OutputError, check_output_folder
-from sslstudio.core.tokenizer import TOKENIZER_FILE
+from sslstudio.core.outputs import OutputError, check_output_folder, check_outside_data
+from sslstudio.core.run_folder import RunFolder
 from sslstudio.core.train_config import CPU_MINUTES, TrainConfig, save_run_config
 
 CHECKPOINT_NAME = "checkpoints/last.safetensors"
@@ -178,6 +194,12 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
     run_dir = config.run_dir
     if distributed.rank() == 0:
         check_run_folder(run_dir, Path(config.data), resume)
+    restart_note = ""
+    if resume and not RunFolder(run_dir).has_checkpoint():
+        # Stopped before its first checkpoint: continuing it is starting it again.
+        resume = False
+        restart_note = (f"{run_dir} stopped before its first checkpoint; starting it again from "
+                        "the beginning")
     if not resume:
         check_weights_argument(config.weights)
     existed = run_dir.exists()
@@ -185,6 +207,8 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
     ours_alone = not resume and (not existed or not any(run_dir.iterdir()))
     started = False
     try:
+        if restart_note:
+            yield RunWarning("resume", restart_note)
         for event in _train(config, objective_config, control, resume):
             started = started or isinstance(event, RunStarted)
             yield event
@@ -391,6 +415,9 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     status, message = "completed", ""
     try:
         while True:
+            # A run resumed after it had finished (or a budget already spent) takes no step.
+            if (loop.epoch >= config.epochs) if config.epochs else progress_now() >= 1.0:
+                break
             order = _epoch_order(len(data), config.seed, loop.epoch, rank, world)
             if loop.position == 0 and batch_size > len(order):
                 # Not one step fits in an epoch: spinning through empty epochs would never end.
@@ -541,18 +568,22 @@ def _remove_run_files(run_dir: Path, keep_folder: bool) -> None:
 
 
 def is_run_folder(path: Path) -> bool:
-    return (Path(path) / "config.toml").is_file()
+    return RunFolder(path).is_run()
 
 
-def check_run_folder(run_dir: Path, data_dir: Path, resume: bool) -> None:
-    """Before any long work: a new run goes into a new or empty folder outside the data folder;
-    a resumed one into a run folder of ours with a checkpoint."""
+def check_run_folder(run_dir: Path, data_dir: Path | None, resume: bool) -> None:
+    """Before any long work: a new run goes into a new or empty folder outside the data folder
+    (or one holding only the files of a run that never reached a checkpoint); a resumed one into
+    a run folder of ours."""
+    folder = RunFolder(run_dir)
     if resume:
-        if not has_checkpoint(run_dir):
-            raise DataError(f"nothing to resume: {run_dir / CHECKPOINT_NAME} does not exist")
+        if not folder.has_checkpoint() and not (folder.is_run() and folder.never_checkpointed()):
+            raise DataError(f"nothing to resume: {folder.checkpoint_path} does not exist")
         return
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} == {TOKENIZER_FILE}:
-        return  # a tokenizer put there for the run to read through (it never overwrites it)
+    if folder.never_checkpointed():
+        # Our own files of a run killed early (or a tokenizer put there for it to read).
+        check_outside_data(run_dir, [data_dir], "run folder")
+        return
     try:
         check_output_folder(run_dir, ours=is_run_folder, kind="a run", data_dirs=[data_dir],
                             what="run folder")

@@ -407,3 +407,37 @@ def test_a_path_labelled_twice_with_different_classes_is_left_out_and_said(guard
     assert twice not in store.label_names()
     assert "labelled twice" in report.summary()
     store.close()
+
+
+# -- found by bench/faults.py: kills before the first checkpoint, resuming a finished run ----------
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed_or_started_again(guard, capsys, tmp_path):
+    made = guard
+    run = tmp_path / "run"
+    shutil.copytree(made["run"], run)
+    shutil.rmtree(run / "checkpoints")  # as a kill before the first save leaves it
+    (run / "status.json").unlink()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "stopped before its first checkpoint; starting it again" in capsys.readouterr().err
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    # Killed during the scan: only the scan's files. Starting it again is allowed, resuming is not.
+    early = tmp_path / "early"
+    early.mkdir()
+    for name in ("skipped.csv", "scan_report.json"):
+        shutil.copy(made["run"] / name, early / name)
+    one_line_error(capsys, main(["train", "--resume", str(early)]), "nothing to resume")
+    assert main(["train", "--data", str(made["data"]), "--out", str(early), *TRAIN_FAST]) == 0
+
+
+def test_resuming_a_finished_run_changes_nothing(guard, capsys, tmp_path):
+    from safetensors.torch import load_file
+
+    made = guard
+    run = tmp_path / "run"
+    shutil.copytree(made["run"], run)
+    before = load_file(str(run / "checkpoints" / "last.safetensors"))
+    step = json.loads((run / "status.json").read_text())["step"]
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    after = load_file(str(run / "checkpoints" / "last.safetensors"))
+    assert json.loads((run / "status.json").read_text())["step"] == step
+    # BatchNorm statistics and counters too: not one batch went through the model.
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("model."))

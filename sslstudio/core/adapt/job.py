@@ -39,8 +39,13 @@ from sslstudio.core.events import (
     RunWarning,
 )
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
-from sslstudio.core.outputs import check_output_file, check_output_folder, new_sibling_folder, replace_folder
-from sslstudio.core.run_files import PREVIOUS
+from sslstudio.core.outputs import (
+    check_output_file,
+    check_output_folder,
+    new_sibling_folder,
+    replace_folder,
+)
+from sslstudio.core.run_folder import PREVIOUS
 
 ADAPTED_FILE = "adapted.toml"
 MODEL_FILE = "model.safetensors"

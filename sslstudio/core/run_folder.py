@@ -1,0 +1,363 @@
+"""The only code that knows the file names inside a run folder and an adapted model's folder.
+
+Everything else asks these two classes for paths or for typed contents. Importing this module
+costs no torch, so the app can list runs before its engine has loaded.
+
+    RUN/
+      config.toml            every setting, the objective's knobs, the plan and the preprocessing
+      metrics.csv            one row per logged step
+      status.json            how the run ended (absent while it runs, or if it was killed)
+      skipped.csv            files of the folder that could not be used, with their reasons
+      scan_report.json       the scan's counts
+      embedding.npz          the last 2-D map of the monitor's sample
+      tokenizer.json         text runs: the tokenizer the encoder reads through
+      checkpoints/last.safetensors, checkpoints/previous.safetensors
+      cache/                 decoded images (large folders), features for adaptation
+      adapted/TIME-METHOD/   adapted models (AdaptedFolder)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.safetensors"
+PREVIOUS = "previous.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    status: str  # completed, cancelled, failed, interrupted (no status written: killed or running)
+    step: int
+    message: str = ""
+
+
+class RunFolder:
+    CONFIG = "config.toml"
+    METRICS = "metrics.csv"
+    STATUS = "status.json"
+    SKIPPED = "skipped.csv"
+    SCAN_REPORT = "scan_report.json"
+    SNAPSHOT = "embedding.npz"
+    CACHE = "cache"
+    ADAPTED = "adapted"
+    FEATURES = "features.npz"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # -- paths --------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / self.STATUS
+
+    @property
+    def skipped_path(self) -> Path:
+        return self.path / self.SKIPPED
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path / self.SNAPSHOT
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The last checkpoint; `checkpoint.read_checkpoint` falls back to the previous one."""
+        return self.path / CHECKPOINT_DIR / LAST
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path / self.CACHE
+
+    @property
+    def features_cache_path(self) -> Path:
+        return self.cache_dir / self.FEATURES
+
+    @property
+    def adapted_dir(self) -> Path:
+        return self.path / self.ADAPTED
+
+    # -- what it holds ------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    def never_checkpointed(self) -> bool:
+        """Holds nothing but a run's own files and no checkpoint: a run stopped (killed) before
+        its first one, which can only be started again from the beginning."""
+        if not self.path.is_dir() or self.has_checkpoint():
+            return False
+        names = {p.name for p in self.path.iterdir()}
+        own = {self.CONFIG, self.METRICS, self.STATUS, self.SKIPPED, self.SCAN_REPORT,
+               self.SNAPSHOT, self.CACHE, CHECKPOINT_DIR, TOKENIZER_FILE}
+        return bool(names) and names <= own
+
+    def has_checkpoint(self) -> bool:
+        """Resumable, embeddable and adaptable: its last or previous checkpoint exists."""
+        folder = self.path / CHECKPOINT_DIR
+        return (folder / LAST).exists() or (folder / PREVIOUS).exists()
+
+    def checkpoint_file(self) -> Path:
+        """The checkpoint file that exists, last before previous (for cache keys)."""
+        last = self.checkpoint_path
+        return last if last.exists() else last.with_name(PREVIOUS)
+
+    def settings(self) -> dict:
+        """config.toml as plain tables (train, objective, plan, preprocess)."""
+        from sslstudio.core.config import read_toml
+
+        return read_toml(self.config_path)
+
+    def read_config(self):
+        """(TrainConfig, objective config, preprocess table) as the run saved them."""
+        from sslstudio.core.train_config import load_run_config
+
+        return load_run_config(self.config_path)
+
+    def write_config(self, train, objective, preprocess: dict, plan: dict | None = None) -> None:
+        from sslstudio.core.train_config import save_run_config
+
+        save_run_config(self.config_path, train, objective, preprocess, plan)
+
+    def status(self) -> RunStatus:
+        if self.status_path.exists():
+            try:
+                data = json.loads(self.status_path.read_text())
+                return RunStatus(data.get("status", "interrupted"), int(data.get("step", 0)),
+                                 data.get("message", ""))
+            except (OSError, ValueError):
+                pass
+        steps = self.metrics()["step"]
+        return RunStatus("interrupted", int(steps[-1]) if len(steps) else 0)
+
+    def write_status(self, status: str, step: int, message: str = "") -> None:
+        atomic_write_text(self.status_path, json.dumps({"status": status, "step": step,
+                                                        "message": message}))
+
+    def clear_status(self) -> None:
+        """Running again: no longer finished."""
+        self.status_path.unlink(missing_ok=True)
+
+    def modified(self) -> float:
+        return max((p.stat().st_mtime for p in self.path.iterdir()), default=0.0)
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        """metrics.csv as one float array per column (NaN where a row has no value)."""
+        columns: dict[str, list[float]] = {}
+        if self.metrics_path.exists():
+            with open(self.metrics_path, newline="") as f:
+                reader = csv.DictReader(f)
+                names = reader.fieldnames or []
+                columns = {name: [] for name in names}
+                for row in reader:
+                    for name in names:
+                        value = row.get(name) or ""
+                        try:
+                            columns[name].append(float(value) if value else float("nan"))
+                        except ValueError:
+                            columns[name].append(float("nan"))
+        out = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+        out.setdefault("step", np.zeros(0))
+        return out
+
+    def snapshot(self) -> dict[str, np.ndarray] | None:
+        """The last 2-D map: step, indices, coords, labels."""
+        if not self.snapshot_path.exists():
+            return None
+        try:
+            with np.load(self.snapshot_path) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError):
+            return None
+
+    def write_snapshot(self, step: int, indices: np.ndarray, coords: np.ndarray,
+                       labels: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, step=step, indices=indices, coords=coords, labels=labels)
+        atomic_write_bytes(self.snapshot_path, buffer.getvalue())
+
+    def write_scan_report(self, report) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["path", "reason"])
+        writer.writerows(report.skipped)
+        atomic_write_text(self.skipped_path, buffer.getvalue())
+        atomic_write_text(self.path / self.SCAN_REPORT, json.dumps({
+            "root": report.root, "total_files": report.total_files, "usable": report.usable,
+            "ignored": report.ignored, "skipped": len(report.skipped),
+            "skipped_by_reason": report.skipped_by_reason(), "summary": report.summary(),
+        }, indent=2))
+
+    def adapted_models(self) -> list["AdaptedFolder"]:
+        """Adapted models of this run, oldest first."""
+        if not self.adapted_dir.is_dir():
+            return []
+        found = [AdaptedFolder(p) for p in self.adapted_dir.iterdir()
+                 if not p.name.startswith(".") and AdaptedFolder(p).is_adapted()]
+        return sorted(found, key=lambda a: a.modified())
+
+    def new_adapted_folder(self, method: str) -> "AdaptedFolder":
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        candidate, suffix = self.adapted_dir / f"{stamp}-{method}", 2
+        while candidate.exists():
+            candidate, suffix = self.adapted_dir / f"{stamp}-{method}-{suffix}", suffix + 1
+        return AdaptedFolder(candidate)
+
+
+@dataclass(frozen=True)
+class SavedPredictions:
+    items: list[str]  # item keys (or absolute paths, for `sslstudio predict` files)
+    labels: list[str]  # predicted class name per item
+    confidence: np.ndarray  # the top probability per item
+
+
+class AdaptedFolder:
+    INFO = "adapted.toml"
+    MODEL = "model.safetensors"
+    LORA = "lora.safetensors"
+    ESTIMATE = "estimate.json"
+    LABELS = "labels.csv"
+    PREDICTIONS = "predictions.csv"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"AdaptedFolder({str(self.path)!r})"
+
+    @property
+    def info_path(self) -> Path:
+        return self.path / self.INFO
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def lora_path(self) -> Path:
+        return self.path / self.LORA
+
+    @property
+    def estimate_path(self) -> Path:
+        return self.path / self.ESTIMATE
+
+    @property
+    def labels_path(self) -> Path:
+        return self.path / self.LABELS
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.path / self.PREDICTIONS
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+    def is_adapted(self) -> bool:
+        return self.info_path.is_file()
+
+    def is_complete(self) -> bool:
+        return self.is_adapted() and self.model_path.is_file()
+
+    def modified(self) -> float:
+        target = self.predictions_path if self.predictions_path.exists() else self.info_path
+        return target.stat().st_mtime
+
+    def info(self) -> dict:
+        from sslstudio.core.config import read_toml
+
+        return read_toml(self.info_path)
+
+    def write_info(self, tables: dict) -> None:
+        from sslstudio.core.config import write_toml
+
+        write_toml(self.info_path, tables)
+
+    def estimate(self):
+        """The saved cross-validated estimate, as the AdaptEstimate event the job yielded."""
+        from sslstudio.core.events import AdaptEstimate
+
+        saved = json.loads(self.estimate_path.read_text())
+        return AdaptEstimate(
+            saved["method"], saved["scheme"], saved["num_labels"], saved["accuracy"],
+            saved["ci_low"], saved["ci_high"], saved["balanced_accuracy"],
+            tuple(saved["class_names"]), np.array(saved["recall"]), np.array(saved["precision"]),
+            np.array(saved["support"]), np.array(saved["confusion"]),
+            np.array(saved.get("repeat_accuracies", [])), saved.get("epochs", 0))
+
+    def write_estimate(self, estimate) -> None:
+        atomic_write_text(self.estimate_path, json.dumps({
+            "method": estimate.method, "scheme": estimate.scheme, "num_labels": estimate.num_labels,
+            "accuracy": estimate.accuracy, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
+            "balanced_accuracy": estimate.balanced_accuracy, "epochs": estimate.epochs,
+            "class_names": list(estimate.class_names), "recall": estimate.recall.tolist(),
+            "precision": estimate.precision.tolist(), "support": estimate.support.tolist(),
+            "confusion": estimate.confusion.tolist(),
+            "repeat_accuracies": estimate.repeat_accuracies.tolist()}, indent=1))
+
+    def labels(self) -> dict[str, str]:
+        """item -> class name: what the model was trained on."""
+        from sslstudio.core.labels import read_label_csv
+
+        if not self.labels_path.exists():
+            return {}
+        return {row[0]: row[1] for _, row in read_label_csv(self.labels_path) if len(row) >= 2}
+
+    def write_labels(self, items: list[str], names: list[str]) -> None:
+        atomic_write_text(self.labels_path, _csv_text(["path", "label"], zip(items, names)))
+
+    def predictions(self) -> SavedPredictions:
+        return read_predictions(self.predictions_path)
+
+    def write_predictions(self, items: list[str], class_names, proba: np.ndarray) -> None:
+        write_predictions(self.predictions_path, items, class_names, proba)
+
+
+def predictions_csv(items: list[str], class_names, proba: np.ndarray) -> str:
+    predicted = proba.argmax(1)
+    return _csv_text(["path", "label", "confidence"],
+                     ([item, class_names[p], f"{row[p]:.4f}"]
+                      for item, p, row in zip(items, predicted, proba)))
+
+
+def write_predictions(path: Path, items: list[str], class_names, proba: np.ndarray) -> None:
+    """path,label,confidence: the top class and its probability per item."""
+    atomic_write_text(Path(path), predictions_csv(items, class_names, proba))
+
+
+def read_predictions(path: Path) -> SavedPredictions:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = list(csv.DictReader(f))
+    return SavedPredictions([r["path"] for r in rows], [r["label"] for r in rows],
+                            np.array([float(r["confidence"]) for r in rows], np.float32))
+
+
+def _csv_text(header: list[str], rows) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
