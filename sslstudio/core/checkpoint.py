@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load, save
 
 from sslstudio.core.fileio import fsync_dir
-from sslstudio.core.run_files import PREVIOUS, has_checkpoint  # noqa: F401 - part of this API
+from sslstudio.core.run_folder import PREVIOUS
 
 FORMAT = "sslstudio-checkpoint-1"
 _PARTIAL = ".last.safetensors.partial"

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from sslstudio.core.run_files import has_checkpoint
 from sslstudio.core.config import read_toml, write_toml
+from sslstudio.core.outputs import is_within
+from sslstudio.core.run_folder import RunFolder
 
 PROJECT_FILE = "sslstudio-project.toml"
 
@@ -31,8 +28,12 @@ class RunSummary:
     modified: float
 
     @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    @property
     def resumable(self) -> bool:
-        return self.status in ("cancelled", "interrupted") and has_checkpoint(self.path)
+        return self.status in ("cancelled", "interrupted") and self.folder.has_checkpoint()
 
 
 @dataclass
@@ -67,8 +68,6 @@ class Project:
                                               "format": 1})
 
     def set_data_dir(self, data_dir: str) -> None:
-        from sslstudio.core.outputs import is_within
-
         if is_within(self.path, Path(data_dir)):
             # Runs, caches and labels would be written into the data folder, which stays read-only.
             raise ProjectError(f"the project {self.path} lies inside the data folder {data_dir}; "
@@ -96,53 +95,13 @@ class Project:
     def runs(self) -> list[RunSummary]:
         if not self.runs_dir.is_dir():
             return []
-        found = [summarize_run(p) for p in self.runs_dir.iterdir() if (p / "config.toml").exists()]
+        found = [summarize_run(p) for p in self.runs_dir.iterdir() if RunFolder(p).is_run()]
         return sorted(found, key=lambda r: r.modified, reverse=True)
 
 
 def summarize_run(run_dir: Path) -> RunSummary:
-    config = read_toml(run_dir / "config.toml").get("train", {})
-    status_file = run_dir / "status.json"
-    status, step = "interrupted", 0
-    if status_file.exists():
-        try:
-            data = json.loads(status_file.read_text())
-            status, step = data.get("status", status), int(data.get("step", 0))
-        except (OSError, ValueError):
-            pass
-    else:
-        history = read_metrics(run_dir)
-        if len(history["step"]):
-            step = int(history["step"][-1])
-    modified = max((p.stat().st_mtime for p in run_dir.iterdir()), default=0.0)
-    return RunSummary(run_dir, run_dir.name, config.get("objective", "?"),
-                      config.get("backbone", "?"), status, step, modified)
-
-
-def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
-    """metrics.csv as one float array per column (NaN where a row has no value)."""
-    path = Path(run_dir) / "metrics.csv"
-    columns: dict[str, list[float]] = {}
-    if path.exists():
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            names = reader.fieldnames or []
-            columns = {name: [] for name in names}
-            for row in reader:
-                for name in names:
-                    value = row.get(name) or ""
-                    try:
-                        columns[name].append(float(value) if value else float("nan"))
-                    except ValueError:
-                        columns[name].append(float("nan"))
-    out = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
-    out.setdefault("step", np.zeros(0))
-    return out
-
-
-def read_snapshot(run_dir: Path) -> dict[str, np.ndarray] | None:
-    path = Path(run_dir) / "embedding.npz"
-    if not path.exists():
-        return None
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    folder = RunFolder(run_dir)
+    config = folder.settings().get("train", {})
+    status = folder.status()
+    return RunSummary(folder.path, folder.path.name, config.get("objective", "?"),
+                      config.get("backbone", "?"), status.status, status.step, folder.modified())

@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog, QFileDialog, QInputDialog, QMessageBox
 
-from sslstudio.core.run_files import has_checkpoint
+from sslstudio.core.run_folder import RunFolder
 from sslstudio.core.labels import LabelError, LabelStore
 from sslstudio.core.project_lock import ProjectLock, ProjectLocked
 
@@ -269,7 +269,7 @@ class LabellingMixin:
     # -- features, groups, suggestions --------------------------------------------------------
     def run_selected_for_labelling(self, summary) -> None:
         self._selected_run = summary
-        usable = has_checkpoint(summary.path)
+        usable = summary.folder.has_checkpoint()
         if self.labelling_run is not None and self.features is not None:
             text = f"Labelling with {self.labelling_run.name}."
         else:
@@ -282,7 +282,7 @@ class LabellingMixin:
         summary = self._selected_run
         if summary is None or self.data_set is None or self.controller.busy():
             return
-        if not has_checkpoint(summary.path):
+        if not summary.folder.has_checkpoint():
             QMessageBox.information(self, APP_NAME, f"Run {summary.name} has no checkpoint yet; "
                                     "train it (or let it save one) first.")
             return
@@ -472,34 +472,22 @@ class LabellingMixin:
 
     def _restore_latest_predictions(self) -> None:
         """The last classifier adapted from this run, shown again: nothing is lost on close."""
-        import csv
-        import json
-
-        from sslstudio.core.events import AdaptEstimate
-
-        root = self.labelling_run / "adapted"
-        folders = [p for p in root.glob("*") if (p / "predictions.csv").exists()] if root.is_dir() else []
-        if not folders:
+        models = [m for m in RunFolder(self.labelling_run).adapted_models()
+                  if m.predictions_path.exists()]
+        if not models:
             return
-        latest = max(folders, key=lambda p: (p / "predictions.csv").stat().st_mtime)
+        latest = models[-1]
         try:
-            with open(latest / "predictions.csv", newline="") as f:
-                rows = list(csv.DictReader(f))
-            confidence = np.array([float(r["confidence"]) for r in rows], np.float32)
+            saved = latest.predictions()
             # The file keeps the top probability only; it orders "least confident" as well.
-            self._show_predictions([r["path"] for r in rows], [r["label"] for r in rows],
-                                   confidence, confidence)
-            saved = json.loads((latest / "estimate.json").read_text())
+            self._show_predictions(saved.items, saved.labels, saved.confidence, saved.confidence)
+            estimate = latest.estimate()
         except (OSError, ValueError, KeyError):
             return
-        self.adapted_path = latest
+        self.adapted_path = latest.path
         self.adapt_panel.clear_results(comparing=False)
-        self.adapt_panel.show_estimate(AdaptEstimate(
-            saved["method"], saved["scheme"], saved["num_labels"], saved["accuracy"], saved["ci_low"],
-            saved["ci_high"], saved["balanced_accuracy"], tuple(saved["class_names"]),
-            np.array(saved["recall"]), np.array(saved["precision"]), np.array(saved["support"]),
-            np.array(saved["confusion"]), np.array(saved["repeat_accuracies"]), saved["epochs"]))
-        self.status_text.setText(f"Showing the predictions of {latest.name}, the last classifier "
+        self.adapt_panel.show_estimate(estimate)
+        self.status_text.setText(f"Showing the predictions of {latest.path.name}, the last classifier "
                                  f"adapted from {self.labelling_run.name}")
 
     def _adapt_finished(self, event) -> None:
@@ -525,13 +513,10 @@ class LabellingMixin:
             QMessageBox.information(self, APP_NAME, "Open a folder and train a run first.")
             return
         sources = []
-        runs = [r for r in self.project.runs() if has_checkpoint(r.path)]
+        runs = [r for r in self.project.runs() if r.folder.has_checkpoint()]
         for run in runs:
-            adapted_root = run.path / "adapted"
-            adapted = sorted((p for p in adapted_root.glob("*") if (p / "adapted.toml").exists()),
-                             key=lambda p: p.stat().st_mtime, reverse=True) if adapted_root.is_dir() else []
-            for folder in adapted:
-                sources.append((f"Classifier {folder.name} (on run {run.name})", folder, True))
+            for model in reversed(run.folder.adapted_models()):  # newest first
+                sources.append((f"Classifier {model.path.name} (on run {run.name})", model.path, True))
         for run in runs:
             sources.append((f"Encoder of run {run.name} ({run.objective} on {run.backbone})", run.path, False))
         if not sources:
@@ -594,7 +579,7 @@ class LabellingMixin:
         run = self._selected_run
         self.label_panel.prepare_button.setEnabled(
             not busy and has_data and run is not None
-            and has_checkpoint(run.path))
+            and run.folder.has_checkpoint())
         counts = np.bincount(self.label_of[self.label_of >= 0]) if len(self.label_of) else np.zeros(0)
         classes_labelled = int((counts > 0).sum())
         if self.features is None:

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QL
                                QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
 from sslstudio.core.labels import LabelStore
-from sslstudio.core.project import Project, ProjectError, read_metrics, read_snapshot
+from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import format_duration
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.history import RunHistory
@@ -410,10 +410,9 @@ class MainWindow(LabellingMixin, QMainWindow):
             QMessageBox.information(self, APP_NAME, f"Run {summary.name} is {summary.status}; "
                                     "only stopped or interrupted runs can be resumed.")
             return
-        from sslstudio.core.train_config import load_run_config
 
-        train_config, objective_config, _ = load_run_config(summary.path / "config.toml")
-        history = RunHistory.from_metrics(read_metrics(summary.path))
+        train_config, objective_config, _ = summary.folder.read_config()
+        history = RunHistory.from_metrics(summary.folder.metrics())
         self.banner.hide()
         self.controller.start_training(train_config, objective_config, resume=True)
         self.controller.history = history  # keep the curve drawn so far; new points append to it
@@ -563,8 +562,8 @@ class MainWindow(LabellingMixin, QMainWindow):
         if item is None or self.controller.busy():
             return
         summary = item.data(Qt.ItemDataRole.UserRole)
-        self.curves.set_history(RunHistory.from_metrics(read_metrics(summary.path)))
-        snapshot = read_snapshot(summary.path)
+        self.curves.set_history(RunHistory.from_metrics(summary.folder.metrics()))
+        snapshot = summary.folder.snapshot()
         if snapshot is not None and self.features is None:
             self.map.show_snapshot(snapshot["indices"], snapshot["coords"], snapshot["labels"],
                                    int(snapshot["step"]))
