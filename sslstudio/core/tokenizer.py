@@ -7,15 +7,26 @@ batch is one int64 array and the encoder finds padding by id alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD_ID = 0
 TOKENIZER_FILE = "tokenizer.json"
+# A text is cut to max_length * CHARS_PER_TOKEN characters before it is encoded. The tokenizer
+# tokenizes a whole text and only then truncates, at about 100 bytes a token, so an uncut long
+# document costs memory for every token it has only to keep max_length of them. Prose takes 4 to
+# 6 characters a token; only a run of tokens each longer than 32 characters could lose any.
+CHARS_PER_TOKEN = 32
+# Characters encoded in one call, which bounds encode_all's transient memory (the tokenizer's
+# working copy of each token is about 100 bytes) whatever the texts and max_length.
+ENCODE_CHUNK_CHARS = 2 * 2**20
+# Texts fetched at a time before they are cut: a folder too large to keep its texts reads them
+# back whole (up to text_folder.MAX_DOCUMENT_CHARS each), so a few at a time.
+READ_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,14 @@ class TextVocab:
 
 
 def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     if kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -89,15 +107,24 @@ def load_tokenizer(path: Path):
     return Tokenizer.from_file(str(path))
 
 
-def token_lengths(tokenizer, texts: list[str], sample: int = 2000, seed: int = 0) -> np.ndarray:
-    """Token counts (with [CLS] and [SEP]) of a sample of texts, before any truncation."""
+def token_lengths(tokenizer, texts: Sequence[str], sample: int = 2000, seed: int = 0,
+                  max_chars: int | None = None) -> np.ndarray:
+    """Token counts (with [CLS] and [SEP]) of a sample of texts, before any truncation; of their
+    first `max_chars` characters when given (a caller with a length ceiling needs no more)."""
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(texts), min(sample, len(texts)), replace=False)
+    # Sorted: a folder too large to keep its texts reads them from disk, fastest in file order.
+    picks = np.sort(rng.choice(len(texts), min(sample, len(texts)), replace=False))
     saved_truncation, saved_padding = tokenizer.truncation, tokenizer.padding
     tokenizer.no_truncation()
     tokenizer.no_padding()
     try:
-        return np.array([len(e.ids) for e in tokenizer.encode_batch([texts[i] for i in picks])])
+        lengths = []
+        for start in range(0, len(picks), READ_BLOCK):
+            batch = take(texts, picks[start:start + READ_BLOCK])
+            if max_chars:
+                batch = [text[:max_chars] for text in batch]
+            lengths.extend(len(e.ids) for e in tokenizer.encode_batch(batch))
+        return np.array(lengths, dtype=np.int64)
     finally:
         if saved_truncation:
             tokenizer.enable_truncation(**{k: v for k, v in saved_truncation.items()
@@ -108,14 +135,44 @@ def token_lengths(tokenizer, texts: list[str], sample: int = 2000, seed: int = 0
                                                  "length", "pad_to_multiple_of")})
 
 
-def encode_all(tokenizer, texts: list[str], chunk: int = 2048) -> Iterator:
-    """Token ids (N, max_length) int32 of every text; yields (done, total) as it goes."""
-    parts = []
-    for start in range(0, len(texts), chunk):
-        encodings = tokenizer.encode_batch(texts[start:start + chunk])
-        parts.append(np.array([e.ids for e in encodings], np.int32))
-        yield min(len(texts), start + chunk), len(texts)
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.int32)
+def encode_all(tokenizer, texts: Sequence[str], chunk: int = 2048) -> Iterator:
+    """Token ids (N, max_length) of every text; yields (done, total) as it goes.
+
+    The array is the one thing that grows with N, so it is uint16 when the vocabulary fits (the
+    default 8000 and BERT's 30522 do), half of int32, and filled in place chunk by chunk, where
+    concatenating parts would briefly hold it twice."""
+    total = len(texts)
+    dtype = np.uint16 if tokenizer.get_vocab_size() <= 2**16 else np.int32
+    truncation = tokenizer.truncation
+    max_chars = truncation["max_length"] * CHARS_PER_TOKEN if truncation else None
+    read = max(1, min(READ_BLOCK, ENCODE_CHUNK_CHARS // max_chars)) if max_chars else READ_BLOCK
+    ids = None
+    start = 0
+    while start < total:
+        # Up to `chunk` texts, fewer where they are long.
+        batch, chars, stop = [], 0, start
+        limit = min(total, start + chunk)
+        while stop < limit and chars < ENCODE_CHUNK_CHARS:
+            block = texts[stop:min(limit, stop + read)]
+            if max_chars:
+                block = [text[:max_chars] for text in block]
+            batch.extend(block)
+            chars += sum(map(len, block))
+            stop += len(block)
+        rows = np.array([e.ids for e in tokenizer.encode_batch(batch)], np.int32)
+        if ids is None:
+            ids = np.empty((total, rows.shape[1]), dtype)
+        ids[start:stop] = rows
+        yield stop, total
+        start = stop
+    return ids if ids is not None else np.zeros((0, 0), dtype)
+
+
+def take(texts: Sequence[str], indices) -> list[str]:
+    """texts[i] for each index; in one pass over the files for a folder read on demand."""
+    if hasattr(texts, "take"):
+        return texts.take(indices)
+    return [texts[i] for i in indices]
 
 
 def save_tokenizer_unpadded(source: Path, target: Path) -> None:

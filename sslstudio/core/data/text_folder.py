@@ -1,9 +1,13 @@
-"""A folder of text documents read into memory as strings.
+"""A folder of text documents, read as a stream.
 
 A .txt or .md file is one document; a .jsonl or .csv file holds one document per record. Every
 way a real folder can be awkward (legacy encodings, binary files named .txt, records without the
-text field) ends either as a usable document or as a skipped entry with a reason a person can act
-on. Tokenising is left to the trainer.
+text field, a 43 MB document on a single line, a 1 GB .jsonl) ends either as a usable document or
+as a skipped entry with a reason a person can act on. Tokenising is left to the trainer.
+
+Memory follows the number of documents, not the size of the files: a record file is read a line
+at a time, every document is cut to MAX_DOCUMENT_CHARS as it is read, and a folder whose documents
+outgrow INLINE_BUDGET_BYTES keeps only where each one lies and reads it back when asked for.
 """
 
 from __future__ import annotations
@@ -11,26 +15,57 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import math
+import operator
 import os
+import re
 import time
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from sslstudio.core.control import RunControl
 from sslstudio.core.data.images import IMAGE_EXTENSIONS, SkipItem
-from sslstudio.core.data.scan import DataError, ScanReport, list_folder
+from sslstudio.core.data.scan import (
+    DataError,
+    ScanReport,
+    list_folder,
+    not_regular_reason,
+    os_error_reason,
+)
 from sslstudio.core.events import ScanFinished, ScanProgress
 
 TEXT_EXTENSIONS = frozenset({".txt", ".md", ".jsonl", ".csv"})
 RECORD_EXTENSIONS = frozenset({".jsonl", ".csv"})
 
 CHUNK = 256
+# Training reads at most a document's first max_length tokens, and max_length is at most 4096
+# (the knob's ceiling), so a document is cut to 256 Ki characters as it is read: 64 characters a
+# token at that ceiling, where prose takes 4 to 6, so the cut never shows in what is trained on.
+# Uncut, a 43 MB single-line .txt went whole through the tokenizer and peaked at 10 GB.
+MAX_DOCUMENT_CHARS = 256 * 1024
+# Bytes enough for that many characters in any encoding read here (4 a character at most, in
+# UTF-8 and UTF-32), and a byte-order mark.
+MAX_DOCUMENT_BYTES = 4 * MAX_DOCUMENT_CHARS + 4
+# A record is parsed whole before its text is cut, so one JSON line or CSV row is bounded on its
+# own: a line past this is left out without being held in memory.
+MAX_RECORD_BYTES = 16 * 2**20
+# Documents stay in memory as strings while they fit in this. A larger folder keeps only where
+# each one lies (about 30 bytes) and reads it back on demand: memory then follows the item count,
+# and a 1 GB .jsonl trains in well under 2 GB.
+INLINE_BUDGET_BYTES = 128 * 2**20
+# What one kept document costs besides its characters: its string and key objects, list slots.
+_INLINE_OVERHEAD = 128
+# A .txt or .md this large is a dump rather than a document, and only its first page would be
+# read; it is skipped with a reason saying so. Record files have no such limit: they are streamed.
 MAX_FILE_BYTES = 50 * 2**20
+# A large record file reports progress, and can be cancelled, within the file.
+RECORDS_PER_PROGRESS = 50_000
 BINARY_PROBE_BYTES = 8192
 MAX_CONTROL_SHARE = 0.30
 CSV_DELIMITERS = ",;\t|"
@@ -38,27 +73,41 @@ CSV_SNIFF_CHARS = 16384
 # Below this share the minority kind is most likely stray files (a README, a few thumbnails).
 MIXED_MINORITY_SHARE = 0.05
 MAX_NAMES_IN_REASON = 12
+_VIEW_BLOCK = 1024
 
-# UTF-32 LE must be tried before UTF-16 LE: its BOM starts with the UTF-16 LE one.
+# UTF-32 LE must be tried before UTF-16 LE: its BOM starts with the UTF-16 LE one. The last name
+# decodes what follows the mark, which is what reading a record back from its offset needs.
 _WIDE_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32", "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16", "utf-16-be"),
 )
 _ALLOWED_CONTROL_BYTES = np.array([9, 10, 12, 13], np.uint8)  # \t \n \f \r
+_FALLBACK_RANK = {None: 0, "cp1252": 1, "latin-1": 2}
+# A lone \r ends a CSV row, as it did when the file was read through io.StringIO(newline="").
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+# O_NONBLOCK: a file swapped for a named pipe after it was listed must not block the open waiting
+# for a writer; regular files ignore the flag.
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))
 
 
 @dataclass
 class TextFolderData:
     root: Path
-    items: list[str]  # relative posix path, plus "#n" for the n-th record of a .jsonl or .csv
-    texts: list[str]
+    # Relative posix path, plus "#n" for the n-th record of a .jsonl or .csv. Lists for a folder
+    # within INLINE_BUDGET_BYTES; for a larger one, read-only sequences that read on demand
+    # (texts from the files themselves, so they raise DataError if a file changed since the scan).
+    items: Sequence[str]
+    texts: Sequence[str]
     labels: np.ndarray  # int64, -1 where unlabelled
     class_names: tuple[str, ...]
     report: ScanReport
     encodings: dict[str, str] = field(default_factory=dict)  # relative path -> fallback encoding
     modality: str = "text"
+    # Files holding a document longer than MAX_DOCUMENT_CHARS, of which only the start is kept.
+    truncated: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -68,8 +117,11 @@ class TextFolderData:
         return bool((self.labels >= 0).any())
 
     @property
-    def paths(self) -> list[Path]:
+    def paths(self) -> Sequence[Path]:
         """The file each document came from, one per document (records share their file's)."""
+        if isinstance(self.items, _View):
+            store, root = self.items.store, self.root
+            return _View(store, lambda indices: [root / name for name in store.files(indices)])
         return [self.root / item_file(item) for item in self.items]
 
 
@@ -91,49 +143,75 @@ def load_text_folder(
     """Scan and read `root`. Yields progress; returns the data (use `yield from`)."""
     started = time.monotonic()
     listing = list_folder(root, TEXT_EXTENSIONS, labels_from_folders)
+    unopened = list(getattr(listing, "skipped", []))  # pipes, devices: never opened
     if not listing.paths:
+        if unopened:
+            report = ScanReport(str(listing.root), len(unopened), 0, listing.ignored, unopened)
+            raise DataError(f"none of the {len(unopened)} text files in {listing.root} could be "
+                            f"read: {report.summary()}")
         raise DataError(_nothing_to_read(listing.root, listing.ignored, text_field))
     total = len(listing.paths)
-    items: list[str] = []
-    texts: list[str] = []
-    labels: list[int] = []
+    found = _Found()
+    sources: list[_Source] = []
     skipped: list[tuple[str, str]] = []
     encodings: dict[str, str] = {}
-    usable_files = 0
+    truncated: list[str] = []
     for index, (path, label) in enumerate(zip(listing.paths, listing.labels)):
         relative = path.relative_to(listing.root).as_posix()
+        mark = len(found)
+        reading = _file_documents(path, relative, text_field)
         try:
-            documents, encoding, partly_unusable = _read_documents(path, relative, text_field)
+            while True:
+                try:
+                    number, start, end, text = next(reading)
+                except StopIteration as stop:
+                    source, encoding, partly_unusable, cut = stop.value
+                    break
+                found.add(len(sources), number, start, end, label, text, relative)
+                if (len(found) - mark) % RECORDS_PER_PROGRESS == 0:
+                    yield ScanProgress(index, total, len(skipped) + len(unopened), path.name)
+                    if control is not None:
+                        control.checkpoint()
         except SkipItem as reason:
+            found.rollback(mark)
             skipped.append((relative, str(reason)))
         except MemoryError:
+            found.rollback(mark)
             skipped.append((relative, "not enough memory to read"))
         else:
-            usable_files += 1
-            for key, text in documents:
-                items.append(key)
-                texts.append(text)
-                labels.append(label)
+            sources.append(source)
             if encoding is not None:
                 encodings[relative] = encoding
             if partly_unusable is not None:
                 skipped.append((relative, partly_unusable))
+            if cut:
+                truncated.append(relative)
+        finally:
+            reading.close()
         done = index + 1
         if done % CHUNK == 0 or done == total:
-            yield ScanProgress(done, total, len(skipped), path.name)
+            yield ScanProgress(done, total, len(skipped) + len(unopened), path.name)
             if control is not None:
                 control.checkpoint()
 
-    report = ScanReport(str(listing.root), total, usable_files, listing.ignored, skipped)
-    yield ScanFinished(total, usable_files, len(skipped), report.skipped_by_reason(),
-                       time.monotonic() - started)
+    all_skipped = sorted(unopened + skipped)
+    report = ScanReport(str(listing.root), total + len(unopened), len(sources), listing.ignored,
+                        all_skipped)
+    yield ScanFinished(report.total_files, len(sources), len(all_skipped),
+                       report.skipped_by_reason(), time.monotonic() - started)
     if control is not None:
         control.checkpoint()
-    if not texts:
-        raise DataError(f"none of the {total} text files in {listing.root} held a usable document "
-                        f"({_expected(text_field)}): {report.summary()}")
-    return TextFolderData(listing.root, items, texts, np.asarray(labels, dtype=np.int64),
-                          listing.class_names, report, encodings)
+    if not len(found):
+        raise DataError(f"none of the {report.total_files} text files in {listing.root} held a "
+                        f"usable document ({_expected(text_field)}): {report.summary()}")
+    labels = np.frombuffer(found.labels, dtype=np.int64).copy()
+    if found.texts is not None:
+        texts, items = found.texts, found.items
+    else:
+        store = found.store(tuple(sources))
+        texts, items = _View(store, store.texts), _View(store, store.keys)
+    return TextFolderData(listing.root, items, texts, labels, listing.class_names, report,
+                          encodings, truncated=truncated)
 
 
 def detect_modality(root: Path, probe: int = 5000) -> str:
@@ -192,52 +270,260 @@ def _nothing_to_read(root: Path, ignored: int, text_field: str) -> str:
     return f"no text documents in {root}{hint}; {_expected(text_field)}"
 
 
+# -- where documents lie, and reading them back ----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Source:
+    """Enough about one usable file to read any of its documents back from its byte span."""
+
+    path: Path
+    relative: str
+    kind: str  # "document" (.txt, .md), "jsonl" or "csv"
+    text_field: str
+    size: int
+    mtime_ns: int
+    wide_codec: str | None = None  # "utf-16-le" and the like, where a byte-order mark said so
+    truncated: bool = False  # a document file read only up to MAX_DOCUMENT_BYTES
+    delimiter: str = ","
+    column: int = -1
+    columns: int = 0
+
+
+class _Found:
+    """The documents read so far. Where each one lies is always kept, a few bytes apiece; the
+    texts and keys themselves only until they outgrow INLINE_BUDGET_BYTES."""
+
+    def __init__(self) -> None:
+        self.file_index = array("i")
+        self.number = array("q")  # record number in its file; 0 for a whole-file document
+        self.start = array("q")
+        self.end = array("q")
+        self.labels = array("q")
+        self.texts: list[str] | None = []
+        self.items: list[str] | None = []
+        self.inline_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.file_index)
+
+    def add(self, file: int, number: int, start: int, end: int, label: int, text: str,
+            relative: str) -> None:
+        self.file_index.append(file)
+        self.number.append(number)
+        self.start.append(start)
+        self.end.append(end)
+        self.labels.append(label)
+        if self.texts is None:
+            return
+        key = f"{relative}#{number}" if number else relative
+        self.inline_bytes += len(text) + len(key) + _INLINE_OVERHEAD
+        if self.inline_bytes > INLINE_BUDGET_BYTES:
+            self.texts = self.items = None  # from here on, read back from the files
+        else:
+            self.texts.append(text)
+            self.items.append(key)
+
+    def rollback(self, mark: int) -> None:
+        """Forget what a file yielded before it turned out unusable."""
+        for column in (self.file_index, self.number, self.start, self.end, self.labels):
+            del column[mark:]
+        if self.texts is not None:
+            del self.texts[mark:]
+            del self.items[mark:]
+
+    def store(self, sources: tuple[_Source, ...]) -> _Store:
+        return _Store(sources, np.frombuffer(self.file_index, np.int32),
+                      np.frombuffer(self.number, np.int64), np.frombuffer(self.start, np.int64),
+                      np.frombuffer(self.end, np.int64))
+
+
+class _Store:
+    """A large folder's documents as (file, record number, byte span): 28 bytes each, read back
+    from the file when asked for."""
+
+    def __init__(self, sources: tuple[_Source, ...], file_index: np.ndarray, number: np.ndarray,
+                 start: np.ndarray, end: np.ndarray) -> None:
+        self.sources = sources
+        self.file_index, self.number, self.start, self.end = file_index, number, start, end
+
+    def __len__(self) -> int:
+        return len(self.file_index)
+
+    def files(self, indices: Iterable[int]) -> list[str]:
+        return [self.sources[self.file_index[i]].relative for i in indices]
+
+    def keys(self, indices: Iterable[int]) -> list[str]:
+        keys = []
+        for i in indices:
+            relative, number = self.sources[self.file_index[i]].relative, int(self.number[i])
+            keys.append(f"{relative}#{number}" if number else relative)
+        return keys
+
+    def texts(self, indices: Iterable[int]) -> list[str]:
+        """The documents at `indices`; one open per run of documents from the same file, so
+        ascending indices read each file once, front to back."""
+        texts = []
+        handle, current = None, -1
+        try:
+            for i in indices:
+                file = int(self.file_index[i])
+                if file != current:
+                    if handle is not None:
+                        handle.close()
+                    handle, current = None, file
+                    handle = self._open(self.sources[file])
+                start, end = int(self.start[i]), int(self.end[i])
+                handle.seek(start)
+                texts.append(self._text(self.sources[file], handle.read(end - start)))
+        finally:
+            if handle is not None:
+                handle.close()
+        return texts
+
+    @staticmethod
+    def _open(source: _Source):
+        try:
+            handle = _open_file(source.path)
+        except OSError as error:
+            reason = os_error_reason(error) or f"unreadable: {error.strerror or error}"
+            raise DataError(f"{source.relative} can no longer be read ({reason}); "
+                            "scan the folder again") from None
+        try:
+            info = os.fstat(handle.fileno())
+        except BaseException:
+            handle.close()
+            raise
+        if (info.st_size, info.st_mtime_ns) != (source.size, source.mtime_ns):
+            handle.close()
+            raise DataError(_changed(source))
+        return handle
+
+    @staticmethod
+    def _text(source: _Source, raw: bytes) -> str:
+        try:
+            if source.kind == "document":
+                return _document_text(raw, source.truncated)[0]
+            lines = _span_lines(raw, source.wide_codec)
+            if source.kind == "jsonl":
+                document = json.loads("".join(lines).strip())[source.text_field]
+                return _cap(document.strip())
+            _allow_large_csv_fields()
+            pieces = [piece for line in lines for piece in _csv_pieces(line)]
+            row = next(csv.reader(pieces, delimiter=source.delimiter))
+            return _cap(_csv_cell(row, source.column, source.columns, source.delimiter))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, StopIteration,
+                csv.Error):
+            # The same bytes parsed at the scan; a file edited in place within the same second
+            # on a coarse-clock file system is the one way here.
+            raise DataError(_changed(source)) from None
+
+
+def _changed(source: _Source) -> str:
+    return f"{source.relative} changed after the folder was scanned; scan it again"
+
+
+class _View(Sequence):
+    """A read-only list of what `fetch` makes of each document index, made when asked for."""
+
+    def __init__(self, store: _Store, fetch: Callable[[Iterable[int]], list]) -> None:
+        self.store = store
+        self._fetch = fetch
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._fetch(range(*index.indices(len(self))))
+        index = operator.index(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("document index out of range")
+        return self._fetch((index,))[0]
+
+    def take(self, indices: Iterable[int]) -> list:
+        """Many items at once, in the order asked; ascending indices read fastest."""
+        indices = [operator.index(i) for i in indices]
+        if any(not 0 <= i < len(self) for i in indices):
+            raise IndexError("document index out of range")
+        return self._fetch(indices)
+
+    def __iter__(self) -> Iterator:
+        for start in range(0, len(self), _VIEW_BLOCK):
+            yield from self._fetch(range(start, min(len(self), start + _VIEW_BLOCK)))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} items read from their files on demand>"
+
+
+# -- reading a file ----------------------------------------------------------------------------------
+
 def _open_file(path: Path):
-    return open(path, "rb")
+    return os.fdopen(os.open(path, _OPEN_FLAGS), "rb")
 
 
-def _read_documents(path: Path, relative: str, text_field: str
-                    ) -> tuple[list[tuple[str, str]], str | None, str | None]:
-    """(key, text) pairs, the fallback encoding if one was needed, and a partly-unusable reason."""
-    text, encoding = _decode(_read_bytes(path))
-    if not text.strip():
-        raise SkipItem("empty file (whitespace only)")
+def _file_documents(path: Path, relative: str, text_field: str
+                    ) -> Generator[tuple[int, int, int, str], None,
+                                   tuple[_Source, str | None, str | None, bool]]:
+    """Yields (record number, start byte, end byte, text) for each document of one file, the
+    text cut to MAX_DOCUMENT_CHARS; returns the file's source, the fallback encoding if one was
+    needed, a partly-unusable reason and whether a document was cut. Raises SkipItem, possibly
+    after yielding: the caller forgets what it had."""
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        records, partly_unusable = _jsonl_records(text, text_field)
-    elif suffix == ".csv":
-        records, partly_unusable = _csv_records(text, text_field)
-    else:
-        # Windows and Unix line endings should give the same document.
-        return [(relative, text.replace("\r\n", "\n").strip())], encoding, None
-    documents = [(f"{relative}#{number}", record) for number, record in records]
-    return documents, encoding, partly_unusable
-
-
-def _read_bytes(path: Path) -> bytes:
+    kind = suffix[1:] if suffix in RECORD_EXTENSIONS else "document"
     try:
-        size = os.path.getsize(path)
-        if size == 0:
-            raise SkipItem("empty file (0 bytes)")
-        if size > MAX_FILE_BYTES:
-            raise SkipItem(_too_large(size))
         with _open_file(path) as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+            info = os.fstat(handle.fileno())
+            problem = not_regular_reason(info.st_mode)
+            if problem is not None:
+                raise SkipItem(problem)
+            if info.st_size == 0:
+                raise SkipItem("empty file (0 bytes)")
+            if kind == "document" and info.st_size > MAX_FILE_BYTES:
+                raise SkipItem(_too_large(info.st_size))
+            head = handle.read(BINARY_PROBE_BYTES)
+            if _looks_binary(head):
+                raise SkipItem("binary file, not text")
+            source = _Source(path, relative, kind, text_field, info.st_size, info.st_mtime_ns)
+            if kind == "document":
+                handle.seek(0)
+                raw = handle.read(MAX_DOCUMENT_BYTES + 1)
+                truncated = len(raw) > MAX_DOCUMENT_BYTES
+                raw = raw[:MAX_DOCUMENT_BYTES]
+                text, encoding, cut = _document_text(raw, truncated)
+                if not text:
+                    raise SkipItem(f"no text in its first {MAX_DOCUMENT_BYTES // 2**20} MB"
+                                   if truncated else "empty file (whitespace only)")
+                yield 0, 0, len(raw), text
+                return replace(source, truncated=truncated), encoding, None, cut
+            wide = next(((name, codec) for bom, name, codec in _WIDE_BOMS if head.startswith(bom)),
+                        None)
+            source = replace(source, wide_codec=wide[1] if wide else None)
+            lines = _file_lines(handle, head, source.wide_codec)
+            try:
+                if kind == "jsonl":
+                    encoding, partly_unusable, cut = yield from _jsonl_documents(lines, text_field)
+                else:
+                    (delimiter, column, columns), encoding, partly_unusable, cut = yield from \
+                        _csv_documents(lines, text_field, source.wide_codec)
+                    source = replace(source, delimiter=delimiter, column=column, columns=columns)
+            except UnicodeDecodeError:
+                if wide is None:
+                    raise
+                raise SkipItem(f"not {wide[0].upper()} text, though it starts like it") from None
+            return source, wide[0] if wide else encoding, partly_unusable, cut
     except SkipItem:
         raise
-    except PermissionError:
-        raise SkipItem("unreadable: permission denied") from None
-    except FileNotFoundError:
-        raise SkipItem("file vanished or is a broken link") from None
-    except IsADirectoryError:
-        raise SkipItem("is a folder, not a file") from None
     except OSError as error:
-        raise SkipItem(f"unreadable: {error.strerror or error}") from None
-    if len(raw) > MAX_FILE_BYTES:  # it grew after the size check
-        raise SkipItem(_too_large(len(raw)))
-    if _looks_binary(raw):
-        raise SkipItem("binary file, not text")
-    return raw
+        raise SkipItem(os_error_reason(error) or f"unreadable: {error.strerror or error}") from None
 
 
 def _too_large(size: int) -> str:
@@ -247,7 +533,7 @@ def _too_large(size: int) -> str:
 
 def _looks_binary(raw: bytes) -> bool:
     # UTF-16 and UTF-32 text is full of NUL bytes; its BOM is what tells it apart from binary.
-    if raw.startswith(tuple(bom for bom, _ in _WIDE_BOMS)):
+    if raw.startswith(tuple(bom for bom, _, _ in _WIDE_BOMS)):
         return False
     head = raw[:BINARY_PROBE_BYTES]
     if b"\0" in head:
@@ -257,17 +543,31 @@ def _looks_binary(raw: bytes) -> bool:
     return bool(control.mean() > MAX_CONTROL_SHARE)
 
 
-def _decode(raw: bytes) -> tuple[str, str | None]:
-    """The text, and the encoding used when it was not UTF-8."""
-    for bom, codec in _WIDE_BOMS:
+def _document_text(raw: bytes, truncated: bool) -> tuple[str, str | None, bool]:
+    """A .txt or .md document from its first bytes: the text (cut to MAX_DOCUMENT_CHARS), the
+    fallback encoding if one was needed, and whether it was cut."""
+    text, encoding = _decode(raw, final=not truncated)
+    # Windows and Unix line endings should give the same document.
+    text = text.replace("\r\n", "\n").strip()
+    return _cap(text), encoding, truncated or len(text) > MAX_DOCUMENT_CHARS
+
+
+def _cap(text: str) -> str:
+    return text[:MAX_DOCUMENT_CHARS]
+
+
+def _decode(raw: bytes, final: bool = True) -> tuple[str, str | None]:
+    """The text, and the encoding used when it was not UTF-8. `final` is False for the first
+    bytes of a longer file, which may end inside a character."""
+    for bom, name, _ in _WIDE_BOMS:
         if raw.startswith(bom):
             try:
-                return raw.decode(codec), codec
+                return _decode_part(raw, name, final), name
             except UnicodeDecodeError:
                 break
     raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
-        return raw.decode("utf-8"), None
+        return _decode_part(raw, "utf-8", final), None
     except UnicodeDecodeError:
         pass
     # cp1252 is what most non-UTF-8 text files from Windows are; it leaves five bytes undefined,
@@ -278,17 +578,118 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
         return raw.decode("latin-1"), "latin-1"
 
 
-def _jsonl_records(text: str, text_field: str) -> tuple[list[tuple[int, str]], str | None]:
-    records: list[tuple[int, str]] = []
+def _decode_part(raw: bytes, codec: str, final: bool) -> str:
+    # Incremental, so that a character cut by the end of the bytes read is left out rather than
+    # making the whole file undecodable.
+    return codecs.getincrementaldecoder(codec)("strict").decode(raw, final)
+
+
+def _decode_line(raw: bytes) -> tuple[str, str | None]:
+    """One line of a record file: UTF-8, else cp1252, else latin-1. Decided line by line, as the
+    file is streamed; a stray legacy byte also no longer turns a whole UTF-8 file to mojibake."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1"
+
+
+def _worse(a: str | None, b: str | None) -> str | None:
+    return a if _FALLBACK_RANK[a] >= _FALLBACK_RANK[b] else b
+
+
+def _file_lines(handle, head: bytes, wide_codec: str | None
+                ) -> Iterator[tuple[int, int, str | None, str | None]]:
+    """(start byte, end byte, text, fallback encoding) for each line, newline kept, split on
+    "\\n" only (JSON strings may hold U+2028 and others that splitlines() would split on). The
+    text is None for a line over MAX_RECORD_BYTES, which is passed over without being held."""
+    if wide_codec is not None:
+        yield from _wide_lines(handle, wide_codec)
+        return
+    offset = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+    handle.seek(offset)
+    while True:
+        line = handle.readline(MAX_RECORD_BYTES + 1)
+        if not line:
+            return
+        start, offset = offset, offset + len(line)
+        if len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n"):
+            del line
+            offset += _skip_line(handle.readline, b"\n", len)
+            yield start, offset, None, None
+        else:
+            text, fallback = _decode_line(line)
+            yield start, offset, text, fallback
+
+
+def _wide_lines(handle, codec: str) -> Iterator[tuple[int, int, str | None, str | None]]:
+    bom = next(bom for bom, _, name in _WIDE_BOMS if name == codec)
+    handle.seek(len(bom))
+    stream = io.TextIOWrapper(handle, encoding=codec, errors="strict", newline="\n")
+    limit = MAX_RECORD_BYTES // (4 if "32" in codec else 2)
+    offset = len(bom)
+    try:
+        while True:
+            line = stream.readline(limit + 1)
+            if not line:
+                return
+            start, offset = offset, offset + len(line.encode(codec))
+            if len(line) > limit and not line.endswith("\n"):
+                del line
+                offset += _skip_line(stream.readline, "\n", lambda part: len(part.encode(codec)))
+                yield start, offset, None, None
+            else:
+                yield start, offset, line, None
+    finally:
+        stream.detach()  # the handle belongs to the caller's `with`
+
+
+def _skip_line(readline: Callable[[int], bytes | str], newline: bytes | str,
+               size_of: Callable[[bytes | str], int]) -> int:
+    """Reads to the end of an overlong line a megabyte at a time; returns how many bytes."""
+    skipped = 0
+    while True:
+        part = readline(2**20)
+        skipped += size_of(part)
+        if not part or part.endswith(newline):
+            return skipped
+
+
+def _span_lines(raw: bytes, wide_codec: str | None) -> list[str]:
+    """A record's bytes as lines again, decoded as the scan decoded them."""
+    if wide_codec is not None:
+        return _split_keeping(raw.decode(wide_codec), "\n")
+    return [_decode_line(line)[0] for line in _split_keeping(raw, b"\n")]
+
+
+def _split_keeping(text, newline):
+    parts = text.split(newline)
+    lines = [part + newline for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _jsonl_documents(lines: Iterator, text_field: str
+                     ) -> Generator[tuple[int, int, int, str], None, tuple[str | None, str | None, bool]]:
     problems: dict[str, None] = {}  # an ordered set: the reason lists them as first met
-    attempted = 0
-    first_object: dict | None = None
-    # Not splitlines(): JSON strings may hold U+2028 and other characters it would split on.
-    for number, line in enumerate(text.split("\n"), start=1):
+    attempted = usable = 0
+    first_fields: list[str] | None = None
+    fallback: str | None = None
+    cut = False
+    for number, (start, end, line, line_fallback) in enumerate(lines, start=1):
+        if line is None:
+            attempted += 1
+            problems[f"line over {_record_limit()}"] = None
+            continue
         line = line.strip()
         if not line:
             continue
         attempted += 1
+        fallback = _worse(fallback, line_fallback)
         try:
             value = json.loads(line)
         except (ValueError, RecursionError):
@@ -297,34 +698,68 @@ def _jsonl_records(text: str, text_field: str) -> tuple[list[tuple[int, str]], s
         if not isinstance(value, dict):
             problems["not a JSON object"] = None
             continue
-        if first_object is None:
-            first_object = value
+        if first_fields is None:
+            first_fields = list(value)
         document = value.get(text_field)
         if text_field not in value:
             problems[f"no '{text_field}' field"] = None
         elif not isinstance(document, str) or not document.strip():
             problems[f"'{text_field}' empty or not text"] = None
         else:
-            records.append((number, document.strip()))
-    if not records:
-        if first_object is None:
+            document = document.strip()
+            cut = cut or len(document) > MAX_DOCUMENT_CHARS
+            usable += 1
+            yield number, start, end, _cap(document)
+    if not usable:
+        if not attempted:
+            raise SkipItem("empty file (whitespace only)")
+        if first_fields is None:
+            if len(problems) == 1 and not problems.keys() & {"not JSON", "not a JSON object"}:
+                raise SkipItem(f"no usable records (every {next(iter(problems))})")
             raise SkipItem("not JSON Lines (no line holds a JSON object)")
-        if text_field not in first_object:
-            raise SkipItem(f"no '{text_field}' field ({_names('fields', list(first_object))})")
+        if text_field not in first_fields:
+            raise SkipItem(f"no '{text_field}' field ({_names('fields', first_fields)})")
         raise SkipItem(f"no usable '{text_field}' values ({', '.join(problems)})")
-    return records, _partly_unusable(len(records), attempted, problems)
+    return fallback, _partly_unusable(usable, attempted, problems), cut
 
 
-def _csv_records(text: str, text_field: str) -> tuple[list[tuple[int, str]], str | None]:
+class _Cursor:
+    """Where the CSV reader has got to in the file; csv.reader pulls one line at a time and
+    never reads ahead, so the end of its last line is the end of the row it returns."""
+
+    def __init__(self, offset: int, wide_codec: str | None) -> None:
+        self.row_start = self.end = offset
+        self.wide_codec = wide_codec
+        self.fallback: str | None = None
+        self.any_text = False
+
+
+def _csv_documents(lines: Iterator, text_field: str, wide_codec: str | None
+                   ) -> Generator[tuple[int, int, int, str], None,
+                                  tuple[tuple[str, int, int], str | None, str | None, bool]]:
     _allow_large_csv_fields()
-    delimiter = _csv_delimiter(text, text_field)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    records: list[tuple[int, str]] = []
+    head = []
+    chars = 0
+    for entry in lines:
+        head.append(entry)
+        if entry[2] is None:
+            break
+        chars += len(entry[2])
+        if chars >= CSV_SNIFF_CHARS:
+            break
+    if not head:
+        raise SkipItem("empty file (whitespace only)")
+    delimiter = _csv_delimiter("".join(e[2] for e in head if e[2] is not None)[:CSV_SNIFF_CHARS],
+                               text_field)
+    cursor = _Cursor(head[0][0], wide_codec)
+    reader = csv.reader(_csv_feed(itertools.chain(head, lines), cursor), delimiter=delimiter)
     header: list[str] | None = None
     column = -1
-    number = attempted = 0
+    number = attempted = usable = 0
+    cut = False
     try:
         for row in reader:
+            start, cursor.row_start = cursor.row_start, cursor.end
             if header is None:
                 if _is_blank(row):
                     continue
@@ -338,28 +773,66 @@ def _csv_records(text: str, text_field: str) -> tuple[list[tuple[int, str]], str
             if _is_blank(row):
                 continue
             attempted += 1
-            if column == len(header) - 1:
-                # Extra cells past a last text column are its own unquoted delimiters
-                # ("id,text" over "1,Well, fine"): the writer meant them as text.
-                cell = delimiter.join(row[column:]).strip()
-            else:
-                cell = row[column].strip() if column < len(row) else ""
+            cell = _csv_cell(row, column, len(header), delimiter)
             if cell:
-                records.append((number, cell))
+                cut = cut or len(cell) > MAX_DOCUMENT_CHARS
+                usable += 1
+                yield number, start, cursor.row_start, _cap(cell)
     except csv.Error as error:
         raise SkipItem(f"malformed CSV: {error}") from None
     if header is None:
-        raise SkipItem("empty file (no header row)")
+        raise SkipItem("empty file (no header row)" if cursor.any_text
+                       else "empty file (whitespace only)")
     if not attempted:
         raise SkipItem("no rows under the header")
-    if not records:
+    if not usable:
         raise SkipItem(f"'{text_field}' column is empty in every row")
     problems = {f"empty '{text_field}' cell": None}
-    return records, _partly_unusable(len(records), attempted, problems)
+    return ((delimiter, column, len(header)), cursor.fallback,
+            _partly_unusable(usable, attempted, problems), cut)
 
 
-def _csv_delimiter(text: str, text_field: str) -> str:
-    sample = text[:CSV_SNIFF_CHARS]
+def _csv_feed(lines: Iterable, cursor: _Cursor) -> Iterator[str]:
+    limit = _record_limit()
+    for start, end, text, fallback in lines:
+        if text is None:
+            raise SkipItem(f"malformed CSV: a line over {limit}")
+        cursor.fallback = _worse(cursor.fallback, fallback)
+        cursor.any_text = cursor.any_text or bool(text.strip())
+        pieces = _csv_pieces(text)
+        ends = [end]
+        if len(pieces) > 1:
+            codec = cursor.wide_codec or fallback or "utf-8"
+            ends = list(itertools.accumulate((len(p.encode(codec)) for p in pieces), initial=start))[1:]
+        for piece, piece_end in zip(pieces, ends):
+            cursor.end = piece_end
+            if cursor.end - cursor.row_start > MAX_RECORD_BYTES:
+                # A quote left open swallows the rest of the file into one cell.
+                raise SkipItem(f"malformed CSV: a row over {limit} (a quote left open?)")
+            yield piece
+
+
+def _record_limit() -> str:
+    if MAX_RECORD_BYTES >= 2**20:
+        return f"{MAX_RECORD_BYTES // 2**20} MB"
+    return f"{MAX_RECORD_BYTES // 1024} KB"
+
+
+def _csv_pieces(line: str) -> list[str]:
+    if "\r" not in line:
+        return [line]
+    return [piece for piece in _LONE_CR.split(line) if piece]
+
+
+def _csv_cell(row: list[str], column: int, columns: int, delimiter: str) -> str:
+    if column == columns - 1:
+        # Extra cells past a last text column are its own unquoted delimiters
+        # ("id,text" over "1,Well, fine"): the writer meant them as text.
+        return delimiter.join(row[column:]).strip()
+    return row[column].strip() if column < len(row) else ""
+
+
+def _csv_delimiter(sample: str, text_field: str) -> str:
     try:
         sniffed = csv.Sniffer().sniff(sample, delimiters=CSV_DELIMITERS).delimiter
     except csv.Error:
@@ -379,14 +852,8 @@ def _csv_delimiter(text: str, text_field: str) -> str:
 
 def _allow_large_csv_fields() -> None:
     # A whole article in one cell is normal here; the default limit (128 KiB) would reject it.
-    # The limit is a C long, 32 bits on Windows, hence the halving.
-    limit = 2**31 - 1
-    while True:
-        try:
-            csv.field_size_limit(limit)
-            return
-        except OverflowError:
-            limit //= 2
+    # Set on every read: the limit is global to the process.
+    csv.field_size_limit(MAX_RECORD_BYTES)
 
 
 def _column_index(header: list[str], name: str) -> int:
