@@ -10,6 +10,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from sslstudio.core.describe import describe
+from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
+                                   AdaptStarted, Checkpointed, EmbeddingSnapshot, EmbedProgress,
+                                   ExportCheck, ExportFinished, ExportLatency, ExportProgress,
+                                   FeaturesReady, RunFinished, RunStarted, RunWarning, ScanFinished,
+                                   ScanProgress, StepMetrics)
 from sslstudio.gui.history import RunHistory
 from sslstudio.gui.worker import JobWorker
 
@@ -158,67 +164,56 @@ class TrainingController(QObject):
 
     # -- events -------------------------------------------------------------------------------
     def _on_event(self, event) -> None:
-        kind = type(event).__name__
-        if kind == "ScanProgress":
-            self.scan_progress.emit(event.done, event.total)
-        elif kind == "ScanFinished":
-            self.scan_finished.emit(event)
-            self.log.emit(f"scan: {event.usable} usable of {event.total_files} files, "
-                          f"{event.skipped} skipped ({event.elapsed_s:.1f}s)")
-        elif kind == "_DataLoaded":
-            self.data_ready.emit(event.data)
-        elif kind == "_TaskResult":
-            self.result.emit(event.kind, event.value)
-        elif kind.startswith("Export"):
-            self.export_event.emit(event)
-            if kind == "ExportCheck":
-                self.log.emit(f"export parity ({event.variant}): {'passed' if event.passed else 'FAILED'}, "
-                              f"max |diff| {event.max_abs_diff:.2g}, min cosine {event.min_cosine:.6f}")
-            elif kind == "ExportFinished":
-                self.log.emit(f"export {event.status}: {event.message}")
-        elif kind == "FeaturesReady":
-            self.features_ready.emit(event)
-        elif kind == "AdaptStarted":
-            self.adapt_started.emit(event)
-            self.log.emit(f"{event.method}: {event.num_labels} labels, {len(event.class_names)} "
-                          f"classes, estimate by {event.scheme}; {event.trainable_parameters:,} of "
-                          f"{event.total_parameters:,} parameters train")
-        elif kind in ("AdaptProgress", "EmbedProgress"):
-            self.adapt_progress.emit(event)
-        elif kind == "AdaptEstimate":
-            self.adapt_estimate.emit(event)
-            self.log.emit(f"{event.method}: estimated accuracy {event.accuracy:.1%} "
-                          f"({event.ci_low:.0%}-{event.ci_high:.0%}), {event.scheme}")
-        elif kind == "AdaptPredictions":
-            self.adapt_predictions.emit(event)
-        elif kind == "AdaptFinished":
-            self.adapt_finished.emit(event)
-            self.log.emit(f"{event.method} {event.status}" + (f": {event.path}" if event.path else "")
-                          + (f" ({event.message})" if event.message else ""))
-        elif kind == "RunStarted":
-            self.run_started.emit(event)
-            self.log.emit(f"{event.objective} on {event.backbone} ({event.feature_dim}-d), "
-                          f"{event.device}, {event.num_items} images, batch {event.batch_size}")
-        elif kind == "StepMetrics":
-            ratio = (event.embedding_std / event.embedding_std_reference
-                     if event.embedding_std_reference == event.embedding_std_reference else math.nan)
-            self.history.append(step=event.step, loss=event.loss, lr=event.lr,
-                                samples_per_s=event.samples_per_s, std_ratio=ratio,
-                                effective_rank=event.effective_rank, knn_accuracy=event.knn_accuracy,
-                                probe_accuracy=event.probe_accuracy)
-            self.metrics.emit(event)
-        elif kind == "EmbeddingSnapshot":
-            self.snapshot.emit(event)
-        elif kind == "RunWarning":
-            self.warning.emit(event.kind, event.message)
-            self.log.emit(f"warning: {event.message}")
-        elif kind == "Checkpointed":
-            self.checkpointed.emit(event)
-            self.log.emit(f"checkpoint at step {event.step}")
-        elif kind == "RunFinished":
-            self.run_finished.emit(event)
-            text = f"run {event.status} at step {event.step}"
-            self.log.emit(text + (f": {event.message}" if event.message else ""))
+        match event:
+            case _DataLoaded():
+                self.data_ready.emit(event.data)
+                return
+            case _TaskResult():
+                self.result.emit(event.kind, event.value)
+                return
+            case ScanProgress():
+                self.scan_progress.emit(event.done, event.total)
+            case ScanFinished():
+                self.scan_finished.emit(event)
+            case ExportProgress() | ExportCheck() | ExportLatency() | ExportFinished():
+                self.export_event.emit(event)
+            case FeaturesReady():
+                self.features_ready.emit(event)
+            case AdaptStarted():
+                self.adapt_started.emit(event)
+            case AdaptProgress() | EmbedProgress():
+                self.adapt_progress.emit(event)
+            case AdaptEstimate():
+                self.adapt_estimate.emit(event)
+            case AdaptPredictions():
+                self.adapt_predictions.emit(event)
+            case AdaptFinished():
+                self.adapt_finished.emit(event)
+            case RunStarted():
+                self.run_started.emit(event)
+            case StepMetrics():
+                self._record(event)
+                self.metrics.emit(event)
+            case EmbeddingSnapshot():
+                self.snapshot.emit(event)
+            case RunWarning():
+                self.warning.emit(event.kind, event.message)
+            case Checkpointed():
+                self.checkpointed.emit(event)
+            case RunFinished():
+                self.run_finished.emit(event)
+        # Widgets show progress and data themselves; the log keeps the lines a reader wants later.
+        description = describe(event)
+        if description.kind in ("note", "warning", "detail"):
+            self.log.emit(description.text)
+
+    def _record(self, event: StepMetrics) -> None:
+        ratio = (event.embedding_std / event.embedding_std_reference
+                 if event.embedding_std_reference == event.embedding_std_reference else math.nan)
+        self.history.append(step=event.step, loss=event.loss, lr=event.lr,
+                            samples_per_s=event.samples_per_s, std_ratio=ratio,
+                            effective_rank=event.effective_rank, knn_accuracy=event.knn_accuracy,
+                            probe_accuracy=event.probe_accuracy)
 
     def _on_failed(self, message: str, details: str) -> None:
         self.log.emit(f"error: {message}")

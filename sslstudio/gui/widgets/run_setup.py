@@ -95,6 +95,20 @@ class KnobForm(QWidget):
             setter(getattr(defaults, name))
 
 
+def knobs_by_objective(saved: dict, objectives: dict[str, type]) -> dict[str, dict]:
+    """Saved knob values keyed by objective name.
+
+    Settings from before were keyed by the config class's name, which a refactor can rename and
+    two objectives could share; such keys are read here once and saved under the name from then on.
+    """
+    objective_for_class = {cls.config_cls.__name__: name for name, cls in objectives.items()}
+    by_name = {key: values for key, values in saved.items() if key not in objective_for_class}
+    for class_name, name in objective_for_class.items():
+        if class_name in saved and name not in by_name:
+            by_name[name] = saved[class_name]
+    return by_name
+
+
 class RunSetupPanel(QWidget):
     changed = Signal()
     download_requested = Signal(str)  # a pretrained backbone's name
@@ -102,8 +116,9 @@ class RunSetupPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.objectives: dict[str, type] = {}
-        self.saved_knobs: dict[str, dict] = {}
+        self.saved_knobs: dict[str, dict] = {}  # objective name -> knob values
         self.knob_form: KnobForm | None = None
+        self.knob_form_objective = ""
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         self.loading = QLabel("Loading the training engine…")
@@ -231,7 +246,7 @@ class RunSetupPanel(QWidget):
         self.device.clear()
         for name, description in info["devices"]:
             self.device.addItem(description, name)
-        self.saved_knobs = choices.get("knobs", {})
+        self.saved_knobs = knobs_by_objective(choices.get("knobs", {}), self.all_objectives)
         self.objective.blockSignals(True)
         self.objective.clear()
         self.objective.addItems(sorted(self.objectives))
@@ -340,13 +355,13 @@ class RunSetupPanel(QWidget):
         if name not in self.objectives:
             return
         if self.knob_form is not None:
-            self.saved_knobs[self.knob_form.config_cls.__name__] = self.knob_form.values()
+            self.saved_knobs[self.knob_form_objective] = self.knob_form.values()
             # Hidden and deleted in place: unparenting would flash it up as a top-level window.
             self.knob_layout.removeWidget(self.knob_form)
             self.knob_form.hide()
             self.knob_form.deleteLater()
-        config_cls = self.objectives[name].config_cls
-        self.knob_form = KnobForm(config_cls, self.saved_knobs.get(config_cls.__name__))
+        self.knob_form = KnobForm(self.objectives[name].config_cls, self.saved_knobs.get(name))
+        self.knob_form_objective = name
         self.knob_layout.insertWidget(0, self.knob_form)
         self.explanation.setText(self.summaries.get(name, ""))
         self.changed.emit()
@@ -355,7 +370,7 @@ class RunSetupPanel(QWidget):
         """Everything the user picked, as plain values (saved in QSettings between sessions)."""
         knob_values = dict(self.saved_knobs)
         if self.knob_form is not None:
-            knob_values[self.knob_form.config_cls.__name__] = self.knob_form.values()
+            knob_values[self.knob_form_objective] = self.knob_form.values()
         by_modality = dict(getattr(self, "saved_objectives", {}))
         by_modality[self.modality] = self.objective.currentText()
         return {
@@ -383,8 +398,7 @@ class RunSetupPanel(QWidget):
         choice = self.choices()
         name = choice["objective"]
         objective_cls = self.objectives[name]
-        objective_config = with_overrides(objective_cls.config_cls(),
-                                          choice["knobs"].get(objective_cls.config_cls.__name__, {}))
+        objective_config = with_overrides(objective_cls.config_cls(), choice["knobs"].get(name, {}))
         by_epochs = choice["budget"] == "epochs"
         train_config = TrainConfig(
             data=data_dir, out=out_dir, objective=name, backbone=choice["backbone"] or "auto",
