@@ -13,17 +13,15 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QL
                                QListWidgetItem, QMainWindow, QMessageBox, QProgressBar,
                                QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
-from sslstudio.core.labels import LabelStore
 from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import format_duration
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.history import RunHistory
-from sslstudio.gui.labelling import LabellingMixin
-from sslstudio.gui.widgets.adapt_panel import AdaptPanel
+from sslstudio.gui.labelling import LabellingPanels
 from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+from sslstudio.gui.widgets.export_dialog import ExportDialog
 from sslstudio.gui.widgets.gallery import GalleryView
-from sslstudio.gui.widgets.label_panel import LabelPanel
 from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
 from sslstudio.gui.worker import JobWorker
@@ -45,15 +43,12 @@ def default_projects_root() -> Path:
     return Path(documents or Path.home()) / "SSL Studio"
 
 
-class MainWindow(LabellingMixin, QMainWindow):
+class MainWindow(QMainWindow):
     def __init__(self, project_path: Path | None = None, settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings()
         self.project: Project | None = None
-        self.label_store: LabelStore | None = None
-        self.project_lock = None
-        self.export_dialog = None
-        self.init_labelling()
+        self.export_dialog: ExportDialog | None = None
         self.data_set = None
         self.engine = None
         self.controller = TrainingController(self)
@@ -80,13 +75,9 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.map = EmbeddingMap()
         self.map.thumbnail_for = self._thumbnail_for
         self.map.point_clicked.connect(self._map_point_clicked)
-        self.map.points_lassoed.connect(self.label_lassoed)
-        self.gallery.label_key.connect(self.label_key_pressed)
-        self.gallery.label_class.connect(self.label_from_menu)
         self.setup = RunSetupPanel()
         self.setup.download_requested.connect(self.download_weights)
-        self.label_panel = LabelPanel()
-        self.adapt_panel = AdaptPanel()
+        self.labelling = LabellingPanels(self)
         self.log = LogPanel()
 
         self.banner = QLabel()
@@ -177,12 +168,6 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.sample_action = self._action("Open &sample dataset", self.open_sample,
                                           tip="300 Fashion-MNIST images to try SSL Studio on")
         self.about_action = self._action("&About SSL Studio", self.about)
-        self.undo_action = self._action("&Undo", self.undo_label, QKeySequence.StandardKey.Undo)
-        self.redo_action = self._action("&Redo", self.redo_label, QKeySequence.StandardKey.Redo)
-        self.import_labels_action = self._action("&Import labels (CSV)…", self.import_labels_dialog,
-                                                 tip="path,label rows; paths absolute or relative "
-                                                     "to the data folder")
-        self.export_labels_action = self._action("&Export labels (CSV)…", self.export_labels_dialog)
         self.export_model_action = self._action("Export &model (ONNX)…", self.open_export_dialog, "Ctrl+E",
                                                 "A classifier or an encoder as ONNX, verified "
                                                 "with onnxruntime")
@@ -193,14 +178,14 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.recent_projects_menu = file_menu.addMenu("Recent &projects")
         self.recent_folders_menu = file_menu.addMenu("Recent &folders")
         file_menu.addSeparator()
-        file_menu.addAction(self.import_labels_action)
-        file_menu.addAction(self.export_labels_action)
+        file_menu.addAction(self.labelling.import_labels_action)
+        file_menu.addAction(self.labelling.export_labels_action)
         file_menu.addAction(self.export_model_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = self.menuBar().addMenu("&Edit")
-        edit_menu.addAction(self.undo_action)
-        edit_menu.addAction(self.redo_action)
+        edit_menu.addAction(self.labelling.undo_action)
+        edit_menu.addAction(self.labelling.redo_action)
         run_menu = self.menuBar().addMenu("&Run")
         for action in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(action)
@@ -236,7 +221,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         c.run_finished.connect(self._run_finished)
         c.failed.connect(self._failed)
         c.log.connect(self.log.add)
-        self.connect_labelling()
+        c.result.connect(self._task_result)
 
     # -- engine -------------------------------------------------------------------------------
     def _load_engine(self) -> None:
@@ -265,6 +250,14 @@ class MainWindow(LabellingMixin, QMainWindow):
             return {}
 
     # -- projects and folders -----------------------------------------------------------------
+    def set_project(self, project: Project) -> None:
+        self.project = project
+        self.labelling.set_project(project)
+
+    def release_project(self) -> None:
+        """Close the labels and let another window have the project."""
+        self.labelling.release_project()
+
     def new_project_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose or create an empty folder for the project",
                                                   str(default_projects_root()))
@@ -396,7 +389,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
         self.banner.hide()
         self.map.clear()
-        self.clear_labelling_map()
+        self.labelling.clear_map()
         self.controller.start_training(train_config, objective_config)
         self.curves.set_history(self.controller.history)
         self.tabs.setCurrentWidget(self.curves)
@@ -460,7 +453,7 @@ class MainWindow(LabellingMixin, QMainWindow):
         self.data_set = data_set
         self.gallery.set_data(data_set)
         self.setup.set_modality(getattr(data_set, "modality", "image"))
-        self.data_changed()
+        self.labelling.data_changed()
         report = data_set.report
         kind = "texts" if getattr(data_set, "modality", "image") == "text" else "images"
         count = len(data_set) if kind == "texts" else report.usable
@@ -526,6 +519,16 @@ class MainWindow(LabellingMixin, QMainWindow):
         box.open()
         self._error_box = box
 
+    def _task_result(self, kind: str, value) -> None:
+        self.progress.hide()
+        if kind == "download":
+            name, path = value
+            self.setup.mark_downloaded(name, path)
+            self.status_text.setText(f"Weights of {name} downloaded: {path}")
+        elif kind == "try" and self.export_dialog is not None:
+            result, neighbours = value
+            self.export_dialog.show_try_result(result, neighbours, self._thumbnail_by_name)
+
     def _paused_changed(self, paused: bool) -> None:
         self.pause_action.setText("&Resume" if paused else "&Pause")
         self.pause_button.setText("Resume" if paused else "Pause")
@@ -557,7 +560,7 @@ class MainWindow(LabellingMixin, QMainWindow):
 
     def _run_selected(self, item, _previous=None) -> None:
         if item is not None:
-            self.run_selected_for_labelling(item.data(Qt.ItemDataRole.UserRole))
+            self.labelling.run_selected(item.data(Qt.ItemDataRole.UserRole))
         self._update_actions()
         if item is None or self.controller.busy():
             return
@@ -579,11 +582,20 @@ class MainWindow(LabellingMixin, QMainWindow):
             return snippet(self.data_set.texts[index], 240)
         return self.gallery.model.thumbnail(index)
 
+    def reveal(self, widget: QWidget) -> None:
+        """Bring the dock or the tab that holds `widget` to the front."""
+        if self.tabs.indexOf(widget) >= 0:
+            self.tabs.setCurrentWidget(widget)
+            return
+        for dock in self.findChildren(QDockWidget):
+            if dock.widget() is widget:
+                dock.raise_()
+
     def _map_point_clicked(self, index: int) -> None:
         if self.data_set is None or not 0 <= index < len(self.data_set):
             return
         if self.map.label_mode.isChecked():
-            self.label_items([index])
+            self.labelling.label_items([index])
         else:
             self.gallery.select(index)
 
@@ -604,7 +616,8 @@ class MainWindow(LabellingMixin, QMainWindow):
         for action in (self.open_folder_action, self.sample_action, self.open_project_action,
                        self.new_project_action):
             action.setEnabled(not busy)
-        self.update_labelling_actions()
+        self.export_model_action.setEnabled(self.project is not None and not busy)
+        self.labelling.update_actions()
 
     def _update_title(self) -> None:
         self.setWindowTitle(f"{APP_NAME} — {self.project.name}" if self.project else APP_NAME)
@@ -643,6 +656,127 @@ class MainWindow(LabellingMixin, QMainWindow):
 
         QMessageBox.about(self, APP_NAME, f"<b>SSL Studio {__version__}</b><p>Self-supervised "
                           "pretraining on your own images, watched live.</p>")
+
+    # -- export -------------------------------------------------------------------------------
+    def open_export_dialog(self) -> None:
+        if self.project is None:
+            QMessageBox.information(self, APP_NAME, "Open a folder and train a run first.")
+            return
+        sources = []
+        runs = [r for r in self.project.runs() if r.folder.has_checkpoint()]
+        for run in runs:
+            for model in reversed(run.folder.adapted_models()):  # newest first
+                sources.append((f"Classifier {model.path.name} (on run {run.name})", model.path, True))
+        for run in runs:
+            sources.append((f"Encoder of run {run.name} ({run.objective} on {run.backbone})", run.path, False))
+        if not sources:
+            QMessageBox.information(self, APP_NAME, "There is nothing to export yet: train a run "
+                                    "(and, for a classifier, label items and train one).")
+            return
+        if self.export_dialog is None:
+            self.export_dialog = ExportDialog(self)
+            self.export_dialog.export_requested.connect(self._export_requested)
+            self.export_dialog.try_requested.connect(self._try_requested)
+            self.controller.export_event.connect(self.export_dialog.show_event)
+            self.controller.busy_changed.connect(lambda busy: self.export_dialog.set_busy(busy))
+        self.export_dialog.set_sources(sources, self.project.path / "exports")
+        self.export_dialog.set_busy(self.controller.busy())
+        self.export_dialog.show()
+        self.export_dialog.raise_()
+
+    def _export_requested(self, request) -> None:
+        if self.controller.busy():
+            self.export_dialog.show_failure("Another job is running; stop it or wait, then export.")
+            return
+        if request.data_dir is None and self.project is not None and self.project.data_dir:
+            request.data_dir = Path(self.project.data_dir)
+        self.controller.start_export(request)
+
+    def _try_requested(self, model_path: str, image_path: str) -> None:
+        if self.controller.busy():
+            return
+        data_dir = Path(self.project.data_dir) if self.project and self.project.data_dir else None
+
+        def try_model(model_path, image_path, data_dir):
+            from sslstudio.core.export import nearest_items, run_exported  # torch, off the GUI thread
+
+            result = run_exported(Path(model_path), Path(image_path))
+            neighbours = []
+            if not result["info"]["class_names"] and data_dir is not None:
+                neighbours = nearest_items(Path(model_path), data_dir, result["output"])
+            return result, neighbours
+
+        self.controller.start_task("try", try_model, model_path, image_path, data_dir)
+
+    def _thumbnail_by_name(self, name: str):
+        index = self.item_index.get(name)
+        return self._thumbnail_for(index) if index is not None and self.data_set else None
+
+    # -- labelling, as scripts and tests reach it ---------------------------------------------
+    @property
+    def label_panel(self):
+        return self.labelling.label_panel
+
+    @property
+    def adapt_panel(self):
+        return self.labelling.adapt_panel
+
+    @property
+    def undo_action(self) -> QAction:
+        return self.labelling.undo_action
+
+    @property
+    def redo_action(self) -> QAction:
+        return self.labelling.redo_action
+
+    @property
+    def label_store(self):
+        return self.labelling.session.store
+
+    @property
+    def item_keys(self) -> list[str]:
+        return self.labelling.session.item_keys
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        return self.labelling.session.item_index
+
+    @property
+    def label_of(self):
+        return self.labelling.session.label_of
+
+    @property
+    def features(self):
+        return self.labelling.session.features
+
+    @property
+    def groups(self):
+        return self.labelling.session.groups
+
+    @property
+    def predicted(self):
+        return self.labelling.session.predicted
+
+    @property
+    def margin(self):
+        return self.labelling.session.margin
+
+    @property
+    def adapted_path(self) -> Path | None:
+        return self.labelling.session.adapted_path
+
+    @property
+    def _import_box(self):
+        return self.labelling.import_box
+
+    def label_items(self, items, class_id: int | None = None, use_current: bool = True) -> int:
+        return self.labelling.label_items(items, class_id, use_current)
+
+    def import_labels(self, path: Path) -> None:
+        self.labelling.import_labels(path)
+
+    def refresh_labels(self) -> None:
+        self.labelling.refresh_labels()
 
     # -- drag and drop ------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name

@@ -1,0 +1,353 @@
+"""What labelling a project's data folder knows, without Qt: the labels, the items they belong
+to, the encoder's features, groups, suggestions and a classifier's predictions.
+
+Items are the data set's rows in folder order, keyed by their path relative to the data folder
+(the LabelStore's keys). Jobs report features and predictions by those keys, in their own order
+and possibly for other items; here they are re-indexed to the items, with gaps where an item has
+none. Importing this module loads neither Qt nor torch: the window builds a session before its
+engine has loaded, and tests drive one without a window. The few steps that need the adapt
+package (which loads torch) import it when they run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from sslstudio.core.events import (
+    AdaptEstimate,
+    AdaptFinished,
+    AdaptPredictions,
+    AdaptStarted,
+    FeaturesReady,
+)
+from sslstudio.core.labels import ImportReport, LabelClass, LabelError, LabelStore
+from sslstudio.core.project_lock import ProjectLock, ProjectLocked
+from sslstudio.core.run_folder import AdaptedFolder, RunFolder
+
+MAX_MAP_POINTS = 30000  # the labelling map shows every item up to this, then a sample + labels
+
+
+@dataclass(frozen=True)
+class ProjectOpened:
+    read_only_reason: str = ""  # why labels cannot change here; "" when this session writes them
+    labels_error: str = ""  # why the labels could not be opened at all; "" when they could
+
+
+@dataclass(frozen=True)
+class RestoredPredictions:
+    folder: AdaptedFolder
+    estimate: AdaptEstimate | None  # None when its estimate.json cannot be read
+
+
+class LabellingSession:
+    def __init__(self) -> None:
+        self.store: LabelStore | None = None
+        self._lock: ProjectLock | None = None
+        self.item_keys: list[str] = []
+        self.item_index: dict[str, int] = {}
+        self.label_of = np.zeros(0, np.int64)  # class position per item, -1: unlabelled
+        self.run: Path | None = None  # the run whose encoder embedded the items
+        self.features: np.ndarray | None = None  # (items, D); NaN rows: items the run did not embed
+        self.coords: np.ndarray | None = None  # (items, 2) map positions; zeros where not embedded
+        self.groups: np.ndarray | None = None  # k-means group per item, -1 where not embedded
+        self.suggestions: np.ndarray | None = None  # items to label next, best first
+        self.predicted: np.ndarray | None = None  # class position per item, -1: no prediction
+        self.confidence: np.ndarray | None = None
+        self.margin: np.ndarray | None = None  # top minus second probability; low: unsure
+        self.adapted_path: Path | None = None  # the classifier the predictions came from
+        self.adapt_classes: tuple[str, ...] = ()  # class names in the running adaptation's order
+
+    # -- project ------------------------------------------------------------------------------
+    def open_project(self, project_path: Path) -> ProjectOpened:
+        """Take the project's lock and open its labels; read-only when someone else holds it."""
+        self.close_project()
+        read_only_reason = ""
+        try:
+            self._lock = ProjectLock.acquire(Path(project_path))
+        except ProjectLocked as locked:
+            read_only_reason = str(locked)
+        except OSError as error:
+            read_only_reason = f"the project folder cannot be written ({error.strerror or error})"
+        labels_error = ""
+        try:
+            self.store = LabelStore.for_project(Path(project_path), bool(read_only_reason),
+                                                read_only_reason)
+        except Exception as error:  # noqa: BLE001 - a broken label file must not stop the project
+            self.store = None
+            labels_error = str(error)
+        self.run = None
+        self.features = self.coords = self.groups = self.suggestions = None
+        self._forget_predictions()
+        self.reload_labels()
+        return ProjectOpened(read_only_reason, labels_error)
+
+    def close_project(self) -> None:
+        """Close the labels and let another window have the project."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.store is not None and self.store.read_only
+
+    def set_items(self, keys: Sequence[str]) -> None:
+        """The items of a newly loaded data set; what was computed for the old ones is dropped."""
+        self.item_keys = list(keys)
+        self.item_index = {k: i for i, k in enumerate(self.item_keys)}
+        self.features = self.coords = self.groups = self.suggestions = None
+        self._forget_predictions()
+        self.reload_labels()
+
+    def forget_features(self) -> None:
+        """A new training run makes the embedded map stale; labels and predictions stay."""
+        self.features = self.coords = self.groups = None
+
+    # -- labels -------------------------------------------------------------------------------
+    def reload_labels(self) -> None:
+        """Read the label of every item again: after the store was changed directly."""
+        if self.store is not None and self.item_keys:
+            self.label_of, _ = self.store.label_array(self.item_keys)
+        else:
+            self.label_of = np.full(len(self.item_keys), -1, np.int64)
+
+    def classes(self) -> list[LabelClass]:
+        return self.store.classes() if self.store is not None else []
+
+    def counts(self) -> dict[int, int]:
+        return self.store.counts() if self.store is not None else {}
+
+    def class_by_id(self, class_id: int) -> LabelClass | None:
+        return next((c for c in self.classes() if c.id == class_id), None)
+
+    def label(self, items: Iterable[int], class_id: int | None) -> int:
+        """Give the items (indices) a class, or with None take their labels away. Returns how
+        many changed; raises LabelError when the store refuses (read-only, locked)."""
+        if self.store is None or not self.item_keys:
+            return 0
+        keys = [self.item_keys[int(i)] for i in items if 0 <= int(i) < len(self.item_keys)]
+        changed = self.store.assign(keys, class_id)
+        self.reload_labels()
+        return changed
+
+    def add_class(self, name: str) -> LabelClass:
+        return self._change(lambda store: store.add_class(name))
+
+    def rename_class(self, class_id: int, name: str) -> None:
+        self._change(lambda store: store.rename_class(class_id, name))
+
+    def recolour_class(self, class_id: int, colour: str) -> None:
+        self._change(lambda store: store.recolour_class(class_id, colour))
+
+    def delete_class(self, class_id: int) -> int:
+        return self._change(lambda store: store.delete_class(class_id))
+
+    def import_csv(self, csv_path: Path, data_root: Path) -> ImportReport:
+        return self._change(lambda store: store.import_csv(csv_path, data_root, self.item_keys))
+
+    def export_csv(self, csv_path: Path) -> int:
+        return self._open_store().export_csv(csv_path)
+
+    def _change(self, change):
+        store = self._open_store()
+        try:
+            return change(store)
+        finally:
+            # A refused change may still have met one made elsewhere: show what the file holds.
+            self.reload_labels()
+
+    def _open_store(self) -> LabelStore:
+        if self.store is None:
+            raise LabelError("no project's labels are open")
+        return self.store
+
+    # -- undo ---------------------------------------------------------------------------------
+    def can_undo(self) -> bool:
+        return self.store is not None and self.store.can_undo()
+
+    def can_redo(self) -> bool:
+        return self.store is not None and self.store.can_redo()
+
+    def undo_text(self) -> str:
+        return self.store.undo_text() if self.store is not None else ""
+
+    def redo_text(self) -> str:
+        return self.store.redo_text() if self.store is not None else ""
+
+    def undo(self) -> str | None:
+        """What was undone, None when nothing was to undo; a refusal raises LabelError and the
+        change stays undoable."""
+        return self._change(lambda store: store.undo()) if self.can_undo() else None
+
+    def redo(self) -> str | None:
+        return self._change(lambda store: store.redo()) if self.can_redo() else None
+
+    # -- features, groups, suggestions --------------------------------------------------------
+    def start_labelling(self, run: Path) -> None:
+        """Labelling moves to another run's encoder: the old classifier's predictions go."""
+        self.run = Path(run)
+        self._forget_predictions()
+
+    def features_ready(self, event: FeaturesReady) -> None:
+        n = len(self.item_keys)
+        rows = np.array([self.item_index.get(str(k), -1) for k in event.items], np.int64)
+        found = rows >= 0
+        features = np.full((n, event.features.shape[1]), np.nan, np.float32)
+        features[rows[found]] = event.features[found]
+        coords = np.zeros((n, 2), np.float32)
+        coords[rows[found]] = event.coords[found]
+        self.features, self.coords = features, coords
+        self.groups = self.suggestions = None
+
+    def embedded_items(self) -> np.ndarray:
+        return np.flatnonzero(~np.isnan(self.features[:, 0]))
+
+    def map_items(self, limit: int = MAX_MAP_POINTS) -> np.ndarray:
+        """The embedded items the map draws: all up to `limit`, past it a fixed sample plus every
+        labelled item, so what was labelled stays in sight."""
+        shown = self.embedded_items()
+        if len(shown) > limit:
+            sample = np.random.default_rng(0).choice(shown, limit, replace=False)
+            shown = np.union1d(sample, np.flatnonzero(self.label_of >= 0))
+        return shown
+
+    def groups_job(self, k: int) -> Callable[[], tuple[np.ndarray, int, np.ndarray]]:
+        """k-means over the embedded items (k 0: the best k by silhouette), as a function to run
+        off the GUI thread; hand what it returns to `groups_found`."""
+        rows = self.embedded_items()
+        features = self.features[rows]
+
+        def discover():
+            from sslstudio.core.adapt.selection import kmeans, suggest_k  # loads torch
+
+            chosen = k or suggest_k(features)
+            return rows, chosen, kmeans(features, chosen)[0]
+
+        return discover
+
+    def groups_found(self, result: tuple[np.ndarray, int, np.ndarray]) -> int:
+        """Takes the groups `groups_job` found; returns their number."""
+        rows, k, clusters = result
+        groups = np.full(len(self.item_keys), -1, np.int64)
+        groups[rows] = clusters
+        self.groups = groups
+        return int(k)
+
+    def unlabelled_in_group_of(self, item: int) -> np.ndarray | None:
+        """The unlabelled items of `item`'s group (labels given one by one stay); None when the
+        item belongs to no group."""
+        group = self.groups[item]
+        if group < 0:
+            return None
+        return np.flatnonzero((self.groups == group) & (self.label_of < 0))
+
+    def least_confident(self, count: int) -> np.ndarray:
+        """With a classifier's predictions: the unlabelled items it is least sure of."""
+        from sslstudio.core.adapt.selection import least_confident  # loads torch
+
+        self.suggestions = least_confident(self.margin, np.flatnonzero(self.label_of >= 0), count)
+        return self.suggestions
+
+    def suggestion_job(self, count: int) -> Callable[[], np.ndarray]:
+        """Before a classifier: typical items of regions no label covers yet, as a function to
+        run off the GUI thread; hand what it returns to `suggestions_found`."""
+        rows = self.embedded_items()
+        position = np.full(len(self.item_keys), -1)
+        position[rows] = np.arange(len(rows))
+        labelled_rows = position[np.flatnonzero(self.label_of >= 0)]
+        labelled_rows = labelled_rows[labelled_rows >= 0]
+        features = self.features[rows]
+
+        def pick():
+            from sslstudio.core.adapt.selection import suggest_to_label  # loads torch
+
+            return rows[suggest_to_label(features, labelled_rows, count)]
+
+        return pick
+
+    def suggestions_found(self, items: np.ndarray) -> None:
+        self.suggestions = np.asarray(items, np.int64)
+
+    # -- classifier ---------------------------------------------------------------------------
+    def adapt_blocker(self) -> str:
+        """Why a classifier cannot be trained yet; "" when it can."""
+        if self.features is None:
+            return "Prepare labelling with a run first (Labels panel)"
+        labelled = self.label_of[self.label_of >= 0]
+        if int((np.bincount(labelled) > 0).sum()) < 2:
+            return "Label items of at least two classes"
+        return ""
+
+    def can_adapt(self) -> bool:
+        return self.run is not None and self.store is not None
+
+    def adapt_request(self, data_dir: Path, method: str, overrides: dict):
+        """The AdaptRequest for the labels as they are now, classes in the store's order."""
+        from sslstudio.core.adapt.job import AdaptRequest  # loads torch
+
+        store = self._open_store()
+        return AdaptRequest(self.run, Path(data_dir), store.label_names(), method, overrides,
+                            class_order=tuple(c.name for c in store.classes()))
+
+    def adapt_started(self, event: AdaptStarted) -> None:
+        self.adapt_classes = tuple(event.class_names)
+
+    def predictions_ready(self, event: AdaptPredictions) -> None:
+        names = [self.adapt_classes[p] for p in event.predicted]
+        self.set_predictions(event.items, names, event.confidence, event.margin)
+
+    def adapt_finished(self, event: AdaptFinished) -> bool:
+        """True when the adaptation saved a classifier, which is now the current one."""
+        if event.status == "completed" and event.path:
+            self.adapted_path = Path(event.path)
+            return True
+        return False
+
+    def set_predictions(self, items: Sequence[str], names: Sequence[str], confidence,
+                        margin) -> None:
+        """Predictions by item key and class name, onto the items in the store's class order.
+        Items without one get class -1, confidence 0 and margin 1 (never "least sure")."""
+        position = {c.name: i for i, c in enumerate(self.classes())}
+        n = len(self.item_keys)
+        predicted = np.full(n, -1, np.int64)
+        confidence_by_item = np.zeros(n, np.float32)
+        margin_by_item = np.ones(n, np.float32)
+        for key, name, conf, marg in zip(items, names, confidence, margin):
+            row = self.item_index.get(str(key), -1)
+            if row >= 0:
+                predicted[row] = position.get(name, -1)
+                confidence_by_item[row] = conf
+                margin_by_item[row] = marg
+        self.predicted, self.confidence, self.margin = predicted, confidence_by_item, margin_by_item
+
+    def restore_latest_predictions(self) -> RestoredPredictions | None:
+        """The predictions of the last classifier adapted from the labelling run: nothing is
+        lost on close. It becomes the current classifier only when its estimate reads too."""
+        if self.run is None:
+            return None
+        models = [m for m in RunFolder(self.run).adapted_models() if m.predictions_path.exists()]
+        if not models:
+            return None
+        latest = models[-1]
+        try:
+            saved = latest.predictions()
+            # The file keeps the top probability only; it orders "least confident" as well.
+            self.set_predictions(saved.items, saved.labels, saved.confidence, saved.confidence)
+        except (OSError, ValueError, KeyError):
+            return None
+        try:
+            estimate = latest.estimate()
+        except (OSError, ValueError, KeyError):
+            return RestoredPredictions(latest, None)
+        self.adapted_path = latest.path
+        return RestoredPredictions(latest, estimate)
+
+    def _forget_predictions(self) -> None:
+        self.predicted = self.confidence = self.margin = None
