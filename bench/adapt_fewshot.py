@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sslstudio.core.adapt.base import softmax
 from sslstudio.core.adapt.estimate import make_scheme, summarize
 from sslstudio.core.adapt.job import AdaptRequest, adapt
-from sslstudio.core.adapt.linear import fit_logistic
-from sslstudio.core.adapt.base import softmax
 from sslstudio.core.control import run_to_end
 from sslstudio.core.data import item_keys, load_image_folder
+from sslstudio.core.logistic import fit_logistic
 
 
 def raw_pixel_baseline(pixels, targets, labelled, seed):

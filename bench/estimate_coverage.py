@@ -18,7 +18,7 @@ import numpy as np
 
 from sslstudio.core.adapt.base import softmax
 from sslstudio.core.adapt.estimate import make_scheme, summarize
-from sslstudio.core.adapt.linear import fit_logistic
+from sslstudio.core.logistic import fit_logistic
 
 
 def main() -> None:

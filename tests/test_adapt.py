@@ -11,13 +11,25 @@ from torch import nn
 
 from sslstudio.core.adapt.base import AdaptTask
 from sslstudio.core.adapt.estimate import make_scheme, wilson_interval
-from sslstudio.core.adapt.job import (AdaptRequest, adapt, compare, estimate, load_adapted,
-                                      method_config, predict_folder)
-from sslstudio.core.adapt.linear import fit_logistic
+from sslstudio.core.adapt.job import (
+    AdaptRequest,
+    adapt,
+    compare,
+    estimate,
+    load_adapted,
+    method_config,
+    predict_folder,
+)
 from sslstudio.core.adapt.lora import LoRAConv2d, LoRALinear, inject_lora, merge_lora
-from sslstudio.core.adapt.selection import kmeans, least_confident, suggest_k, suggest_to_label
+from sslstudio.core.adapt.selection import (
+    kmeans,
+    least_confident,
+    suggest_k,
+    suggest_to_label,
+)
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.control import RunControl
+from sslstudio.core.logistic import fit_logistic
 from sslstudio.core.train import train
 from sslstudio.core.train_config import TrainConfig
 

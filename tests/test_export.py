@@ -16,7 +16,8 @@ import torch
 
 from sslstudio.core.adapt.job import AdaptRequest, adapt, load_adapted
 from sslstudio.core.data.images import decode_image
-from sslstudio.core.export import ExportError, ExportRequest, export_model, to_input
+from sslstudio.core.export import ExportError, ExportRequest, export_model
+from sslstudio.core.preprocess import pixels_to_input as to_input
 from sslstudio.core.train import train
 from sslstudio.core.train_config import TrainConfig
 
@@ -111,8 +112,8 @@ def test_readme_script_predicts_what_the_app_predicts(models, tmp_path):
     paths = sample_paths + [tmp_path / "big.jpg", tmp_path / "alpha.png"]
 
     model = load_adapted(adapted, torch.device("cpu"))
-    mean = torch.tensor(model.preprocess["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(model.preprocess["std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(model.preprocess.mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.preprocess.std).view(1, 3, 1, 1)
     no_torch = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
                 "runpy.run_path(sys.argv[0], run_name='__main__')")
     for path in paths:

@@ -193,13 +193,14 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
     from sslstudio.core.embed import load_encoder
 
     encoder, preprocess = load_encoder(run, torch.device("cpu"))
-    assert preprocess["architecture"] == "bert" and encoder.feature_dim == 32
+    assert preprocess.to_table()["architecture"] == "bert" and encoder.feature_dim == 32
     before = build_backbone("pretrained_bert", encoder.shape, tmp_path / "minibert")
     assert torch.equal(before.embeddings.word_embeddings.weight, state["embeddings.word_embeddings.weight"])
 
 
 def test_auto_on_a_cpu_picks_the_pretrained_encoder_found_on_disk(tmp_path, monkeypatch):
-    from sslstudio.core.train import resolve_backbone, resolve_image_size
+    from sslstudio.core.preprocess import training_image_size as resolve_image_size
+    from sslstudio.core.train import resolve_backbone
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

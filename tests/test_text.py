@@ -220,7 +220,7 @@ def test_text_classifier_export_and_the_readme_text_script(text_folder, tmp_path
     (tmp_path / "classify_text.py").write_text(script)
     model = load_adapted(tmp_path / "lora", torch.device("cpu"))
     tokenizer = configure(load_tokenizer(tmp_path / "lora" / "tokenizer.json"),
-                          int(model.preprocess["max_length"]))
+                          model.preprocess.max_length)
     no_torch = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
                 "runpy.run_path(sys.argv[0], run_name='__main__')")
     for path in sorted(text_folder.rglob("*.txt"))[::5]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,8 +193,6 @@ def encoder_state(path: Path) -> dict[str, torch.Tensor]:
     when the last one is damaged: the note goes to standard error)."""
     loaded = read_checkpoint(path)
     if loaded.fallback_note:
-        import sys
-
         print(f"warning: {loaded.fallback_note}", file=sys.stderr)
     prefix = "model.encoder."
     return {k[len(prefix):]: v for k, v in loaded.tensors.items() if k.startswith(prefix)}

@@ -13,6 +13,8 @@ from typing import Any
 
 import tomli_w
 
+from sslstudio.core.fileio import atomic_write_bytes
+
 
 class ConfigError(ValueError):
     """A knob that does not exist or a value it cannot take. The message says which and why."""
@@ -133,8 +135,6 @@ def parse_set_options(pairs: list[str]) -> dict[str, str]:
 
 
 def write_toml(path: Path, data: dict[str, Any]) -> None:
-    from sslstudio.core.fileio import atomic_write_bytes
-
     atomic_write_bytes(path, tomli_w.dumps(_toml_safe(data)).encode("utf-8"))
 
 

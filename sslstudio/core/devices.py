@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,6 @@ class DeviceInfo:
 
 
 def list_devices() -> list[DeviceInfo]:
-    import os
-
     devices = [DeviceInfo("cpu", "cpu", f"CPU, {os.cpu_count()} cores", _host_memory())]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -35,8 +34,6 @@ def list_devices() -> list[DeviceInfo]:
 
 def _host_memory() -> int:
     try:
-        import os
-
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 0

@@ -12,71 +12,30 @@ import torch
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.checkpoint import encoder_state
 from sslstudio.core.control import RunControl
-from sslstudio.core.data import item_keys, load_image_folder
-from sslstudio.core.data.augment import normalize, to_float
+from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import EmbedFinished, EmbedProgress
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text, path_line
 from sslstudio.core.outputs import check_output_file
+from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run_folder import RunFolder
-from sslstudio.core.train import CHECKPOINT_NAME
-from sslstudio.core.train_config import load_run_config
 
 
 def load_encoder(run_dir: Path, device: torch.device):
-    """The run's encoder in eval mode, and the preprocessing it was trained with."""
-    run_dir = Path(run_dir)
-    config_path, checkpoint = run_dir / "config.toml", run_dir / CHECKPOINT_NAME
-    if not config_path.exists() or not RunFolder(run_dir).has_checkpoint():
+    """The run's encoder in eval mode, and the Preprocess it reads items through."""
+    folder = RunFolder(run_dir)
+    if not folder.is_run() or not folder.has_checkpoint():
         raise DataError(f"{run_dir} is not a finished or checkpointed run "
-                        "(config.toml and checkpoints/last.safetensors are needed)")
-    train_config, _, preprocess = load_run_config(config_path)
-    encoder = build_backbone(train_config.backbone, encoder_shape(preprocess))
-    encoder.load_state_dict(encoder_state(checkpoint))
+                        f"({RunFolder.CONFIG} and a checkpoint are needed)")
+    train_config, _, table = folder.read_config()
+    preprocess = Preprocess.from_table(table)
+    encoder = build_backbone(train_config.backbone, preprocess.encoder_shape())
+    encoder.load_state_dict(encoder_state(folder.checkpoint_path))
     return encoder.to(device).eval(), preprocess
 
 
-def encoder_shape(preprocess: dict):
-    """What build_backbone needs to rebuild a run's encoder: the image side, or a TextShape."""
-    if preprocess.get("architecture") == "bert":
-        from sslstudio.core.backbones.bert import BertShape
-
-        return BertShape(preprocess["bert_config"], int(preprocess["max_length"]))
-    if preprocess.get("modality") == "text":
-        from sslstudio.core.backbones.text_transformer import TextShape
-
-        return TextShape(int(preprocess["vocab_size"]), int(preprocess["max_length"]),
-                         int(preprocess["layers"]), int(preprocess["width"]), int(preprocess["heads"]))
-    return int(preprocess["image_size"])
-
-
-def load_run_data(run_dir: Path, data_dir: Path, preprocess: dict, control: RunControl,
-                  labels_from_folders: bool = False) -> Iterator:
-    """The folder as the run's encoder reads it: images at its size, or texts through its
-    tokenizer. Returns the dataset (use `yield from`)."""
-    if preprocess.get("modality") == "text":
-        from sslstudio.core.data.text_tokens import load_text_data
-
-        data, _, _ = yield from load_text_data(Path(data_dir), preprocess.get("text_field", "text"),
-                                               labels_from_folders, Path(run_dir),
-                                               max_length=int(preprocess["max_length"]), control=control)
-        return data
-    return (yield from load_image_folder(Path(data_dir), int(preprocess["image_size"]),
-                                         labels_from_folders, cache_dir=Path(run_dir) / "cache",
-                                         control=control))
-
-
-def model_inputs(batch, preprocess: dict, device):
-    """A dataset batch as the encoder takes it in eval: normalised floats, or token ids."""
-    if preprocess.get("modality") == "text":
-        return batch.to(device)
-    mean = torch.tensor(preprocess["mean"], device=device)
-    std = torch.tensor(preprocess["std"], device=device)
-    return normalize(to_float(batch.to(device)), mean, std).contiguous(memory_format=torch.channels_last)
-
-
-def encode_items(model, data, preprocess: dict, device, control: RunControl,
+def encode_items(model, data, preprocess: Preprocess, device, control: RunControl,
                  indices=None, probabilities: bool = False, batch_size: int = 512) -> Iterator:
     """The model's output for items of `data` (all by default), in order, float32: an encoder's
     features, or with `probabilities` a classifier's softmax. Yields EmbedProgress."""
@@ -86,7 +45,7 @@ def encode_items(model, data, preprocess: dict, device, control: RunControl,
     for start in range(0, len(indices), batch_size):
         batch = indices[start:start + batch_size]
         with torch.inference_mode():
-            out = model(model_inputs(data.batch(batch), preprocess, device)).float()
+            out = model(preprocess.model_inputs(data.batch(batch), device)).float()
             if probabilities:
                 out = torch.softmax(out, 1)
             chunks.append(out.cpu().numpy())
@@ -113,7 +72,7 @@ def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "a
         check_output_file(path, overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
     torch_device = resolve_device(device)
     encoder, preprocess = load_encoder(run_dir, torch_device)
-    data = yield from load_run_data(run_dir, data_dir, preprocess, control)
+    data = yield from preprocess.load(data_dir, run_dir, control)
     features = yield from encode_items(encoder, data, preprocess, torch_device, control,
                                        batch_size=batch_size)
     buffer = io.BytesIO()

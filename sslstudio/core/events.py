@@ -55,6 +55,7 @@ class RunStarted:
     world_size: int
     feature_dim: int
     class_names: tuple = ()
+    plan: str = ""  # RunPlan.describe(): the choices made before the first step, and why
 
 
 @dataclass(frozen=True, eq=False)

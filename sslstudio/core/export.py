@@ -21,13 +21,27 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from sslstudio.core.control import Cancelled, RunControl, run_to_end
-from sslstudio.core.events import ExportCheck, ExportFinished, ExportLatency, ExportProgress
+from sslstudio import __version__
+from sslstudio.core.adapt.job import load_adapted
+from sslstudio.core.control import Cancelled, RunControl
+from sslstudio.core.embed import load_encoder
+from sslstudio.core.events import (
+    ExportCheck,
+    ExportFinished,
+    ExportLatency,
+    ExportProgress,
+)
 from sslstudio.core.fileio import atomic_write_text
 from sslstudio.core.outputs import OutputError, check_output_file
+from sslstudio.core.preprocess import Preprocess, PreprocessError
+from sslstudio.core.run_folder import AdaptedFolder, RunFolder
 
 FORMAT = "sslstudio-onnx/1"
 OPSET = 17
@@ -59,7 +73,7 @@ class ExportRequest:
 class ExportSource:
     model: nn.Module  # normalised images -> logits or features, eval, CPU
     kind: str  # "classifier" or "encoder"
-    preprocess: dict
+    preprocess: Preprocess
     class_names: tuple
     data_dir: Path
     description: dict  # objective, backbone, method, run, ...
@@ -68,19 +82,11 @@ class ExportSource:
 
     @property
     def modality(self) -> str:
-        return self.preprocess.get("modality", "image")
+        return self.preprocess.modality
 
     @property
     def input_name(self) -> str:
-        return "input_ids" if self.modality == "text" else "image"
-
-    def tokenizer(self):
-        from sslstudio.core.tokenizer import TOKENIZER_FILE, configure, load_tokenizer
-
-        path = Path(self.folder) / TOKENIZER_FILE
-        if not path.exists():
-            raise ExportError(f"{path} is missing: a text model needs the tokenizer it was trained with")
-        return configure(load_tokenizer(path), int(self.preprocess["max_length"]))
+        return self.preprocess.input_name
 
 
 class ExportedModel(nn.Module):
@@ -102,94 +108,44 @@ class ExportedModel(nn.Module):
 
 
 def exported_model(source: "ExportSource") -> ExportedModel:
-    classifier = source.kind == "classifier"
-    if source.modality == "text":
-        return ExportedModel(source.model, None, None, classifier).eval()
-    return ExportedModel(source.model, source.preprocess["mean"], source.preprocess["std"],
-                         classifier).eval()
+    mean, std = source.preprocess.export_normalisation()
+    return ExportedModel(source.model, mean, std, source.kind == "classifier").eval()
 
 
 def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
-    from sslstudio.core import config as cfg
-    from sslstudio.core.adapt.job import ADAPTED_FILE, load_adapted
-    from sslstudio.core.embed import load_encoder
-
     source = Path(source)
     device = torch.device("cpu")
-    if (source / ADAPTED_FILE).exists():
+    adapted_folder, run_folder = AdaptedFolder(source), RunFolder(source)
+    if adapted_folder.is_adapted():
         adapted = load_adapted(source, device)
         info = adapted.info["adapt"]
-        run_config = _run_train_config(Path(info.get("run", "")))
-        labels = _read_labels(source / "labels.csv")
+        run = RunFolder(Path(info.get("run", "")))
+        run_config = run.settings().get("train", {}) if run.is_run() else {}
         description = {"source": "adapted", "method": info["method"], "backbone": info["backbone"],
                        "objective": run_config.get("objective", ""), "run": info.get("run", ""),
                        "adapted": str(source.resolve())}
+        labels = adapted_folder.labels()
         if encoder_only:
             return ExportSource(adapted.model.encoder.eval(), "encoder", adapted.preprocess, (),
                                 Path(info["data"]), description, labels, source)
         return ExportSource(adapted.model, "classifier", adapted.preprocess, adapted.class_names,
                             Path(info["data"]), description, labels, source)
-    if (source / "config.toml").exists():
+    if run_folder.is_run():
         encoder, preprocess = load_encoder(source, device)
-        train = cfg.read_toml(source / "config.toml")["train"]
+        train = run_folder.settings()["train"]
         description = {"source": "run", "method": "", "backbone": train["backbone"],
                        "objective": train["objective"], "run": str(source.resolve())}
         return ExportSource(encoder, "encoder", preprocess, (), Path(train["data"]), description, {},
                             source)
-    raise ExportError(f"{source} is neither a run folder (config.toml) nor an adapted model "
-                      "(adapted.toml); export a run made by `sslstudio train` or a model made by "
-                      "`sslstudio adapt`")
-
-
-def _run_train_config(run: Path) -> dict:
-    from sslstudio.core import config as cfg
-
-    try:
-        return cfg.read_toml(run / "config.toml").get("train", {})
-    except OSError:
-        return {}
-
-
-def _read_labels(path: Path) -> dict:
-    from sslstudio.core.labels import read_label_csv
-
-    if not path.exists():
-        return {}
-    return {row[0]: row[1] for _, row in read_label_csv(path) if len(row) >= 2}
+    raise ExportError(f"{source} is neither a run folder ({RunFolder.CONFIG}) nor an adapted model "
+                      f"({AdaptedFolder.INFO}); export a run made by `sslstudio train` or a model "
+                      "made by `sslstudio adapt`")
 
 
 def sidecar(source: ExportSource, output_name: str, files: dict) -> dict:
     """Everything a program needs to feed the model and read its output."""
-    from sslstudio import __version__
 
-    pre = source.preprocess
-    if source.modality == "text":
-        length = int(pre["max_length"])
-        model_input = {"name": "input_ids", "dtype": "int64", "shape": ["batch", length],
-                       "tokenizer": files.get("tokenizer", "")}
-        preprocess = {
-            "modality": "text", "max_length": length,
-            "tokenize": f"the tokenizer file: [CLS] text [SEP], truncated and padded with [PAD] "
-                        f"(id 0) to {length} tokens; the model ignores padding",
-        }
-    else:
-        size = int(pre["image_size"])
-        model_input = {
-            "name": "image", "dtype": "float32", "layout": "NCHW", "shape": ["batch", 3, size, size],
-            "channel_order": "RGB", "range": [0.0, 1.0], "normalization_in_model": True,
-            "mean": list(pre["mean"]), "std": list(pre["std"]),
-        }
-        preprocess = {
-            "modality": "image",
-            "image_size": size,
-            "exif_transpose": True,
-            "mode": "RGB; greyscale replicated to 3 channels; transparency composited on white",
-            "jpeg_draft": f"Pillow draft('RGB', ({2 * size}, {2 * size})) before loading JPEGs",
-            "resize": f"shorter side to {size} px, Pillow bilinear with reducing_gap=3.0 "
-                      "(other side rounded, at least the same size)",
-            "crop": f"centre {size}x{size}: left = (width - {size}) // 2, top = (height - {size}) // 2",
-            "scale": "uint8 / 255",
-        }
+    model_input, preprocess = source.preprocess.export_description(files)
     return {
         "format": FORMAT,
         "sslstudio_version": __version__,
@@ -228,56 +184,14 @@ def check_writable(out: Path) -> None:
                           "folder") from None
 
 
-def parity_images(data_dir: Path, size: int, count: int, wanted: list[str] | None = None):
-    """Up to `count` items spread over the folder, decoded exactly as the app decodes them;
-    returns (uint8 NHWC array, relative paths)."""
-    from sslstudio.core.data.images import IMAGE_EXTENSIONS, SkipItem, decode_image
-    from sslstudio.core.data.scan import list_folder
-
-    if wanted is not None:
-        paths = [Path(data_dir) / item for item in wanted]
-    else:
-        listing = list_folder(Path(data_dir), IMAGE_EXTENSIONS, False)
-        picks = np.unique(np.linspace(0, len(listing.paths) - 1,
-                                      min(count * 2, len(listing.paths))).astype(int))
-        paths = [listing.paths[i] for i in picks]
-    images, names = [], []
-    for path in paths:
-        if wanted is None and len(images) >= count:
-            break
-        try:
-            array, _ = decode_image(path, size)
-        except (SkipItem, OSError):
-            continue
-        images.append(array)
-        names.append(path.relative_to(data_dir).as_posix())
-    if not images:
-        return np.zeros((0, size, size, 3), np.uint8), []
-    return np.stack(images), names
-
-
 def parity_inputs(source: "ExportSource", data_dir: Path, count: int,
                   wanted: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Model inputs for items of the folder (a spread, or the `wanted` items), as the app
     prepares them: images decoded and scaled to [0, 1], or texts through the run's tokenizer."""
-    if source.modality != "text":
-        images, names = parity_images(data_dir, int(source.preprocess["image_size"]), count, wanted)
-        return to_input(images), names
-    from sslstudio.core.data.text_folder import load_text_folder
-
-    folder = run_to_end(load_text_folder(Path(data_dir), source.preprocess.get("text_field", "text")))
-    if wanted is not None:
-        index = {item: i for i, item in enumerate(folder.items)}
-        picks = [index[w] for w in wanted if w in index]
-    else:
-        picks = np.unique(np.linspace(0, len(folder.items) - 1, min(count, len(folder.items))).astype(int))
-    tokenizer = source.tokenizer()
-    encodings = tokenizer.encode_batch([folder.texts[i] for i in picks])
-    return np.array([e.ids for e in encodings], np.int64), [folder.items[i] for i in picks]
-
-
-def to_input(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+    try:
+        return source.preprocess.folder_inputs(Path(data_dir), count, source.folder, wanted)
+    except PreprocessError as error:
+        raise ExportError(str(error)) from None
 
 
 def compare_outputs(reference: np.ndarray, candidate: np.ndarray, classifier: bool) -> dict:
@@ -308,8 +222,6 @@ def judge(figures: dict, variant: str, classifier: bool, scale: float) -> tuple[
 
 
 def _session(path: Path):
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -328,7 +240,6 @@ def _median_ms(function, repeats: int) -> float:
 
 def _write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: str,
                 metadata: dict, input_name: str = "image") -> None:
-    import onnx
 
     kwargs = dict(input_names=[input_name], output_names=[output_name],
                   dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
@@ -353,8 +264,11 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
     source = load_source(Path(request.source), request.encoder_only)
     data_dir = Path(request.data_dir) if request.data_dir else source.data_dir
     out, int8_path, json_path, tokenizer_path = export_paths(request.out)
-    targets = [out, json_path] + ([int8_path] if request.quantize else []) + (
-        [tokenizer_path] if source.modality == "text" else [])
+    try:
+        extras = {tokenizer_path: text for role, text in source.preprocess.export_files(source.folder).items()}
+    except PreprocessError as error:
+        raise ExportError(str(error)) from None
+    targets = [out, json_path] + ([int8_path] if request.quantize else []) + list(extras)
     try:
         for target in targets:
             check_output_file(target, overwrite=request.overwrite, data_dirs=[data_dir], what="export")
@@ -373,7 +287,7 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         files = {"float": out.name}
         if request.quantize:
             files["int8"] = int8_path.name
-        if source.modality == "text":
+        if extras:
             files["tokenizer"] = tokenizer_path.name
         facts = sidecar(source, output_name, files)
         metadata = {"sslstudio": json.dumps(facts), "class_names": json.dumps(facts["class_names"]),
@@ -450,9 +364,9 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
             facts["files"].pop("int8", None)
         os.replace(partial[0], out)
         written.append(out)
-        if source.modality == "text":
-            atomic_write_text(tokenizer_path, source.tokenizer().to_str())
-            written.append(tokenizer_path)
+        for path, text in extras.items():
+            atomic_write_text(path, text)
+            written.append(path)
         if keep_int8:
             os.replace(partial[1], int8_path)
             written.append(int8_path)
@@ -514,9 +428,6 @@ def _labelled_items(source: ExportSource, data_dir: Path):
 
 
 def _quantize(float_path: Path, int8_path: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     prepared = float_path.with_name(float_path.name + ".pre")
     try:
         with warnings.catch_warnings():
@@ -560,30 +471,17 @@ def read_sidecar(model_path: Path) -> dict:
                           "and holds the preprocessing") from None
 
 
-def run_exported(model_path: Path, image_path: Path) -> dict:
-    """Decode an image as the app does (or read a text file through the model's tokenizer) and
-    run the exported model on it with onnxruntime."""
-    from sslstudio.core.data.images import SkipItem, decode_image
-
+def run_exported(model_path: Path, file_path: Path) -> dict:
+    """Prepare one file as the app does (an image decoded, a text through the model's tokenizer)
+    and run the exported model on it with onnxruntime."""
     info = read_sidecar(model_path)
-    if info["preprocess"].get("modality") == "text":
-        from sslstudio.core.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(Path(model_path).with_name(info["files"]["tokenizer"]))
-        try:
-            text = Path(image_path).read_text(encoding="utf-8", errors="replace").strip()
-        except OSError as error:
-            raise ExportError(f"cannot read {image_path}: {error.strerror or error}") from None
-        ids = np.array([tokenizer.encode(text).ids], np.int64)
-        output = _session(Path(model_path)).run(None, {"input_ids": ids})[0][0]
-        return {"info": info, "output": output, "text": text}
-    size = int(info["preprocess"]["image_size"])
+    preprocess = Preprocess.of_export(info)
     try:
-        array, _ = decode_image(Path(image_path), size)
-    except SkipItem as reason:
-        raise ExportError(f"cannot use {Path(image_path).name}: {reason}") from None
-    output = _session(Path(model_path)).run(None, {"image": to_input(array[None])})[0][0]
-    return {"info": info, "output": output, "image": array}
+        inputs, shown = preprocess.file_input(Path(file_path), Path(model_path).parent)
+    except PreprocessError as error:
+        raise ExportError(str(error)) from None
+    output = _session(Path(model_path)).run(None, {preprocess.input_name: inputs})[0][0]
+    return {"info": info, "output": output, **shown}
 
 
 def nearest_items(model_path: Path, data_dir: Path, embedding: np.ndarray, count: int = 8,
@@ -591,19 +489,9 @@ def nearest_items(model_path: Path, data_dir: Path, embedding: np.ndarray, count
     """The folder items (a spread of up to `max_items`) whose exported embeddings are closest."""
     info = read_sidecar(model_path)
     session = _session(Path(model_path))
-    if info["preprocess"].get("modality") == "text":
-        from sslstudio.core.data.text_folder import load_text_folder
-        from sslstudio.core.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(Path(model_path).with_name(info["files"]["tokenizer"]))
-        folder = run_to_end(load_text_folder(Path(data_dir)))
-        picks = np.unique(np.linspace(0, len(folder.items) - 1, min(max_items, len(folder.items))).astype(int))
-        names = [folder.items[i] for i in picks]
-        inputs = np.array([e.ids for e in tokenizer.encode_batch([folder.texts[i] for i in picks])], np.int64)
-        feed = "input_ids"
-    else:
-        images, names = parity_images(Path(data_dir), int(info["preprocess"]["image_size"]), max_items)
-        inputs, feed = (to_input(images) if len(images) else images), "image"
+    preprocess = Preprocess.of_export(info)
+    inputs, names = preprocess.folder_inputs(Path(data_dir), max_items, Path(model_path).parent)
+    feed = preprocess.input_name
     if not names:
         return []
     chunks = [session.run(None, {feed: inputs[s:s + 256]})[0] for s in range(0, len(inputs), 256)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -48,15 +49,12 @@ def path_line(path: str) -> str:
     """One line of a paths file. A name holding a line break (or starting with a quote) is
     written as a JSON string, so each line is still exactly one path; every other name as is."""
     if "\n" in path or "\r" in path or path.startswith('"'):
-        import json
-
         return json.dumps(path)
     return path
 
 
 def read_path_lines(path: Path) -> list[str]:
     """The paths of a file written with `path_line`, exactly as they were."""
-    import json
 
     with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
         lines = handle.read().split("\n")

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from sslstudio.core.fileio import atomic_write_text
+
 LABELS_FILE = "labels.sqlite"
 
 # Distinct colours for classes (Tableau 10, then a few more), assigned in order.
@@ -290,7 +292,6 @@ class LabelStore:
 
     def export_csv(self, csv_path: Path, data_root: Path | None = None) -> int:
         """Write `path,label` for every labelled item; paths absolute when `data_root` is given."""
-        from sslstudio.core.fileio import atomic_write_text
 
         rows = sorted(self.label_names().items())
         buffer = io.StringIO()

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sslstudio.core.logistic import fit_logistic
+
 
 def collapse_metrics(features: torch.Tensor, projections: torch.Tensor | None) -> dict[str, float]:
     """Std of l2-normalised outputs per dimension (SimSiam's meter: ~1/sqrt(d) when healthy, 0
@@ -75,8 +77,6 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, per_class: int = 10
     """Few-shot linear-probe accuracy on the labelled items: `per_class` labels per class drawn
     at random, logistic regression, accuracy on the other labelled items, mean of `draws`.
     NaN when fewer than two classes have more than `per_class` items."""
-    from sslstudio.core.adapt.linear import fit_logistic
-
     classes = [c for c in np.unique(labels[labels >= 0]) if (labels == c).sum() > per_class]
     if len(classes) < 2:
         return float("nan")

@@ -27,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sslstudio.core.config import read_toml, write_toml
+from sslstudio.core.events import AdaptEstimate
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+from sslstudio.core.labels import read_label_csv
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.safetensors"
@@ -127,7 +130,6 @@ class RunFolder:
 
     def settings(self) -> dict:
         """config.toml as plain tables (train, objective, plan, preprocess)."""
-        from sslstudio.core.config import read_toml
 
         return read_toml(self.config_path)
 
@@ -287,18 +289,13 @@ class AdaptedFolder:
         return target.stat().st_mtime
 
     def info(self) -> dict:
-        from sslstudio.core.config import read_toml
-
         return read_toml(self.info_path)
 
     def write_info(self, tables: dict) -> None:
-        from sslstudio.core.config import write_toml
-
         write_toml(self.info_path, tables)
 
     def estimate(self):
         """The saved cross-validated estimate, as the AdaptEstimate event the job yielded."""
-        from sslstudio.core.events import AdaptEstimate
 
         saved = json.loads(self.estimate_path.read_text())
         return AdaptEstimate(
@@ -320,7 +317,6 @@ class AdaptedFolder:
 
     def labels(self) -> dict[str, str]:
         """item -> class name: what the model was trained on."""
-        from sslstudio.core.labels import read_label_csv
 
         if not self.labels_path.exists():
             return {}

@@ -1,13 +1,17 @@
 """Self-supervised pretraining as a generator of events.
 
-Read top to bottom: set up (devices, data, model, optimizer, resume), then one loop of steps.
-Every yield is a place where pause and cancel act; the loop also checks after each step.
+The life of a run, top to bottom: `train` checks the run folder; `_train` loads the folder and
+resolves a `RunPlan` (every choice made before the first step, saved in config.toml and shown
+to the user), builds the model, optimizer and loop state from it, then `_TrainingLoop.run` takes
+the steps. Every yield is a place where pause and cancel act. A modality's differences (how
+data is loaded, the encoder's input, what the objective draws its views from) live in its
+`Preprocess` type, not here.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import dataclasses
 import math
 import os
 import shutil
@@ -19,20 +23,17 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from sslstudio.core import distributed
-from sslstudio.core.backbones import BACKBONES, build_backbone
+from sslstudio.core.backbones import BACKBONES
+from sslstudio.core.backbones.bert import is_model_folder
+from sslstudio.core.backbones.weights import check_weights_file
 from sslstudio.core.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from sslstudio.core.control import Cancelled, RunControl
-from sslstudio.core.data import load_image_folder
-from sslstudio.core.data.augment import (
-    AugmentSettings,
-    BatchAugment,
-    normalize,
-    to_float,
-)
 from sslstudio.core.data.scan import DataError
-from sslstudio.core.data.text_tokens import load_text_data
+from sslstudio.core.data.text_folder import detect_modality
 from sslstudio.core.devices import describe, resolve_device
 from sslstudio.core.events import (
     Checkpointed,
@@ -42,7 +43,7 @@ from sslstudio.core.events import (
     RunWarning,
     StepMetrics,
 )
-from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+from sslstudio.core.fileio import atomic_write_text
 from sslstudio.core.monitor import (
     collapse_metrics,
     knn_accuracy,
@@ -51,10 +52,10 @@ from sslstudio.core.monitor import (
 )
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.outputs import OutputError, check_output_folder, check_outside_data
+from sslstudio.core.preprocess import PREPROCESSES, Preprocess, is_text_model_folder
 from sslstudio.core.run_folder import RunFolder
-from sslstudio.core.train_config import CPU_MINUTES, TrainConfig, save_run_config
+from sslstudio.core.train_config import CPU_MINUTES, TrainConfig
 
-CHECKPOINT_NAME = "checkpoints/last.safetensors"
 METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
                   "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
                   "knn_accuracy", "probe_accuracy"]
@@ -71,23 +72,8 @@ def lr_factor(progress: float, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(remaining, 0.0), 1.0)))
 
 
-PRETRAINED_CPU_SIZE = 96  # a 224 px EfficientNet trains at ~3 images/s on two cores; 96 px at ~35
-
-
-def resolve_image_size(config: TrainConfig, data_root: Path, device: torch.device,
-                       pretrained=None) -> int:
-    if config.image_size:
-        return config.image_size
-    if pretrained is not None:
-        # The size the weights were trained at, unless the CPU cannot afford it.
-        return pretrained.input_size if device.type != "cpu" else PRETRAINED_CPU_SIZE
-    from sslstudio.core.data.image_folder import typical_side
-
-    side = typical_side(data_root)
-    # Native size for small images (28 px costs 40% less than 32 px on a CPU); large photos are
-    # brought down to what the device can train on in a sitting.
-    ceiling = 64 if device.type == "cpu" else 128
-    return int(min(max(24, round(side / 4) * 4), ceiling))
+def objective_modality(objective: str) -> str:
+    return "text" if "text" in OBJECTIVES.get(objective).modalities else "image"
 
 
 def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = "image") -> str:
@@ -99,41 +85,472 @@ def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = 
             raise DataError(f"backbone {config.backbone} encodes {spec.modality}, and "
                             f"{config.objective} trains on {modality}; choose {', '.join(fitting)}")
         return config.backbone
-    if modality == "text":
-        return "pretrained_bert" if _is_model_folder(config.weights) else "text_transformer"
-    if device.type == "cpu" and not config.weights:
-        # An ImageNet encoder already on disk beats anything two cores train from scratch.
-        from sslstudio.core.backbones.pretrained import cached_weights
-
-        if cached_weights("pretrained_efficientnet_lite0") is not None:
-            return "pretrained_efficientnet_lite0"
-    return "small_cnn" if device.type == "cpu" else "resnet18"
-
-
-def text_shape(config: TrainConfig, vocab, max_length: int, device: torch.device):
-    from sslstudio.core.backbones.text_transformer import TextShape
-
-    cpu = device.type == "cpu"
-    # Two cores train a 2 x 128 encoder ~16x faster than BERT-mini's 4 x 256: in five minutes
-    # that is 20 epochs of a 13,000-text folder instead of 1.
-    width = config.text_width or (128 if cpu else 384)
-    return TextShape(vocab.size, max_length, config.text_layers or (2 if cpu else 6), width,
-                     config.text_heads or max(1, width // 64), pad_id=vocab.pad_id)
+    return PREPROCESSES.get(modality).default_backbone(config, device)
 
 
 def check_modality(data_dir: Path, objective: str, modality: str) -> None:
     """A clear word when the folder holds the other kind of data than the objective trains on."""
-    from sslstudio.core.data.text_folder import detect_modality
 
     if not Path(data_dir).is_dir():
         return  # the loader says what is wrong with it
     found = detect_modality(Path(data_dir))
-    if found in ("image", "text") and found != modality:
-        from sslstudio.core.objectives import OBJECTIVES
-
+    if found in PREPROCESSES.names() and found != modality:
         fitting = [n for n in OBJECTIVES.names() if found in OBJECTIVES.get(n).modalities]
         raise DataError(f"{data_dir} holds {found}s, and {objective} trains on {modality}s; "
                         f"choose {', '.join(fitting)}")
+
+
+# -- the plan ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run decides before its first step, and why; saved as `[plan]` in
+    config.toml, printed by the CLI and shown by the app."""
+
+    objective: str
+    modality: str
+    backbone: str
+    device: str  # as the user reads it: "cpu (CPU, 2 cores)"
+    world_size: int
+    items: int  # usable items of the folder
+    batch_size: int  # per process
+    steps_per_epoch: int
+    epochs: int  # the budget in passes over the data, or 0
+    minutes: float  # the budget in wall-clock minutes, or 0
+    weights: str  # where the encoder starts from; "" from scratch (or from the checkpoint)
+    encoder_lr_scale: float  # the encoder's learning rate relative to the heads'
+    inputs: dict = field(default_factory=dict)  # the modality's part: resolution, sequence length
+    reasons: tuple[str, ...] = ()  # why the automatic choices came out as they did
+
+    @property
+    def total_steps(self) -> int:
+        """-1 when the budget is in minutes."""
+        return self.epochs * self.steps_per_epoch if self.epochs else -1
+
+    def to_table(self) -> dict:
+        table = dataclasses.asdict(self)
+        table["reasons"] = list(self.reasons)
+        return table
+
+    def describe(self) -> str:
+        budget = (f"{self.epochs} epochs of {self.steps_per_epoch} steps" if self.epochs
+                  else f"{self.minutes:g} minutes")
+        inputs = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.inputs.items())
+        start = f"from {self.weights}" if self.weights else "from scratch"
+        text = (f"plan: {self.objective} on {self.backbone} ({start}), {inputs}; batch "
+                f"{self.batch_size}, {budget}, on {self.device}")
+        if self.world_size > 1:
+            text += f" x{self.world_size} processes"
+        return text + "".join(f"\n  {reason}" for reason in self.reasons)
+
+
+def make_plan(config: TrainConfig, setup: "_Setup", data, preprocess: Preprocess,
+              weights) -> tuple[RunPlan, list[RunWarning]]:
+    per_rank = len(data) // setup.world
+    if per_rank < 2:
+        kind = "texts" if setup.modality == "text" else "images"
+        raise DataError(f"{len(data)} usable {kind} is too few to train on; at least "
+                        f"{2 * setup.world} needed")
+    warnings, reasons = [], []
+    # Auto batch: 256, but never so large that an epoch is a single step (small folders).
+    batch_size = config.batch_size or min(DEFAULT_BATCH, max(2, per_rank // 4))
+    if not config.batch_size and batch_size < DEFAULT_BATCH:
+        reasons.append(f"batch {batch_size}: a quarter of the {per_rank} items, so that an epoch "
+                       "has several steps")
+    if batch_size > per_rank:
+        warnings.append(RunWarning("batch_reduced", f"batch size {batch_size} is larger than the "
+                                   f"{per_rank} images per process; using {per_rank}"))
+        batch_size = per_rank
+    minutes = config.minutes
+    if not config.epochs and not minutes:
+        minutes = CPU_MINUTES if setup.device.type == "cpu" else GPU_MINUTES
+        reasons.append(f"budget {minutes:g} minutes: the default on a {setup.device.type.upper()}")
+    pretrained = BACKBONES.get(setup.backbone).pretrained is not None or is_text_model_folder(config.weights)
+    encoder_scale = config.backbone_lr_scale or (0.1 if pretrained else 1.0)
+    if not config.backbone_lr_scale and pretrained:
+        reasons.append("encoder learning rate x0.1: a pretrained encoder is continued, not rewritten")
+    if config.backbone == "auto":
+        reasons.append(f"backbone {setup.backbone}: the default for this device and data")
+    plan = RunPlan(config.objective, setup.modality, setup.backbone, describe(setup.device),
+                   setup.world, len(data), batch_size, per_rank // batch_size, config.epochs,
+                   0.0 if config.epochs else minutes, str(weights or ""), encoder_scale,
+                   preprocess.plan_facts(), tuple(reasons))
+    return plan, warnings
+
+
+@dataclass
+class _Setup:
+    """Resolved before the data is read: where, what and with which encoder."""
+
+    device: torch.device
+    rank: int
+    world: int
+    objective_cls: type
+    modality: str
+    backbone: str
+    run: RunFolder
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "_Setup":
+        rank, world = distributed.rank(), distributed.world_size()
+        device = resolve_device(config.device)
+        if device.type == "cuda" and world > 1:
+            device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        objective_cls = OBJECTIVES.get(config.objective)
+        modality = objective_modality(config.objective)
+        check_modality(Path(config.data), config.objective, modality)
+        return cls(device, rank, world, objective_cls, modality,
+                   resolve_backbone(config, device, modality), RunFolder(config.run_dir))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def preprocess_type(self) -> type[Preprocess]:
+        return PREPROCESSES.get(self.modality)
+
+
+# -- running ----------------------------------------------------------------------------------
+def train(config: TrainConfig, objective_config=None, control: RunControl | None = None,
+          resume: bool = False) -> Iterator:
+    """Pretrain `config.backbone` on `config.data` with `config.objective`, yielding events.
+
+    With `resume`, the run folder's checkpoint is loaded and training continues from its step.
+    """
+    control = control or RunControl()
+    owns_process_group = False
+    if distributed.launched_by_torchrun() and not distributed.is_distributed():
+        wants_cuda = config.device.startswith("cuda") or (config.device == "auto"
+                                                          and torch.cuda.is_available())
+        dist.init_process_group("nccl" if wants_cuda else "gloo")
+        owns_process_group = True
+    run_dir = config.run_dir
+    if distributed.rank() == 0:
+        check_run_folder(run_dir, Path(config.data), resume)
+    restart_note = ""
+    if resume and not RunFolder(run_dir).has_checkpoint():
+        # Stopped before its first checkpoint: continuing it is starting it again.
+        resume = False
+        restart_note = (f"{run_dir} stopped before its first checkpoint; starting it again from "
+                        "the beginning")
+    if not resume:
+        check_weights_argument(config.weights)
+    existed = run_dir.exists()
+    # Everything in a new or empty folder is made by this call, and so ours to take back.
+    ours_alone = not resume and (not existed or not any(run_dir.iterdir()))
+    started = False
+    try:
+        if restart_note:
+            yield RunWarning("resume", restart_note)
+        for event in _train(config, objective_config, control, resume):
+            started = started or isinstance(event, RunStarted)
+            yield event
+    except BaseException:
+        if ours_alone and not started and distributed.rank() == 0:
+            # Failed before training began: leave no husk of a run behind.
+            _remove_run_files(run_dir, keep_folder=existed)
+        raise
+    finally:
+        if owns_process_group:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, objective_config, control: RunControl, resume: bool):
+    """Plan, build, loop."""
+    setup = _Setup.of(config)
+    run = setup.run
+    objective_config = objective_config or setup.objective_cls.config_cls()
+    data = yield from setup.preprocess_type.load_training_data(config, setup.backbone, setup.device,
+                                                               run, control)
+    if setup.main:
+        run.write_scan_report(data.report)
+        if data.report.skipped:
+            yield RunWarning("data", f"{len(data.report.skipped)} files skipped "
+                             f"({data.report.summary()}); the list is in {run.skipped_path}")
+    preprocess, weights = setup.preprocess_type.for_training(config, setup.backbone, data, run,
+                                                             resume, setup.device)
+    plan, warnings = make_plan(config, setup, data, preprocess, weights)
+    yield from warnings
+    loop = _TrainingLoop.build(config, objective_config, setup, plan, preprocess, data, weights)
+    if resume:
+        note = loop.restore()
+        if note:
+            yield RunWarning("resume", note)
+    if setup.main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(_resolved_config(config, loop.plan, preprocess), objective_config,
+                         preprocess.to_table(), loop.plan.to_table())
+        run.clear_status()
+        loop.metrics_log = _MetricsLog(run.metrics_path, loop.state.step if resume else None)
+    yield RunStarted(str(run.path), config.objective, plan.backbone, plan.device, len(data),
+                     len(data.report.skipped), loop.batch_size, loop.plan.total_steps,
+                     loop.state.step, setup.world, loop.objective.encoder.feature_dim,
+                     tuple(data.class_names), loop.plan.describe())
+    yield from loop.run(control, first_snapshot=not resume)
+
+
+def _resolved_config(config: TrainConfig, plan: RunPlan, preprocess: Preprocess) -> TrainConfig:
+    """The settings as resolved, so that a resumed run reads the choices the plan made."""
+    facts = preprocess.plan_facts()
+    resolved = dataclasses.replace(config, backbone=plan.backbone, batch_size=plan.batch_size,
+                                   minutes=plan.minutes or config.minutes,
+                                   image_size=facts.get("image_size", 0))
+    if "max_length" in facts:
+        resolved.max_length = facts["max_length"]
+    if "layers" in facts:
+        resolved.text_layers, resolved.text_width = facts["layers"], facts["width"]
+        resolved.text_heads = facts["heads"]
+    return resolved
+
+
+class _TrainingLoop:
+    """The model, optimizer and loop state of one run, and the loop over its steps."""
+
+    def __init__(self, config, objective_config, setup, plan, preprocess, data, objective, model,
+                 optimizer, generators):
+        self.config, self.objective_config, self.setup = config, objective_config, setup
+        self.plan, self.preprocess, self.data = plan, preprocess, data
+        self.objective, self.model, self.optimizer = objective, model, optimizer
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.generators = generators
+        self.batch_size = plan.batch_size
+        self.per_rank = len(data) // setup.world
+        self.state = LoopState(batch_size=plan.batch_size)
+        self.metrics_log: _MetricsLog | None = None
+        self.monitor: _Monitor | None = None
+
+    @classmethod
+    def build(cls, config, objective_config, setup, plan, preprocess, data, weights):
+        device = setup.device
+        # The global seed fixes initialisation for every rank; each rank augments differently.
+        torch.manual_seed(config.seed)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(config.seed * 1000 + 17 + setup.rank)
+        encoder = preprocess.build_encoder(config, plan.backbone, weights)
+        objective = preprocess.make_objective(setup.objective_cls, encoder, objective_config, config,
+                                              data, setup.run, device, generator).to(device)
+        objective = preprocess.prepare_model(objective)
+        model = objective
+        if setup.world > 1:
+            model = DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None)
+        optimizer = _make_optimizer(objective, objective_config, plan.encoder_lr_scale)
+        return cls(config, objective_config, setup, plan, preprocess, data, objective, model,
+                   optimizer, {"augment": generator})
+
+    def restore(self) -> str:
+        """Load the checkpoint; returns what the user should know about it, or ""."""
+        self.state, note = load_checkpoint(self.setup.run.checkpoint_path, self.objective,
+                                           self.optimizer, self.generators)
+        saved = self.state.batch_size
+        if saved and saved != self.batch_size:
+            # The run's own batch, unless the folder has shrunk below it since (which the
+            # plan's warning has said when the saved setting was that batch).
+            if saved <= self.per_rank:
+                self.batch_size = saved
+            elif self.batch_size != self.per_rank:
+                self.batch_size = self.per_rank
+                note += (("; " if note else "") + f"the folder now holds {self.per_rank} items per "
+                         f"process, fewer than the run's batch of {saved}: batch {self.batch_size} "
+                         "from here on")
+        self.plan = dataclasses.replace(self.plan, batch_size=self.batch_size,
+                                        steps_per_epoch=self.per_rank // self.batch_size)
+        return note
+
+    # -- the loop ---------------------------------------------------------------------------
+    def progress(self) -> float:
+        if self.config.epochs:
+            return min(1.0, (self.state.epoch + self.state.position / max(1, self.per_rank))
+                       / self.config.epochs)
+        return min(1.0, self.clock.elapsed() / (self.plan.minutes * 60.0))
+
+    def run(self, control: RunControl, first_snapshot: bool) -> Iterator:
+        config, setup, state = self.config, self.setup, self.state
+        self.clock = _Clock(control, offset=state.elapsed_s)
+        if setup.main:
+            self.monitor = _Monitor(self.data, config, setup.device, self.objective,
+                                    self.preprocess, setup.run)
+            if first_snapshot:
+                yield from self.monitor.run(state.step, 0.0)
+        self.objective.train()
+        self.log = _LogWindow(setup.device)
+        last_checkpoint = time.monotonic()
+        status, message = "completed", ""
+        try:
+            while not self._budget_spent():
+                order = _epoch_order(len(self.data), config.seed, state.epoch, setup.rank, setup.world)
+                if state.position == 0 and self.batch_size > len(order):
+                    # Not one step fits in an epoch: spinning through empty epochs never ends.
+                    raise DataError(f"batch size {self.batch_size} is larger than the {len(order)} "
+                                    "items per process, so no training step can run; lower the "
+                                    "batch size")
+                stopped = False
+                while state.position + self.batch_size <= len(order) and not stopped:
+                    took = yield from self._step(order[state.position:state.position + self.batch_size])
+                    if not took:
+                        continue  # out of memory: the batch was halved, the step is retried
+                    out_of_budget = self.progress() >= 1.0 and not config.epochs
+                    final = out_of_budget or bool(
+                        config.epochs and state.epoch + 1 >= config.epochs
+                        and state.position + self.batch_size > len(order))
+                    if self.log.due(final, state.step, config.log_every_steps):
+                        yield from self._log(final)
+                        control.checkpoint()
+                        if time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
+                            last_checkpoint = time.monotonic()
+                            yield from self._save()
+                    else:
+                        control.checkpoint()
+                    stopped = distributed.any_rank(out_of_budget, setup.device) if setup.world > 1 \
+                        else out_of_budget
+                if stopped:
+                    break
+                state.epoch += 1
+                state.position = 0
+                if not self._budget_spent():
+                    # Pause and cancel hold at every epoch boundary too, even after an epoch
+                    # that had no step left to run.
+                    control.checkpoint()
+            yield from self._save()
+        except _Diverged as diverged:
+            status, message = "failed", str(diverged)
+        except DataError as error:
+            status, message = "failed", str(error)
+        except Cancelled:
+            status, message = "cancelled", "stopped by the user; resume to continue"
+            yield from self._save()
+        finally:
+            if self.metrics_log is not None:
+                self.metrics_log.close()
+        if setup.main:
+            setup.run.write_status(status, state.step, message)
+        checkpoint = setup.run.checkpoint_path
+        yield RunFinished(status, state.step, message, str(checkpoint) if checkpoint.exists() else "")
+
+    def _budget_spent(self) -> bool:
+        """Also true for a run resumed after it had finished: it takes no step."""
+        if self.config.epochs:
+            return self.state.epoch >= self.config.epochs
+        return self.progress() >= 1.0
+
+    def _step(self, indices: np.ndarray) -> Iterator:
+        """One optimizer step on `indices`; returns False when it ran out of memory instead."""
+        device = self.setup.device
+        batch = self.data.batch(indices)
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        inputs = self.preprocess.training_inputs(batch, device)
+        progress = self.progress()
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * lr_factor(progress, self.config.warmup_fraction)
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                    else nullcontext())
+        try:
+            with autocast:
+                loss, extra = self.model(inputs)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+        except torch.OutOfMemoryError:
+            if self.batch_size <= 2:
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.batch_size //= 2
+            yield RunWarning("out_of_memory", f"out of memory on {device}; batch size halved to "
+                             f"{self.batch_size} and the step retried", self.state.step)
+            return False
+        self.objective.after_step(progress)
+        self.log.add(loss, extra, self.batch_size)
+        self.state.step += 1
+        self.state.position += self.batch_size
+        if device.type == "cpu":
+            # On the CPU the check is free; on a GPU it waits for the device, so it happens at
+            # log points only (a NaN in between still poisons the sum).
+            yield from self._check_finite()
+        return True
+
+    def _check_finite(self) -> Iterator:
+        finite = bool(torch.isfinite(self.log.loss_sum))
+        if self.setup.world > 1:
+            finite = not distributed.any_rank(not finite, self.setup.device)
+        if not finite:
+            step = self.state.step
+            yield RunWarning("non_finite", _divergence_message(
+                self.objective, self.objective_config, step, self.setup.run.checkpoint_path), step)
+            raise _Diverged(f"loss is not finite at step {step}; "
+                            f"{self.objective.divergence_hint} and start again")
+
+    def _log(self, final: bool) -> Iterator:
+        device = self.setup.device
+        if device.type != "cpu":
+            yield from self._check_finite()
+        elapsed, progress = self.clock.elapsed(), self.progress()
+        loss, samples_per_s, extra = self.log.take()  # before the monitor's time is counted
+        snapshot_events = []
+        if self.monitor is not None and (final or self.monitor.due()):
+            snapshot_events = list(self.monitor.run(self.state.step, progress))
+        event = StepMetrics(
+            step=self.state.step, epoch=self.state.epoch, loss=loss,
+            lr=self.optimizer.param_groups[0]["lr"], samples_per_s=samples_per_s,
+            elapsed_s=elapsed, progress=progress,
+            eta_s=_eta(elapsed, progress, self.plan.minutes, self.config.epochs),
+            batch_size=self.batch_size, extra=extra,
+            gpu_memory_bytes=(torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0),
+            **(self.monitor.latest_fields() if snapshot_events else {}))
+        if self.metrics_log is not None:
+            self.metrics_log.write(event)
+        yield event
+        yield from snapshot_events
+
+    def _save(self) -> Iterator:
+        if not self.setup.main:
+            return
+        self.state.elapsed_s = self.clock.elapsed()
+        self.state.batch_size = self.batch_size
+        save_checkpoint(self.setup.run.checkpoint_path, self.objective, self.optimizer, self.state,
+                        self.generators)
+        if self.monitor is not None:
+            self.monitor.save_snapshot()
+        yield Checkpointed(self.state.step, str(self.setup.run.checkpoint_path))
+
+
+class _LogWindow:
+    """Loss and throughput summed since the last logged step."""
+
+    def __init__(self, device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.steps = self.samples = 0
+        self.started = time.monotonic()
+        self.extra: dict = {}
+
+    def add(self, loss: torch.Tensor, extra: dict, samples: int) -> None:
+        self.loss_sum += loss.detach().float()
+        self.extra = extra
+        self.steps += 1
+        self.samples += samples
+
+    def due(self, final: bool, step: int, every_steps: int) -> bool:
+        if final:
+            return True
+        if every_steps:
+            return step % every_steps == 0
+        return time.monotonic() - self.started >= AUTO_LOG_INTERVAL_S
+
+    def take(self) -> tuple[float, float, dict]:
+        """(mean loss, samples per second, the last step's extra figures), and start again."""
+        dt = max(time.monotonic() - self.started, 1e-9)
+        out = (float(self.loss_sum) / max(1, self.steps), self.samples / dt,
+               {k: float(v) for k, v in self.extra.items()})
+        self.loss_sum.zero_()
+        self.steps = self.samples = 0
+        self.started = time.monotonic()
+        return out
 
 
 @dataclass
@@ -176,384 +593,11 @@ def _csv_number(value) -> str:
     return str(value)
 
 
-def train(config: TrainConfig, objective_config=None, control: RunControl | None = None,
-          resume: bool = False) -> Iterator:
-    """Pretrain `config.backbone` on `config.data` with `config.objective`, yielding events.
-
-    With `resume`, the run folder's checkpoint is loaded and training continues from its step.
-    """
-    control = control or RunControl()
-    owns_process_group = False
-    if distributed.launched_by_torchrun() and not distributed.is_distributed():
-        import torch.distributed as dist
-
-        wants_cuda = config.device.startswith("cuda") or (config.device == "auto"
-                                                          and torch.cuda.is_available())
-        dist.init_process_group("nccl" if wants_cuda else "gloo")
-        owns_process_group = True
-    run_dir = config.run_dir
-    if distributed.rank() == 0:
-        check_run_folder(run_dir, Path(config.data), resume)
-    restart_note = ""
-    if resume and not RunFolder(run_dir).has_checkpoint():
-        # Stopped before its first checkpoint: continuing it is starting it again.
-        resume = False
-        restart_note = (f"{run_dir} stopped before its first checkpoint; starting it again from "
-                        "the beginning")
-    if not resume:
-        check_weights_argument(config.weights)
-    existed = run_dir.exists()
-    # Everything in a new or empty folder is made by this call, and so ours to take back.
-    ours_alone = not resume and (not existed or not any(run_dir.iterdir()))
-    started = False
-    try:
-        if restart_note:
-            yield RunWarning("resume", restart_note)
-        for event in _train(config, objective_config, control, resume):
-            started = started or isinstance(event, RunStarted)
-            yield event
-    except BaseException:
-        if ours_alone and not started and distributed.rank() == 0:
-            # Failed before training began: leave no husk of a run behind.
-            _remove_run_files(run_dir, keep_folder=existed)
-        raise
-    finally:
-        if owns_process_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-def _train(config: TrainConfig, objective_config, control: RunControl, resume: bool):
-    rank, world = distributed.rank(), distributed.world_size()
-    main = rank == 0
-    device = resolve_device(config.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    run_dir = config.run_dir
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    objective_cls = OBJECTIVES.get(config.objective)
-    objective_config = objective_config or objective_cls.config_cls()
-
-    # Data: decoded (or tokenized) once; the scan's progress goes out as events.
-    modality = "text" if "text" in objective_cls.modalities else "image"
-    check_modality(Path(config.data), config.objective, modality)
-    vocab = None
-    if modality == "text":
-        if _is_model_folder(config.weights) and not (run_dir / "tokenizer.json").exists():
-            # A pretrained text encoder reads through its own tokenizer, not one trained here.
-            from sslstudio.core.tokenizer import save_tokenizer_unpadded
-
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_tokenizer_unpadded(Path(config.weights) / "tokenizer.json", run_dir / "tokenizer.json")
-        data, _, vocab = yield from load_text_data(
-            Path(config.data), config.text_field, config.labels_from_folders, run_dir,
-            config.tokenizer, config.vocab_size, config.max_length, device.type, control)
-        image_size = 0
-    else:
-        pretrained_info = BACKBONES.get(resolve_backbone(config, device, modality)).pretrained
-        image_size = resolve_image_size(config, Path(config.data), device, pretrained_info)
-        data = yield from load_image_folder(Path(config.data), image_size, config.labels_from_folders,
-                                            cache_dir=run_dir / "cache", control=control)
-    if main:
-        _write_scan_report(run_dir, data)
-        if data.report.skipped:
-            yield RunWarning("data", f"{len(data.report.skipped)} files skipped "
-                             f"({data.report.summary()}); the list is in {run_dir / 'skipped.csv'}")
-    per_rank = len(data) // world
-    if per_rank < 2:
-        kind = "texts" if modality == "text" else "images"
-        raise DataError(f"{len(data)} usable {kind} is too few to train on; at least {2 * world} needed")
-    # Auto batch: 256, but never so large that an epoch is a single step (small folders).
-    batch_size = config.batch_size or min(DEFAULT_BATCH, max(2, per_rank // 4))
-    if batch_size > per_rank:
-        yield RunWarning("batch_reduced", f"batch size {batch_size} is larger than the "
-                         f"{per_rank} images per process; using {per_rank}")
-        batch_size = per_rank
-
-    minutes = config.minutes
-    if not config.epochs and not minutes:
-        minutes = CPU_MINUTES if device.type == "cpu" else GPU_MINUTES
-    backbone_name = resolve_backbone(config, device, modality)
-
-    # Model, augmentation and optimizer. The global seed fixes initialisation for every rank.
-    torch.manual_seed(config.seed)
-    augment_generator = torch.Generator(device=device)
-    augment_generator.manual_seed(config.seed * 1000 + 17 + rank)
-    if modality == "text":
-        if backbone_name == "pretrained_bert":
-            from sslstudio.core.backbones.bert import BertShape
-
-            config_json = (Path(config.weights) / "config.json").read_text()
-            shape = BertShape(config_json, data.max_length)
-            encoder = build_backbone(backbone_name, shape, config.weights)
-            preprocess = {"modality": "text", "architecture": "bert", "bert_config": config_json,
-                          "pretrained": {"folder": str(config.weights)}}
-        else:
-            shape = text_shape(config, vocab, data.max_length, device)
-            encoder = build_backbone(backbone_name, shape, config.weights or None)
-            preprocess = {"modality": "text", "vocab_size": shape.vocab_size, "layers": shape.layers,
-                          "width": shape.width, "heads": shape.heads}
-        preprocess.update({"tokenizer": "tokenizer.json", "max_length": data.max_length,
-                           "text_field": config.text_field, "class_names": list(data.class_names)})
-        objective = objective_cls(encoder, objective_config, vocab).to(device)
-        objective.generator = augment_generator  # masking draws from it: resumable like augmentation
-        mean = std = augment = None
-    else:
-        info = BACKBONES.get(backbone_name).pretrained
-        weights = config.weights or None
-        if info is not None:
-            # The weights' own normalisation, not the folder's: that is what they expect.
-            mean, std = [float(v) for v in info.mean], [float(v) for v in info.std]
-            # A resumed run's checkpoint holds the weights; the original file may be gone.
-            weights = None if resume else weights or _pretrained_weights(backbone_name)
-        else:
-            mean, std = data.channel_stats(seed=config.seed)
-        settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey, image_size)
-        augment = BatchAugment(settings, mean, std, image_size, augment_generator)
-        augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
-        encoder = build_backbone(backbone_name, image_size, None if resume else weights)
-        if info is not None:
-            encoder.freeze_batchnorm = config.freeze_batchnorm != "no"
-        elif config.freeze_batchnorm == "yes":
-            encoder.freeze_batchnorm = True
-        objective = objective_cls(encoder, objective_config, augment).to(device)
-        preprocess = {"image_size": image_size, "mean": mean, "std": std, "channel_order": "RGB",
-                      "resize": "shorter side to image_size, then centre crop", "grey": data.grey,
-                      "class_names": list(data.class_names)}
-        if info is not None:
-            preprocess["pretrained"] = {"architecture": info.arch, "source": info.source,
-                                        "licence": info.licence,
-                                        "weights": str(weights) if weights else _previous_weights(run_dir),
-                                        "trained_size": info.input_size,
-                                        "interpolation": info.interpolation}
-    # channels_last is faster for convolutions on CUDA and on the CPU's oneDNN (+30% here).
-    objective = objective.to(memory_format=torch.channels_last)
-    model = objective
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None)
-    pretrained_encoder = modality == "image" and BACKBONES.get(backbone_name).pretrained is not None
-    encoder_scale = config.backbone_lr_scale or (0.1 if pretrained_encoder or _is_model_folder(config.weights)
-                                                 else 1.0)
-    optimizer = _make_optimizer(objective, objective_config, encoder_scale)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-
-    loop = LoopState(batch_size=batch_size)
-    generators = {"augment": augment_generator}
-    resume_note = ""
-    if resume:
-        loop, resume_note = load_checkpoint(checkpoint_path, objective, optimizer, generators)
-        if loop.batch_size and loop.batch_size != batch_size:
-            # The run's own batch, unless the folder has shrunk below it since (which the
-            # warning above has said when the saved setting was that batch).
-            if loop.batch_size <= per_rank:
-                batch_size = loop.batch_size
-            elif batch_size != per_rank:
-                batch_size = per_rank
-                resume_note += (("; " if resume_note else "") + f"the folder now holds {per_rank} "
-                                f"items per process, fewer than the run's batch of {loop.batch_size}: "
-                                f"batch {batch_size} from here on")
-
-    resolved = TrainConfig(**{**config.__dict__, "backbone": backbone_name, "image_size": image_size,
-                              "batch_size": batch_size, "minutes": minutes})
-    if modality == "text":
-        resolved.max_length = preprocess["max_length"]
-        if "layers" in preprocess:
-            resolved.text_layers, resolved.text_width = preprocess["layers"], preprocess["width"]
-            resolved.text_heads = preprocess["heads"]
-    metrics_log = None
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_run_config(run_dir / "config.toml", resolved, objective_config, preprocess)
-        (run_dir / "status.json").unlink(missing_ok=True)  # running again: no longer finished
-        metrics_log = _MetricsLog(run_dir / "metrics.csv", loop.step if resume else None)
-
-    steps_per_epoch = per_rank // batch_size
-    total_steps = config.epochs * steps_per_epoch if config.epochs else -1
-    if resume_note:
-        yield RunWarning("resume", resume_note)
-    yield RunStarted(str(run_dir), config.objective, backbone_name, describe(device), len(data),
-                     len(data.report.skipped), batch_size, total_steps, loop.step, world,
-                     encoder.feature_dim, tuple(data.class_names))
-
-    monitor = _Monitor(data, config, device, objective, augment) if main else None
-    clock = _Clock(control, offset=loop.elapsed_s)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else nullcontext())
-    pin = device.type == "cuda"
-
-    def progress_now() -> float:
-        if config.epochs:
-            return min(1.0, (loop.epoch + loop.position / max(1, per_rank)) / config.epochs)
-        return min(1.0, clock.elapsed() / (minutes * 60.0))
-
-    def save() -> Checkpointed | None:
-        if not main:
-            return None
-        loop.elapsed_s = clock.elapsed()
-        loop.batch_size = batch_size
-        save_checkpoint(checkpoint_path, objective, optimizer, loop, generators)
-        if monitor is not None and monitor.last_snapshot is not None:
-            monitor.save_snapshot(run_dir / "embedding.npz")
-        return Checkpointed(loop.step, str(checkpoint_path))
-
-    if monitor is not None and not resume:
-        yield from monitor.run(loop.step, 0.0)
-
-    objective.train()
-    loss_sum = torch.zeros((), device=device)
-    steps_in_log = 0
-    log_started = time.monotonic()
-    samples_in_log = 0
-    last_checkpoint = time.monotonic()
-    last_extra: dict = {}
-    status, message = "completed", ""
-    try:
-        while True:
-            # A run resumed after it had finished (or a budget already spent) takes no step.
-            if (loop.epoch >= config.epochs) if config.epochs else progress_now() >= 1.0:
-                break
-            order = _epoch_order(len(data), config.seed, loop.epoch, rank, world)
-            if loop.position == 0 and batch_size > len(order):
-                # Not one step fits in an epoch: spinning through empty epochs would never end.
-                raise DataError(f"batch size {batch_size} is larger than the {len(order)} items per "
-                                "process, so no training step can run; lower the batch size")
-            while loop.position + batch_size <= len(order):
-                indices = order[loop.position:loop.position + batch_size]
-                images = data.batch(indices)
-                if pin:
-                    images = images.pin_memory()
-                images = images.to(device, non_blocking=True)
-                if modality == "image":
-                    images = to_float(images)
-                progress = progress_now()
-                for group, base in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = base * lr_factor(progress, config.warmup_fraction)
-                try:
-                    with autocast:
-                        loss, extra = model(images)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
-                    optimizer.step()
-                except torch.OutOfMemoryError:
-                    if batch_size <= 2:
-                        raise
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = extra = None
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    batch_size //= 2
-                    steps_per_epoch = per_rank // batch_size
-                    yield RunWarning("out_of_memory", f"out of memory on {device}; batch size "
-                                     f"halved to {batch_size} and the step retried", loop.step)
-                    continue
-                objective.after_step(progress)
-                loss_sum += loss.detach().float()
-                last_extra = extra
-                steps_in_log += 1
-                samples_in_log += batch_size
-                loop.step += 1
-                loop.position += batch_size
-
-                out_of_budget = progress_now() >= 1.0 and not config.epochs
-                final_step = out_of_budget or bool(
-                    config.epochs and loop.epoch + 1 >= config.epochs
-                    and loop.position + batch_size > len(order))
-                now = time.monotonic()
-                log_due = final_step or (
-                    loop.step % config.log_every_steps == 0 if config.log_every_steps
-                    else now - log_started >= AUTO_LOG_INTERVAL_S)
-                if device.type == "cpu" or log_due:
-                    # On the CPU the check is free; on a GPU it waits for the device, so it
-                    # happens at log points only (a NaN in between still poisons the sum).
-                    finite = bool(torch.isfinite(loss_sum))
-                    if distributed.world_size() > 1:
-                        finite = not distributed.any_rank(not finite, device)
-                    if not finite:
-                        yield RunWarning("non_finite", _divergence_message(
-                            objective, objective_config, loop.step, checkpoint_path), loop.step)
-                        raise _Diverged(f"loss is not finite at step {loop.step}; "
-                                        f"{objective.divergence_hint} and start again")
-                if log_due:
-                    elapsed = clock.elapsed()
-                    dt = max(now - log_started, 1e-9)
-                    progress = progress_now()
-                    snapshot_events = []
-                    if monitor is not None and (final_step or monitor.due()):
-                        snapshot_events = list(monitor.run(loop.step, progress))
-                    event = StepMetrics(
-                        step=loop.step, epoch=loop.epoch, loss=float(loss_sum) / steps_in_log,
-                        lr=optimizer.param_groups[0]["lr"], samples_per_s=samples_in_log / dt,
-                        elapsed_s=elapsed, progress=progress,
-                        eta_s=_eta(elapsed, progress, minutes, config.epochs),
-                        batch_size=batch_size, extra={k: float(v) for k, v in last_extra.items()},
-                        gpu_memory_bytes=(torch.cuda.max_memory_allocated(device)
-                                          if device.type == "cuda" else 0),
-                        **(monitor.latest_fields() if snapshot_events else {}))
-                    loss_sum.zero_()
-                    steps_in_log, samples_in_log = 0, 0
-                    log_started = time.monotonic()
-                    if metrics_log is not None:
-                        metrics_log.write(event)
-                    yield event
-                    yield from snapshot_events
-                    control.checkpoint()
-                    if time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
-                        saved = save()
-                        last_checkpoint = time.monotonic()
-                        if saved is not None:
-                            yield saved
-                else:
-                    control.checkpoint()
-                stop = out_of_budget
-                if world > 1:
-                    stop = distributed.any_rank(stop, device)
-                if stop:
-                    break
-            else:
-                loop.epoch += 1
-                loop.position = 0
-                if config.epochs and loop.epoch >= config.epochs:
-                    break
-                # Pause, cancel and the time budget hold at every epoch boundary too, even in an
-                # epoch that had no step left to run.
-                control.checkpoint()
-                if not config.epochs and progress_now() >= 1.0:
-                    break
-                continue
-            break
-        saved = save()
-        if saved is not None:
-            yield saved
-    except _Diverged as diverged:
-        status, message = "failed", str(diverged)
-    except DataError as error:
-        status, message = "failed", str(error)
-    except Cancelled:
-        status, message = "cancelled", "stopped by the user; resume to continue"
-        saved = save()
-        if saved is not None:
-            yield saved
-    finally:
-        if metrics_log is not None:
-            metrics_log.close()
-    if main:
-        atomic_write_text(run_dir / "status.json", json.dumps(
-            {"status": status, "step": loop.step, "message": message}))
-    yield RunFinished(status, loop.step, message, str(checkpoint_path) if checkpoint_path.exists() else "")
-
-
 class _Diverged(Exception):
     pass
 
 
+# -- checks before any work -------------------------------------------------------------------
 def _remove_run_files(run_dir: Path, keep_folder: bool) -> None:
     if not run_dir.is_dir():
         return
@@ -598,8 +642,6 @@ def check_weights_argument(weights: str) -> None:
     """A --weights that cannot work fails before the folder is scanned."""
     if not weights:
         return
-    from sslstudio.core.backbones.bert import is_model_folder
-    from sslstudio.core.backbones.weights import check_weights_file
 
     path = Path(weights).expanduser()
     if path.is_dir():
@@ -655,49 +697,6 @@ def _make_optimizer(objective, objective_config, encoder_scale: float = 1.0) -> 
     return torch.optim.AdamW(groups, lr=objective_config.lr)
 
 
-def _is_model_folder(weights: str) -> bool:
-    from sslstudio.core.backbones.bert import is_model_folder
-
-    return bool(weights) and is_model_folder(weights)
-
-
-def _previous_weights(run_dir: Path) -> str:
-    """Where a resumed run's pretrained weights first came from, as its config recorded."""
-    from sslstudio.core.train_config import load_run_config
-
-    try:
-        return load_run_config(run_dir / "config.toml")[2].get("pretrained", {}).get("weights", "")
-    except (OSError, ValueError, KeyError):
-        return ""
-
-
-def _pretrained_weights(name: str) -> Path:
-    from sslstudio.core.backbones.pretrained import cached_weights
-
-    found = cached_weights(name)
-    if found is None:
-        raise DataError(f"{name} needs its pretrained weights: pick a .safetensors or .pth file "
-                        f"(--weights FILE), or download them once with `sslstudio weights download "
-                        f"{name}` (nothing is downloaded without asking)")
-    return found
-
-
-def _write_scan_report(run_dir: Path, data) -> None:
-    import io
-
-    report = data.report
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["path", "reason"])
-    writer.writerows(report.skipped)
-    atomic_write_text(run_dir / "skipped.csv", buffer.getvalue())
-    atomic_write_text(run_dir / "scan_report.json", json.dumps({
-        "root": report.root, "total_files": report.total_files, "usable": report.usable,
-        "ignored": report.ignored, "skipped": len(report.skipped),
-        "skipped_by_reason": report.skipped_by_reason(), "summary": report.summary(),
-    }, indent=2))
-
-
 class _Monitor:
     """Embeds a fixed sample now and then: collapse meter, kNN accuracy, the 2-D map.
 
@@ -705,12 +704,14 @@ class _Monitor:
     its cost is kept under about a twentieth of the wall time.
     """
 
-    def __init__(self, data, config: TrainConfig, device, objective, augment):
+    def __init__(self, data, config: TrainConfig, device, objective, preprocess: Preprocess,
+                 run: RunFolder):
         rng = np.random.default_rng(config.seed)
         count = min(len(data), config.monitor_items)
         self.indices = np.sort(rng.choice(len(data), size=count, replace=False))
         self.labels = data.labels[self.indices]
-        self.data, self.device, self.objective, self.augment = data, device, objective, augment
+        self.data, self.device, self.objective = data, device, objective
+        self.preprocess, self.run_folder = preprocess, run
         self.interval = config.monitor_seconds
         self.next_due = 0.0
         self.last_snapshot: EmbeddingSnapshot | None = None
@@ -730,9 +731,8 @@ class _Monitor:
         self.objective.eval()
         features, projections = [], []
         for start in range(0, len(self.indices), 512):
-            x = self.data.batch(self.indices[start:start + 512]).to(self.device)
-            if self.augment is not None:
-                x = normalize(to_float(x), self.augment.mean, self.augment.std)
+            x = self.preprocess.model_inputs(self.data.batch(self.indices[start:start + 512]),
+                                             self.device)
             f = self.objective.encoder(x).float()
             h = self.objective.head_outputs(f)
             features.append(f.cpu())
@@ -771,10 +771,7 @@ class _Monitor:
             f"{metrics['effective_rank']:.1f}): lower lr, raise augmentation_strength, or use "
             "moco or simclr, which cannot collapse this way"), step)
 
-    def save_snapshot(self, path: Path) -> None:
-        import io
-
+    def save_snapshot(self) -> None:
         snap = self.last_snapshot
-        buffer = io.BytesIO()
-        np.savez(buffer, step=snap.step, indices=snap.indices, coords=snap.coords, labels=snap.labels)
-        atomic_write_bytes(path, buffer.getvalue())
+        if snap is not None:
+            self.run_folder.write_snapshot(snap.step, snap.indices, snap.coords, snap.labels)

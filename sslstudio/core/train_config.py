@@ -63,12 +63,13 @@ class TrainConfig:
         return Path(self.out)
 
 
-def save_run_config(path: Path, train: TrainConfig, objective: Any, preprocess: dict) -> None:
-    cfg.write_toml(path, {
-        "train": cfg.to_dict(train),
-        "objective": cfg.to_dict(objective),
-        "preprocess": preprocess,
-    })
+def save_run_config(path: Path, train: TrainConfig, objective: Any, preprocess: dict,
+                    plan: dict | None = None) -> None:
+    tables = {"train": cfg.to_dict(train), "objective": cfg.to_dict(objective),
+              "preprocess": preprocess}
+    if plan:
+        tables["plan"] = plan
+    cfg.write_toml(path, tables)
 
 
 def load_run_config(path: Path):

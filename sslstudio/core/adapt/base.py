@@ -10,8 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from sslstudio.core.backbones import build_backbone
 from sslstudio.core.config import knob
 from sslstudio.core.control import RunControl
+from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.registry import Registry
 
 
@@ -42,7 +44,7 @@ class AdaptTask:
     class_names: tuple[str, ...]
     features: np.ndarray  # (N, D) float32 of the pretrained encoder, eval preprocessing
     backbone: str
-    preprocess: dict  # the run's: image size, mean and std, or the text encoder's shape
+    preprocess: Preprocess  # how the run's encoder reads an item
     encoder_state: dict  # the pretrained weights, CPU tensors
     device: torch.device
     seed: int = 0
@@ -58,37 +60,17 @@ class AdaptTask:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def modality(self) -> str:
-        return self.preprocess.get("modality", "image")
-
-    @property
-    def image_size(self) -> int:
-        return int(self.preprocess.get("image_size", 0))
-
     def new_encoder(self) -> nn.Module:
-        from sslstudio.core.backbones import build_backbone
-        from sslstudio.core.embed import encoder_shape
-
-        encoder = build_backbone(self.backbone, encoder_shape(self.preprocess))
+        encoder = build_backbone(self.backbone, self.preprocess.encoder_shape())
         encoder.load_state_dict(self.encoder_state)
         return encoder
 
     def batch(self, indices: np.ndarray) -> torch.Tensor:
         """Training input on the device: float NCHW in [0, 1] (not yet normalised), or token ids."""
-        from sslstudio.core.data.augment import to_float
-
-        batch = self.images.batch(np.asarray(indices)).to(self.device)
-        return batch if self.modality == "text" else to_float(batch)
+        return self.preprocess.training_inputs(self.images.batch(np.asarray(indices)), self.device)
 
     def normalised(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.modality == "text":
-            return inputs
-        from sslstudio.core.data.augment import normalize
-
-        mean = torch.tensor(self.preprocess["mean"], device=inputs.device)
-        std = torch.tensor(self.preprocess["std"], device=inputs.device)
-        return normalize(inputs, mean, std).contiguous(memory_format=torch.channels_last)
+        return self.preprocess.normalised(inputs)
 
 
 @dataclass

@@ -9,7 +9,6 @@ temporary name and renamed when complete: a cancelled or crashed job leaves no h
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -21,14 +20,18 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
+from sslstudio import __version__
 from sslstudio.core import config as cfg
 from sslstudio.core.adapt.base import ADAPTERS, AdaptTask, Classifier
 from sslstudio.core.adapt.estimate import best_epoch, make_scheme, summarize
+from sslstudio.core.backbones import build_backbone
 from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
+from sslstudio.core.embed import encode_items, load_encoder
 from sslstudio.core.events import (
     AdaptEstimate,
     AdaptFinished,
@@ -38,17 +41,16 @@ from sslstudio.core.events import (
     FeaturesReady,
     RunWarning,
 )
-from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
+from sslstudio.core.fileio import atomic_write_bytes
+from sslstudio.core.monitor import project_2d
 from sslstudio.core.outputs import (
     check_output_file,
     check_output_folder,
     new_sibling_folder,
     replace_folder,
 )
-from sslstudio.core.run_folder import PREVIOUS
-
-ADAPTED_FILE = "adapted.toml"
-MODEL_FILE = "model.safetensors"
+from sslstudio.core.preprocess import Preprocess
+from sslstudio.core.run_folder import AdaptedFolder, RunFolder, write_predictions
 
 
 @dataclass
@@ -68,12 +70,10 @@ class AdaptRequest:
 # -- preparation ------------------------------------------------------------------------------
 def prepare_task(request: AdaptRequest, control: RunControl) -> Iterator:
     """Load the run's encoder, the folder at its resolution and the features; returns the task."""
-    from sslstudio.core.embed import load_encoder, load_run_data
-
     device = resolve_device(request.device)
     run_dir = Path(request.run_dir)
     encoder, preprocess = load_encoder(run_dir, device)
-    data = yield from load_run_data(run_dir, Path(request.data_dir), preprocess, control)
+    data = yield from preprocess.load(Path(request.data_dir), run_dir, control)
     items = item_keys(data)
     index = {item: i for i, item in enumerate(items)}
     missing = [item for item in request.labels if item not in index]
@@ -111,22 +111,17 @@ def prepare_task(request: AdaptRequest, control: RunControl) -> Iterator:
 
 
 def _backbone_name(run_dir: Path) -> str:
-    return cfg.read_toml(Path(run_dir) / "config.toml")["train"]["backbone"]
+    return RunFolder(run_dir).settings()["train"]["backbone"]
 
 
-def cached_features(run_dir: Path, encoder, data, preprocess: dict, device, control) -> Iterator:
+def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device, control) -> Iterator:
     """The pretrained encoder's features of every item, kept in the run folder between jobs
     (keyed by the checkpoint and the folder's files)."""
-    from sslstudio.core.embed import encode_items
-    from sslstudio.core.train import CHECKPOINT_NAME
-
-    checkpoint = Path(run_dir) / CHECKPOINT_NAME
-    if not checkpoint.exists():  # a damaged or missing last one: the encoder came from the previous
-        checkpoint = checkpoint.with_name(PREVIOUS)
-    stat = checkpoint.stat()
+    folder = RunFolder(run_dir)
+    stat = folder.checkpoint_file().stat()
     key = json.dumps([stat.st_mtime_ns, stat.st_size, str(data.root), item_keys(data)])
-    digest = hashlib.sha1(key.encode()).hexdigest()
-    cache = Path(run_dir) / "cache" / "features.npz"
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
+    cache = folder.features_cache_path
     try:
         with np.load(cache) as saved:
             if str(saved["key"]) == digest:
@@ -143,13 +138,10 @@ def cached_features(run_dir: Path, encoder, data, preprocess: dict, device, cont
 def prepare_labelling(run_dir: Path, data_dir: Path, device: str = "auto",
                       control: RunControl | None = None) -> Iterator:
     """Features of every item from the run's encoder, and a 2-D map of them (FeaturesReady)."""
-    from sslstudio.core.embed import load_encoder, load_run_data
-    from sslstudio.core.monitor import project_2d
-
     control = control or RunControl()
     torch_device = resolve_device(device)
     encoder, preprocess = load_encoder(Path(run_dir), torch_device)
-    data = yield from load_run_data(Path(run_dir), Path(data_dir), preprocess, control)
+    data = yield from preprocess.load(Path(data_dir), Path(run_dir), control)
     features = yield from cached_features(Path(run_dir), encoder, data, preprocess, torch_device,
                                           control)
     coords = project_2d(features, None).astype(np.float32)
@@ -254,7 +246,7 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
 
 
 def is_adapted_folder(path: Path) -> bool:
-    return (Path(path) / ADAPTED_FILE).is_file()
+    return AdaptedFolder(path).is_adapted()
 
 
 def check_adapted_out(request: AdaptRequest) -> Path:
@@ -298,33 +290,25 @@ def _predict_all(fitted, task: AdaptTask, method: str, control: RunControl) -> I
 
 
 def _new_adapted_dir(request: AdaptRequest) -> Path:
-    base = Path(request.run_dir) / "adapted"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate, suffix = base / f"{stamp}-{request.method}", 2
-    while candidate.exists():
-        candidate, suffix = base / f"{stamp}-{request.method}-{suffix}", suffix + 1
-    return candidate
+    return RunFolder(request.run_dir).new_adapted_folder(request.method).path
 
 
-def _save(folder: Path, request, task, preprocess, config, fitted, result: AdaptEstimate,
-          epochs: int, proba: np.ndarray) -> None:
-    from safetensors.torch import save_file
+def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
+          result: AdaptEstimate, epochs: int, proba: np.ndarray) -> None:
 
-    folder.mkdir(parents=True, exist_ok=True)
-    from sslstudio.core.tokenizer import TOKENIZER_FILE
 
-    if (Path(request.run_dir) / TOKENIZER_FILE).exists():
+    folder = AdaptedFolder(path)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(request.run_dir)
+    if run.tokenizer_path.exists():
         # The adapted model reads text through the run's tokenizer; it travels with the model.
-        shutil.copyfile(Path(request.run_dir) / TOKENIZER_FILE, folder / TOKENIZER_FILE)
+        shutil.copyfile(run.tokenizer_path, folder.tokenizer_path)
     state = {k: v.detach().cpu().contiguous() for k, v in fitted.classifier.state_dict().items()}
-    save_file(state, str(folder / MODEL_FILE))
+    save_file(state, str(folder.model_path))
     if fitted.extra_state:
-        save_file({k: v.contiguous() for k, v in fitted.extra_state.items()},
-                  str(folder / "lora.safetensors"))
-    from sslstudio import __version__
-
-    cfg.write_toml(folder / ADAPTED_FILE, {
-        "adapt": {"method": request.method, "run": str(Path(request.run_dir).resolve()),
+        save_file({k: v.contiguous() for k, v in fitted.extra_state.items()}, str(folder.lora_path))
+    folder.write_info({
+        "adapt": {"method": request.method, "run": str(run.path.resolve()),
                   "data": str(Path(request.data_dir).resolve()), "backbone": task.backbone,
                   "class_names": list(task.class_names), "num_labels": result.num_labels,
                   "epochs": epochs, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -333,37 +317,14 @@ def _save(folder: Path, request, task, preprocess, config, fitted, result: Adapt
         "estimate": {"scheme": result.scheme, "accuracy": result.accuracy,
                      "ci_low": result.ci_low, "ci_high": result.ci_high,
                      "balanced_accuracy": result.balanced_accuracy},
-        "preprocess": preprocess,
+        "preprocess": preprocess.to_table(),
     })
-    atomic_write_text(folder / "estimate.json", json.dumps(estimate_to_dict(result), indent=1))
+    folder.write_estimate(result)
     items = item_keys(task.images)
-    labels_text = io.StringIO()
-    writer = csv.writer(labels_text, lineterminator="\n")
-    writer.writerow(["path", "label"])
-    for i in np.flatnonzero(task.targets >= 0):
-        writer.writerow([items[i], task.class_names[task.targets[i]]])
-    atomic_write_text(folder / "labels.csv", labels_text.getvalue())
-    atomic_write_text(folder / "predictions.csv", predictions_csv(items, task.class_names, proba))
-
-
-def estimate_to_dict(result: AdaptEstimate) -> dict:
-    return {"method": result.method, "scheme": result.scheme, "num_labels": result.num_labels,
-            "accuracy": result.accuracy, "ci_low": result.ci_low, "ci_high": result.ci_high,
-            "balanced_accuracy": result.balanced_accuracy, "epochs": result.epochs,
-            "class_names": list(result.class_names), "recall": result.recall.tolist(),
-            "precision": result.precision.tolist(), "support": result.support.tolist(),
-            "confusion": result.confusion.tolist(),
-            "repeat_accuracies": result.repeat_accuracies.tolist()}
-
-
-def predictions_csv(paths: list[str], class_names, proba: np.ndarray) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", "confidence"])
-    predicted = proba.argmax(1)
-    for path, p, row in zip(paths, predicted, proba):
-        writer.writerow([path, class_names[p], f"{row[p]:.4f}"])
-    return buffer.getvalue()
+    labelled = np.flatnonzero(task.targets >= 0)
+    folder.write_labels([items[i] for i in labelled],
+                        [task.class_names[task.targets[i]] for i in labelled])
+    folder.write_predictions(items, task.class_names, proba)
 
 
 # -- loading and predicting -------------------------------------------------------------------
@@ -372,43 +333,36 @@ class AdaptedModel:
     path: Path
     model: Classifier
     class_names: tuple[str, ...]
-    preprocess: dict
+    preprocess: Preprocess
     info: dict
 
 
 def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
-    from safetensors.torch import load_file
-
-    from sslstudio.core.backbones import build_backbone
-    from sslstudio.core.embed import encoder_shape
-
-    path = Path(path)
-    if not (path / ADAPTED_FILE).exists() or not (path / MODEL_FILE).exists():
-        raise DataError(f"{path} is not an adapted model (it needs {ADAPTED_FILE} and {MODEL_FILE}; "
-                        "make one with `sslstudio adapt`)")
-    info = cfg.read_toml(path / ADAPTED_FILE)
-    adapt_info, preprocess = info["adapt"], info["preprocess"]
+    folder = AdaptedFolder(path)
+    if not folder.is_complete():
+        raise DataError(f"{path} is not an adapted model (it needs {AdaptedFolder.INFO} and "
+                        f"{AdaptedFolder.MODEL}; make one with `sslstudio adapt`)")
+    info = folder.info()
+    adapt_info, preprocess = info["adapt"], Preprocess.from_table(info["preprocess"])
     class_names = tuple(adapt_info["class_names"])
-    encoder = build_backbone(adapt_info["backbone"], encoder_shape(preprocess))
+    encoder = build_backbone(adapt_info["backbone"], preprocess.encoder_shape())
     model = Classifier(encoder, len(class_names))
-    model.load_state_dict(load_file(str(path / MODEL_FILE)))
-    return AdaptedModel(path, model.to(device).eval(), class_names, preprocess, info)
+    model.load_state_dict(load_file(str(folder.model_path)))
+    return AdaptedModel(folder.path, model.to(device).eval(), class_names, preprocess, info)
 
 
 def predict_folder(adapted_dir: Path, data_dir: Path, out_csv: Path, device: str = "auto",
                    control: RunControl | None = None, overwrite: bool = False) -> Iterator:
     """Classify every image of a folder; writes path,label,confidence (absolute paths)."""
-    from sslstudio.core.embed import encode_items, load_run_data
-
     control = control or RunControl()
     check_output_file(Path(out_csv), overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
     torch_device = resolve_device(device)
     adapted = load_adapted(Path(adapted_dir), torch_device)
-    data = yield from load_run_data(Path(adapted_dir), Path(data_dir), adapted.preprocess, control)
+    data = yield from adapted.preprocess.load(Path(data_dir), Path(adapted_dir), control)
     proba = yield from encode_items(adapted.model, data, adapted.preprocess, torch_device, control,
                                     probabilities=True)
     names = [str(Path(data.root).resolve() / key) for key in item_keys(data)]
-    atomic_write_text(Path(out_csv), predictions_csv(names, adapted.class_names, proba))
+    write_predictions(Path(out_csv), names, adapted.class_names, proba)
     yield predictions_event(names, proba)
     yield AdaptFinished("completed", adapted.info["adapt"]["method"], str(out_csv),
                         f"{len(data)} items classified")

@@ -17,7 +17,7 @@ from torch import nn
 
 from sslstudio.core.adapt.base import Classifier, register_adapter
 from sslstudio.core.adapt.network import NetworkAdapter, NetworkConfig
-from sslstudio.core.config import knob
+from sslstudio.core.config import ConfigError, knob
 
 
 class _LoRA(nn.Module):
@@ -136,8 +136,6 @@ class LoRA(NetworkAdapter):
         wrapped = inject_lora(model.encoder, self.config.rank, self.config.alpha, self.config.dropout,
                               self.targets())
         if not wrapped:
-            from sslstudio.core.config import ConfigError
-
             raise ConfigError(f"target_layers={self.config.target_layers!r} matches no Conv2d or "
                               f"Linear layer of {self.task.backbone}")
         for p in model.head.parameters():

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from sslstudio.core.adapt.base import AdaptConfig, Adapter, Classifier, Fitted
-from sslstudio.core.adapt.linear import fit_logistic, folded_head
+from sslstudio.core.adapt.linear import folded_head
 from sslstudio.core.config import knob
 from sslstudio.core.events import AdaptProgress
+from sslstudio.core.logistic import fit_logistic
 
 EVAL_BATCH = 256
 
@@ -59,9 +60,7 @@ class NetworkAdapter(Adapter):
         model, groups = self.build()
         if config.start_from_probe:
             self._init_head_from_probe(model, train)
-        model = model.to(task.device)
-        if task.modality == "image":
-            model = model.to(memory_format=torch.channels_last)
+        model = task.preprocess.prepare_model(model.to(task.device))
         epochs = epochs or config.epochs
         batch_size = min(config.batch_size, len(train))
         steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
@@ -112,19 +111,10 @@ class NetworkAdapter(Adapter):
             model.head.bias.copy_(torch.from_numpy(raw_bias))
 
     def _augment(self):
-        from sslstudio.core.data.augment import AugmentSettings, BatchAugment
-
         task = self.task
-        if task.modality == "text":
-            return lambda ids: ids  # dropout inside the encoder is the text's augmentation
-        settings = AugmentSettings.from_strength(self.config.augmentation_strength,
-                                                 bool(getattr(task.images, "grey", False)),
-                                                 task.image_size)
-        generator = torch.Generator(device=task.device)
-        generator.manual_seed(task.seed + 991)
-        return BatchAugment(settings, torch.tensor(task.preprocess["mean"], device=task.device),
-                            torch.tensor(task.preprocess["std"], device=task.device),
-                            task.image_size, generator)
+        return task.preprocess.adaptation_augment(self.config.augmentation_strength,
+                                                  bool(getattr(task.images, "grey", False)),
+                                                  task.device, task.seed + 991)
 
     def _train_mode(self, model: nn.Module) -> None:
         model.train()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sslstudio.core.backbones.base import BACKBONES, Backbone, BackboneSpec
+from sslstudio.core.backbones.bert import is_model_folder, model_folder_weights
 from sslstudio.core.backbones.weights import WeightsError, load_weights
 
 # Importing the modules registers them.
@@ -21,8 +22,6 @@ def build_backbone(name: str, image_size, weights: str | Path | None = None) -> 
     spec: BackboneSpec = BACKBONES.get(name)
     model = spec.build(image_size)
     if weights:
-        from sslstudio.core.backbones.bert import is_model_folder, model_folder_weights
-
         path = Path(weights)
         load_weights(model, model_folder_weights(path) if is_model_folder(path) else path)
     return model

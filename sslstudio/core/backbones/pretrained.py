@@ -8,6 +8,7 @@ training, embedding, probing and export.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -177,7 +178,6 @@ def cached_weights(name: str) -> Path | None:
 def cached_text_models() -> list[Path]:
     """Hugging Face model folders in the cache that a text run can start from (BERT-family
     with a tokenizer.json), e.g. sentence-transformers' all-MiniLM-L6-v2; newest snapshot each."""
-    import json
 
     found = []
     root = hf_cache_dir()

@@ -6,7 +6,11 @@ import pickle
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
+
+from sslstudio.core.backbones.pretrained import convert_known_format
 
 
 class WeightsError(ValueError):
@@ -42,9 +46,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     check_weights_file(path)
     if weights_format(path) == "safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as error:
@@ -78,8 +79,6 @@ def _refusal_detail(error: Exception) -> str:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
-    from sslstudio.core.backbones.pretrained import convert_known_format
-
     state = convert_known_format(read_state_dict(path))
     ignorable = getattr(model, "ignorable_prefixes", ())
     state = {k: v for k, v in state.items() if not k.startswith(ignorable)}

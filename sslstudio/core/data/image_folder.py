@@ -18,8 +18,15 @@ from typing import Generator
 import numpy as np
 
 from sslstudio.core.control import RunControl
-from sslstudio.core.data.images import (IMAGE_EXTENSIONS, MAX_PIXELS, MIN_SIDE, SkipItem, decode_image,
-                                        open_regular_file, pillow_warnings_silenced)
+from sslstudio.core.data.images import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    MIN_SIDE,
+    SkipItem,
+    decode_image,
+    open_regular_file,
+    pillow_warnings_silenced,
+)
 from sslstudio.core.data.scan import DataError, ScanReport, list_folder
 from sslstudio.core.events import ScanFinished, ScanProgress
 from sslstudio.core.fileio import atomic_write_text
@@ -41,6 +48,11 @@ class ImageFolderData:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def items(self) -> list[str]:
+        """Item keys: each file's path relative to the folder, with '/'."""
+        return [Path(p).relative_to(self.root).as_posix() for p in self.paths]
 
     @property
     def has_labels(self) -> bool:

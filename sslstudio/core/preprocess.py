@@ -1,0 +1,531 @@
+"""How a run's encoder reads an item: one type per modality.
+
+A `Preprocess` knows its modality's input (the image side and the normalisation, or the
+tokenizer and the sequence length), loads a folder the way the run reads it, turns a batch of
+items into model inputs, rebuilds the encoder's shape, describes the input for an export, and
+writes and reads its own table of `config.toml`. Embedding, the monitor, adaptation, export and
+Try-it all go through it, so a modality's differences live here and nowhere else.
+
+Adding a modality: subclass `Preprocess`, register it with `@PREPROCESSES.register(name)`, and
+give the objectives and backbones that read it `modalities`/`modality` of that name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Iterator
+
+import numpy as np
+import torch
+
+from sslstudio.core.backbones import BACKBONES, build_backbone
+from sslstudio.core.backbones.bert import BertShape, is_model_folder
+from sslstudio.core.backbones.pretrained import cached_weights
+from sslstudio.core.backbones.text_transformer import TextShape
+from sslstudio.core.control import RunControl, run_to_end
+from sslstudio.core.data import load_image_folder
+from sslstudio.core.data.augment import (
+    AugmentSettings,
+    BatchAugment,
+    normalize,
+    to_float,
+)
+from sslstudio.core.data.image_folder import typical_side
+from sslstudio.core.data.images import IMAGE_EXTENSIONS, SkipItem, decode_image
+from sslstudio.core.data.scan import DataError, list_folder
+from sslstudio.core.data.text_folder import load_text_folder
+from sslstudio.core.data.text_tokens import load_text_data
+from sslstudio.core.registry import Registry
+from sslstudio.core.run_folder import TOKENIZER_FILE, RunFolder
+from sslstudio.core.tokenizer import (
+    configure,
+    load_tokenizer,
+    save_tokenizer_unpadded,
+    vocab_of,
+)
+
+
+class Preprocess:
+    modality: ClassVar[str] = ""
+    input_name: ClassVar[str] = ""  # the exported model's input
+    class_names: tuple[str, ...] = ()
+
+    @staticmethod
+    def from_table(table: dict) -> "Preprocess":
+        """The preprocessing a run or an adapted model saved (its `[preprocess]` table)."""
+        # Image runs were saved before the table named its modality.
+        return PREPROCESSES.get(table.get("modality", "image"))._from_table(table)
+
+    @staticmethod
+    def of_export(info: dict) -> "Preprocess":
+        """The preprocessing an exported model's NAME.json describes (files beside the model)."""
+        table = {**info["preprocess"], "mean": info["input"].get("mean", [0.0] * 3),
+                 "std": info["input"].get("std", [1.0] * 3),
+                 "tokenizer": info.get("files", {}).get("tokenizer", TOKENIZER_FILE),
+                 "class_names": info.get("class_names", [])}
+        return Preprocess.from_table(table)
+
+    @classmethod
+    def _from_table(cls, table: dict) -> "Preprocess":
+        raise NotImplementedError
+
+    def to_table(self) -> dict:
+        raise NotImplementedError
+
+    def encoder_shape(self):
+        """What `build_backbone` needs to rebuild the encoder: an image side or a text shape."""
+        raise NotImplementedError
+
+    def load(self, data_dir: Path, folder: Path, control: RunControl,
+             labels_from_folders: bool = False) -> Iterator:
+        """The data folder as the encoder reads it (use `yield from`; it yields scan progress).
+        `folder` is the run or adapted model folder the preprocessing belongs to."""
+        raise NotImplementedError
+
+    def training_inputs(self, batch: torch.Tensor, device) -> torch.Tensor:
+        """A dataset batch on the device, as objectives and adapters take it (before
+        normalisation, which augmentation comes first)."""
+        raise NotImplementedError
+
+    def normalised(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Training inputs as the encoder reads them in eval."""
+        raise NotImplementedError
+
+    def model_inputs(self, batch: torch.Tensor, device) -> torch.Tensor:
+        return self.normalised(self.training_inputs(batch, device))
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The memory layout the model runs fastest in for this input."""
+        return model
+
+    def export_normalisation(self) -> tuple[list[float] | None, list[float] | None]:
+        """(mean, std) the exported graph applies itself, or (None, None)."""
+        return None, None
+
+    def export_description(self, files: dict) -> tuple[dict, dict]:
+        """The exported model's input and how to prepare it: (input, preprocess) of NAME.json."""
+        raise NotImplementedError
+
+    def export_files(self, folder: Path) -> dict[str, str]:
+        """Files an export carries beside the model, by role ("tokenizer"): their text."""
+        return {}
+
+    def folder_inputs(self, data_dir: Path, count: int, folder: Path,
+                      wanted: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+        """Exported-model inputs for up to `count` items spread over the folder (or the `wanted`
+        item keys), prepared exactly as the app prepares them; returns (inputs, item keys)."""
+        raise NotImplementedError
+
+    def file_input(self, path: Path, folder: Path) -> tuple[np.ndarray, dict]:
+        """One file (Try it) as an exported-model input of batch 1, and what to show of it."""
+        raise NotImplementedError
+
+    def adaptation_augment(self, strength: float, grey: bool, device, seed: int):
+        """The augmentation fine-tuning applies to training inputs."""
+        raise NotImplementedError
+
+    # -- pretraining: how a run of this modality is set up --------------------------------------
+    @classmethod
+    def default_backbone(cls, config, device) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def load_training_data(cls, config, backbone: str, device, run, control) -> Iterator:
+        """The folder decoded (or tokenized) for training; returns the dataset (`yield from`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def for_training(cls, config, backbone: str, data, run, resume: bool, device):
+        """(preprocessing, weights file to start from or None) for a run on `data`."""
+        raise NotImplementedError
+
+    def build_encoder(self, config, backbone: str, weights):
+        return build_backbone(backbone, self.encoder_shape(), weights)
+
+    def make_objective(self, objective_cls, encoder, objective_config, config, data, run, device,
+                       generator: torch.Generator):
+        """The objective with what it draws its views from (augmentation, or the vocabulary
+        for masking), all random draws from `generator` so that a resumed run repeats them."""
+        raise NotImplementedError
+
+    def plan_facts(self) -> dict:
+        """This modality's part of the run plan (resolution, or sequence length and vocabulary)."""
+        raise NotImplementedError
+
+
+PREPROCESSES: Registry[type[Preprocess]] = Registry("modality")
+
+
+class PreprocessError(ValueError):
+    """The preprocessing cannot be applied (a missing tokenizer, an unreadable file)."""
+
+
+@PREPROCESSES.register("image")
+@dataclass
+class ImagePreprocess(Preprocess):
+    modality: ClassVar[str] = "image"
+    input_name: ClassVar[str] = "image"
+    image_size: int = 0
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    grey: bool = False
+    class_names: tuple[str, ...] = ()
+    pretrained: dict = field(default_factory=dict)  # where pretrained weights came from
+
+    RESIZE: ClassVar[str] = "shorter side to image_size, then centre crop"
+
+    @classmethod
+    def _from_table(cls, table: dict) -> "ImagePreprocess":
+        return cls(int(table["image_size"]), [float(v) for v in table["mean"]],
+                   [float(v) for v in table["std"]], bool(table.get("grey", False)),
+                   tuple(table.get("class_names", ())), dict(table.get("pretrained", {})))
+
+    def to_table(self) -> dict:
+        table = {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
+                 "channel_order": "RGB", "resize": self.RESIZE, "grey": self.grey,
+                 "class_names": list(self.class_names)}
+        if self.pretrained:
+            table["pretrained"] = dict(self.pretrained)
+        return table
+
+    def encoder_shape(self) -> int:
+        return self.image_size
+
+    def load(self, data_dir, folder, control, labels_from_folders=False) -> Iterator:
+        return (yield from load_image_folder(Path(data_dir), self.image_size, labels_from_folders,
+                                             cache_dir=RunFolder(folder).cache_dir, control=control))
+
+    def training_inputs(self, batch, device):
+        return to_float(batch.to(device, non_blocking=True))
+
+    def normalised(self, inputs):
+        mean = torch.tensor(self.mean, device=inputs.device)
+        std = torch.tensor(self.std, device=inputs.device)
+        return normalize(inputs, mean, std).contiguous(memory_format=torch.channels_last)
+
+    def prepare_model(self, model):
+        # channels_last is faster for convolutions on CUDA and on the CPU's oneDNN.
+        return model.to(memory_format=torch.channels_last)
+
+    def export_normalisation(self):
+        return list(self.mean), list(self.std)
+
+    def export_description(self, files):
+        size = self.image_size
+        model_input = {
+            "name": "image", "dtype": "float32", "layout": "NCHW", "shape": ["batch", 3, size, size],
+            "channel_order": "RGB", "range": [0.0, 1.0], "normalization_in_model": True,
+            "mean": list(self.mean), "std": list(self.std),
+        }
+        preprocess = {
+            "modality": "image",
+            "image_size": size,
+            "exif_transpose": True,
+            "mode": "RGB; greyscale replicated to 3 channels; transparency composited on white",
+            "jpeg_draft": f"Pillow draft('RGB', ({2 * size}, {2 * size})) before loading JPEGs",
+            "resize": f"shorter side to {size} px, Pillow bilinear with reducing_gap=3.0 "
+                      "(other side rounded, at least the same size)",
+            "crop": f"centre {size}x{size}: left = (width - {size}) // 2, top = (height - {size}) // 2",
+            "scale": "uint8 / 255",
+        }
+        return model_input, preprocess
+
+    def folder_inputs(self, data_dir, count, folder, wanted=None):
+        images, names = decoded_images(Path(data_dir), self.image_size, count, wanted)
+        return pixels_to_input(images), names
+
+    def file_input(self, path, folder):
+        try:
+            array, _ = decode_image(Path(path), self.image_size)
+        except SkipItem as reason:
+            raise PreprocessError(f"cannot use {Path(path).name}: {reason}") from None
+        return pixels_to_input(array[None]), {"image": array}
+
+    def adaptation_augment(self, strength, grey, device, seed):
+        settings = AugmentSettings.from_strength(strength, grey, self.image_size)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+        return BatchAugment(settings, torch.tensor(self.mean, device=device),
+                            torch.tensor(self.std, device=device), self.image_size, generator)
+
+    @classmethod
+    def default_backbone(cls, config, device) -> str:
+        if device.type == "cpu" and not config.weights:
+            # An ImageNet encoder already on disk beats anything two cores train from scratch.
+
+            if cached_weights("pretrained_efficientnet_lite0") is not None:
+                return "pretrained_efficientnet_lite0"
+        return "small_cnn" if device.type == "cpu" else "resnet18"
+
+    @classmethod
+    def load_training_data(cls, config, backbone, device, run, control) -> Iterator:
+        size = training_image_size(config, Path(config.data), device, BACKBONES.get(backbone).pretrained)
+        return (yield from load_image_folder(Path(config.data), size, config.labels_from_folders,
+                                             cache_dir=run.cache_dir, control=control))
+
+    @classmethod
+    def for_training(cls, config, backbone, data, run, resume, device):
+        info = BACKBONES.get(backbone).pretrained
+        weights = config.weights or None
+        pretrained = {}
+        if info is not None:
+            # The weights' own normalisation, not the folder's: that is what they expect.
+            mean, std = [float(v) for v in info.mean], [float(v) for v in info.std]
+            # A resumed run's checkpoint holds the weights; the original file may be gone.
+            weights = None if resume else weights or pretrained_weights_file(backbone)
+            pretrained = {"architecture": info.arch, "source": info.source, "licence": info.licence,
+                          "weights": str(weights) if weights else _weights_first_used(run),
+                          "trained_size": info.input_size, "interpolation": info.interpolation}
+        else:
+            mean, std = data.channel_stats(seed=config.seed)
+        preprocess = cls(data.image_size, mean, std, data.grey, tuple(data.class_names), pretrained)
+        return preprocess, None if resume else weights
+
+    def build_encoder(self, config, backbone, weights):
+        encoder = build_backbone(backbone, self.image_size, weights)
+        if self.pretrained:
+            encoder.freeze_batchnorm = config.freeze_batchnorm != "no"
+        elif config.freeze_batchnorm == "yes":
+            encoder.freeze_batchnorm = True
+        return encoder
+
+    def make_objective(self, objective_cls, encoder, objective_config, config, data, run, device,
+                       generator):
+
+        settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey,
+                                                 self.image_size)
+        augment = BatchAugment(settings, self.mean, self.std, self.image_size, generator)
+        augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
+        return objective_cls(encoder, objective_config, augment)
+
+    def plan_facts(self) -> dict:
+        return {"image_size": self.image_size, "grey": self.grey}
+
+
+@PREPROCESSES.register("text")
+@dataclass
+class TextPreprocess(Preprocess):
+    """Token ids through the run's tokenizer. The encoder is either the app's own Transformer
+    (its vocabulary size, layers, width and heads) or a BERT model folder (its config.json)."""
+
+    modality: ClassVar[str] = "text"
+    input_name: ClassVar[str] = "input_ids"
+    max_length: int = 0
+    text_field: str = "text"
+    class_names: tuple[str, ...] = ()
+    vocab_size: int = 0
+    layers: int = 0
+    width: int = 0
+    heads: int = 0
+    bert_config: str = ""  # a BERT folder's config.json, verbatim; empty for the app's own
+    pretrained: dict = field(default_factory=dict)
+    tokenizer_file: str = TOKENIZER_FILE  # beside the run, the adapted model or the export
+
+    @classmethod
+    def _from_table(cls, table: dict) -> "TextPreprocess":
+        bert = table.get("architecture") == "bert"
+        return cls(int(table["max_length"]), table.get("text_field", "text"),
+                   tuple(table.get("class_names", ())),
+                   0 if bert else int(table.get("vocab_size", 0)), int(table.get("layers", 0)),
+                   int(table.get("width", 0)), int(table.get("heads", 0)),
+                   table.get("bert_config", "") if bert else "", dict(table.get("pretrained", {})),
+                   table.get("tokenizer", TOKENIZER_FILE))
+
+    def to_table(self) -> dict:
+        table: dict = {"modality": "text"}
+        if self.bert_config:
+            table.update(architecture="bert", bert_config=self.bert_config)
+            if self.pretrained:
+                table["pretrained"] = dict(self.pretrained)
+        else:
+            table.update(vocab_size=self.vocab_size, layers=self.layers, width=self.width,
+                         heads=self.heads)
+        table.update(tokenizer=self.tokenizer_file, max_length=self.max_length,
+                     text_field=self.text_field, class_names=list(self.class_names))
+        return table
+
+    def load(self, data_dir, folder, control, labels_from_folders=False) -> Iterator:
+        data, _, _ = yield from load_text_data(Path(data_dir), self.text_field, labels_from_folders,
+                                               Path(folder), max_length=self.max_length,
+                                               control=control)
+        return data
+
+    def training_inputs(self, batch, device):
+        return batch.to(device, non_blocking=True)
+
+    def normalised(self, inputs):
+        return inputs
+
+    def tokenizer(self, folder: Path):
+        path = Path(folder) / self.tokenizer_file
+        if not path.exists():
+            raise PreprocessError(f"{path} is missing: a text model needs the tokenizer it was "
+                                  "trained with")
+        return configure(load_tokenizer(path), self.max_length)
+
+    def export_files(self, folder):
+        return {"tokenizer": self.tokenizer(folder).to_str()}
+
+    def export_description(self, files):
+        length = self.max_length
+        model_input = {"name": "input_ids", "dtype": "int64", "shape": ["batch", length],
+                       "tokenizer": files.get("tokenizer", "")}
+        preprocess = {
+            "modality": "text", "max_length": length,
+            "tokenize": f"the tokenizer file: [CLS] text [SEP], truncated and padded with [PAD] "
+                        f"(id 0) to {length} tokens; the model ignores padding",
+        }
+        return model_input, preprocess
+
+    def folder_inputs(self, data_dir, count, folder, wanted=None):
+        texts = run_to_end(load_text_folder(Path(data_dir), self.text_field))
+        if wanted is not None:
+            index = {item: i for i, item in enumerate(texts.items)}
+            picks = [index[w] for w in wanted if w in index]
+        else:
+            picks = np.unique(np.linspace(0, len(texts.items) - 1,
+                                          min(count, len(texts.items))).astype(int))
+        tokenizer = self.tokenizer(folder)
+        encodings = tokenizer.encode_batch([texts.texts[i] for i in picks])
+        return (np.array([e.ids for e in encodings], np.int64).reshape(len(picks), -1),
+                [texts.items[i] for i in picks])
+
+    def file_input(self, path, folder):
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace").strip()
+        except OSError as error:
+            raise PreprocessError(f"cannot read {path}: {error.strerror or error}") from None
+        ids = np.array([self.tokenizer(folder).encode(text).ids], np.int64)
+        return ids, {"text": text}
+
+    def adaptation_augment(self, strength, grey, device, seed):
+        return lambda ids: ids  # dropout inside the encoder is the text's augmentation
+
+    @classmethod
+    def default_backbone(cls, config, device) -> str:
+        return "pretrained_bert" if is_text_model_folder(config.weights) else "text_transformer"
+
+    @classmethod
+    def load_training_data(cls, config, backbone, device, run, control) -> Iterator:
+        if is_text_model_folder(config.weights) and not run.tokenizer_path.exists():
+            # A pretrained text encoder reads through its own tokenizer, not one trained here.
+
+            run.path.mkdir(parents=True, exist_ok=True)
+            save_tokenizer_unpadded(Path(config.weights) / TOKENIZER_FILE, run.tokenizer_path)
+        data, _, _ = yield from load_text_data(
+            Path(config.data), config.text_field, config.labels_from_folders, run.path,
+            config.tokenizer, config.vocab_size, config.max_length, device.type, control)
+        return data
+
+    @classmethod
+    def for_training(cls, config, backbone, data, run, resume, device):
+        common = dict(max_length=data.max_length, text_field=config.text_field,
+                      class_names=tuple(data.class_names))
+        if backbone == "pretrained_bert":
+            config_json = (Path(config.weights) / "config.json").read_text()
+            return (cls(bert_config=config_json, pretrained={"folder": str(config.weights)}, **common),
+                    config.weights)
+        vocab = cls._vocab(run)
+        cpu = device.type == "cpu"
+        # Two cores train a 2 x 128 encoder ~16x faster than BERT-mini's 4 x 256: in five minutes
+        # that is 20 epochs of a 13,000-text folder instead of 1.
+        width = config.text_width or (128 if cpu else 384)
+        preprocess = cls(vocab_size=vocab.size, layers=config.text_layers or (2 if cpu else 6),
+                         width=width, heads=config.text_heads or max(1, width // 64), **common)
+        return preprocess, config.weights or None
+
+    def encoder_shape(self):
+        if self.bert_config:
+            return BertShape(self.bert_config, self.max_length)
+
+        return TextShape(self.vocab_size, self.max_length, self.layers, self.width, self.heads)
+
+    def make_objective(self, objective_cls, encoder, objective_config, config, data, run, device,
+                       generator):
+        objective = objective_cls(encoder, objective_config, self._vocab(run))
+        objective.generator = generator  # masking draws from it: resumable like augmentation
+        return objective
+
+    @staticmethod
+    def _vocab(run):
+        return vocab_of(load_tokenizer(run.tokenizer_path))
+
+    def plan_facts(self) -> dict:
+        facts = {"max_length": self.max_length}
+        if self.bert_config:
+            facts["encoder"] = "BERT model folder"
+        else:
+            facts.update(vocab_size=self.vocab_size, layers=self.layers, width=self.width,
+                         heads=self.heads)
+        return facts
+
+
+def decoded_images(data_dir: Path, size: int, count: int, wanted: list[str] | None = None):
+    """Up to `count` images spread over the folder (or the `wanted` item keys), decoded exactly
+    as the app decodes them; returns (uint8 NHWC array, item keys)."""
+
+    if wanted is not None:
+        paths = [Path(data_dir) / item for item in wanted]
+    else:
+        listing = list_folder(Path(data_dir), IMAGE_EXTENSIONS, False)
+        picks = np.unique(np.linspace(0, len(listing.paths) - 1,
+                                      min(count * 2, len(listing.paths))).astype(int))
+        paths = [listing.paths[i] for i in picks]
+    images, names = [], []
+    for path in paths:
+        if wanted is None and len(images) >= count:
+            break
+        try:
+            array, _ = decode_image(path, size)
+        except (SkipItem, OSError):
+            continue
+        images.append(array)
+        names.append(path.relative_to(data_dir).as_posix())
+    if not images:
+        return np.zeros((0, size, size, 3), np.uint8), []
+    return np.stack(images), names
+
+
+def pixels_to_input(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC pixels as the exported model takes them: float NCHW RGB in [0, 1]."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+
+
+# A 224 px EfficientNet trains at ~3 images/s on two cores; 96 px at ~35.
+PRETRAINED_CPU_SIZE = 96
+
+
+def training_image_size(config, data_root: Path, device, pretrained=None) -> int:
+    if config.image_size:
+        return config.image_size
+    if pretrained is not None:
+        # The size the weights were trained at, unless the CPU cannot afford it.
+        return pretrained.input_size if device.type != "cpu" else PRETRAINED_CPU_SIZE
+
+    side = typical_side(data_root)
+    # Native size for small images (28 px costs 40% less than 32 px on a CPU); large photos are
+    # brought down to what the device can train on in a sitting.
+    ceiling = 64 if device.type == "cpu" else 128
+    return int(min(max(24, round(side / 4) * 4), ceiling))
+
+
+def is_text_model_folder(weights: str) -> bool:
+    return bool(weights) and is_model_folder(weights)
+
+
+def pretrained_weights_file(name: str) -> Path:
+    found = cached_weights(name)
+    if found is None:
+        raise DataError(f"{name} needs its pretrained weights: pick a .safetensors or .pth file "
+                        f"(--weights FILE), or download them once with `sslstudio weights download "
+                        f"{name}` (nothing is downloaded without asking)")
+    return found
+
+
+def _weights_first_used(run) -> str:
+    """Where a resumed run's pretrained weights first came from, as its config recorded."""
+    try:
+        return run.settings().get("preprocess", {}).get("pretrained", {}).get("weights", "")
+    except (OSError, ValueError):
+        return ""
