@@ -11,12 +11,29 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from sslstudio.core.describe import describe
-from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
-                                   AdaptStarted, Checkpointed, EmbeddingSnapshot, EmbedProgress,
-                                   ExportCheck, ExportFinished, ExportLatency, ExportProgress,
-                                   FeaturesReady, RunFinished, RunStarted, RunWarning, ScanFinished,
-                                   ScanProgress, StepMetrics)
+from sslstudio.core.events import (
+    AdaptEstimate,
+    AdaptFinished,
+    AdaptPredictions,
+    AdaptProgress,
+    AdaptStarted,
+    Checkpointed,
+    EmbeddingSnapshot,
+    EmbedProgress,
+    ExportCheck,
+    ExportFinished,
+    ExportLatency,
+    ExportProgress,
+    FeaturesReady,
+    RunFinished,
+    RunStarted,
+    RunWarning,
+    ScanFinished,
+    ScanProgress,
+    StepMetrics,
+)
 from sslstudio.gui.history import RunHistory
+from sslstudio.gui.modalities import VIEWS
 from sslstudio.gui.worker import JobWorker
 
 
@@ -57,15 +74,10 @@ class TrainingController(QObject):
 
     def start_scan(self, folder: Path, thumbnail_size: int, cache_dir: Path | None,
                    modality: str = "image") -> None:
-        from sslstudio.core.data.image_folder import load_image_folder
-        from sslstudio.core.data.text_folder import load_text_folder
+        load = VIEWS[modality].load
 
         def job(control):
-            if modality == "text":
-                data = yield from load_text_folder(folder, labels_from_folders=True, control=control)
-            else:
-                data = yield from load_image_folder(folder, thumbnail_size, labels_from_folders=True,
-                                                    cache_dir=cache_dir, control=control)
+            data = yield from load(folder, thumbnail_size, cache_dir, control)
             yield _DataLoaded(data)
 
         self._start("scan", job)
@@ -73,7 +85,9 @@ class TrainingController(QObject):
 
     def start_training(self, train_config, objective_config, resume: bool = False) -> None:
         def job(control):
-            from sslstudio.core.train import train  # torch loads here, off the GUI thread
+            from sslstudio.core.train import (
+                train,  # torch loads here, off the GUI thread
+            )
 
             yield from train(train_config, objective_config, control, resume=resume)
 

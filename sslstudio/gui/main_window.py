@@ -9,15 +9,28 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QMainWindow, QMessageBox, QProgressBar,
-                               QPushButton, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import format_duration
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.history import RunHistory
 from sslstudio.gui.labelling import LabellingPanels
+from sslstudio.gui.modalities import view_of
 from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.export_dialog import ExportDialog
@@ -452,12 +465,11 @@ class MainWindow(QMainWindow):
     def _data_ready(self, data_set) -> None:
         self.data_set = data_set
         self.gallery.set_data(data_set)
-        self.setup.set_modality(getattr(data_set, "modality", "image"))
+        view = view_of(data_set)
+        self.setup.set_modality(view.name)
         self.labelling.data_changed()
         report = data_set.report
-        kind = "texts" if getattr(data_set, "modality", "image") == "text" else "images"
-        count = len(data_set) if kind == "texts" else report.usable
-        self.status_text.setText(f"{count:,} {kind} in {data_set.root}")
+        self.status_text.setText(f"{len(data_set):,} {view.item_noun} in {data_set.root}")
         self._update_actions()
         if report.skipped:
             box = QMessageBox(self)
@@ -576,7 +588,7 @@ class MainWindow(QMainWindow):
         """A thumbnail for an image item; the text's opening words for a text item."""
         if self.data_set is None or not 0 <= index < len(self.data_set):
             return None
-        if getattr(self.data_set, "modality", "image") == "text":
+        if view_of(self.data_set).textual:
             from sslstudio.core.data.text_folder import snippet
 
             return snippet(self.data_set.texts[index], 240)
@@ -698,7 +710,10 @@ class MainWindow(QMainWindow):
         data_dir = Path(self.project.data_dir) if self.project and self.project.data_dir else None
 
         def try_model(model_path, image_path, data_dir):
-            from sslstudio.core.export import nearest_items, run_exported  # torch, off the GUI thread
+            from sslstudio.core.export import (  # torch, off the GUI thread
+                nearest_items,
+                run_exported,
+            )
 
             result = run_exported(Path(model_path), Path(image_path))
             neighbours = []

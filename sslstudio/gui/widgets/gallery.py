@@ -11,10 +11,31 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import (QAbstractListModel, QEvent, QItemSelection, QItemSelectionModel,
-                            QModelIndex, QRect, QSize, Qt, Signal)
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import (QComboBox, QLabel, QListView, QMenu, QSizePolicy, QSplitter, QStyledItemDelegate, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QListView,
+    QMenu,
+    QSizePolicy,
+    QSplitter,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sslstudio.gui.modalities import view_of
 
 THUMBNAIL_CACHE = 2048
 FILTERS = ("All items", "Labelled", "Unlabelled", "Suggested to label next",
@@ -97,7 +118,7 @@ class GalleryModel(QAbstractListModel):
         if not index.isValid() or self.data_set is None:
             return None
         item = self.item_at(index.row())
-        text_items = getattr(self.data_set, "modality", "image") == "text"
+        text_items = view_of(self.data_set).textual
         if role == Qt.ItemDataRole.DecorationRole and not text_items:
             return self.thumbnail(item)
         if role == Qt.ItemDataRole.DisplayRole and text_items:
@@ -209,7 +230,7 @@ class GalleryView(QWidget):
         layout.addWidget(splitter)
 
     def set_data(self, data_set) -> None:
-        text = getattr(data_set, "modality", "image") == "text"
+        text = view_of(data_set).textual
         # Texts read best as a list of one-line snippets; images as a grid of thumbnails.
         self.list.setViewMode(QListView.ViewMode.ListMode if text else QListView.ViewMode.IconMode)
         self.list.setGridSize(QSize() if text else QSize(72, 72))
@@ -318,7 +339,7 @@ class GalleryView(QWidget):
             return
         item = self.model.item_at(current.row())
         path = Path(self.model.data_set.paths[item])
-        if getattr(self.model.data_set, "modality", "image") == "text":
+        if view_of(self.model.data_set).textual:
             text = self.model.data_set.texts[item]
             self.preview.setText(text if len(text) < 4000 else text[:4000] + "…")
             self.caption.setText(f"{self.model.data_set.items[item]}\n{len(text.split()):,} words")

@@ -6,12 +6,26 @@ from __future__ import annotations
 import dataclasses
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QRadioButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from sslstudio.core.config import knobs
-
+from sslstudio.gui.modalities import VIEWS
 
 # The run's knobs that only text folders use, shown in their own group.
 TEXT_KNOBS = ("text_field", "tokenizer", "vocab_size", "max_length", "text_layers", "text_width",
@@ -309,7 +323,7 @@ class RunSetupPanel(QWidget):
     def _choose_weights(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        if self.modality == "text":
+        if VIEWS[self.modality].weights_in_folder:
             path = QFileDialog.getExistingDirectory(self, "Choose a Hugging Face model folder")
         else:
             path, _ = QFileDialog.getOpenFileName(self, "Choose pretrained weights", "",
@@ -341,10 +355,10 @@ class RunSetupPanel(QWidget):
         self._show_modality_widgets()
 
     def _show_modality_widgets(self) -> None:
-        text = self.modality == "text"
-        self.text_box.setVisible(text)
+        view = VIEWS[self.modality]
+        self.text_box.setVisible(view.text_knobs)
         for widget in (self.image_size, self.strength):
-            widget.setEnabled(not text)
+            widget.setEnabled(view.image_knobs)
 
     @staticmethod
     def _set_combo_data(combo: QComboBox, value) -> None:
@@ -407,7 +421,7 @@ class RunSetupPanel(QWidget):
             epochs=choice["epochs"] if by_epochs else 0,
             minutes=0.0 if by_epochs else choice["minutes"],
             labels_from_folders=choice["labels_from_folders"], weights=choice["weights"])
-        if self.modality == "text":
+        if VIEWS[self.modality].text_knobs:
             train_config = with_overrides(train_config, choice["text_knobs"])
         validate(train_config)
         validate(objective_config)
@@ -418,11 +432,10 @@ def engine_info() -> dict:
     """Objectives, backbones and devices; imports torch, so call it off the GUI thread."""
     from sslstudio.core.adapt import ADAPTERS
     from sslstudio.core.backbones import BACKBONES
+    from sslstudio.core.backbones.pretrained import cached_weights
     from sslstudio.core.devices import list_devices, resolve_device
     from sslstudio.core.objectives import OBJECTIVES
     from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
-
-    from sslstudio.core.backbones.pretrained import cached_weights
 
     best = str(resolve_device("auto"))
     backbones = {}

@@ -1,0 +1,46 @@
+"""How the app presents each kind of data: the one place where the window's image and text
+differences are declared (the engine's live in `core.preprocess`). Widgets ask the view of the
+data set they show instead of comparing modality names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+def _load_images(folder: Path, thumbnail_size: int, cache_dir: Path | None, control) -> Iterator:
+    from sslstudio.core.data.image_folder import load_image_folder
+
+    return (yield from load_image_folder(folder, thumbnail_size, labels_from_folders=True,
+                                         cache_dir=cache_dir, control=control))
+
+
+def _load_texts(folder: Path, thumbnail_size: int, cache_dir: Path | None, control) -> Iterator:
+    from sslstudio.core.data.text_folder import load_text_folder
+
+    return (yield from load_text_folder(folder, labels_from_folders=True, control=control))
+
+
+@dataclass(frozen=True)
+class ModalityView:
+    name: str
+    item_noun: str  # "images", "texts"
+    textual: bool  # items read as text (a list of snippets), not seen as thumbnails (a grid)
+    weights_in_folder: bool  # pretrained weights come as a model folder rather than one file
+    image_knobs: bool  # image size and augmentation strength apply
+    text_knobs: bool  # the text encoder's shape and tokenizer apply
+    load: Callable  # (folder, thumbnail size, cache folder, control) -> a generator of the data set
+
+
+VIEWS = {
+    "image": ModalityView("image", "images", textual=False, weights_in_folder=False,
+                          image_knobs=True, text_knobs=False, load=_load_images),
+    "text": ModalityView("text", "texts", textual=True, weights_in_folder=True,
+                         image_knobs=False, text_knobs=True, load=_load_texts),
+}
+
+
+def view_of(data_set) -> ModalityView:
+    """The view of a loaded data set (image folders predate the attribute: image)."""
+    return VIEWS[getattr(data_set, "modality", "image")]
