@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sslstudio.core.describe import describe
 from sslstudio.core.events import AdaptFinished, ExportFinished, RunFinished, RunStarted
+from sslstudio.core.run_folder import RunFolder
 
 # Each command imports the engine when it runs, not at the top: torch, timm and onnxruntime take
 # about 2.8 s to import here (measured), which `sslstudio --help`, `sslstudio objectives` and the
@@ -235,19 +236,19 @@ def default_objective_for(data_dir: Path) -> str:
 def _build_configs(args):
     from sslstudio.core.config import validate, with_overrides
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.train_config import TrainConfig, load_run_config
+    from sslstudio.core.train_config import TrainConfig
 
     resume = args.resume
     if resume:
         run_dir = Path(args.out if resume is True else resume)
         if resume is not True and args.out and Path(args.out) != run_dir:
             raise UsageError("--resume RUN and --out name different folders; give one")
-        if not (run_dir / "config.toml").exists():
-            raise UsageError(f"nothing to resume: {run_dir / 'config.toml'} does not exist")
+        if not RunFolder(run_dir).is_run():
+            raise UsageError(f"nothing to resume: {RunFolder(run_dir).config_path} does not exist")
         from sslstudio.core.train import check_run_folder
 
         check_run_folder(run_dir, Path(args.data) if args.data else None, resume=True)
-        train_config, objective_config, _ = load_run_config(run_dir / "config.toml")
+        train_config, objective_config, _ = RunFolder(run_dir).read_config()
         changes = {"out": str(run_dir)}
         if args.data:
             changes["data"] = args.data
@@ -379,8 +380,9 @@ def cmd_adapt(args) -> int:
     from sslstudio.core.config import parse_set_options
 
     run, data = Path(args.run), Path(args.data)
-    if not (run / "config.toml").exists():
-        raise UsageError(f"{run} is not a run folder (no config.toml); make one with `sslstudio train`")
+    if not RunFolder(run).is_run():
+        raise UsageError(f"{run} is not a run folder (no {RunFolder.CONFIG}); make one with "
+                         "`sslstudio train`")
     if not data.is_dir():
         raise UsageError(f"data folder not found: {data}")
     overrides = parse_set_options(args.set)

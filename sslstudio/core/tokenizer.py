@@ -15,7 +15,6 @@ import numpy as np
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD_ID = 0
-TOKENIZER_FILE = "tokenizer.json"
 # A text is cut to max_length * CHARS_PER_TOKEN characters before it is encoded. The tokenizer
 # tokenizes a whole text and only then truncates, at about 100 bytes a token, so an uncut long
 # document costs memory for every token it has only to keep max_length of them. Prose takes 4 to

@@ -60,6 +60,7 @@ METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "
                   "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
                   "knn_accuracy", "probe_accuracy"]
 DEFAULT_BATCH = 256
+CPU_ACTIVATION_BUDGET = 512 << 20
 AUTO_LOG_INTERVAL_S = 0.2
 GPU_MINUTES = 30.0
 
@@ -147,15 +148,23 @@ def make_plan(config: TrainConfig, setup: "_Setup", data, preprocess: Preprocess
               weights) -> tuple[RunPlan, list[RunWarning]]:
     per_rank = len(data) // setup.world
     if per_rank < 2:
-        kind = "texts" if setup.modality == "text" else "images"
-        raise DataError(f"{len(data)} usable {kind} is too few to train on; at least "
-                        f"{2 * setup.world} needed")
+        raise DataError(f"{len(data)} usable {preprocess.item_noun} is too few to train on; at "
+                        f"least {2 * setup.world} needed")
     warnings, reasons = [], []
     # Auto batch: 256, but never so large that an epoch is a single step (small folders).
     batch_size = config.batch_size or min(DEFAULT_BATCH, max(2, per_rank // 4))
     if not config.batch_size and batch_size < DEFAULT_BATCH:
         reasons.append(f"batch {batch_size}: a quarter of the {per_rank} items, so that an epoch "
                        "has several steps")
+    per_item = preprocess.activation_bytes_per_item(getattr(setup.objective_cls, "views", 1))
+    if not config.batch_size and setup.device.type == "cpu" and per_item:
+        # Activations grow with the batch, not the folder: a CPU run keeps them to a budget
+        # that leaves a laptop usable (and a 1 GB folder training within 2 GB).
+        fitting = max(8, CPU_ACTIVATION_BUDGET // per_item // 8 * 8)
+        if fitting < batch_size:
+            batch_size = fitting
+            reasons.append(f"batch {batch_size}: what keeps a step's activations within "
+                           f"{CPU_ACTIVATION_BUDGET >> 20} MiB on the CPU")
     if batch_size > per_rank:
         warnings.append(RunWarning("batch_reduced", f"batch size {batch_size} is larger than the "
                                    f"{per_rank} images per process; using {per_rank}"))

@@ -113,8 +113,8 @@ def load_text_data(data_dir: Path, text_field: str, labels_from_folders: bool, r
     """Scan, then tokenize with the run's tokenizer.json (trained on the folder and saved there
     when the run has none yet). Returns (TokenizedTexts, tokenizer, vocab)."""
     from sslstudio.core.data.text_folder import load_text_folder
+    from sslstudio.core.run_folder import RunFolder
     from sslstudio.core.tokenizer import (
-        TOKENIZER_FILE,
         configure,
         encode_all,
         load_tokenizer,
@@ -123,7 +123,7 @@ def load_text_data(data_dir: Path, text_field: str, labels_from_folders: bool, r
     )
 
     folder = yield from load_text_folder(Path(data_dir), text_field, labels_from_folders, control)
-    tokenizer_path = Path(run_dir) / TOKENIZER_FILE
+    tokenizer_path = RunFolder(run_dir).tokenizer_path
     if tokenizer_path.exists():
         tokenizer = load_tokenizer(tokenizer_path)
         padding = tokenizer.padding

@@ -43,6 +43,7 @@ class Objective(nn.Module):
     summary: str = ""  # one line: what it does and when to pick it
     config_cls: type = ObjectiveConfig
     modalities: tuple[str, ...] = ("image",)
+    views = 1  # how many times a step encodes each item (for the memory a step needs)
     divergence_hint: str = "lower lr"
 
     def __init__(self, encoder: nn.Module, config, augment):

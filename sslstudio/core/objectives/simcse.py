@@ -44,6 +44,7 @@ class SimCSE(Objective):
     config_cls = SimCSEConfig
     modalities = ("text",)
     divergence_hint = "raise temperature or lower lr"
+    views = 2  # each text is encoded twice per step
 
     def __init__(self, encoder, config: SimCSEConfig, vocab):
         super().__init__(encoder, config, vocab)
