@@ -29,7 +29,7 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate `tensor` from every rank along dim 0; gradients flow back to each source."""
     if world_size() == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed.nn.functional import all_gather  # absent from some builds; DDP only
 
     return torch.cat(all_gather(tensor), 0)
 

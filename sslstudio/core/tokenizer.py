@@ -12,6 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
+from tokenizers.processors import TemplateProcessing
+
+from sslstudio.core.fileio import atomic_write_text
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD_ID = 0
@@ -49,15 +60,6 @@ class TextVocab:
 
 
 def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000):
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        trainers,
-    )
-
     if kind == "wordpiece":
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -82,7 +84,6 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
 
 def configure(tokenizer, max_length: int):
     """[CLS] ... [SEP], truncated and padded to `max_length` (the same in training and export)."""
-    from tokenizers.processors import TemplateProcessing
 
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = TemplateProcessing(single="[CLS] $A [SEP]",
@@ -101,8 +102,6 @@ def vocab_of(tokenizer) -> TextVocab:
 
 
 def load_tokenizer(path: Path):
-    from tokenizers import Tokenizer
-
     return Tokenizer.from_file(str(path))
 
 
@@ -177,7 +176,6 @@ def take(texts: Sequence[str], indices) -> list[str]:
 def save_tokenizer_unpadded(source: Path, target: Path) -> None:
     """Copy a model's tokenizer without its padding and truncation length, so the run picks a
     length from its own texts (sentence-transformers ships 128 for texts often under 50)."""
-    from sslstudio.core.fileio import atomic_write_text
 
     tokenizer = load_tokenizer(source)
     tokenizer.no_padding()

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+from pyqtgraph.util.garbage_collector import GarbageCollector
+from PySide6.QtCore import QTimer
+from sslstudio.gui.main_window import MainWindow
 
 
 def icon_path() -> Path:
@@ -12,9 +20,6 @@ def icon_path() -> Path:
 
 def apply_palette(app) -> None:
     """Follow the system's light or dark scheme, and make the plots match it."""
-    import pyqtgraph as pg
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QColor, QPalette
 
     app.setStyle("Fusion")
     hints = app.styleHints()
@@ -37,9 +42,6 @@ def apply_palette(app) -> None:
 
 
 def create_app(argv: list[str] | None = None):
-    from PySide6.QtGui import QIcon
-    from PySide6.QtWidgets import QApplication
-
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     app.setApplicationName("SSL Studio")
     app.setOrganizationName("SSL Studio")
@@ -50,7 +52,6 @@ def create_app(argv: list[str] | None = None):
         # Python's collector runs in whichever thread happens to allocate; if that is a worker
         # and the garbage holds Qt widgets, Qt deletes them off the GUI thread and can deadlock
         # against it (seen in a test run). Collect on the GUI thread's timer instead.
-        from pyqtgraph.util.garbage_collector import GarbageCollector
 
         app._sslstudio_gc = GarbageCollector(interval=1.0)
     return app
@@ -58,9 +59,7 @@ def create_app(argv: list[str] | None = None):
 
 def run(project: str | None = None, sample: bool = False) -> int:
     app = create_app()
-    from PySide6.QtCore import QTimer
 
-    from sslstudio.gui.main_window import MainWindow
 
     window = MainWindow(Path(project) if project else None)
     window.show()

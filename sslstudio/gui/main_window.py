@@ -38,6 +38,10 @@ from sslstudio.gui.widgets.gallery import GalleryView
 from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
 from sslstudio.gui.worker import JobWorker
+from sslstudio.core.data.text_folder import detect_modality
+from sslstudio.core.config import ConfigError
+from sslstudio.core.data.text_folder import snippet
+from sslstudio import __version__
 
 APP_NAME = "SSL Studio"
 THUMBNAIL_SIZE = 64
@@ -368,7 +372,6 @@ class MainWindow(QMainWindow):
     def ask_modality(self, folder: Path) -> str | None:
         """Images or texts, told from what the folder holds; the user decides when it holds both
         (None when they cancel)."""
-        from sslstudio.core.data.text_folder import detect_modality
 
         found = detect_modality(folder)
         if found != "mixed":
@@ -391,7 +394,6 @@ class MainWindow(QMainWindow):
             QMessageBox.information(self, APP_NAME, "Open a folder of images first "
                                     "(or Help > Open sample dataset).")
             return
-        from sslstudio.core.config import ConfigError
 
         try:
             train_config, objective_config = self.setup.build_configs(
@@ -426,7 +428,7 @@ class MainWindow(QMainWindow):
 
     def download_weights(self, name: str) -> None:
         """Fetch a pretrained backbone's standard weights, only after the user agrees."""
-        from sslstudio.core.backbones.pretrained import PRETRAINED, download_weights
+        from sslstudio.core.backbones.pretrained import PRETRAINED, download_weights  # torch: on use
 
         if name not in PRETRAINED or self.controller.busy():
             return
@@ -589,8 +591,6 @@ class MainWindow(QMainWindow):
         if self.data_set is None or not 0 <= index < len(self.data_set):
             return None
         if view_of(self.data_set).textual:
-            from sslstudio.core.data.text_folder import snippet
-
             return snippet(self.data_set.texts[index], 240)
         return self.gallery.model.thumbnail(index)
 
@@ -664,8 +664,6 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def about(self) -> None:
-        from sslstudio import __version__
-
         QMessageBox.about(self, APP_NAME, f"<b>SSL Studio {__version__}</b><p>Self-supervised "
                           "pretraining on your own images, watched live.</p>")
 

@@ -7,18 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+from sslstudio.core.data.image_folder import load_image_folder
+from sslstudio.core.data.text_folder import load_text_folder
 
 
 def _load_images(folder: Path, thumbnail_size: int, cache_dir: Path | None, control) -> Iterator:
-    from sslstudio.core.data.image_folder import load_image_folder
-
     return (yield from load_image_folder(folder, thumbnail_size, labels_from_folders=True,
                                          cache_dir=cache_dir, control=control))
 
 
 def _load_texts(folder: Path, thumbnail_size: int, cache_dir: Path | None, control) -> Iterator:
-    from sslstudio.core.data.text_folder import load_text_folder
-
     return (yield from load_text_folder(folder, labels_from_folders=True, control=control))
 
 

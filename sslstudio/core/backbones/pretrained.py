@@ -68,7 +68,7 @@ class TimmBackbone(Backbone):
 
     def __init__(self, info: PretrainedInfo, image_size: int):
         super().__init__()
-        import timm
+        import timm  # about a second to import; only the pretrained backbones need it
 
         # A ViT keeps its 224 px position table (so standard weights load) and interpolates it
         # to whatever size it is fed.

@@ -30,6 +30,7 @@ from sslstudio.core.data.images import (
 from sslstudio.core.data.scan import DataError, ScanReport, list_folder
 from sslstudio.core.events import ScanFinished, ScanProgress
 from sslstudio.core.fileio import atomic_write_text
+from PIL import Image
 
 CHUNK = 256
 
@@ -60,7 +61,7 @@ class ImageFolderData:
 
     def batch(self, indices: np.ndarray):
         """uint8 NHWC tensor of the given items, on the CPU; the trainer moves it."""
-        import torch
+        import torch  # here, not at the top: the app scans folders before torch has loaded
 
         return torch.from_numpy(np.ascontiguousarray(self.images[indices]))
 
@@ -196,7 +197,6 @@ def typical_side(root: Path, probes: int = 64) -> int:
 def _probe_side(path: Path) -> int | None:
     """The shorter side from the header; None for a file the scan will skip, which must not vote
     (a bomb's claimed 10,000 px would pull the median up)."""
-    from PIL import Image
 
     try:
         handle, _ = open_regular_file(path)

@@ -15,6 +15,12 @@ import numpy as np
 
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.events import ScanProgress
+from sslstudio.core.tokenizer import CHARS_PER_TOKEN, token_lengths
+from sslstudio.core.tokenizer import READ_BLOCK, take
+from sslstudio.core.data.text_folder import load_text_folder
+from sslstudio.core.run_folder import RunFolder
+from sslstudio.core.tokenizer import configure, encode_all, load_tokenizer, train_tokenizer, vocab_of
+from sslstudio.core.fileio import atomic_write_text
 
 CPU_MAX_LENGTH = 128
 GPU_MAX_LENGTH = 256
@@ -68,14 +74,13 @@ class TokenizedTexts:
         return bool((self.labels >= 0).any())
 
     def batch(self, indices: np.ndarray):
-        import torch
+        import torch  # here, not at the top: datasets load (and are measured) without torch
 
         return torch.from_numpy(self.ids[np.asarray(indices)].astype(np.int64))
 
 
 def auto_max_length(tokenizer, texts: Sequence[str], device_type: str) -> int:
     """Long enough for 95% of the texts, in steps of 8, within what the device trains well."""
-    from sslstudio.core.tokenizer import CHARS_PER_TOKEN, token_lengths
 
     ceiling = CPU_MAX_LENGTH if device_type == "cpu" else GPU_MAX_LENGTH
     # Counting past the ceiling changes nothing, and would tokenize long documents whole.
@@ -95,8 +100,6 @@ def tokenizer_sample(texts: Sequence[str], budget: int | None = None, seed: int 
 
 
 def _random_texts(texts: Sequence[str], budget: int, seed: int) -> Iterator[str]:
-    from sslstudio.core.tokenizer import READ_BLOCK, take
-
     order = np.random.default_rng(seed).permutation(len(texts))
     taken = 0
     for start in range(0, len(order), READ_BLOCK):
@@ -112,15 +115,6 @@ def load_text_data(data_dir: Path, text_field: str, labels_from_folders: bool, r
                    device_type: str = "cpu", control=None) -> Iterator:
     """Scan, then tokenize with the run's tokenizer.json (trained on the folder and saved there
     when the run has none yet). Returns (TokenizedTexts, tokenizer, vocab)."""
-    from sslstudio.core.data.text_folder import load_text_folder
-    from sslstudio.core.run_folder import RunFolder
-    from sslstudio.core.tokenizer import (
-        configure,
-        encode_all,
-        load_tokenizer,
-        train_tokenizer,
-        vocab_of,
-    )
 
     folder = yield from load_text_folder(Path(data_dir), text_field, labels_from_folders, control)
     tokenizer_path = RunFolder(run_dir).tokenizer_path
@@ -140,7 +134,6 @@ def load_text_data(data_dir: Path, text_field: str, labels_from_folders: bool, r
         raise DataError(f"{tokenizer_path}: {error}") from None
     if not tokenizer_path.exists():
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        from sslstudio.core.fileio import atomic_write_text
 
         atomic_write_text(tokenizer_path, tokenizer.to_str())
     encoding = encode_all(tokenizer, folder.texts)

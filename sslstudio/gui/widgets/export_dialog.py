@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog,
                                QTableWidgetItem, QVBoxLayout)
 
 from sslstudio.gui.widgets.gallery import array_to_qimage
+from PySide6.QtGui import QPixmap
 
 GOOD, BAD = "#2e7d32", "#c62828"
 
@@ -121,7 +122,7 @@ class ExportDialog(QDialog):
             self.out.setText(path)
 
     def _export(self) -> None:
-        from sslstudio.core.export import ExportRequest, export_paths
+        from sslstudio.core.export import ExportRequest, export_paths  # torch: loaded on use only
 
         data = self.source.currentData()
         if data is None or not self.out.text().strip():
@@ -206,8 +207,6 @@ class ExportDialog(QDialog):
         self.try_requested.emit(str(self.exported_path), str(path))
 
     def show_try_result(self, result: dict, neighbours: list, thumbnail_for) -> None:
-        from PySide6.QtGui import QPixmap
-
         if "image" in result:
             image = QPixmap.fromImage(array_to_qimage(result["image"]))
             self.try_image.setPixmap(image.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.gui.modalities import view_of
+from sslstudio.core.data.text_folder import snippet
 
 THUMBNAIL_CACHE = 2048
 FILTERS = ("All items", "Labelled", "Unlabelled", "Suggested to label next",
@@ -122,8 +123,6 @@ class GalleryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DecorationRole and not text_items:
             return self.thumbnail(item)
         if role == Qt.ItemDataRole.DisplayRole and text_items:
-            from sslstudio.core.data.text_folder import snippet
-
             return snippet(self.data_set.texts[item], 140)
         if role == Qt.ItemDataRole.ToolTipRole:
             path = self.data_set.paths[item]

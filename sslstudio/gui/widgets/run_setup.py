@@ -26,6 +26,11 @@ from PySide6.QtWidgets import (
 
 from sslstudio.core.config import knobs
 from sslstudio.gui.modalities import VIEWS
+import math
+from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
+from sslstudio.core.train_config import TrainConfig
+from PySide6.QtWidgets import QFileDialog
+from sslstudio.core.config import validate, with_overrides
 
 # The run's knobs that only text folders use, shown in their own group.
 TEXT_KNOBS = ("text_field", "tokenizer", "vocab_size", "max_length", "text_layers", "text_width",
@@ -34,7 +39,6 @@ TEXT_KNOBS = ("text_field", "tokenizer", "vocab_size", "max_length", "text_layer
 
 def _decimals_for(value: float, low: float | None) -> int:
     """Enough decimals to show the default and the smallest allowed value (lr 1e-6 needs 7)."""
-    import math
 
     smallest = min((abs(v) for v in (value, low or 0.0) if v), default=1.0)
     return int(min(8, max(2, 2 - math.floor(math.log10(smallest)))))
@@ -245,7 +249,6 @@ class RunSetupPanel(QWidget):
 
     def populate(self, info: dict, choices: dict) -> None:
         """Fill the panel once the engine is loaded. `info` comes from `engine_info()`."""
-        from sslstudio.core.train_config import TrainConfig
 
         defaults = TrainConfig()
         self.all_objectives = info["objectives"]
@@ -321,8 +324,6 @@ class RunSetupPanel(QWidget):
             self.weights.setText(extra["cached"])
 
     def _choose_weights(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
         if VIEWS[self.modality].weights_in_folder:
             path = QFileDialog.getExistingDirectory(self, "Choose a Hugging Face model folder")
         else:
@@ -406,8 +407,6 @@ class RunSetupPanel(QWidget):
 
     def build_configs(self, data_dir: str, out_dir: str):
         """(TrainConfig, objective config) from the form; raises ConfigError on a bad value."""
-        from sslstudio.core.config import validate, with_overrides
-        from sslstudio.core.train_config import TrainConfig
 
         choice = self.choices()
         name = choice["objective"]
@@ -435,7 +434,6 @@ def engine_info() -> dict:
     from sslstudio.core.backbones.pretrained import cached_weights
     from sslstudio.core.devices import list_devices, resolve_device
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
 
     best = str(resolve_device("auto"))
     backbones = {}
