@@ -265,7 +265,8 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
     data_dir = Path(request.data_dir) if request.data_dir else source.data_dir
     out, int8_path, json_path, tokenizer_path = export_paths(request.out)
     try:
-        extras = {tokenizer_path: text for role, text in source.preprocess.export_files(source.folder).items()}
+        extras = {tokenizer_path: text
+                  for text in source.preprocess.export_files(source.folder).values()}
     except PreprocessError as error:
         raise ExportError(str(error)) from None
     targets = [out, json_path] + ([int8_path] if request.quantize else []) + list(extras)
@@ -305,29 +306,9 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
             raise ExportError(f"--quantize {request.quantize!r} is not supported; use int8")
 
         yield ExportProgress("checking", "PyTorch and onnxruntime on items of the folder")
-        labelled = _labelled_items(source, data_dir)
         variants = [("float", partial[0])] + ([("int8", partial[1])] if request.quantize else [])
-        checks = {}
-        with torch.inference_mode():
-            reference = wrapped(torch.from_numpy(inputs)).numpy()
-            labelled_torch = (wrapped(torch.from_numpy(labelled[0])).numpy()
-                              if labelled else None)
-        for variant, path in variants:
-            session = _session(path)
-            produced = session.run(None, {name: inputs})[0]
-            figures = compare_outputs(reference, produced, classifier)
-            passed, tolerance = judge(figures, variant, classifier, float(np.abs(reference).max()))
-            extra = {}
-            if labelled:
-                onnx_out = session.run(None, {name: labelled[0]})[0]
-                extra = {"labelled_items": len(labelled[1]),
-                         "labelled_accuracy_torch": float((labelled_torch.argmax(1) == labelled[1]).mean()),
-                         "labelled_accuracy_onnx": float((onnx_out.argmax(1) == labelled[1]).mean())}
-            check = ExportCheck(variant, len(inputs), passed=passed, tolerance=tolerance,
-                                **figures, **extra)
-            checks[variant] = check
-            yield check
-            control.checkpoint()
+        checks = yield from _check_parity(wrapped, name, inputs, _labelled_items(source, data_dir),
+                                          variants, classifier, control)
 
         # A model that disagrees is not worth timing.
         if not checks["float"].passed:
@@ -338,23 +319,8 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
                                 "nothing was saved")
 
         yield ExportProgress("timing", "eager PyTorch and onnxruntime on the CPU")
-        latency = {}
-        for variant, path in variants:
-            session = _session(path)
-            for batch in (1, 64):
-                x = np.resize(inputs, (batch,) + inputs.shape[1:])
-                tensor = torch.from_numpy(x)
-
-                def run_torch():
-                    with torch.inference_mode():
-                        wrapped(tensor)
-
-                repeats = request.latency_repeats if batch == 1 else max(3, request.latency_repeats // 4)
-                event = ExportLatency(variant, batch, _median_ms(run_torch, repeats),
-                                      _median_ms(lambda: session.run(None, {name: x}), repeats))
-                latency[f"{variant}_batch{batch}"] = {"torch_ms": event.torch_ms, "onnx_ms": event.onnx_ms}
-                yield event
-                control.checkpoint()
+        latency = yield from _time_latency(wrapped, name, inputs, variants, request.latency_repeats,
+                                           control)
 
         facts["parity"] = {variant: {k: v for k, v in vars(check).items() if k != "variant"}
                            for variant, check in checks.items()}
@@ -394,6 +360,55 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         message += (f"; the int8 model was not kept: it disagrees too much (mean cosine "
                     f"{c.mean_cosine:.4f}, top-1 agreement {c.top1_agreement:.1%}; needed {c.tolerance})")
     yield ExportFinished("completed", str(out), message, tuple(str(p) for p in written))
+
+
+def _check_parity(wrapped, name: str, inputs: np.ndarray, labelled, variants, classifier: bool,
+                  control: RunControl) -> Iterator:
+    """PyTorch against each ONNX variant on the same items (and the labelled items' accuracy);
+    yields an ExportCheck per variant, returns them by variant."""
+    checks = {}
+    with torch.inference_mode():
+        reference = wrapped(torch.from_numpy(inputs)).numpy()
+        labelled_torch = wrapped(torch.from_numpy(labelled[0])).numpy() if labelled else None
+    for variant, path in variants:
+        session = _session(path)
+        produced = session.run(None, {name: inputs})[0]
+        figures = compare_outputs(reference, produced, classifier)
+        passed, tolerance = judge(figures, variant, classifier, float(np.abs(reference).max()))
+        extra = {}
+        if labelled:
+            onnx_out = session.run(None, {name: labelled[0]})[0]
+            extra = {"labelled_items": len(labelled[1]),
+                     "labelled_accuracy_torch": float((labelled_torch.argmax(1) == labelled[1]).mean()),
+                     "labelled_accuracy_onnx": float((onnx_out.argmax(1) == labelled[1]).mean())}
+        checks[variant] = ExportCheck(variant, len(inputs), passed=passed, tolerance=tolerance,
+                                      **figures, **extra)
+        yield checks[variant]
+        control.checkpoint()
+    return checks
+
+
+def _time_latency(wrapped, name: str, inputs: np.ndarray, variants, repeats: int,
+                  control: RunControl) -> Iterator:
+    """Median latency of eager PyTorch and of each ONNX variant at batch 1 and 64."""
+    latency = {}
+    for variant, path in variants:
+        session = _session(path)
+        for batch in (1, 64):
+            x = np.resize(inputs, (batch,) + inputs.shape[1:])
+            tensor = torch.from_numpy(x)
+
+            def run_torch():
+                with torch.inference_mode():
+                    wrapped(tensor)
+
+            times = repeats if batch == 1 else max(3, repeats // 4)
+            event = ExportLatency(variant, batch, _median_ms(run_torch, times),
+                                  _median_ms(lambda: session.run(None, {name: x}), times))
+            latency[f"{variant}_batch{batch}"] = {"torch_ms": event.torch_ms, "onnx_ms": event.onnx_ms}
+            yield event
+            control.checkpoint()
+    return latency
 
 
 class _ParityFailed(Exception):
