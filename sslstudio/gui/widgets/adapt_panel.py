@@ -21,7 +21,8 @@ class AdaptPanel(QWidget):
         super().__init__(parent)
         self.adapters: dict[str, type] = {}
         self.knob_form: KnobForm | None = None
-        self.saved_knobs: dict[str, dict] = {}
+        self.saved_knobs: dict[str, dict] = {}  # method name -> knob values set in this panel
+        self.knob_method = ""
         self.estimates: dict[str, object] = {}
         self.comparing = False
         outer = QVBoxLayout(self)
@@ -92,7 +93,7 @@ class AdaptPanel(QWidget):
 
     def _method_changed(self, name: str) -> None:
         if self.knob_form is not None:
-            self.saved_knobs[self.knob_form.config_cls.__name__] = self.knob_form.values()
+            self.saved_knobs[self.knob_method] = self.knob_form.values()
             # Hidden and deleted in place: unparenting would flash it up as a top-level window.
             self.knob_holder.removeWidget(self.knob_form)
             self.knob_form.hide()
@@ -102,7 +103,8 @@ class AdaptPanel(QWidget):
         if adapter is None:
             return
         self.explanation.setText((adapter.__doc__ or "").strip())
-        self.knob_form = KnobForm(adapter.config_cls, self.saved_knobs.get(adapter.config_cls.__name__))
+        self.knob_form = KnobForm(adapter.config_cls, self.saved_knobs.get(name))
+        self.knob_method = name  # knobs are kept per method name, as the run form keeps them
         self.knob_holder.addWidget(self.knob_form)
 
     def knob_values(self) -> dict:
@@ -115,10 +117,10 @@ class AdaptPanel(QWidget):
         """Every method with the knobs last set for it in this panel (defaults otherwise)."""
         values = {}
         for name, adapter in self.adapters.items():
-            if self.knob_form is not None and self.knob_form.config_cls is adapter.config_cls:
+            if self.knob_form is not None and self.knob_method == name:
                 values[name] = self.knob_values()
                 continue
-            saved = self.saved_knobs.get(adapter.config_cls.__name__, {})
+            saved = self.saved_knobs.get(name, {})
             defaults = adapter.config_cls()
             values[name] = {k: v for k, v in saved.items() if v != getattr(defaults, k)}
         self.compare_requested.emit(values)
