@@ -47,6 +47,9 @@ def run_started(**changes) -> RunStarted:
 CASES = {
     "scan_progress": (ScanProgress(done=5, total=24, skipped=1, current="a.png"),
                       "scanning 5/24 files, 1 skipped", "progress"),
+    # Tokenizing used to print as "scanning N/M files" for minutes on a large text folder.
+    "tokenizing": (ScanProgress(done=5, total=24, skipped=0, current="", phase="tokenizing"),
+                   "tokenizing 5/24 texts", "progress"),
     "scan_finished": (ScanFinished(total_files=24, usable=22, skipped=2, elapsed_s=0.25,
                                    skipped_by_reason={"unreadable": 1, "too small": 1}),
                       "scanned 24 files in 0.2s: 22 usable, 2 skipped (1 unreadable, 1 too small)",

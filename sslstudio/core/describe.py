@@ -49,9 +49,11 @@ class Description:
 def describe(event, total_steps: int = -1) -> Description:
     """`total_steps` comes from the run's RunStarted: StepMetrics alone does not know the budget."""
     match event:
-        case ScanProgress():
+        case ScanProgress(phase="scanning"):
             return Description(f"scanning {event.done}/{event.total} files, {event.skipped} skipped",
                                "progress")
+        case ScanProgress():
+            return Description(f"{event.phase} {event.done}/{event.total} texts", "progress")
         case ScanFinished():
             reasons = ", ".join(f"{n} {r}" for r, n in event.skipped_by_reason.items())
             extra = f" ({reasons})" if reasons else ""

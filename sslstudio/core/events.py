@@ -17,6 +17,7 @@ class ScanProgress:
     total: int
     skipped: int
     current: str
+    phase: str = "scanning"  # or, for texts after the scan: "training a tokenizer", "tokenizing"
 
 
 @dataclass(frozen=True, eq=False)

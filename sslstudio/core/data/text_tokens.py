@@ -123,7 +123,7 @@ def load_text_data(data_dir: Path, text_field: str, labels_from_folders: bool, r
         padding = tokenizer.padding
         max_length = max_length or (padding or {}).get("length") or 0
     else:
-        yield ScanProgress(0, len(folder.texts), 0, f"training a {tokenizer_kind} tokenizer")
+        yield ScanProgress(0, len(folder.texts), 0, "", f"training a {tokenizer_kind} tokenizer on")
         tokenizer = train_tokenizer(tokenizer_sample(folder.texts), tokenizer_kind, vocab_size)
     if not max_length:
         max_length = auto_max_length(tokenizer, folder.texts, device_type)
@@ -140,7 +140,7 @@ def load_text_data(data_dir: Path, text_field: str, labels_from_folders: bool, r
     try:
         while True:
             done, total = next(encoding)
-            yield ScanProgress(done, total, 0, "tokenizing")
+            yield ScanProgress(done, total, 0, "", "tokenizing")
             if control is not None:
                 control.checkpoint()
     except StopIteration as stop:
