@@ -26,6 +26,16 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: in
     return root
 
 
+def run_to_end(generator):
+    """A job's return value and every event it yielded."""
+    events = []
+    while True:
+        try:
+            events.append(next(generator))
+        except StopIteration as stop:
+            return stop.value, events
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "images")

@@ -3,25 +3,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import messy
 import numpy as np
 import pytest
 
-import messy
 from sslstudio.core.control import Cancelled, RunControl
 from sslstudio.core.data import DataError, load_image_folder
 from sslstudio.core.data import image_folder as image_folder_module
 from sslstudio.core.data import images as images_module
 from sslstudio.core.data.images import decode_image
 from sslstudio.core.events import ScanFinished, ScanProgress
-
-
-def run_to_end(generator):
-    events = []
-    while True:
-        try:
-            events.append(next(generator))
-        except StopIteration as stop:
-            return stop.value, events
+from tests.conftest import run_to_end
 
 
 @pytest.fixture

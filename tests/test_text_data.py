@@ -20,15 +20,7 @@ from sslstudio.core.data.text_folder import (
     snippet,
 )
 from sslstudio.core.events import ScanFinished, ScanProgress
-
-
-def run_to_end(generator):
-    events = []
-    while True:
-        try:
-            events.append(next(generator))
-        except StopIteration as stop:
-            return stop.value, events
+from tests.conftest import run_to_end
 
 
 def write(path: Path, content: str | bytes) -> Path:

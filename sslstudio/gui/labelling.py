@@ -12,12 +12,20 @@ from typing import Protocol
 import numpy as np
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QColor, QKeySequence
-from PySide6.QtWidgets import (QColorDialog, QFileDialog, QInputDialog, QLabel, QMessageBox,
-                               QProgressBar, QWidget)
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QWidget,
+)
 
 from sslstudio.core.data import item_keys
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
+from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.widgets.adapt_panel import AdaptPanel
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
@@ -72,13 +80,7 @@ class LabellingPanels(QObject):
         self._connect()
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self.host)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        return action
+        return make_action(self.host, text, slot, shortcut, tip)
 
     def _connect(self) -> None:
         host = self.host

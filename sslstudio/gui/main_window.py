@@ -25,8 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sslstudio import __version__
+from sslstudio.core.config import ConfigError
+from sslstudio.core.data.text_folder import detect_modality, snippet
 from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import format_duration
+from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.history import RunHistory
 from sslstudio.gui.labelling import LabellingPanels
@@ -38,10 +42,6 @@ from sslstudio.gui.widgets.gallery import GalleryView
 from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
 from sslstudio.gui.worker import JobWorker
-from sslstudio.core.data.text_folder import detect_modality
-from sslstudio.core.config import ConfigError
-from sslstudio.core.data.text_folder import snippet
-from sslstudio import __version__
 
 APP_NAME = "SSL Studio"
 THUMBNAIL_SIZE = 64
@@ -163,13 +163,7 @@ class MainWindow(QMainWindow):
         return dock
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        return action
+        return make_action(self, text, slot, shortcut, tip)
 
     def _build_actions(self) -> None:
         self.new_project_action = self._action("&New project…", self.new_project_dialog,
@@ -428,7 +422,10 @@ class MainWindow(QMainWindow):
 
     def download_weights(self, name: str) -> None:
         """Fetch a pretrained backbone's standard weights, only after the user agrees."""
-        from sslstudio.core.backbones.pretrained import PRETRAINED, download_weights  # torch: on use
+        from sslstudio.core.backbones.pretrained import (  # torch: on use
+            PRETRAINED,
+            download_weights,
+        )
 
         if name not in PRETRAINED or self.controller.busy():
             return

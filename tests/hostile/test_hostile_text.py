@@ -20,21 +20,13 @@ from sslstudio.core.data import text_folder
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.data.text_folder import load_text_folder
 from sslstudio.core.tokenizer import configure, encode_all, train_tokenizer
+from tests.conftest import run_to_end
 
 REPO = Path(__file__).resolve().parents[2]
 MB = 2**20
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
          "wizards", "box", "jumping", "quails", "and", "amazingly", "few", "discotheques",
          "provide", "jukeboxes"]
-
-
-def run_to_end(generator):
-    events = []
-    while True:
-        try:
-            events.append(next(generator))
-        except StopIteration as stop:
-            return stop.value, events
 
 
 def prose(words: int, seed: int = 0) -> str:
