@@ -114,9 +114,13 @@ class RunFolder:
         if not self.path.is_dir() or self.has_checkpoint():
             return False
         names = {p.name for p in self.path.iterdir()}
-        own = {self.CONFIG, self.METRICS, self.STATUS, self.SKIPPED, self.SCAN_REPORT,
-               self.SNAPSHOT, self.CACHE, CHECKPOINT_DIR, TOKENIZER_FILE}
-        return bool(names) and names <= own
+        return bool(names) and names <= self.own_names()
+
+    @classmethod
+    def own_names(cls) -> set[str]:
+        """Every name a run writes at its top level (adapted models excepted)."""
+        return {cls.CONFIG, cls.METRICS, cls.STATUS, cls.SKIPPED, cls.SCAN_REPORT, cls.SNAPSHOT,
+                cls.CACHE, CHECKPOINT_DIR, TOKENIZER_FILE}
 
     def has_checkpoint(self) -> bool:
         """Resumable, embeddable and adaptable: its last or previous checkpoint exists."""

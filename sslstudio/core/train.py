@@ -617,16 +617,21 @@ class _Diverged(Exception):
 
 # -- checks before any work -------------------------------------------------------------------
 def _remove_run_files(run_dir: Path, keep_folder: bool) -> None:
+    """Take back a run that failed before its first step: only the run's own names (anything
+    else that appeared in the folder meanwhile is not ours), then the folder if we made it."""
     if not run_dir.is_dir():
         return
-    if not keep_folder:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    for child in run_dir.iterdir():
+    for name in RunFolder.own_names():
+        child = run_dir / name
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
-        else:
+        elif child.exists() or child.is_symlink():
             child.unlink(missing_ok=True)
+    if not keep_folder:
+        try:
+            run_dir.rmdir()  # only when empty
+        except OSError:
+            pass
 
 
 def is_run_folder(path: Path) -> bool:

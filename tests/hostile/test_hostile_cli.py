@@ -441,3 +441,24 @@ def test_resuming_a_finished_run_changes_nothing(guard, capsys, tmp_path):
     assert json.loads((run / "status.json").read_text())["step"] == step
     # BatchNorm statistics and counters too: not one batch went through the model.
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("model."))
+
+
+def test_taking_back_a_failed_run_leaves_what_someone_else_put_in_its_folder(image_folder, tmp_path,
+                                                                            monkeypatch):
+    from sslstudio.core import train as train_module
+    from sslstudio.core.data.scan import DataError
+    from sslstudio.core.train_config import TrainConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def failing_plan(config, setup, data, preprocess, weights):
+        (out / "notes.txt").write_text("written by the user while the folder was scanned")
+        raise DataError("too few")
+
+    monkeypatch.setattr(train_module, "make_plan", failing_plan)
+    config = TrainConfig(data=str(image_folder), out=str(out), objective="simclr", epochs=1,
+                         batch_size=8, image_size=16, backbone="small_cnn")
+    with pytest.raises(DataError):
+        list(train_module.train(config))
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # skipped.csv etc. taken back
