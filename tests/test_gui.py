@@ -120,10 +120,14 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     w.toggle_pause()
     qtbot.waitUntil(lambda: w.controller.history.size > paused_at + 1, timeout=30000)
 
+    assert "running" in w.runs_list.currentItem().text()
     w.stop_training()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
     assert summary.status == "cancelled" and summary.resumable
+    # The list says what the run folder says, right away (it said "running" until a restart).
+    assert "cancelled" in w.runs_list.currentItem().text()
+    assert "running" not in w.runs_list.currentItem().text()
     stopped_at = summary.step
     assert w.resume_button.isEnabled()
 

@@ -66,6 +66,7 @@ class TrainingController(QObject):
         self.history = RunHistory()
         self.job_kind = ""
         self.run_dir: Path | None = None
+        self.training_run: Path | None = None  # the run being trained right now, if any
 
     # -- jobs ---------------------------------------------------------------------------------
     def busy(self) -> bool:
@@ -85,15 +86,15 @@ class TrainingController(QObject):
 
     def start_training(self, train_config, objective_config, resume: bool = False) -> None:
         def job(control):
-            from sslstudio.core.train import (
-                train,  # torch loads here, off the GUI thread
-            )
+            # torch loads here, off the GUI thread
+            from sslstudio.core.train import train
 
             yield from train(train_config, objective_config, control, resume=resume)
 
         self.history = RunHistory()
         self.run_dir = Path(train_config.out)
         self._start("train", job)
+        self.training_run = self.run_dir
         verb = "resuming" if resume else "starting"
         self.log.emit(f"{verb} {train_config.objective} in {train_config.out}")
 
@@ -215,6 +216,7 @@ class TrainingController(QObject):
             case Checkpointed():
                 self.checkpointed.emit(event)
             case RunFinished():
+                self.training_run = None  # ended, with its status on disk, before the thread has
                 self.run_finished.emit(event)
         # Widgets show progress and data themselves; the log keeps the lines a reader wants later.
         description = describe(event)
@@ -235,6 +237,7 @@ class TrainingController(QObject):
 
     def _on_finished(self) -> None:
         worker, self.worker = self.worker, None
+        self.training_run = None
         if worker is not None:
             worker.deleteLater()
             self.busy_changed.emit(False)

@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
     def _connect_controller(self) -> None:
         c = self.controller
         c.busy_changed.connect(lambda _busy: self._update_actions())
+        c.busy_changed.connect(self._busy_changed)
         c.paused_changed.connect(self._paused_changed)
         c.scan_progress.connect(self._scan_progress)
         c.scan_finished.connect(self._scan_finished)
@@ -507,6 +508,13 @@ class MainWindow(QMainWindow):
             self.banner.setText(message)
             self.banner.show()
 
+    def _busy_changed(self, busy: bool) -> None:
+        if not busy and not self._closing and self.project is not None:
+            # Whatever the job was (a run, a comparison), the list reads the runs' states again.
+            current = self.runs_list.currentItem()
+            selected = current.data(Qt.ItemDataRole.UserRole).path if current is not None else None
+            self.refresh_runs(select_path=selected)
+
     def _run_finished(self, event) -> None:
         self.progress.hide()
         self.status_text.setText(f"Run {event.status} at step {event.step}"
@@ -552,7 +560,8 @@ class MainWindow(QMainWindow):
         self.runs_list.clear()
         runs = self.project.runs() if self.project else []
         chosen = None
-        live = self.controller.run_dir if self.controller.busy() and self.controller.job_kind == "train" else None
+        # One source for a run's state: on disk, unless this window is training it right now.
+        live = self.controller.training_run
         for summary in runs:
             status = "running" if live is not None and summary.path == Path(live) else summary.status
             step = "" if status == "running" else f", step {summary.step}"
