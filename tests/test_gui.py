@@ -16,7 +16,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox  # noqa: E402
 
 from sslstudio.gui.worker import JobWorker  # noqa: E402
 
@@ -502,10 +502,19 @@ def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window, monkeypa
     qtbot.waitUntil(lambda: not w.controller.busy() and dialog.exported_path is not None, timeout=120000)
     assert exported.stat().st_ino != before and dialog.checks.item(0, 6).text() == "passed"
 
+    # Try it's picker opens in the data folder; the dialog closes from its own button.
+    opened_in = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(
+        lambda *a, **k: opened_in.append(a[2]) or ("", "")))
+    dialog.try_button.click()
+    assert opened_in == [str(SAMPLE.resolve())]
+
     dialog.out.setText("/proc/forbidden/model.onnx")
     dialog.export_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "cannot create the folder /proc/forbidden" in dialog.status.text()
+    dialog.close_button.click()
+    assert not dialog.isVisible()
 
 
 def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):

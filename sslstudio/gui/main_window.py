@@ -695,7 +695,8 @@ class MainWindow(QMainWindow):
             self.export_dialog.try_requested.connect(self._try_requested)
             self.controller.export_event.connect(self.export_dialog.show_event)
             self.controller.busy_changed.connect(lambda busy: self.export_dialog.set_busy(busy))
-        self.export_dialog.set_sources(sources, self.project.path / "exports")
+        data_folder = Path(self.project.data_dir) if self.project.data_dir else None
+        self.export_dialog.set_sources(sources, self.project.path / "exports", data_folder)
         self.export_dialog.set_busy(self.controller.busy())
         self.export_dialog.show()
         self.export_dialog.raise_()

@@ -28,6 +28,7 @@ class ExportDialog(QDialog):
         self.setAcceptDrops(True)
         self.resize(760, 640)
         self.exported_path: Path | None = None
+        self.data_folder: Path | None = None  # where Try it's file picker opens
         layout = QVBoxLayout(self)
 
         form = QFormLayout()
@@ -90,12 +91,20 @@ class ExportDialog(QDialog):
         try_layout.addLayout(try_row)
         try_layout.addLayout(self.neighbours)
         layout.addWidget(try_box)
+        closing = QHBoxLayout()
+        closing.addStretch(1)
+        self.close_button = QPushButton("Close")
+        self.close_button.clicked.connect(self.close)
+        closing.addWidget(self.close_button)
+        layout.addLayout(closing)
         self.set_busy(False)
 
     # -- setup --------------------------------------------------------------------------------
-    def set_sources(self, sources: list[tuple[str, Path, bool]], default_folder: Path) -> None:
+    def set_sources(self, sources: list[tuple[str, Path, bool]], default_folder: Path,
+                    data_folder: Path | None = None) -> None:
         """(label, folder, is_adapted) entries, most useful first."""
         self.default_folder = default_folder
+        self.data_folder = data_folder
         self.source.blockSignals(True)
         self.source.clear()
         for label, folder, adapted in sources:
@@ -194,7 +203,7 @@ class ExportDialog(QDialog):
     # -- try it -------------------------------------------------------------------------------
     def _choose_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose an image or a text file", str(Path.home()),
+            self, "Choose an image or a text file", str(self.data_folder or Path.home()),
             "Images and texts (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff *.txt *.md);;"
             "All files (*)")
         if path:
