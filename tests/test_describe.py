@@ -107,6 +107,9 @@ CASES = {
                        "linear completed -> /runs/r1/adapted/x", "note"),
     "adapt_cancelled": (AdaptFinished(status="cancelled", method="lora", message="stopped by the user"),
                         "lora cancelled (stopped by the user)", "note"),
+    # A comparison finished as "finetune,linear,lora completed" before.
+    "compare_finished": (AdaptFinished(status="completed", method="finetune,linear,lora"),
+                         "comparing finetune, linear and lora completed", "note"),
     "export_progress": (ExportProgress(phase="exporting", message="encoder of small_cnn to ONNX"),
                         "exporting: encoder of small_cnn to ONNX", "note"),
     "export_check": (ExportCheck(variant="float", items=64, max_abs_diff=1.234e-6, mean_cosine=0.99999912,
@@ -168,6 +171,10 @@ def test_the_estimate_table_is_wide_enough_for_its_header_and_notes_early_stoppi
         "  class  labels  recall  precision",
         "  x           6     50%        50%",
         "  y           6     50%        50%"]
+    one_epoch = format_estimate(estimate(method="lora", scheme="leave-one-out", class_names=("x", "y"),
+                                         support=np.array([6, 6]), recall=np.array([0.5, 0.5]),
+                                         precision=np.array([0.5, 0.5]), epochs=1))
+    assert one_epoch.splitlines()[0].endswith("early stopping chose 1 epoch")  # not "1 epochs"
 
 
 def test_the_printer_sends_each_kind_where_it_belongs(capsys):

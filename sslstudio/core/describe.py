@@ -103,7 +103,10 @@ def describe(event, total_steps: int = -1) -> Description:
         case AdaptFinished():
             where = f" -> {event.path}" if event.path else ""
             why = f" ({event.message})" if event.message else ""
-            return Description(f"{event.method} {event.status}{where}{why}", "note")
+            methods = event.method.split(",")
+            what = (f"comparing {', '.join(methods[:-1])} and {methods[-1]}" if len(methods) > 1
+                    else event.method)
+            return Description(f"{what} {event.status}{where}{why}", "note")
         case ExportProgress():
             return Description(f"{event.phase}: {event.message}", "note")
         case ExportCheck():
@@ -150,7 +153,8 @@ def format_estimate(event: AdaptEstimate) -> str:
     compares several methods in one log."""
     lines = [f"{event.method}: estimated accuracy {event.accuracy:.1%} (95% interval "
              f"{event.ci_low:.1%}-{event.ci_high:.1%}), balanced {event.balanced_accuracy:.1%}; "
-             f"{event.scheme}" + (f"; early stopping chose {event.epochs} epochs" if event.epochs else "")]
+             f"{event.scheme}" + (f"; early stopping chose {event.epochs} epoch{'s' * (event.epochs != 1)}"
+                                 if event.epochs else "")]
     width = max([len("class"), *(len(n) for n in event.class_names)])
     lines.append(f"  {'class':<{width}}  labels  recall  precision")
     for name, support, recall, precision in zip(event.class_names, event.support, event.recall,

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.core.data import item_keys
+from sslstudio.core.describe import describe
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
 from sslstudio.gui.actions import make_action
@@ -457,8 +458,7 @@ class LabellingPanels(QObject):
             self._say(f"Classifier saved in {event.path}; gallery filter 'Least confident first' "
                       "shows what to review")
         else:
-            self._say(f"{event.method} {event.status}"
-                      + (f": {event.message}" if event.message else ""))
+            self._say(describe(event).text)
 
     # -- state --------------------------------------------------------------------------------
     def update_actions(self) -> None:
