@@ -109,6 +109,7 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     qtbot.waitUntil(lambda: len(w.map.indices) > 0, timeout=60000)
     assert w.curves.curves["loss"].xData is not None and len(w.curves.curves["loss"].xData) >= 1
     assert w.stop_action.isEnabled() and not w.start_action.isEnabled()
+    assert w.start_button.text() == w.start_action.text().replace("&", "")  # one name for one act
 
     w.toggle_pause()
     assert w.pause_button.text() == "Resume"

@@ -118,7 +118,7 @@ class MainWindow(QMainWindow):
         setup_layout.setContentsMargins(4, 4, 4, 4)
         setup_layout.addWidget(self.setup, 1)
         buttons = QHBoxLayout()
-        self.start_button = QPushButton("Start")
+        self.start_button = QPushButton("Start training")  # the same words as the toolbar's
         self.pause_button = QPushButton("Pause")
         self.stop_button = QPushButton("Stop")
         for button in (self.start_button, self.pause_button, self.stop_button):
