@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
-from sslstudio.core.fileio import fsync_dir
+from sslstudio.core.fileio import fsync_dir, write_durably
 from sslstudio.core.run_folder import PREVIOUS
 
 FORMAT = "sslstudio-checkpoint-1"
@@ -81,10 +81,7 @@ def write_verified(path: Path, data: bytes) -> None:
     verifies: a damaged file never displaces a good one), then the new one takes the name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(_PARTIAL)
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_durably(partial, data)
     try:
         _verify(_read_file(partial), partial)
     except CheckpointError as error:
@@ -92,12 +89,32 @@ def write_verified(path: Path, data: bytes) -> None:
                       "the disk may be failing") from None
     if path.exists():
         try:
-            _verify(_read_file(path), path)
+            if not _known_good(path):  # a file this process verified is not read again
+                _verify(_read_file(path), path)
             os.replace(path, path.with_name(PREVIOUS))
         except CheckpointError:
             pass
     os.replace(partial, path)
     fsync_dir(path.parent)
+    _remember_good(path)
+
+
+# Checkpoints verified by this process, by (size, modification time): a run's next save then
+# promotes its last checkpoint without reading and hashing it all again.
+_good_files: dict[str, tuple[int, int]] = {}
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    stat = Path(path).stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _remember_good(path: Path) -> None:
+    _good_files[str(Path(path).resolve())] = _stat_key(path)
+
+
+def _known_good(path: Path) -> bool:
+    return _good_files.get(str(Path(path).resolve())) == _stat_key(path)
 
 
 def _checksum(tensor: torch.Tensor) -> str:
@@ -154,6 +171,8 @@ def read_checkpoint(path: Path) -> LoadedCheckpoint:
         except CheckpointError as error:
             problems.append(f"{candidate.name}: {error}")
             continue
+        if candidate == path:
+            _remember_good(candidate)
         note = ""
         if candidate != path:
             step = json.loads(metadata.get("loop", "{}")).get("step", "?")

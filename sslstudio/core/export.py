@@ -38,7 +38,7 @@ from sslstudio.core.events import (
     ExportLatency,
     ExportProgress,
 )
-from sslstudio.core.fileio import atomic_write_text
+from sslstudio.core.fileio import write_durably
 from sslstudio.core.outputs import OutputError, check_output_file
 from sslstudio.core.preprocess import Preprocess, PreprocessError
 from sslstudio.core.run_folder import AdaptedFolder, RunFolder
@@ -79,10 +79,6 @@ class ExportSource:
     description: dict  # objective, backbone, method, run, ...
     labels: dict  # item (relative path) -> class name: the labels an adapted model learned from
     folder: Path | None = None  # the run or adapted folder (its tokenizer.json, for text)
-
-    @property
-    def modality(self) -> str:
-        return self.preprocess.modality
 
     @property
     def input_name(self) -> str:
@@ -328,16 +324,19 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         keep_int8 = request.quantize and checks["int8"].passed
         if request.quantize and not keep_int8:
             facts["files"].pop("int8", None)
-        os.replace(partial[0], out)
-        written.append(out)
-        for path, text in extras.items():
-            atomic_write_text(path, text)
-            written.append(path)
+        # Every file is complete under its fresh partial name before any takes its real name, so
+        # a full disk cannot cost an existing export the user agreed to replace.
+        finals = {partial[0]: out}
         if keep_int8:
-            os.replace(partial[1], int8_path)
-            written.append(int8_path)
-        atomic_write_text(json_path, json.dumps(_json_safe(facts), indent=1))
-        written.append(json_path)
+            finals[partial[1]] = int8_path
+        for path, text in {**extras, json_path: json.dumps(_json_safe(facts), indent=1)}.items():
+            staged = _new_partial(path)
+            partial.append(staged)
+            write_durably(staged, text.encode("utf-8", "surrogateescape"))
+            finals[staged] = path
+        for staged, path in finals.items():
+            os.replace(staged, path)
+            written.append(path)
     except Cancelled:
         _remove(partial + written)
         yield ExportFinished("cancelled", str(out), "stopped by the user; nothing saved")

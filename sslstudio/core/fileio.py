@@ -39,6 +39,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def write_durably(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (a name of ours, such as a partial file) and flush it to disk."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     # File names that are not valid UTF-8 reach Python as lone surrogates; writing them back as
     # their original bytes lets every list of paths round-trip (read with errors="surrogateescape").
@@ -55,7 +63,6 @@ def path_line(path: str) -> str:
 
 def read_path_lines(path: Path) -> list[str]:
     """The paths of a file written with `path_line`, exactly as they were."""
-
     with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
         lines = handle.read().split("\n")
     if lines and lines[-1] == "":
