@@ -245,9 +245,6 @@ def _build_configs(args):
             raise UsageError("--resume RUN and --out name different folders; give one")
         if not RunFolder(run_dir).is_run():
             raise UsageError(f"nothing to resume: {RunFolder(run_dir).config_path} does not exist")
-        from sslstudio.core.train import check_run_folder
-
-        check_run_folder(run_dir, Path(args.data) if args.data else None, resume=True)
         train_config, objective_config, _ = RunFolder(run_dir).read_config()
         changes = {"out": str(run_dir)}
         if args.data:
@@ -289,13 +286,10 @@ def _build_configs(args):
         from sslstudio.core.backbones import BACKBONES
 
         BACKBONES.get(train_config.backbone)
-    from sslstudio.core.train import check_run_folder, check_weights_argument
-
     data = Path(args.data)
     if not data.is_dir():
         raise UsageError(f"data folder not found: {data}")
-    check_run_folder(Path(args.out), data, resume=False)
-    check_weights_argument(train_config.weights)
+    # train() itself checks the run folder and the weights before any work.
     return train_config, objective_config, False
 
 

@@ -283,16 +283,13 @@ class LabelStore:
             counted.update(labelled=labelled, new_names=new_names)
             return changes
 
-        self._apply(f"import labels from {Path(csv_path).name}", import_changes)
-        labelled, new_names = counted["labelled"], counted["new_names"]
-        changes = self._undo.pop()[1]
-        if labelled or new_names:
-            self._undo.append((f"import {labelled} labels from {Path(csv_path).name}", changes))
-        return ImportReport(labelled, tuple(new_names), parsed.unknown, parsed.bad, parsed.conflicts)
+        self._apply(lambda: f"import {counted['labelled']} labels from {Path(csv_path).name}",
+                    import_changes)
+        return ImportReport(counted["labelled"], tuple(counted["new_names"]), parsed.unknown,
+                            parsed.bad, parsed.conflicts)
 
     def export_csv(self, csv_path: Path, data_root: Path | None = None) -> int:
         """Write `path,label` for every labelled item; paths absolute when `data_root` is given."""
-
         rows = sorted(self.label_names().items())
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -320,12 +317,14 @@ class LabelStore:
             raise LabelError(f"no class with id {class_id}")
         return tuple(row)
 
-    def _apply(self, description: str, changes) -> None:
+    def _apply(self, description, changes) -> None:
         """Write `changes` (a list, or a function that makes it inside the transaction) and
-        record them for undo."""
+        record them as one undo step; a description may be a function, read after the write.
+        Nothing changed: no undo step, and the redo history stays."""
         written = self._write(changes)
-        self._undo.append((description, written))
-        self._redo.clear()
+        if written:
+            self._undo.append((description() if callable(description) else description, written))
+            self._redo.clear()
 
     def _write(self, changes) -> list[Change]:
         if self.read_only:
@@ -382,11 +381,7 @@ class LabelStore:
 def _item_to_db(item: str):
     """A file name that is not valid UTF-8 (lone surrogates in Python) is kept as its exact
     bytes, a BLOB; every other key stays TEXT, as files written before this read."""
-    try:
-        item.encode("utf-8")
-        return item
-    except UnicodeEncodeError:
-        return item.encode("utf-8", "surrogateescape")
+    return item.encode("utf-8", "surrogateescape") if _has_surrogates(item) else item
 
 
 def _item_from_db(value) -> str:

@@ -570,12 +570,7 @@ def _decode(raw: bytes, final: bool = True) -> tuple[str, str | None]:
         return _decode_part(raw, "utf-8", final), None
     except UnicodeDecodeError:
         pass
-    # cp1252 is what most non-UTF-8 text files from Windows are; it leaves five bytes undefined,
-    # and latin-1, which defines all 256, takes those files.
-    try:
-        return raw.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1"
+    return _decode_legacy(raw)
 
 
 def _decode_part(raw: bytes, codec: str, final: bool) -> str:
@@ -590,7 +585,12 @@ def _decode_line(raw: bytes) -> tuple[str, str | None]:
     try:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError:
-        pass
+        return _decode_legacy(raw)
+
+
+def _decode_legacy(raw: bytes) -> tuple[str, str]:
+    # cp1252 is what most non-UTF-8 text files from Windows are; it leaves five bytes undefined,
+    # and latin-1, which defines all 256, takes those files.
     try:
         return raw.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
