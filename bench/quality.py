@@ -175,7 +175,8 @@ class App:
             result = subprocess.run([sys.executable, "-c", STOP_AT_START, *args], env=self.env(),
                                     capture_output=True, text=True)
             if result.returncode:
-                raise RuntimeError(f"as-is run failed:\n{result.stderr[-3000:]}")
+                raise RuntimeError(f"as-is run failed (exit {result.returncode}):\n"
+                                   f"{result.stderr[-3000:]}")
         return run_facts(run)
 
     def embed(self, run: Path, folder: Path) -> tuple[np.ndarray, list[str]]:
@@ -201,10 +202,17 @@ from sslstudio.core.train_config import TrainConfig
 
 args = sys.argv[1:]
 options = dict(zip(args[::2], args[1::2]))
+try:
+    objective = default_objective_for(Path(options["--data"]), options.get("--weights"))
+except TypeError:  # the code before the text default depended on the weights
+    objective = default_objective_for(Path(options["--data"]))
 config = TrainConfig(data=options["--data"], out=options["--out"], minutes=100000.0,
-                     objective=default_objective_for(Path(options["--data"])),
+                     objective=objective,
                      backbone=options.get("--backbone", "auto"), weights=options.get("--weights", ""),
-                     image_size=int(options.get("--image-size", 0)))
+                     image_size=int(options.get("--image-size", 0)),
+                     # One step at a learning rate of ~0 needs no large batch (224 px at 256
+                     # would take gigabytes for nothing).
+                     batch_size=32)
 control = RunControl()
 for event in train(config, control=control):
     if isinstance(event, RunStarted):
@@ -220,6 +228,16 @@ def run_facts(run: Path) -> dict:
              "batch": plan.get("batch_size", train.get("batch_size")),
              "backbone": plan.get("backbone", train.get("backbone")),
              "objective": train.get("objective")}
+    if train.get("labels"):
+        facts["judged"] = True
+    best = run / "checkpoints" / "best.safetensors"
+    if best.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(best), "pt") as handle:
+            facts["best_step"] = json.loads(handle.metadata().get("info", "{}")).get("step")
+    if plan.get("inputs", {}).get("feature_size"):
+        facts["features"] = f"features at {plan['inputs']['feature_size']} px"
     preprocess = config.get("preprocess", {})
     if preprocess.get("image_size") or train.get("image_size"):
         facts["resolution"] = f"{preprocess.get('image_size') or train.get('image_size')} px"
@@ -272,6 +290,15 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
               probe_all(scratch_features, labels, args.draws), scratch_facts)
     rows.append(row)
     report(name, row)
+    judged: tuple[str, ...] = ()
+    if args.judge:
+        # What a user of the app has: ten labels a class in the project, which the monitor's
+        # probe judges the encoder by (the first of the 10-label draws; the probe's test items
+        # are never among them).
+        chosen = next(draws(labels, 10, 1))
+        labels_csv = work / "judging-labels.csv"
+        labels_csv.write_text("".join(f"{paths[i]},{Path(paths[i]).parent.name}\n" for i in chosen))
+        judged = ("--labels", str(labels_csv))
     if modality == "image":
         weights = str(args.models / "lite0.pth")
         pretrained = ("--backbone", "pretrained_efficientnet_lite0", "--weights", weights)
@@ -280,13 +307,14 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
         features_row("EfficientNet-Lite0 as is at 224 px", work / "pretrained224",
                      app.as_is(folder, work / "pretrained224", *pretrained, "--image-size", "224"))
         features_row(f"EfficientNet-Lite0 + {args.minutes:g} min continued", work / "continued",
-                     app.train(folder, work / "continued", "--minutes", minutes, *pretrained))
+                     app.train(folder, work / "continued", "--minutes", minutes, *pretrained, *judged))
     else:
         weights = str(args.models / "all-MiniLM-L6-v2")
         features_row("all-MiniLM-L6-v2 as is", work / "pretrained",
                      app.as_is(folder, work / "pretrained", "--weights", weights))
         features_row(f"all-MiniLM-L6-v2 + {args.minutes:g} min continued", work / "continued",
-                     app.train(folder, work / "continued", "--minutes", minutes, "--weights", weights))
+                     app.train(folder, work / "continued", "--minutes", minutes, "--weights", weights,
+                               *judged))
     return rows
 
 
@@ -307,6 +335,13 @@ def facts_text(facts: dict) -> str:
         parts.append(f"trained {facts['train_s']:.0f} s")
     if facts.get("wall_s") is not None:
         parts.append(f"wall {facts['wall_s']:.0f} s")
+    if facts.get("features"):
+        parts.append(facts["features"])
+    if facts.get("judged"):
+        best = facts.get("best_step")
+        parts.append(f"judged by 10 labels/class: kept step {best}'s encoder"
+                     if best is not None and best != facts.get("steps") else
+                     "judged by 10 labels/class: the last encoder is the best")
     return ", ".join(parts)
 
 
@@ -340,6 +375,9 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=300,
                         help="at most this many items of each class (0: all)")
     parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--judge", action="store_true",
+                        help="continued runs get 10 labels a class (--labels) to keep their best "
+                             "encoder by, as the app does with a project's labels")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE.json", "AFTER.json"))
     args = parser.parse_args()
     if args.compare:

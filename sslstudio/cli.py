@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="any knob of the objective or the run, e.g. --set temperature=0.1")
     train.add_argument("--labels-from-folders", action="store_true", default=None,
                        help="use first-level subfolder names as labels (kNN monitor only)")
+    train.add_argument("--labels", metavar="LABELS.csv",
+                       help="a few labels (path,label rows): the monitor's probe judges by them "
+                            "and the run keeps the encoder that scored best")
     train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
                        help="continue a stopped run (RUN, or the --out folder)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -225,12 +228,20 @@ def _split_overrides(pairs: list[str], objective_cls):
     return objective_values, train_values
 
 
-def default_objective_for(data_dir: Path) -> str:
-    """SimCLR for an image folder, SimCSE for a text folder."""
+def default_objective_for(data_dir: Path, weights: str | None = None) -> str:
+    """SimCLR for an image folder; for a text folder skip-gram from scratch, SimCSE to continue
+    a pretrained encoder."""
     from sslstudio.core.data.text_folder import detect_modality
-    from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
+    from sslstudio.core.train_config import (
+        CONTINUING_OBJECTIVES,
+        DEFAULT_OBJECTIVE,
+        DEFAULT_TEXT_OBJECTIVE,
+    )
 
-    return DEFAULT_TEXT_OBJECTIVE if detect_modality(data_dir) == "text" else DEFAULT_OBJECTIVE
+    modality = detect_modality(data_dir)
+    if weights:
+        return CONTINUING_OBJECTIVES.get(modality, DEFAULT_OBJECTIVE)
+    return DEFAULT_TEXT_OBJECTIVE if modality == "text" else DEFAULT_OBJECTIVE
 
 
 def _build_configs(args):
@@ -269,13 +280,14 @@ def _build_configs(args):
         raise UsageError("--data DIR is required")
     if not args.out:
         raise UsageError("--out RUN is required (a folder for checkpoints and metrics)")
-    objective_cls = OBJECTIVES.get(args.objective or default_objective_for(Path(args.data)))
+    objective_cls = OBJECTIVES.get(args.objective or default_objective_for(Path(args.data), args.weights))
     objective_values, train_values = _split_overrides(args.set, objective_cls)
     objective_config = with_overrides(objective_cls.config_cls(), objective_values)
     flag_values = {
         "device": args.device, "epochs": args.epochs, "minutes": args.minutes,
         "batch_size": args.batch_size, "backbone": args.backbone, "image_size": args.image_size,
         "seed": args.seed, "weights": args.weights, "labels_from_folders": args.labels_from_folders,
+        "labels": args.labels,
     }
     train_values.update({k: v for k, v in flag_values.items() if v is not None})
     train_config = with_overrides(TrainConfig(data=args.data, out=args.out,

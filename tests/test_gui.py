@@ -529,7 +529,8 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     shown = w.gallery.model.data(w.gallery.model.index(0), Qt.ItemDataRole.DisplayRole)
     assert isinstance(shown, str) and shown.endswith(".")
     objectives = [w.setup.objective.itemText(i) for i in range(w.setup.objective.count())]
-    assert objectives == ["infill", "mlm", "simcse"] and w.setup.objective.currentText() == "simcse"
+    assert objectives == ["infill", "mlm", "simcse", "skipgram"]
+    assert w.setup.objective.currentText() == "skipgram"  # learns in CPU-minutes from scratch
     assert w.setup.text_box.isVisibleTo(w.setup) and not w.setup.image_size.isEnabled()
     for name, value in (("vocab_size", 600), ("text_layers", 1), ("text_width", 32)):
         w.setup.text_form.editors[name][2](value)
@@ -539,7 +540,7 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     w.start_training()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
-    assert summary.status == "completed" and summary.backbone == "text_transformer"
+    assert summary.status == "completed" and summary.backbone == "word_vectors"
     assert len(w.map.indices) > 0 and isinstance(w._thumbnail_for(int(w.map.indices[0])), str)
 
     w.label_panel.prepare_button.click()
@@ -551,6 +552,20 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     w.adapt_panel.train_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "linear" in w.adapt_panel.estimates and w.predicted is not None
+
+
+def test_weights_for_a_text_folder_switch_skipgram_to_an_objective_that_continues(qtbot, window, tmp_path):
+    from tests.conftest import make_text_folder
+
+    folder = make_text_folder(tmp_path / "texts")
+    w = window()
+    w.open_data_folder(folder)
+    qtbot.waitUntil(lambda: w.data_set is not None and not w.controller.busy(), timeout=60000)
+    assert w.setup.objective.currentText() == "skipgram"
+    w.setup.weights.setText(str(tmp_path / "all-MiniLM-L6-v2"))
+    w.setup.weights.editingFinished.emit()
+    # Skip-gram trains word vectors of its own; a pretrained encoder is continued with SimCSE.
+    assert w.setup.objective.currentText() == "simcse"
 
 
 def test_backbone_picker_groups_pretrained_encoders_and_downloads_only_when_asked(qtbot, window, monkeypatch, tmp_path):

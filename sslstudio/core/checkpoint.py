@@ -75,7 +75,25 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     write_verified(Path(path), save(tensors, metadata=metadata))
 
 
-def write_verified(path: Path, data: bytes) -> None:
+def save_encoder(path: Path, weights: dict[str, torch.Tensor], info: dict) -> None:
+    """An encoder's weights alone (keys as in a full checkpoint, so `encoder_state` reads
+    both), checksummed, with `info` as JSON; replaces the file at `path` once verified."""
+    tensors = {f"model.encoder.{k}": v.detach().cpu().contiguous() for k, v in weights.items()}
+    metadata = {"format": FORMAT, "info": json.dumps(info),
+                "checksums": json.dumps({name: _checksum(t) for name, t in tensors.items()})}
+    write_verified(Path(path), save(tensors, metadata=metadata), keep_previous=False)
+
+
+def encoder_info(path: Path) -> dict | None:
+    """The info saved with `save_encoder`, or None when the file is missing or damaged."""
+    try:
+        _, metadata = _verify(_read_file(path), path)
+        return json.loads(metadata.get("info", "{}"))
+    except (CheckpointError, ValueError):
+        return None
+
+
+def write_verified(path: Path, data: bytes, keep_previous: bool = True) -> None:
     """Write `data` as `path` so that a verified checkpoint exists at every moment: the new file
     is written and read back under a temporary name, the current one becomes PREVIOUS (when it
     verifies: a damaged file never displaces a good one), then the new one takes the name."""
@@ -87,7 +105,7 @@ def write_verified(path: Path, data: bytes) -> None:
     except CheckpointError as error:
         raise OSError(f"the checkpoint written to {partial} does not read back intact ({error}); "
                       "the disk may be failing") from None
-    if path.exists():
+    if path.exists() and keep_previous:
         try:
             if not _known_good(path):  # a file this process verified is not read again
                 _verify(_read_file(path), path)
@@ -207,11 +225,15 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return LoopState(**json.loads(metadata["loop"])), loaded.fallback_note
 
 
-def encoder_state(path: Path) -> dict[str, torch.Tensor]:
+def encoder_state(path: Path, fallback: bool = True) -> dict[str, torch.Tensor]:
     """The encoder's weights alone, as a backbone's state_dict (from the previous checkpoint
-    when the last one is damaged: the note goes to standard error)."""
-    loaded = read_checkpoint(path)
-    if loaded.fallback_note:
-        print(f"warning: {loaded.fallback_note}", file=sys.stderr)
+    when the last one is damaged and `fallback` allows: the note goes to standard error)."""
+    if fallback:
+        loaded = read_checkpoint(path)
+        if loaded.fallback_note:
+            print(f"warning: {loaded.fallback_note}", file=sys.stderr)
+        tensors = loaded.tensors
+    else:
+        tensors, _ = _verify(_read_file(path), path)
     prefix = "model.encoder."
-    return {k[len(prefix):]: v for k, v in loaded.tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

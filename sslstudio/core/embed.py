@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from sslstudio.core.backbones import build_backbone
-from sslstudio.core.checkpoint import encoder_state
+from sslstudio.core.checkpoint import CheckpointError, encoder_state
 from sslstudio.core.control import RunControl
 from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
@@ -29,10 +30,22 @@ def load_encoder(run_dir: Path, device: torch.device):
         raise DataError(f"{run_dir} is not a finished or checkpointed run "
                         f"({RunFolder.CONFIG} and a checkpoint are needed)")
     train_config, _, table = folder.read_config()
-    preprocess = Preprocess.from_table(table)
+    preprocess = Preprocess.from_table(table).for_features()
     encoder = build_backbone(train_config.backbone, preprocess.encoder_shape())
-    encoder.load_state_dict(encoder_state(folder.checkpoint_path))
+    encoder.load_state_dict(run_encoder_state(folder))
     return encoder.to(device).eval(), preprocess
+
+
+def run_encoder_state(folder: RunFolder) -> dict:
+    """The encoder the run hands over: the one that scored best on the monitor's labels when it
+    kept one (a damaged file falls back to the last checkpoint, saying so), else the last."""
+    if folder.best_path.exists():
+        try:
+            return encoder_state(folder.best_path, fallback=False)
+        except CheckpointError as error:
+            print(f"warning: {folder.best_path} is unusable ({error}); using the last checkpoint",
+                  file=sys.stderr)
+    return encoder_state(folder.checkpoint_path)
 
 
 def encode_items(model, data, preprocess: Preprocess, device, control: RunControl,

@@ -12,6 +12,8 @@ give the objectives and backbones that read it `modalities`/`modality` of that n
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from sslstudio.core.backbones import BACKBONES, build_backbone
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
 from sslstudio.core.backbones.pretrained import cached_weights
 from sslstudio.core.backbones.text_transformer import TextShape
+from sslstudio.core.backbones.word_vectors import WORD_VECTORS
 from sslstudio.core.control import RunControl, run_to_end
 from sslstudio.core.data import load_image_folder
 from sslstudio.core.data.augment import (
@@ -37,6 +40,7 @@ from sslstudio.core.data.images import IMAGE_EXTENSIONS, SkipItem, decode_image
 from sslstudio.core.data.scan import DataError, list_folder
 from sslstudio.core.data.text_folder import load_text_folder
 from sslstudio.core.data.text_tokens import load_text_data
+from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.registry import Registry
 from sslstudio.core.run_folder import TOKENIZER_FILE, RunFolder
 from sslstudio.core.tokenizer import (
@@ -74,6 +78,11 @@ class Preprocess:
 
     def to_table(self) -> dict:
         raise NotImplementedError
+
+    def for_features(self) -> "Preprocess":
+        """How items are read for the run's features (embed, adapt, export) rather than for
+        training: the same, unless training ran at a smaller size than the encoder reads best."""
+        return self
 
     def encoder_shape(self):
         """What `build_backbone` needs to rebuild the encoder: an image side or a text shape."""
@@ -180,6 +189,9 @@ class ImagePreprocess(Preprocess):
     grey: bool = False
     class_names: tuple[str, ...] = ()
     pretrained: dict = field(default_factory=dict)  # where pretrained weights came from
+    # The size features are read at, when it is not the training size: a pretrained encoder
+    # trained on a CPU at 96 px still reads best at its own 224 (bench/quality.py).
+    feature_size: int = 0
 
     RESIZE: ClassVar[str] = "shorter side to image_size, then centre crop"
 
@@ -187,7 +199,8 @@ class ImagePreprocess(Preprocess):
     def _from_table(cls, table: dict) -> "ImagePreprocess":
         return cls(int(table["image_size"]), [float(v) for v in table["mean"]],
                    [float(v) for v in table["std"]], bool(table.get("grey", False)),
-                   tuple(table.get("class_names", ())), dict(table.get("pretrained", {})))
+                   tuple(table.get("class_names", ())), dict(table.get("pretrained", {})),
+                   int(table.get("feature_size", 0)))
 
     def to_table(self) -> dict:
         table = {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
@@ -195,7 +208,14 @@ class ImagePreprocess(Preprocess):
                  "class_names": list(self.class_names)}
         if self.pretrained:
             table["pretrained"] = dict(self.pretrained)
+        if self.feature_size and self.feature_size != self.image_size:
+            table["feature_size"] = self.feature_size
         return table
+
+    def for_features(self) -> "ImagePreprocess":
+        if not self.feature_size or self.feature_size == self.image_size:
+            return self
+        return dataclasses.replace(self, image_size=self.feature_size, feature_size=0)
 
     def encoder_shape(self) -> int:
         return self.image_size
@@ -287,7 +307,11 @@ class ImagePreprocess(Preprocess):
                           "trained_size": info.input_size, "interpolation": info.interpolation}
         else:
             mean, std = data.channel_stats(seed=config.seed)
-        preprocess = cls(data.image_size, mean, std, data.grey, tuple(data.class_names), pretrained)
+        # Convolutions (and timm's ViTs, with dynamic sizes) read any size: features come at the
+        # weights' own size even when the CPU trains smaller.
+        feature_size = info.input_size if info is not None and info.input_size > data.image_size else 0
+        preprocess = cls(data.image_size, mean, std, data.grey, tuple(data.class_names), pretrained,
+                         feature_size)
         return preprocess, None if resume else weights
 
     def build_encoder(self, config, backbone, weights):
@@ -308,7 +332,10 @@ class ImagePreprocess(Preprocess):
         return objective_cls(encoder, objective_config, augment)
 
     def plan_facts(self) -> dict:
-        return {"image_size": self.image_size, "grey": self.grey}
+        facts = {"image_size": self.image_size, "grey": self.grey}
+        if self.feature_size and self.feature_size != self.image_size:
+            facts["feature_size"] = self.feature_size
+        return facts
 
 
 @PREPROCESSES.register("text")
@@ -413,7 +440,10 @@ class TextPreprocess(Preprocess):
 
     @classmethod
     def default_backbone(cls, config, device) -> str:
-        return "pretrained_bert" if is_text_model_folder(config.weights) else "text_transformer"
+        if is_text_model_folder(config.weights):
+            return "pretrained_bert"
+        # An objective that trains one kind of encoder (skip-gram: word vectors) names it.
+        return getattr(OBJECTIVES.get(config.objective), "backbone", "") or "text_transformer"
 
     @classmethod
     def load_training_data(cls, config, backbone, device, run, control) -> Iterator:
@@ -440,8 +470,13 @@ class TextPreprocess(Preprocess):
         # Two cores train a 2 x 128 encoder ~16x faster than BERT-mini's 4 x 256: in five minutes
         # that is 20 epochs of a 13,000-text folder instead of 1.
         width = config.text_width or (128 if cpu else 384)
-        preprocess = cls(vocab_size=vocab.size, layers=config.text_layers or (2 if cpu else 6),
-                         width=width, heads=config.text_heads or max(1, width // 64), **common)
+        # Averaged word vectors have no layers or heads, only a width.
+        attention = backbone != WORD_VECTORS
+        preprocess = cls(vocab_size=vocab.size,
+                         layers=(config.text_layers or (2 if cpu else 6)) if attention else 0,
+                         width=width,
+                         heads=(config.text_heads or max(1, width // 64)) if attention else 0,
+                         **common)
         return preprocess, config.weights or None
 
     def encoder_shape(self):
@@ -454,6 +489,11 @@ class TextPreprocess(Preprocess):
                        generator):
         objective = objective_cls(encoder, objective_config, self._vocab(run))
         objective.generator = generator  # masking draws from it: resumable like augmentation
+        observe = getattr(objective, "observe_corpus", None)
+        if observe is not None:
+            # Skip-gram's noise distribution and pooling weights; a resumed run's checkpoint
+            # then restores the ones it started with.
+            observe(data.ids)
         return objective
 
     @staticmethod
@@ -474,6 +514,11 @@ class TextPreprocess(Preprocess):
         else:
             layers, width, heads = self.layers, self.width, self.heads
         tokens = self.max_length
+        if not layers:
+            # Averaged word vectors under skip-gram: per token its input and output vectors and
+            # five noise pieces' output vectors, the (tokens x tokens) scores and their masks,
+            # with their gradients.
+            return 2 * 4 * (8 * tokens * width + 3 * tokens * tokens)
         per_layer = 14 * tokens * width + 4 * heads * tokens * tokens
         return 2 * 4 * per_layer * layers * views
 

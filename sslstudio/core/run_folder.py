@@ -12,6 +12,8 @@ costs no torch, so the app can list runs before its engine has loaded.
       embedding.npz          the last 2-D map of the monitor's sample
       tokenizer.json         text runs: the tokenizer the encoder reads through
       checkpoints/last.safetensors, checkpoints/previous.safetensors
+      checkpoints/best.safetensors   the encoder that scored best on the monitor's labels, when
+                             that was not the last one's (embed, adapt and export use it)
       cache/                 decoded images (large folders), features for adaptation
       adapted/TIME-METHOD/   adapted models (AdaptedFolder)
 """
@@ -35,6 +37,7 @@ from sslstudio.core.labels import read_label_csv
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.safetensors"
 PREVIOUS = "previous.safetensors"
+BEST = "best.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -93,6 +96,10 @@ class RunFolder:
         return self.path / CHECKPOINT_DIR / LAST
 
     @property
+    def best_path(self) -> Path:
+        return self.path / CHECKPOINT_DIR / BEST
+
+    @property
     def cache_dir(self) -> Path:
         return self.path / self.CACHE
 
@@ -128,7 +135,10 @@ class RunFolder:
         return (folder / LAST).exists() or (folder / PREVIOUS).exists()
 
     def checkpoint_file(self) -> Path:
-        """The checkpoint file that exists, last before previous (for cache keys)."""
+        """The checkpoint file the run's encoder is read from (for cache keys): the best one,
+        else last, else previous."""
+        if self.best_path.exists():
+            return self.best_path
         last = self.checkpoint_path
         return last if last.exists() else last.with_name(PREVIOUS)
 

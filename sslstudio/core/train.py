@@ -30,8 +30,15 @@ from sslstudio.core import distributed
 from sslstudio.core.backbones import BACKBONES
 from sslstudio.core.backbones.bert import is_model_folder
 from sslstudio.core.backbones.weights import check_weights_file
-from sslstudio.core.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from sslstudio.core.checkpoint import (
+    LoopState,
+    encoder_info,
+    load_checkpoint,
+    save_checkpoint,
+    save_encoder,
+)
 from sslstudio.core.control import Cancelled, RunControl
+from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.data.text_folder import detect_modality
 from sslstudio.core.devices import describe, resolve_device
@@ -44,6 +51,7 @@ from sslstudio.core.events import (
     StepMetrics,
 )
 from sslstudio.core.fileio import atomic_write_text
+from sslstudio.core.labels import LABELS_FILE, LabelError, LabelStore, parse_label_csv
 from sslstudio.core.monitor import (
     collapse_metrics,
     knn_accuracy,
@@ -64,6 +72,15 @@ CPU_ACTIVATION_BUDGET = 512 << 20
 MONITOR_CHUNK = 512
 AUTO_LOG_INTERVAL_S = 0.2
 GPU_MINUTES = 30.0
+# A minutes budget should buy at least this many steps: fewer, larger steps learn less in the same
+# time, and one step of a large encoder at batch 256 can outlast a short budget on its own.
+BUDGET_STEPS = 200
+MONITOR_SHARE = 0.02  # of the budget, for one snapshot of the monitor's sample
+MONITOR_FLOOR = 256  # items: below this the map and the probe say little
+CALIBRATION_SHARE = 0.03  # of the budget, at most, spent timing steps before the first one
+# What autograd may keep for one CPU step's backward pass (the peak is about twice this): a
+# 224 px EfficientNet at batch 256 kept 20 GB and was killed by the system.
+CPU_SAVED_BUDGET = 1 << 30
 
 
 def lr_factor(progress: float, warmup: float) -> float:
@@ -86,8 +103,21 @@ def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = 
                        and not n.startswith("bench_")]
             raise DataError(f"backbone {config.backbone} encodes {spec.modality}, and "
                             f"{config.objective} trains on {modality}; choose {', '.join(fitting)}")
+        check_pairing(config.objective, config.backbone)
         return config.backbone
     return PREPROCESSES.get(modality).default_backbone(config, device)
+
+
+def check_pairing(objective: str, backbone: str) -> None:
+    """An objective that trains one kind of encoder (skip-gram: word vectors) takes no other,
+    and that encoder trains under no other objective."""
+    wants = getattr(OBJECTIVES.get(objective), "backbone", "")
+    if wants and backbone != wants:
+        raise DataError(f"{objective} trains the {wants} encoder, not {backbone}; leave the "
+                        "backbone on auto")
+    owners = [n for n in OBJECTIVES.names() if getattr(OBJECTIVES.get(n), "backbone", "") == backbone]
+    if owners and objective not in owners:
+        raise DataError(f"the {backbone} encoder trains only with {', '.join(owners)}")
 
 
 def check_modality(data_dir: Path, objective: str, modality: str) -> None:
@@ -120,6 +150,7 @@ class RunPlan:
     minutes: float  # the budget in wall-clock minutes, or 0
     weights: str  # where the encoder starts from; "" from scratch (or from the checkpoint)
     encoder_lr_scale: float  # the encoder's learning rate relative to the heads'
+    monitor_items: int = 0  # the fixed sample the monitor embeds (map, collapse meter, probe)
     inputs: dict = field(default_factory=dict)  # the modality's part: resolution, sequence length
     reasons: tuple[str, ...] = ()  # why the automatic choices came out as they did
 
@@ -183,8 +214,74 @@ def make_plan(config: TrainConfig, setup: "_Setup", data, preprocess: Preprocess
     plan = RunPlan(config.objective, setup.modality, setup.backbone, describe(setup.device),
                    setup.world, len(data), batch_size, per_rank // batch_size, config.epochs,
                    0.0 if config.epochs else minutes, str(weights or ""), encoder_scale,
-                   preprocess.plan_facts(), tuple(reasons))
+                   min(len(data), config.monitor_items), preprocess.plan_facts(), tuple(reasons))
     return plan, warnings
+
+
+def user_labels(path: Path, data) -> np.ndarray:
+    """Class positions aligned to `data`'s items (-1: unlabelled) from a labels CSV (path,label)
+    or a project's labels file: what the monitor's probe and the best-encoder rule judge by."""
+    keys = item_keys(data)
+    if path.name == LABELS_FILE:
+        store = LabelStore(path, read_only=True)
+        try:
+            names = store.label_names()
+        finally:
+            store.close()
+    else:
+        names = parse_label_csv(path, data.root, set(keys)).labels
+    position = {name: i for i, name in enumerate(sorted(set(names.values())))}
+    return np.array([position.get(names.get(key), -1) for key in keys], np.int64)
+
+
+def fit_to_budget(plan: RunPlan, config: TrainConfig, seconds_per_item: float,
+                  smallest_batch: int, saved_bytes_per_item: float = 0.0,
+                  memory_budget: int = 0) -> RunPlan:
+    """The batch and the monitor's sample sized by a measured step, so that a minutes budget buys
+    about BUDGET_STEPS steps, a step's memory stays within `memory_budget` (0: no limit) and the
+    monitor costs a few percent of the budget."""
+    if seconds_per_item <= 0:
+        return plan
+    reasons = list(plan.reasons)
+    batch = plan.batch_size
+    if not config.batch_size and memory_budget and saved_bytes_per_item:
+        fitting = max(2, int(memory_budget // saved_bytes_per_item))
+        if fitting < batch:
+            batch = fitting
+            reasons.append(f"batch {batch}: what keeps the activations a step holds within "
+                           f"{memory_budget >> 20} MiB (measured: "
+                           f"{saved_bytes_per_item / 2**20:.1f} MiB per item)")
+    if not plan.minutes:
+        return dataclasses.replace(plan, batch_size=batch, reasons=tuple(reasons),
+                                   steps_per_epoch=(plan.items // plan.world_size) // batch)
+    budget_s = plan.minutes * 60.0
+    if not config.batch_size:
+        fitting = int(0.9 * budget_s / (BUDGET_STEPS * seconds_per_item))
+        if fitting < batch:
+            before = batch
+            batch = max(min(smallest_batch, batch), fitting)
+            reasons.append(
+                f"batch {batch}: a step of {before} would take "
+                f"{before * seconds_per_item:.1f} s here (measured), so "
+                f"{plan.minutes:g} minutes would buy "
+                f"{int(0.9 * budget_s / (before * seconds_per_item))} steps; "
+                f"{batch} buys about {int(0.9 * budget_s / (batch * seconds_per_item))}")
+    monitor_items = plan.monitor_items
+    # A snapshot encodes each item once, without gradients: about a third of a training pass
+    # per view.
+    forward_s = seconds_per_item / (3.0 * max(1, plan_views(plan)))
+    affordable = int(MONITOR_SHARE * budget_s / forward_s)
+    if affordable < monitor_items:
+        monitor_items = max(min(MONITOR_FLOOR, monitor_items), affordable)
+        reasons.append(f"monitor sample {monitor_items} items: what one snapshot embeds in about "
+                       f"{100 * MONITOR_SHARE:g}% of the budget")
+    return dataclasses.replace(plan, batch_size=batch,
+                               steps_per_epoch=(plan.items // plan.world_size) // batch,
+                               monitor_items=monitor_items, reasons=tuple(reasons))
+
+
+def plan_views(plan: RunPlan) -> int:
+    return getattr(OBJECTIVES.get(plan.objective), "views", 1)
 
 
 @dataclass
@@ -288,6 +385,14 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
         note = loop.restore()
         if note:
             yield RunWarning("resume", note)
+    elif setup.world == 1:
+        loop.fit_to_budget()
+    if config.labels and setup.main:
+        try:
+            loop.judging_labels = user_labels(Path(config.labels), data)
+        except (LabelError, OSError) as error:
+            yield RunWarning("labels", f"the labels in {config.labels} cannot be read ({error}); the "
+                             "monitor judges by the folder's labels, if any")
     if setup.main:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(_resolved_config(config, loop.plan, preprocess), objective_config,
@@ -330,6 +435,11 @@ class _TrainingLoop:
         self.state = LoopState(batch_size=plan.batch_size)
         self.metrics_log: _MetricsLog | None = None
         self.monitor: _Monitor | None = None
+        self.step_seconds = 0.0  # a running mean of recent steps, for the stop rule
+        self.saved_bytes_per_item = 0.0  # measured before the first step
+        self.judging_labels: np.ndarray | None = None  # the user's, over the folder's
+        self.save_seconds = 0.0
+        self.best: _BestEncoder | None = None
 
     @classmethod
     def build(cls, config, objective_config, setup, plan, preprocess, data, weights):
@@ -369,6 +479,76 @@ class _TrainingLoop:
                                         steps_per_epoch=self.per_rank // self.batch_size)
         return note
 
+    def fit_to_budget(self) -> None:
+        """Time a few steps on this machine and size the batch and the monitor's sample so the
+        budget buys enough steps; the time it takes counts against the budget."""
+        started = time.monotonic()
+        allowance = CALIBRATION_SHARE * self.plan.minutes * 60.0 if self.plan.minutes else 10.0
+        seconds_per_item = self._seconds_per_item(allowance)
+        smallest = getattr(self.setup.objective_cls, "smallest_batch", 16)
+        memory = CPU_SAVED_BUDGET if self.setup.device.type == "cpu" else 0
+        self.plan = fit_to_budget(self.plan, self.config, seconds_per_item, smallest,
+                                  self.saved_bytes_per_item, memory)
+        self.batch_size = self.state.batch_size = self.plan.batch_size
+        self.step_seconds = seconds_per_item * self.batch_size
+        self.state.elapsed_s += time.monotonic() - started
+
+    def _seconds_per_item(self, allowance: float) -> float:
+        """Seconds per item of a training step (forward and backward, no update), measured at a
+        small batch and then, if the allowance leaves room, at the planned one. Weights, buffers
+        (BatchNorm statistics, queues) and random states are left exactly as they were."""
+        started = time.monotonic()
+        state = {k: v.detach().clone() for k, v in self.objective.state_dict().items()}
+        generators = {k: g.get_state() for k, g in self.generators.items()}
+        cpu_rng = torch.get_rng_state()
+        seconds_per_item = 0.0
+        try:
+            self._timed_pass(min(self.batch_size, 8))  # pays one-time costs (kernels, allocator)
+            # Per item, a batch of a few items costs more than a large one: time a middle one,
+            # then the planned one if the allowance leaves room.
+            middle = min(self.batch_size, 32)
+            seconds_per_item = self._timed_pass(middle, measure_memory=True) / middle
+            spent = time.monotonic() - started
+            if self.batch_size > middle and spent + seconds_per_item * self.batch_size < allowance:
+                seconds_per_item = self._timed_pass(self.batch_size) / self.batch_size
+        except torch.OutOfMemoryError:
+            pass  # the loop halves the batch on its own
+        finally:
+            self.objective.zero_grad(set_to_none=True)
+            self.objective.load_state_dict(state)
+            for name, generator in self.generators.items():
+                generator.set_state(generators[name])
+            torch.set_rng_state(cpu_rng)
+        return seconds_per_item
+
+    def _timed_pass(self, count: int, measure_memory: bool = False) -> float:
+        """Seconds of one forward and backward pass over `count` items; with `measure_memory`,
+        also what autograd kept for the backward pass, per item (the bulk of a step's memory,
+        which on a CPU no error reports before the system kills the process)."""
+        device = self.setup.device
+        inputs = self.preprocess.training_inputs(self.data.batch(np.arange(count)), device)
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                    else nullcontext())
+        saved = [0]
+
+        def keep(tensor):
+            saved[0] += tensor.numel() * tensor.element_size()
+            return tensor
+
+        hooks = (torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
+                 if measure_memory else nullcontext())
+        started = time.monotonic()
+        with autocast, hooks:
+            loss, _ = self.model(inputs)
+        if measure_memory:
+            self.saved_bytes_per_item = saved[0] / count
+        loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        took = time.monotonic() - started
+        self.objective.zero_grad(set_to_none=True)
+        return took
+
     # -- the loop ---------------------------------------------------------------------------
     def progress(self) -> float:
         if self.config.epochs:
@@ -381,9 +561,13 @@ class _TrainingLoop:
         self.clock = _Clock(control, offset=state.elapsed_s)
         if setup.main:
             self.monitor = _Monitor(self.data, config, setup.device, self.objective,
-                                    self.preprocess, setup.run, self._eval_chunk())
+                                    self.preprocess, setup.run, self._eval_chunk(),
+                                    self.plan.monitor_items or config.monitor_items,
+                                    self.judging_labels)
+            self.best = _BestEncoder.of(setup.run, self.monitor)
             if first_snapshot:
                 yield from self.monitor.run(state.step, 0.0)
+                self.best.consider(state.step, self.objective)
         self.objective.train()
         self.log = _LogWindow(setup.device)
         last_checkpoint = time.monotonic()
@@ -398,10 +582,12 @@ class _TrainingLoop:
                                     "batch size")
                 stopped = False
                 while state.position + self.batch_size <= len(order) and not stopped:
+                    step_started = time.monotonic()
                     took = yield from self._step(order[state.position:state.position + self.batch_size])
                     if not took:
                         continue  # out of memory: the batch was halved, the step is retried
-                    out_of_budget = self.progress() >= 1.0 and not config.epochs
+                    self._time_step(time.monotonic() - step_started)
+                    out_of_budget = self._out_of_time()
                     final = out_of_budget or bool(
                         config.epochs and state.epoch + 1 >= config.epochs
                         and state.position + self.batch_size > len(order))
@@ -424,6 +610,7 @@ class _TrainingLoop:
                     # that had no step left to run.
                     control.checkpoint()
             yield from self._save()
+            yield from self._keep_best()
         except _Diverged as diverged:
             status, message = "failed", str(diverged)
         except DataError as error:
@@ -431,6 +618,7 @@ class _TrainingLoop:
         except Cancelled:
             status, message = "cancelled", "stopped by the user; resume to continue"
             yield from self._save()
+            yield from self._keep_best()
         finally:
             if self.metrics_log is not None:
                 self.metrics_log.close()
@@ -451,7 +639,21 @@ class _TrainingLoop:
         """Also true for a run resumed after it had finished: it takes no step."""
         if self.config.epochs:
             return self.state.epoch >= self.config.epochs
-        return self.progress() >= 1.0
+        # A run takes at least one step, however short its budget: none would train nothing.
+        return self.state.step > 0 and self._out_of_time()
+
+    def _out_of_time(self) -> bool:
+        """A minutes budget ends when the next step, the last snapshot and the last checkpoint
+        would no longer fit in it: the run ends on time, not one long step or one monitor
+        pass after it."""
+        if self.config.epochs:
+            return False
+        finishing = self.step_seconds + self.save_seconds + (self.monitor.took if self.monitor else 0.0)
+        return self.clock.elapsed() + finishing >= self.plan.minutes * 60.0
+
+    def _time_step(self, seconds: float) -> None:
+        # A running mean that follows a machine getting busier without trusting one slow step.
+        self.step_seconds = seconds if not self.step_seconds else 0.8 * self.step_seconds + 0.2 * seconds
 
     def _step(self, indices: np.ndarray) -> Iterator:
         """One optimizer step on `indices`; returns False when it ran out of memory instead."""
@@ -509,15 +711,18 @@ class _TrainingLoop:
         if device.type != "cpu":
             yield from self._check_finite()
         elapsed, progress = self.clock.elapsed(), self.progress()
+        if final and not self.config.epochs:
+            progress = 1.0  # the stop rule ends a minutes budget a step's time before its end
         loss, samples_per_s, extra = self.log.take()  # before the monitor's time is counted
         snapshot_events = []
         if self.monitor is not None and (final or self.monitor.due()):
             snapshot_events = list(self.monitor.run(self.state.step, progress))
+            self.best.consider(self.state.step, self.objective)
         event = StepMetrics(
             step=self.state.step, epoch=self.state.epoch, loss=loss,
             lr=self.optimizer.param_groups[0]["lr"], samples_per_s=samples_per_s,
             elapsed_s=elapsed, progress=progress,
-            eta_s=_eta(elapsed, progress, self.plan.minutes, self.config.epochs),
+            eta_s=0.0 if final else _eta(elapsed, progress, self.plan.minutes, self.config.epochs),
             batch_size=self.batch_size, extra=extra,
             gpu_memory_bytes=(torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0),
             **(self.monitor.latest_fields() if snapshot_events else {}))
@@ -529,13 +734,27 @@ class _TrainingLoop:
     def _save(self) -> Iterator:
         if not self.setup.main:
             return
+        started = time.monotonic()
         self.state.elapsed_s = self.clock.elapsed()
         self.state.batch_size = self.batch_size
         save_checkpoint(self.setup.run.checkpoint_path, self.objective, self.optimizer, self.state,
                         self.generators)
         if self.monitor is not None:
             self.monitor.save_snapshot()
+        if self.best is not None:
+            self.best.write()  # a crash keeps the best encoder found so far
+        self.save_seconds = time.monotonic() - started
         yield Checkpointed(self.state.step, str(self.setup.run.checkpoint_path))
+
+    def _keep_best(self) -> Iterator:
+        """Say so when an earlier encoder than the last scored better: embed, adapt and export
+        use it (the run's last checkpoint stays for resuming)."""
+        if self.best is None or not self.setup.main:
+            return
+        self.best.write()
+        note = self.best.note(bool(self.plan.weights))
+        if note:
+            yield RunWarning("best_encoder", note, self.state.step)
 
 
 class _LogWindow:
@@ -581,6 +800,56 @@ class _Clock:
 
     def elapsed(self) -> float:
         return self.offset + time.monotonic() - self.started - self.control.paused_seconds
+
+
+class _BestEncoder:
+    """The encoder that scored best on the monitor's labelled sample, step 0 included: a
+    pretrained encoder is never handed back worse than it came. Kept in memory, written as the
+    run's best checkpoint at each checkpoint and at the end. Without labels there is nothing to
+    judge by, and the last encoder is the run's."""
+
+    def __init__(self, run: RunFolder, monitor: "_Monitor", step: int = -1,
+                 score: float = float("nan")):
+        self.run, self.monitor = run, monitor
+        self.step, self.score = step, score
+        self.latest_step, self.latest_score = -1, float("nan")
+        self.weights: dict | None = None
+
+    @classmethod
+    def of(cls, run: RunFolder, monitor: "_Monitor") -> "_BestEncoder":
+        """A resumed run goes on comparing with the best it had kept."""
+        info = encoder_info(run.best_path) if run.best_path.exists() else None
+        if info and "step" in info:
+            return cls(run, monitor, int(info["step"]), float(info["score"]))
+        return cls(run, monitor)
+
+    def consider(self, step: int, objective) -> None:
+        score = self.monitor.score()
+        if math.isnan(score):
+            return
+        self.latest_step, self.latest_score = step, score
+        if math.isnan(self.score) or score > self.score:
+            self.step, self.score = step, score
+            self.weights = {k: v.detach().cpu().clone()
+                            for k, v in objective.encoder.state_dict().items()}
+
+    def write(self) -> None:
+        if self.weights is not None:
+            save_encoder(self.run.best_path, self.weights,
+                         {"step": self.step, "score": self.score, "metric": self.monitor.metric()})
+            self.weights = None
+
+    def note(self, pretrained: bool) -> str:
+        if self.step < 0 or self.latest_step == self.step or math.isnan(self.latest_score):
+            return ""
+        metric = self.monitor.metric()
+        if self.step == 0 and pretrained:
+            return (f"continuing did not help: the pretrained encoder as it came scored "
+                    f"{self.score:.3f} ({metric}), the last step {self.latest_score:.3f}; embed, "
+                    "adapt and export use the encoder as it came")
+        return (f"the encoder of step {self.step} scored best ({metric} {self.score:.3f}, the last "
+                f"step {self.latest_score:.3f}); embed, adapt and export use it, and the last "
+                "checkpoint stays for resuming")
 
 
 class _MetricsLog:
@@ -728,11 +997,22 @@ class _Monitor:
     """
 
     def __init__(self, data, config: TrainConfig, device, objective, preprocess: Preprocess,
-                 run: RunFolder, chunk: int = 512):
+                 run: RunFolder, chunk: int = 512, items: int = 2000,
+                 labels: np.ndarray | None = None):
         rng = np.random.default_rng(config.seed)
-        count = min(len(data), config.monitor_items)
-        self.indices = np.sort(rng.choice(len(data), size=count, replace=False))
-        self.labels = data.labels[self.indices]
+        count = min(len(data), items)
+        labels = data.labels if labels is None else labels
+        labelled = np.flatnonzero(labels >= 0)
+        if 0 < len(labelled) < len(data):
+            # A few labels among many items: all of them join the sample (up to half of it), so
+            # the probe has something to judge by; the rest is drawn as usual.
+            chosen = rng.choice(labelled, size=min(len(labelled), count // 2), replace=False)
+            others = np.setdiff1d(np.arange(len(data)), chosen)
+            rest = rng.choice(others, size=count - len(chosen), replace=False)
+            self.indices = np.sort(np.concatenate([chosen, rest]))
+        else:
+            self.indices = np.sort(rng.choice(len(data), size=count, replace=False))
+        self.labels = labels[self.indices]
         self.data, self.device, self.objective = data, device, objective
         self.preprocess, self.run_folder, self.chunk = preprocess, run, chunk
         self.interval = config.monitor_seconds
@@ -740,6 +1020,12 @@ class _Monitor:
         self.last_snapshot: EmbeddingSnapshot | None = None
         self.fields: dict = {}
         self.warned_collapse = False
+        self.took = 0.0  # seconds the last snapshot took
+        # 10 labels a class, as a user would have; half of each class when the user's labels are
+        # fewer, so the other half can be tested on.
+        counts = np.bincount(self.labels[self.labels >= 0]) if (self.labels >= 0).any() else []
+        smallest = int(min((c for c in counts if c), default=0))
+        self.probe_labels = max(1, min(10, smallest // 2))
 
     def due(self) -> bool:
         return time.monotonic() >= self.next_due
@@ -769,12 +1055,13 @@ class _Monitor:
         metrics["knn_accuracy"] = knn_accuracy(features_t, labels) if (labels >= 0).sum() > 1 else float("nan")
         # With folder labels, the few-shot probe a user would get now: before training (the
         # pretrained encoder as it is) and as training goes, so one sees whether it helps.
-        metrics["probe_accuracy"] = probe_accuracy(features_t.numpy(), self.labels)
+        metrics["probe_accuracy"] = probe_accuracy(features_t.numpy(), self.labels,
+                                                   per_class=self.probe_labels)
         self.fields = metrics
         previous = self.last_snapshot.coords if self.last_snapshot is not None else None
         coords = project_2d(features_t.numpy(), previous)
         self.last_snapshot = EmbeddingSnapshot(step, self.indices.copy(), coords, self.labels.copy())
-        took = time.monotonic() - started
+        took = self.took = time.monotonic() - started
         self.next_due = time.monotonic() + max(self.interval, 19 * took)
         yield self.last_snapshot
         warning = self._collapse_warning(metrics, step, progress)
@@ -782,7 +1069,7 @@ class _Monitor:
             yield warning
 
     def _collapse_warning(self, metrics: dict, step: int, progress: float):
-        if self.warned_collapse or progress < 0.05:
+        if self.warned_collapse or progress < 0.05 or not self.objective.can_collapse:
             return None
         ratio = metrics["embedding_std"] / metrics["embedding_std_reference"]
         if ratio >= 0.1 and metrics["effective_rank"] >= 1.5:
@@ -793,6 +1080,17 @@ class _Monitor:
             f"{metrics['embedding_std_reference']:.4f} when healthy, effective rank "
             f"{metrics['effective_rank']:.1f}): lower lr, raise augmentation_strength, or use "
             "moco or simclr, which cannot collapse this way"), step)
+
+    def score(self) -> float:
+        """What the best-encoder rule compares: the few-label probe on the sample's labels, or
+        kNN where too few items per class leave the probe undefined; NaN without labels."""
+        probe = self.fields.get("probe_accuracy", float("nan"))
+        return probe if not math.isnan(probe) else self.fields.get("knn_accuracy", float("nan"))
+
+    def metric(self) -> str:
+        probe = self.fields.get("probe_accuracy", float("nan"))
+        return ("10-label probe on the monitor's sample" if not math.isnan(probe)
+                else "kNN accuracy on the monitor's sample")
 
     def save_snapshot(self) -> None:
         snap = self.last_snapshot

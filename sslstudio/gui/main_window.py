@@ -3,6 +3,8 @@ runs and the log at the bottom. It talks to jobs only through the TrainingContro
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import zlib
 from pathlib import Path
@@ -396,6 +398,10 @@ class MainWindow(QMainWindow):
         except ConfigError as error:
             QMessageBox.warning(self, APP_NAME, f"A setting is not valid: {error}")
             return
+        if self.label_store.labels():
+            # The user's labels judge the encoder as it trains: the probe on the curves, and the
+            # run keeps the encoder that scored best.
+            train_config = dataclasses.replace(train_config, labels=str(self.label_store.path))
         self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
         self.banner.hide()
         self.map.clear()
@@ -504,7 +510,9 @@ class MainWindow(QMainWindow):
         self.map.show_snapshot(event.indices, event.coords, event.labels, event.step)
 
     def _warning(self, kind: str, message: str) -> None:
-        if kind in ("collapse", "non_finite"):
+        # What changes what the run hands over stays in view: collapse, divergence, and an
+        # earlier encoder kept because continuing did not help.
+        if kind in ("collapse", "non_finite", "best_encoder"):
             self.banner.setText(message)
             self.banner.show()
 

@@ -13,6 +13,7 @@ from sslstudio.core.backbones import small_cnn as _small_cnn  # noqa: F401,E402
 from sslstudio.core.backbones import resnet as _resnet  # noqa: F401,E402
 from sslstudio.core.backbones import vit as _vit  # noqa: F401,E402
 from sslstudio.core.backbones import text_transformer as _text_transformer  # noqa: F401,E402
+from sslstudio.core.backbones import word_vectors as _word_vectors  # noqa: F401,E402
 from sslstudio.core.backbones import pretrained as _pretrained  # noqa: F401,E402
 from sslstudio.core.backbones import bert as _bert  # noqa: F401,E402
 

@@ -45,6 +45,10 @@ class Objective(nn.Module):
     modalities: tuple[str, ...] = ("image",)
     views = 1  # how many times a step encodes each item (for the memory a step needs)
     divergence_hint: str = "lower lr"
+    # Whether small, aligned features mean collapse. Skip-gram's vectors start tiny and aligned
+    # by design and its negatives keep them apart, so the meter would cry wolf there.
+    can_collapse = True
+    smallest_batch = 16  # the least a budget-sized batch may shrink to (in-batch negatives)
 
     def __init__(self, encoder: nn.Module, config, augment):
         super().__init__()

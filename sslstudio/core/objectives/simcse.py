@@ -45,6 +45,7 @@ class SimCSE(Objective):
     modalities = ("text",)
     divergence_hint = "raise temperature or lower lr"
     views = 2  # each text is encoded twice per step
+    smallest_batch = 8  # a pretrained text encoder's step is long on a CPU; 7 negatives still teach
 
     def __init__(self, encoder, config: SimCSEConfig, vocab):
         super().__init__(encoder, config, vocab)

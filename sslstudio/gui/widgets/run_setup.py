@@ -27,7 +27,11 @@ from PySide6.QtWidgets import (
 from sslstudio.core.config import knobs
 from sslstudio.gui.modalities import VIEWS
 import math
-from sslstudio.core.train_config import DEFAULT_OBJECTIVE, DEFAULT_TEXT_OBJECTIVE
+from sslstudio.core.train_config import (
+    CONTINUING_OBJECTIVES,
+    DEFAULT_OBJECTIVE,
+    DEFAULT_TEXT_OBJECTIVE,
+)
 from sslstudio.core.train_config import TrainConfig
 from PySide6.QtWidgets import QFileDialog
 from sslstudio.core.config import validate, with_overrides
@@ -175,6 +179,7 @@ class RunSetupPanel(QWidget):
                                 "tokenizer.json, model.safetensors)")
         self.weights_button = QPushButton("Choose…")
         self.weights_button.clicked.connect(self._choose_weights)
+        self.weights.editingFinished.connect(self._objective_for_weights)
         self.download_button = QPushButton("Download…")
         self.download_button.setToolTip("Fetch the standard weights once, through timm's own source "
                                         "(Hugging Face), after asking")
@@ -257,6 +262,7 @@ class RunSetupPanel(QWidget):
         self.all_backbones = info["backbones"]
         self.default_objectives = {"image": info["default_objective"],
                                    "text": info.get("default_text_objective", "simcse")}
+        self.continuing_objectives = info["continuing_objectives"]
         self._fill_backbones()
         self.text_form = KnobForm(TrainConfig, choices.get("text_knobs"), only=TEXT_KNOBS)
         self.text_layout.addWidget(self.text_form)
@@ -331,6 +337,16 @@ class RunSetupPanel(QWidget):
                                                   "Weights (*.safetensors *.pth *.pt *.bin);;All files (*)")
         if path:
             self.weights.setText(path)
+            self._objective_for_weights()
+
+    def _objective_for_weights(self) -> None:
+        """An objective that trains an encoder of its own (skip-gram) cannot continue a
+        pretrained one: offer the one that can."""
+        if not hasattr(self, "all_objectives"):
+            return  # the engine has not loaded yet; populate() chooses then
+        current = self.all_objectives.get(self.objective.currentText())
+        if self.weights.text().strip() and getattr(current, "backbone", ""):
+            self.objective.setCurrentText(self.continuing_objectives[self.modality])
 
     def mark_downloaded(self, name: str, path: str) -> None:
         description, modality, extra = self.all_backbones[name]
@@ -468,6 +484,7 @@ def engine_info() -> dict:
         "devices": devices,
         "default_objective": DEFAULT_OBJECTIVE,
         "default_text_objective": DEFAULT_TEXT_OBJECTIVE,
+        "continuing_objectives": CONTINUING_OBJECTIVES,
         # Linear first: the fastest, and the best with very few labels.
         "adapters": {name: ADAPTERS.get(name) for name in
                      ["linear"] + [n for n in ADAPTERS.names() if n != "linear"]},

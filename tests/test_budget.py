@@ -1,0 +1,216 @@
+"""A minutes budget is honoured with a measured step, the batch and the monitor's sample are sized
+to it, and a run hands back the encoder that scored best on the monitor's labels."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from sslstudio.core.checkpoint import encoder_state
+from sslstudio.core.embed import load_encoder
+from sslstudio.core.data.scan import DataError
+from sslstudio.core.events import RunFinished, RunStarted, RunWarning, StepMetrics
+from sslstudio.core.objectives import OBJECTIVES
+from sslstudio.core.run_folder import RunFolder
+from sslstudio.core.train import (BUDGET_STEPS, RunPlan, _Monitor, _TrainingLoop, check_pairing,
+                                  fit_to_budget, train)
+from sslstudio.core.train_config import TrainConfig
+from test_train import config_for, of_type
+
+
+def plan_of(batch=256, minutes=5.0, items=10_000, monitor_items=2000) -> RunPlan:
+    return RunPlan("simclr", "image", "small_cnn", "cpu", 1, items, batch, items // batch, 0,
+                   minutes, "", 1.0, monitor_items)
+
+
+def test_a_slow_step_shrinks_the_batch_until_the_budget_buys_enough_steps():
+    # 40 ms an item: a step of 256 takes 10 s, 30 of them in five minutes.
+    plan = fit_to_budget(plan_of(), TrainConfig(), 0.04, smallest_batch=16)
+    assert plan.batch_size == int(0.9 * 300 / (BUDGET_STEPS * 0.04))
+    assert plan.steps_per_epoch == 10_000 // plan.batch_size
+    assert any("measured" in reason and "256" in reason for reason in plan.reasons)
+    # The monitor's sample is what one snapshot embeds in about 2% of the budget.
+    assert 256 <= plan.monitor_items < 2000
+
+
+def test_the_batch_never_shrinks_below_the_objectives_floor_or_a_chosen_batch():
+    assert fit_to_budget(plan_of(), TrainConfig(), 5.0, smallest_batch=16).batch_size == 16
+    chosen = fit_to_budget(plan_of(), TrainConfig(batch_size=256), 0.04, smallest_batch=16)
+    assert chosen.batch_size == 256  # the user's batch is the user's
+    fast = fit_to_budget(plan_of(), TrainConfig(), 1e-5, smallest_batch=16)
+    assert fast.batch_size == 256 and fast.monitor_items == 2000 and not fast.reasons
+
+
+def test_a_minutes_run_ends_within_its_budget_when_steps_are_slow(image_folder, tmp_path, monkeypatch):
+    simclr = OBJECTIVES.get("simclr")
+    real_forward = simclr.forward
+
+    def slow_forward(self, images):
+        time.sleep(1.0)  # a step far longer than the budget's slack
+        return real_forward(self, images)
+
+    monkeypatch.setattr(simclr, "forward", slow_forward)
+    budget_s = 9.0
+    config = config_for(image_folder, tmp_path / "run", epochs=0, minutes=budget_s / 60,
+                        batch_size=8, checkpoint_minutes=10.0)
+    started = None
+    for event in train(config):
+        if isinstance(event, RunStarted):
+            started = time.monotonic()
+        last = event
+    assert isinstance(last, RunFinished) and last.status == "completed"
+    # The calibration counts against the budget, so the loop gets less than the whole of it;
+    # the old rule took one more step past the end.
+    assert time.monotonic() - started <= budget_s + 0.5
+    assert last.step >= 2
+
+
+def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folder, tmp_path, monkeypatch):
+    real = _TrainingLoop._seconds_per_item
+    seen = {}
+
+    def checked(self, allowance):
+        before = {k: v.clone() for k, v in self.objective.state_dict().items()}
+        generator = self.generators["augment"].get_state()
+        result = real(self, allowance)
+        after = self.objective.state_dict()
+        seen["same"] = all(torch.equal(before[k], after[k]) for k in before)
+        seen["generator"] = torch.equal(generator, self.generators["augment"].get_state())
+        seen["grads"] = all(p.grad is None for p in self.objective.parameters())
+        seen["seconds"] = result
+        return result
+
+    monkeypatch.setattr(_TrainingLoop, "_seconds_per_item", checked)
+    config = config_for(image_folder, tmp_path / "run", epochs=0, minutes=0.05, batch_size=0)
+    events = list(train(config))
+    assert events[-1].status == "completed"
+    assert seen == {"same": True, "generator": True, "grads": True, "seconds": seen["seconds"]}
+    assert seen["seconds"] > 0
+
+
+def _scores(monkeypatch, values):
+    """The monitor's score goes through `values` (then stays at the last)."""
+    calls = {"n": 0}
+
+    def score(self):
+        value = values[min(calls["n"], len(values) - 1)]
+        calls["n"] += 1
+        return value
+
+    monkeypatch.setattr(_Monitor, "score", score)
+
+
+def test_the_encoder_that_scored_best_is_the_runs_result(image_folder, tmp_path, monkeypatch):
+    _scores(monkeypatch, [0.5, 0.9, 0.4])  # step 0, step 1, then worse to the end
+    monkeypatch.setattr(_Monitor, "due", lambda self: True)  # a snapshot at every step
+    run = tmp_path / "run"
+    events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True)))
+    assert events[-1].status == "completed" and events[-1].step == 6
+    notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
+    assert notes and "step 1 scored best" in notes[0].message
+    best = encoder_state(RunFolder(run).best_path, fallback=False)
+    last = encoder_state(RunFolder(run).checkpoint_path)
+    assert any(not torch.equal(best[k], last[k]) for k in best)
+    encoder, _ = load_encoder(run, torch.device("cpu"))
+    assert all(torch.equal(v, best[k]) for k, v in encoder.state_dict().items())
+
+
+def test_a_pretrained_encoder_that_training_did_not_help_comes_back_as_it_came(image_folder, tmp_path,
+                                                                              monkeypatch):
+    from sslstudio.core.backbones import build_backbone
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in build_backbone("small_cnn", 16).state_dict().items()},
+              str(weights))
+    _scores(monkeypatch, [0.8, 0.5, 0.4])
+    run = tmp_path / "run"
+    events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True,
+                                   weights=str(weights))))
+    notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
+    assert notes and "continuing did not help" in notes[0].message
+    encoder, _ = load_encoder(run, torch.device("cpu"))
+    # Weights loaded from the file as they were (BatchNorm statistics kept by step 0).
+    from safetensors.torch import load_file
+
+    start = load_file(str(weights))
+    state = encoder.state_dict()
+    assert all(torch.equal(state[k], start[k]) for k in start if "num_batches" not in k)
+
+
+def test_without_labels_the_last_encoder_is_the_runs(image_folder, tmp_path):
+    run = tmp_path / "run"
+    events = list(train(config_for(image_folder, run, epochs=1)))
+    assert events[-1].status == "completed"
+    assert not RunFolder(run).best_path.exists()
+    assert not [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
+
+
+def test_skipgram_trains_only_its_own_encoder():
+    with pytest.raises(DataError, match="leave the backbone on auto"):
+        check_pairing("skipgram", "text_transformer")
+    with pytest.raises(DataError, match="trains only with skipgram"):
+        check_pairing("mlm", "word_vectors")
+    check_pairing("skipgram", "word_vectors")
+    check_pairing("simcse", "text_transformer")
+
+
+def test_a_text_folder_defaults_to_skipgram_and_a_pretrained_text_encoder_to_simcse(text_folder, tmp_path):
+    from sslstudio.cli import default_objective_for
+
+    assert default_objective_for(text_folder) == "skipgram"
+    assert default_objective_for(text_folder, str(tmp_path / "some-model-folder")) == "simcse"
+
+
+def test_a_step_that_would_hold_too_much_memory_gets_a_smaller_batch():
+    # 20 MiB kept per item (an ImageNet encoder at 224 px): 256 of them would be 5 GiB.
+    plan = fit_to_budget(plan_of(minutes=0.0), TrainConfig(), 1e-5, smallest_batch=16,
+                         saved_bytes_per_item=20 * 2**20, memory_budget=1 << 30)
+    assert plan.batch_size == 51
+    assert any("MiB per item" in reason for reason in plan.reasons)
+    mine = fit_to_budget(plan_of(minutes=0.0), TrainConfig(batch_size=256), 1e-5, 16,
+                         saved_bytes_per_item=20 * 2**20, memory_budget=1 << 30)
+    assert mine.batch_size == 256
+
+
+def test_a_few_user_labels_judge_the_encoder(image_folder, tmp_path):
+    from sslstudio.core.events import EmbeddingSnapshot
+
+    files = sorted(p for p in image_folder.rglob("*.png"))
+    by_class: dict[str, list] = {}
+    for path in files:
+        by_class.setdefault(path.parent.name, []).append(path)
+    labels_csv = tmp_path / "labels.csv"
+    rows = [f"{p},{name}" for name, paths in by_class.items() for p in paths[:3]]
+    labels_csv.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    events = list(train(config_for(image_folder, run, epochs=1, labels=str(labels_csv),
+                                   monitor_items=12)))
+    assert events[-1].status == "completed"
+    snapshot = of_type(events, EmbeddingSnapshot)[-1]
+    # Of nine labels, six are drawn into the sample of 12 first (up to half of it); a random
+    # draw from 24 items would expect four and a half.
+    assert 6 <= (snapshot.labels >= 0).sum() <= 9
+    metrics = [e for e in events if isinstance(e, StepMetrics)]
+    assert np.isfinite(metrics[-1].probe_accuracy)
+
+
+def test_running_out_of_memory_while_timing_leaves_the_batch_to_the_loop(image_folder, tmp_path,
+                                                                         monkeypatch):
+    simclr = OBJECTIVES.get("simclr")
+    real_forward = simclr.forward
+    calls = {"n": 0}
+
+    def forward(self, images):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first timing pass
+            raise torch.OutOfMemoryError("out of memory (simulated)")
+        return real_forward(self, images)
+
+    monkeypatch.setattr(simclr, "forward", forward)
+    events = list(train(config_for(image_folder, tmp_path / "run", batch_size=8)))
+    assert events[-1].status == "completed"
+    assert of_type(events, StepMetrics)[0].batch_size == 8

@@ -1,0 +1,215 @@
+"""Skip-gram over word pieces and the averaged word-vector encoder it trains."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from sslstudio.core.backbones.text_transformer import TextShape
+from sslstudio.core.backbones.word_vectors import WordVectors
+from sslstudio.core.events import RunFinished, RunStarted, StepMetrics
+from sslstudio.core.objectives.skipgram import SkipGram, SkipGramConfig, skipgram_loss
+from sslstudio.core.tokenizer import TextVocab
+from sslstudio.core.train import train
+from sslstudio.core.train_config import TrainConfig, load_run_config
+
+VOCAB = TextVocab(size=60, pad_id=0, unk_id=1, cls_id=2, sep_id=3, mask_id=4)
+
+
+def reference_loss(centre, output_weight, ids, valid, reach, negatives) -> float:
+    """The formula pair by pair: mean over (i, j) of -log σ(u_j·v_i) - Σ_k log σ(-u_k·v_i)."""
+    def log_sigmoid(x):
+        return -math.log1p(math.exp(-x))
+
+    total, pairs = 0.0, 0
+    rows, length = ids.shape
+    for b in range(rows):
+        for i in range(length):
+            if not valid[b, i]:
+                continue
+            v = centre[b, i].double()
+            for j in range(length):
+                if j == i or not valid[b, j] or abs(i - j) > int(reach[b, i]):
+                    continue
+                term = -log_sigmoid(float(output_weight[ids[b, j]].double() @ v))
+                for k in negatives[b, i]:
+                    term -= log_sigmoid(-float(output_weight[k].double() @ v))
+                total += term
+                pairs += 1
+    return total / pairs
+
+
+def sample(rows=3, length=9, dim=6, window=3, negatives=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB.size, (rows, length), generator=generator)
+    valid = torch.ones(rows, length, dtype=torch.bool)
+    valid[1, 5:] = False  # a shorter text: padding after it
+    valid[2, 2] = False  # a gap, as a subsampled piece leaves (if not compacted)
+    ids[~valid] = VOCAB.pad_id
+    centre = torch.randn(rows, length, dim, generator=generator)
+    output_weight = torch.randn(VOCAB.size, dim, generator=generator) * 0.5
+    reach = torch.randint(1, window + 1, (rows, length), generator=generator)
+    noise = torch.randint(5, VOCAB.size, (rows, length, negatives), generator=generator)
+    return centre, output_weight, ids, valid, reach, noise
+
+
+def test_loss_matches_the_pair_by_pair_formula():
+    centre, output_weight, ids, valid, reach, noise = sample()
+    loss, pairs = skipgram_loss(centre, output_weight, ids, valid, reach, noise)
+    assert float(loss) == pytest.approx(reference_loss(centre, output_weight, ids, valid, reach,
+                                                       noise), rel=1e-5)
+    expected_pairs = sum(1 for b in range(3) for i in range(9) for j in range(9)
+                         if i != j and valid[b, i] and valid[b, j] and abs(i - j) <= reach[b, i])
+    assert int(pairs) == expected_pairs
+
+
+def test_loss_ignores_padded_positions():
+    centre, output_weight, ids, valid, reach, noise = sample()
+    loss, _ = skipgram_loss(centre, output_weight, ids, valid, reach, noise)
+    scrambled = centre.clone()
+    scrambled[~valid] = torch.randn(int((~valid).sum()), centre.shape[-1]) * 100
+    again, _ = skipgram_loss(scrambled, output_weight, ids, valid, torch.where(valid, reach, 3),
+                             torch.where(valid[..., None], noise, 7))
+    assert float(again) == pytest.approx(float(loss), rel=1e-6)
+
+
+def encoder_and_objective(**knobs):
+    shape = TextShape(VOCAB.size, max_length=12, layers=0, width=8, heads=0)
+    encoder = WordVectors(shape)
+    objective = SkipGram(encoder, SkipGramConfig(**knobs), VOCAB)
+    objective.generator = torch.Generator().manual_seed(0)
+    return encoder, objective
+
+
+def corpus(rows=40, length=12, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB.size, (rows, length), generator=generator)
+    ids[:, 0] = VOCAB.cls_id
+    lengths = torch.randint(4, length, (rows,), generator=generator)
+    for row, n in enumerate(lengths):
+        ids[row, n] = VOCAB.sep_id
+        ids[row, n + 1:] = VOCAB.pad_id
+    return ids
+
+
+def test_padding_and_special_pieces_get_no_gradient_and_no_weight():
+    encoder, objective = encoder_and_objective(subsample=0.0)
+    ids = corpus()
+    objective.observe_corpus(ids.numpy())
+    special = list(VOCAB.special_ids)
+    assert torch.all(encoder.token_weight[special] == 0) and torch.all(objective.noise[special] == 0)
+    with torch.no_grad():
+        objective.output.weight.normal_()  # so the input vectors get a gradient too
+    loss, metrics = objective(ids)
+    loss.backward()
+    assert float(metrics["pairs"]) > 0
+    for weight in (encoder.token_embedding.weight, objective.output.weight):
+        assert torch.all(weight.grad[special] == 0) and weight.grad[5:].abs().sum() > 0
+    # The pooled vector reads no padding: more of it after a text changes nothing.
+    with torch.no_grad():
+        longer = torch.nn.functional.pad(ids, (0, 5), value=VOCAB.pad_id)
+        torch.testing.assert_close(encoder(ids), encoder(longer))
+
+
+def test_frequent_pieces_weigh_less_and_are_subsampled():
+    encoder, objective = encoder_and_objective(subsample=1e-2, smoothing=1e-2)
+    ids = corpus()
+    ids[:, 1:3] = 7  # a piece in every text, like "the"
+    objective.observe_corpus(ids.numpy())
+    rare = int(ids[0, 3])
+    assert encoder.token_weight[7] < encoder.token_weight[rare] <= 1.0
+    assert objective.keep[7] < objective.keep[rare] and objective.noise[7] > objective.noise[rare]
+
+
+def test_a_few_steps_lower_the_loss_and_change_the_features():
+    encoder, objective = encoder_and_objective(subsample=0.0)
+    ids = corpus()
+    objective.observe_corpus(ids.numpy())
+    with torch.no_grad():
+        before = encoder(ids).clone()
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=0.05, weight_decay=0.0)
+    losses = []
+    for _ in range(30):
+        objective.generator.manual_seed(0)  # the same draws, so the losses compare
+        loss, _ = objective(ids)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[0] == pytest.approx((1 + 5) * math.log(2), rel=1e-5)  # output vectors start at 0
+    assert losses[-1] < 0.8 * losses[0]
+    with torch.no_grad():
+        assert not torch.allclose(encoder(ids), before)
+
+
+def test_skipgram_asks_for_the_word_vectors_backbone():
+    from sslstudio.core.backbones.text_transformer import TextTransformer
+    from sslstudio.core.data.scan import DataError
+
+    encoder = TextTransformer(TextShape(VOCAB.size, 12, 1, 16, 2))
+    with pytest.raises(DataError, match="word_vectors"):
+        SkipGram(encoder, SkipGramConfig(), VOCAB)
+
+
+def config(folder, out, **extra):
+    return TrainConfig(data=str(folder), out=str(out), objective="skipgram", batch_size=8,
+                       vocab_size=600, text_width=16, monitor_items=16, log_every_steps=1,
+                       **{"epochs": 2, **extra})
+
+
+def test_skipgram_run_trains_embeds_and_exports(text_folder, tmp_path):
+    from sslstudio.core.embed import load_encoder
+    from sslstudio.core.export import ExportRequest, export_model
+
+    run = tmp_path / "run"
+    events = list(train(config(text_folder, run, labels_from_folders=True)))
+    steps = [e for e in events if isinstance(e, StepMetrics)]
+    assert [s.step for s in steps] == list(range(1, 7)) and all(np.isfinite(s.loss) for s in steps)
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.backbone == "word_vectors" and started.feature_dim == 16
+    train_config, _, preprocess = load_run_config(run / "config.toml")
+    assert train_config.backbone == "word_vectors" and preprocess["layers"] == 0
+
+    encoder, _ = load_encoder(run, torch.device("cpu"))
+    weights = encoder.token_weight
+    assert weights[0] == 0 and weights.min() < weights.max()  # the corpus's weights were saved
+    fresh = WordVectors(encoder.shape)
+    ids = torch.tensor([[2, 10, 11, 12, 3, 0, 0]])
+    with torch.no_grad():
+        assert not torch.allclose(fresh.token_embedding.weight, encoder.token_embedding.weight)
+        assert torch.isfinite(encoder(ids)).all()
+
+    out = tmp_path / "export" / "words.onnx"
+    exported = list(export_model(ExportRequest(run, out, latency_repeats=2)))
+    check = next(e for e in exported if type(e).__name__ == "ExportCheck")
+    assert check.passed and check.items == 24
+    assert exported[-1].status == "completed"
+
+
+def test_skipgram_run_resumes_to_the_same_weights(text_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    from sslstudio.core.control import RunControl
+
+    list(train(config(text_folder, tmp_path / "straight")))
+    # One tokenizer for both runs (`tokenizers` breaks frequency ties differently per run).
+    (tmp_path / "stopped").mkdir()
+    shutil.copy(tmp_path / "straight" / "tokenizer.json", tmp_path / "stopped" / "tokenizer.json")
+    control = RunControl()
+    for event in train(config(text_folder, tmp_path / "stopped"), control=control):
+        if isinstance(event, StepMetrics) and event.step == 2:
+            control.cancel()
+    list(train(config(text_folder, tmp_path / "stopped"), resume=True))
+
+    def weights(run):
+        tensors = load_file(str(run / "checkpoints" / "last.safetensors"))
+        return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "stopped")
+    assert a.keys() == b.keys() and any("output" in k for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
