@@ -142,8 +142,9 @@ class App:
     """Runs the CLI of whichever sslstudio is first on PYTHONPATH, with no weights cache in
     sight unless asked (so that 'from scratch' is what a user without weights gets)."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, embed_tag: str = ""):
         self.work = work
+        self.embed_tag = embed_tag
         self.empty_home = work / "empty-home"
         self.empty_home.mkdir(parents=True, exist_ok=True)
 
@@ -180,7 +181,7 @@ class App:
         return run_facts(run)
 
     def embed(self, run: Path, folder: Path) -> tuple[np.ndarray, list[str]]:
-        out = run.with_suffix(".npy")
+        out = run.parent / f"{run.name}{self.embed_tag}.npy"
         if not out.exists():
             self.cli("embed", str(run), "--data", str(folder), "--out", str(out))
         paths = [json.loads(line) if line.startswith('"') else line
@@ -378,13 +379,17 @@ def main() -> None:
     parser.add_argument("--judge", action="store_true",
                         help="continued runs get 10 labels a class (--labels) to keep their best "
                              "encoder by, as the app does with a project's labels")
+    parser.add_argument("--embed-tag", default="",
+                        help="embed the runs already in --out again, into RUN<TAG>.npy, with the "
+                             "code now on the path (a change in how features are read, without "
+                             "training again)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE.json", "AFTER.json"))
     args = parser.parse_args()
     if args.compare:
         compare(*args.compare)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    app = App(args.out)
+    app = App(args.out, args.embed_tag)
     started = time.monotonic()
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text())["sets"] if results_file.exists() else {}

@@ -69,7 +69,8 @@ def test_encoder_export_matches_pytorch_on_sample_items(models, tmp_path):
     # The batch axis is dynamic.
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     images = np.stack([decode_image(p, 28)[0] for p in sorted(SAMPLE.rglob("*.png"))[:3]])
-    assert session.run(None, {"image": to_input(images)})[0].shape == (3, 128)
+    # The features a probe reads: small_cnn's last stage (128 wide) on a 2x2 grid.
+    assert session.run(None, {"image": to_input(images)})[0].shape == (3, 4 * 128)
 
 
 def test_classifier_export_with_int8_reports_parity_and_accuracy(models, tmp_path):

@@ -33,6 +33,7 @@ def load_encoder(run_dir: Path, device: torch.device):
     preprocess = Preprocess.from_table(table).for_features()
     encoder = build_backbone(train_config.backbone, preprocess.encoder_shape())
     encoder.load_state_dict(run_encoder_state(folder))
+    encoder.read_for_probe()
     return encoder.to(device).eval(), preprocess
 
 

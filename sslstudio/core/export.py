@@ -191,6 +191,10 @@ def parity_inputs(source: "ExportSource", data_dir: Path, count: int,
 
 
 def compare_outputs(reference: np.ndarray, candidate: np.ndarray, classifier: bool) -> dict:
+    if reference.shape != candidate.shape:
+        # A graph of another shape disagrees completely; it is reported, not a crash.
+        return {"max_abs_diff": float("inf"), "mean_cosine": 0.0, "min_cosine": 0.0,
+                "top1_agreement": 0.0 if classifier else float("nan")}
     diff = float(np.abs(reference - candidate).max()) if reference.size else 0.0
     a = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
     b = candidate / np.maximum(np.linalg.norm(candidate, axis=1, keepdims=True), 1e-12)

@@ -63,6 +63,7 @@ class AdaptTask:
     def new_encoder(self) -> nn.Module:
         encoder = build_backbone(self.backbone, self.preprocess.encoder_shape())
         encoder.load_state_dict(self.encoder_state)
+        encoder.read_for_probe()  # as the features the task was prepared with
         return encoder
 
     def batch(self, indices: np.ndarray) -> torch.Tensor:

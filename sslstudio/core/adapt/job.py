@@ -119,7 +119,8 @@ def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device
     (keyed by the checkpoint and the folder's files)."""
     folder = RunFolder(run_dir)
     stat = folder.checkpoint_file().stat()
-    key = json.dumps([stat.st_mtime_ns, stat.st_size, str(data.root), item_keys(data)])
+    key = json.dumps([stat.st_mtime_ns, stat.st_size, encoder.feature_dim, str(data.root),
+                      item_keys(data)])
     digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
     cache = folder.features_cache_path
     try:
@@ -310,6 +311,7 @@ def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
     folder.write_info({
         "adapt": {"method": request.method, "run": str(run.path.resolve()),
                   "data": str(Path(request.data_dir).resolve()), "backbone": task.backbone,
+                  "probe_readout": True,
                   "class_names": list(task.class_names), "num_labels": result.num_labels,
                   "epochs": epochs, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "sslstudio_version": __version__, "seed": request.seed},
@@ -346,6 +348,8 @@ def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
     adapt_info, preprocess = info["adapt"], Preprocess.from_table(info["preprocess"])
     class_names = tuple(adapt_info["class_names"])
     encoder = build_backbone(adapt_info["backbone"], preprocess.encoder_shape())
+    if adapt_info.get("probe_readout", False):  # adapted models made before it read as trained
+        encoder.read_for_probe()
     model = Classifier(encoder, len(class_names))
     model.load_state_dict(load_file(str(folder.model_path)))
     return AdaptedModel(folder.path, model.to(device).eval(), class_names, preprocess, info)

@@ -20,6 +20,10 @@ class Backbone(nn.Module):
     # Keys from classifier heads that a user's weights file may carry and that we drop.
     ignorable_prefixes: tuple[str, ...] = ()
 
+    def read_for_probe(self) -> None:
+        """Make the output what a few-label probe reads best, for the run's features (embed, the
+        map of a finished run, adapt, export), not for training. By default: as trained."""
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
