@@ -49,6 +49,7 @@ from sklearn.preprocessing import StandardScaler
 SHOTS = (1, 5, 10)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_SETS = ("fashion-mnist", "mnist", "stamps", "rotten-tomatoes", "debates")
+EXTRA_SETS = ("xfig-drawings", "scripts", "wordnet-glosses")  # bench/dev_datasets.py
 
 
 @dataclass
@@ -354,16 +355,32 @@ def print_tables(results: dict) -> None:
             report(name, Row(**row) if isinstance(row, dict) else row)
 
 
-def compare(before_path: Path, after_path: Path) -> None:
-    before, after = (json.loads(Path(p).read_text())["sets"] for p in (before_path, after_path))
-    print("| set | row | before acc 10/class | after acc 10/class | change |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, rows in after.items():
+def compare(before_paths: list[Path], after_paths: list[Path]) -> None:
+    """One table: each set's rows before and after (several results.json files each, as when
+    sets ran in parallel), accuracy at 1/5/10 labels per class and what each trained row did."""
+    def load(paths):
+        sets = {}
+        for path in paths:
+            if Path(path).exists():
+                sets.update(json.loads(Path(path).read_text())["sets"])
+        return sets
+
+    before, after = load(before_paths), load(after_paths)
+    print("| set | row | | acc 1/class | acc 5/class | acc 10/class | bal. acc 10/class | "
+          "budget, steps, resolution |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in [n for n in DEFAULT_SETS + EXTRA_SETS if n in before or n in after]:
         old = {row["name"]: row for row in before.get(name, [])}
-        for row in rows:
-            now = row["scores"]["acc@10"][0]
-            was = old.get(row["name"], {}).get("scores", {}).get("acc@10", [float("nan")])[0]
-            print(f"| {name} | {row['name']} | {was:.3f} | {now:.3f} | {now - was:+.3f} |")
+        new = {row["name"]: row for row in after.get(name, [])}
+        for row_name in list(dict.fromkeys([*old, *new])):
+            for when, rows in (("before", old), ("after", new)):
+                row = rows.get(row_name)
+                if row is None:
+                    print(f"| {name} | {row_name} | {when} | - | - | - | - | not measured |")
+                    continue
+                cells = " | ".join(f"{row['scores'][f'acc@{k}'][0]:.3f}" for k in SHOTS)
+                print(f"| {name} | {row_name} | {when} | {cells} | {row['scores']['bal@10'][0]:.3f} "
+                      f"| {facts_text(row['facts'])} |")
 
 
 def main() -> None:
@@ -383,10 +400,12 @@ def main() -> None:
                         help="embed the runs already in --out again, into RUN<TAG>.npy, with the "
                              "code now on the path (a change in how features are read, without "
                              "training again)")
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE.json", "AFTER.json"))
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="RESULTS.json",
+                        help="before files, then --after and the after files: one table of both")
+    parser.add_argument("--after", nargs="+", type=Path, default=[], metavar="RESULTS.json")
     args = parser.parse_args()
     if args.compare:
-        compare(*args.compare)
+        compare(args.compare, args.after)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     app = App(args.out, args.embed_tag)
