@@ -21,9 +21,9 @@ from sslstudio.core.train_config import TrainConfig
 from test_train import config_for, of_type
 
 
-def plan_of(batch=256, minutes=5.0, items=10_000, monitor_items=2000) -> RunPlan:
-    return RunPlan("simclr", "image", "small_cnn", "cpu", 1, items, batch, items // batch, 0,
-                   minutes, "", 1.0, monitor_items)
+def plan_of(batch=256, minutes=5.0, items=10_000, monitor_items=2000, weights="lite0.pth") -> RunPlan:
+    return RunPlan("simclr", "image", "pretrained_efficientnet_lite0", "cpu", 1, items, batch,
+                   items // batch, 0, minutes, weights, 0.1, monitor_items)
 
 
 def test_a_slow_step_shrinks_the_batch_until_the_budget_buys_enough_steps():
@@ -34,6 +34,12 @@ def test_a_slow_step_shrinks_the_batch_until_the_budget_buys_enough_steps():
     assert any("measured" in reason and "256" in reason for reason in plan.reasons)
     # The monitor's sample is what one snapshot embeds in about 2% of the budget.
     assert 256 <= plan.monitor_items < 2000
+
+
+def test_from_scratch_the_batch_is_not_traded_for_steps():
+    plan = fit_to_budget(plan_of(weights=""), TrainConfig(), 0.04, smallest_batch=16)
+    assert plan.batch_size == 256
+    assert plan.monitor_items < 2000  # the monitor is still sized to the budget
 
 
 def test_the_batch_never_shrinks_below_the_objectives_floor_or_a_chosen_batch():

@@ -72,8 +72,8 @@ CPU_ACTIVATION_BUDGET = 512 << 20
 MONITOR_CHUNK = 512
 AUTO_LOG_INTERVAL_S = 0.2
 GPU_MINUTES = 30.0
-# A minutes budget should buy at least this many steps: fewer, larger steps learn less in the same
-# time, and one step of a large encoder at batch 256 can outlast a short budget on its own.
+# A minutes budget continuing a pretrained encoder should buy at least this many steps: one step
+# of a large encoder at batch 256 can outlast a short budget on its own (8-16 steps in 5 minutes).
 BUDGET_STEPS = 200
 MONITOR_SHARE = 0.02  # of the budget, for one snapshot of the monitor's sample
 MONITOR_FLOOR = 256  # items: below this the map and the probe say little
@@ -255,7 +255,10 @@ def fit_to_budget(plan: RunPlan, config: TrainConfig, seconds_per_item: float,
         return dataclasses.replace(plan, batch_size=batch, reasons=tuple(reasons),
                                    steps_per_epoch=(plan.items // plan.world_size) // batch)
     budget_s = plan.minutes * 60.0
-    if not config.batch_size:
+    # Only a pretrained encoder being continued trades batch for steps: from scratch, small
+    # batches learned less in the same minutes on every image set measured (bench/quality.py:
+    # stamps, scripts, fashion-mnist lost 1.3-3.7 points at batch 16-97 against 193-256).
+    if not config.batch_size and plan.weights:
         fitting = int(0.9 * budget_s / (BUDGET_STEPS * seconds_per_item))
         if fitting < batch:
             before = batch
