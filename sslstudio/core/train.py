@@ -530,8 +530,6 @@ class _TrainingLoop:
         which on a CPU no error reports before the system kills the process)."""
         device = self.setup.device
         inputs = self.preprocess.training_inputs(self.data.batch(np.arange(count)), device)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                    else nullcontext())
         saved = [0]
 
         def keep(tensor):
@@ -541,7 +539,7 @@ class _TrainingLoop:
         hooks = (torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
                  if measure_memory else nullcontext())
         started = time.monotonic()
-        with autocast, hooks:
+        with _autocast(device), hooks:
             loss, _ = self.model(inputs)
         if measure_memory:
             self.saved_bytes_per_item = saved[0] / count
@@ -668,10 +666,8 @@ class _TrainingLoop:
         progress = self.progress()
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * lr_factor(progress, self.config.warmup_fraction)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                    else nullcontext())
         try:
-            with autocast:
+            with _autocast(device):
                 loss, extra = self.model(inputs)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -960,6 +956,11 @@ def _eta(elapsed: float, progress: float, minutes: float, epochs: int) -> float:
     if progress <= 0:
         return float("nan")
     return elapsed / progress * (1.0 - progress)
+
+
+def _autocast(device: torch.device):
+    """bfloat16 on CUDA (the steps and the timed passes alike); full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def _epoch_order(count: int, seed: int, epoch: int, rank: int, world: int) -> np.ndarray:
