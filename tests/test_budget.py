@@ -218,3 +218,73 @@ def test_running_out_of_memory_while_timing_leaves_the_batch_to_the_loop(image_f
     events = list(train(config_for(image_folder, tmp_path / "run", batch_size=8)))
     assert events[-1].status == "completed"
     assert of_type(events, StepMetrics)[0].batch_size == 8
+
+
+class _SizeRecordingEncoder(torch.nn.Module):
+    """Features that depend on the input's side, and a record of the sides it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.sides = []
+
+    def forward(self, x):
+        self.sides.append(int(x.shape[-1]))
+        return torch.cat([x.mean((2, 3)), x[..., :4, :4].flatten(1)], 1) * x.shape[-1]
+
+
+class _RecordingObjective(torch.nn.Module):
+    can_collapse = False
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = _SizeRecordingEncoder()
+
+    def head_outputs(self, features):
+        return None
+
+
+def test_the_monitor_judges_at_the_size_the_features_are_read(image_folder, tmp_path):
+    # A pretrained encoder trained small is handed over read at its own size: that is what the
+    # probe and the best-encoder rule must score, or continuing looks better than it is.
+    from sslstudio.core.data import load_image_folder
+    from sslstudio.core.control import run_to_end
+    from sslstudio.core.preprocess import ImagePreprocess
+
+    data = run_to_end(load_image_folder(image_folder, 16, labels_from_folders=True))
+    preprocess = ImagePreprocess(16, [0.5] * 3, [0.25] * 3, feature_size=32)
+    assert preprocess.features_cost() == 4.0
+    objective = _RecordingObjective()
+    monitor = _Monitor(data, config_for(image_folder, tmp_path / "run"), torch.device("cpu"),
+                       objective, preprocess, RunFolder(tmp_path / "run"), chunk=8, items=16)
+    list(monitor.run(0, 0.0))
+    assert 16 in objective.encoder.sides and 32 in objective.encoder.sides
+    judged = objective.encoder(preprocess.for_features().model_inputs(
+        preprocess.feature_items(data, monitor.indices), torch.device("cpu")))
+    from sslstudio.core.monitor import knn_accuracy
+
+    assert monitor.fields["knn_accuracy"] == pytest.approx(
+        knn_accuracy(judged, torch.from_numpy(monitor.labels)))
+    # Without a feature size, one pass at the training size serves everything.
+    objective.encoder.sides.clear()
+    same = _Monitor(data, config_for(image_folder, tmp_path / "run"), torch.device("cpu"),
+                    objective, ImagePreprocess(16, [0.5] * 3, [0.25] * 3), RunFolder(tmp_path / "run"),
+                    chunk=8, items=16)
+    list(same.run(0, 0.0))
+    assert set(objective.encoder.sides) == {16}
+
+
+def test_a_folder_item_changed_since_the_scan_is_read_from_the_training_copy(image_folder):
+    from sslstudio.core.data import load_image_folder
+    from sslstudio.core.control import run_to_end
+    from sslstudio.core.preprocess import ImagePreprocess
+
+    data = run_to_end(load_image_folder(image_folder, 16))
+    data.paths[0] = image_folder / "gone.png"  # as if deleted after the scan
+    items = ImagePreprocess(16, [0.5] * 3, [0.25] * 3, feature_size=24).feature_items(data, np.array([0, 1]))
+    assert tuple(items.shape) == (2, 24, 24, 3) and items.dtype == torch.uint8
+
+
+def test_the_monitor_sample_shrinks_by_what_judging_at_the_feature_size_costs():
+    plain = fit_to_budget(plan_of(), TrainConfig(), 0.04, smallest_batch=16)
+    dearer = fit_to_budget(plan_of(), TrainConfig(), 0.04, smallest_batch=16, features_cost=4.0)
+    assert dearer.monitor_items < plain.monitor_items

@@ -21,6 +21,7 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 
 from sslstudio.core.backbones import BACKBONES, build_backbone
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
@@ -83,6 +84,15 @@ class Preprocess:
         """How items are read for the run's features (embed, adapt, export) rather than for
         training: the same, unless training ran at a smaller size than the encoder reads best."""
         return self
+
+    def features_cost(self) -> float:
+        """What encoding an item for its features costs against encoding it for training."""
+        return 1.0
+
+    def feature_items(self, data, indices: np.ndarray):
+        """A dataset batch of `indices` as `for_features()` reads them (the training data holds
+        items as training reads them)."""
+        return data.batch(indices)
 
     def encoder_shape(self):
         """What `build_backbone` needs to rebuild the encoder: an image side or a text shape."""
@@ -216,6 +226,25 @@ class ImagePreprocess(Preprocess):
         if not self.feature_size or self.feature_size == self.image_size:
             return self
         return dataclasses.replace(self, image_size=self.feature_size, feature_size=0)
+
+    def features_cost(self) -> float:
+        # A convnet's cost grows with the pixels it reads.
+        features = self.for_features()
+        return (features.image_size / self.image_size) ** 2 if features is not self else 1.0
+
+    def feature_items(self, data, indices):
+        size = self.for_features().image_size
+        if size == data.image_size:
+            return data.batch(indices)
+        images = []
+        for index in indices:
+            try:
+                images.append(decode_image(Path(data.paths[index]), size)[0])
+            except (SkipItem, OSError):
+                # Changed or gone since the scan: the training copy, enlarged, stands in.
+                images.append(np.asarray(Image.fromarray(data.images[index]).resize(
+                    (size, size), Image.BILINEAR)))
+        return torch.from_numpy(np.stack(images))
 
     def encoder_shape(self) -> int:
         return self.image_size
