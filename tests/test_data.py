@@ -12,6 +12,7 @@ from sslstudio.core.data import DataError, load_image_folder
 from sslstudio.core.data import image_folder as image_folder_module
 from sslstudio.core.data import images as images_module
 from sslstudio.core.data.images import decode_image
+from sslstudio.core.describe import describe
 from sslstudio.core.events import ScanFinished, ScanProgress
 from tests.conftest import run_to_end
 
@@ -104,7 +105,7 @@ def test_cache_goes_to_a_memory_map_when_it_does_not_fit_and_is_reused(image_fol
     cache = tmp_path / "cache"
     data, _ = run_to_end(load_image_folder(image_folder, 16, cache_dir=cache, memory_budget=0))
     assert isinstance(data.images, np.memmap) or isinstance(getattr(data.images, "base", None), np.memmap)
-    assert (cache / "images_16px.npy").exists()
+    assert len(list(cache.glob("images-*-16px.npy"))) == 1
     first = np.array(data.images)
 
     def no_decoding(*args):
@@ -113,6 +114,110 @@ def test_cache_goes_to_a_memory_map_when_it_does_not_fit_and_is_reused(image_fol
     monkeypatch.setattr(image_folder_module, "_decode_or_reason", no_decoding)
     again, _ = run_to_end(load_image_folder(image_folder, 16, cache_dir=cache, memory_budget=0))
     assert np.array_equal(np.array(again.images), first)
+
+
+def _fresh(folder, size):
+    data, finished = run_to_end(load_image_folder(folder, size, labels_from_folders=True))
+    return data
+
+
+def _scan(folder, size, cache):
+    """(data, ScanFinished) of a scan that keeps its decoded items in `cache`."""
+    events = []
+    generator = load_image_folder(folder, size, labels_from_folders=True, cache_dir=cache)
+    try:
+        while True:
+            events.append(next(generator))
+    except StopIteration as stop:
+        return stop.value, [e for e in events if isinstance(e, ScanFinished)][-1]
+
+
+def test_a_rescan_decodes_only_what_changed_and_says_so(image_folder, tmp_path, monkeypatch):
+    from PIL import Image
+
+    cache = tmp_path / "project-cache"
+    data, finished = _scan(image_folder, 16, cache)
+    assert (finished.new, finished.reused) == (len(data), 0)
+    assert isinstance(getattr(data.images, "base", data.images), np.memmap) or isinstance(data.images, np.memmap)
+
+    decoded = []
+    real = image_folder_module._decode_or_reason
+    monkeypatch.setattr(image_folder_module, "_decode_or_reason",
+                        lambda path, size: decoded.append(Path(path).name) or real(path, size))
+    again, finished = _scan(image_folder, 16, cache)
+    assert decoded == [] and finished.changes_text().startswith("all ")
+    assert np.array_equal(np.asarray(again.images), np.asarray(data.images))
+
+    # One new file, one rewritten with other pixels, one deleted (in a copy: the data folder is
+    # read-only to the app, and the test keeps to that too).
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)
+    cache = tmp_path / "copy-cache"
+    _scan(copy, 16, cache)
+    files = sorted(p for p in copy.rglob("*.png"))
+    files[0].unlink()
+    Image.new("RGB", (20, 20), (250, 10, 10)).save(files[1])
+    os.utime(files[1], ns=(1, 1))  # a new time, whatever the clock's resolution
+    Image.new("RGB", (20, 20), (10, 250, 10)).save(files[2].with_name("zz-new.png"))
+    decoded.clear()
+    changed, finished = _scan(copy, 16, cache)
+    assert sorted(decoded) == sorted([files[1].name, "zz-new.png"])
+    assert (finished.new, finished.changed, finished.removed) == (1, 1, 1)
+    assert "1 new, 1 changed, 1 removed since the last scan" in describe(finished).text
+    reference = _fresh(copy, 16)
+    assert changed.items == reference.items
+    assert np.array_equal(np.asarray(changed.images), np.asarray(reference.images))
+    assert np.array_equal(changed.labels, reference.labels)
+
+
+def test_a_skipped_file_is_remembered_and_still_reported(image_folder, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)
+    (copy / "broken.png").write_bytes(b"not an image")
+    cache = tmp_path / "cache"
+    first, _ = _scan(copy, 16, cache)
+    monkeypatch.setattr(image_folder_module, "_decode_or_reason",
+                        lambda *a: pytest.fail("nothing changed, nothing to decode"))
+    again, finished = _scan(copy, 16, cache)
+    assert finished.skipped == 1 and again.report.skipped == first.report.skipped
+    assert again.report.skipped[0][0] == "broken.png"
+
+
+def test_a_cancelled_rescan_keeps_the_last_cache_and_leaves_no_partial_file(image_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)
+    cache = tmp_path / "cache"
+    first, _ = _scan(copy, 16, cache)
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(copy / "new.png")
+    control = RunControl()
+    control.cancel()
+    with pytest.raises(Cancelled):
+        run_to_end(load_image_folder(copy, 16, labels_from_folders=True, cache_dir=cache,
+                                     memory_budget=0, control=control))
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    again, finished = _scan(copy, 16, cache)
+    assert finished.new == 1 and len(again) == len(first) + 1
+
+
+def test_runs_and_adapted_models_of_a_project_share_its_scan(tmp_path):
+    from sslstudio.core.project import Project
+    from sslstudio.core.run_folder import RunFolder
+
+    project = Project.create(tmp_path / "project")
+    run = project.new_run_dir("simclr")
+    assert RunFolder(run).data_cache_dir == project.cache_dir
+    assert RunFolder(run / "adapted" / "x-linear").data_cache_dir == project.cache_dir
+    alone = tmp_path / "alone-run"
+    assert RunFolder(alone).data_cache_dir == RunFolder(alone).cache_dir
 
 
 def test_cache_is_one_byte_per_channel_pixel(image_folder):

@@ -57,8 +57,11 @@ def describe(event, total_steps: int = -1) -> Description:
         case ScanFinished():
             reasons = ", ".join(f"{n} {r}" for r, n in event.skipped_by_reason.items())
             extra = f" ({reasons})" if reasons else ""
+            changes = event.changes_text()
+            changes = f"; {changes}" if changes else ""
             return Description(f"scanned {event.total_files} files in {event.elapsed_s:.1f}s: "
-                               f"{event.usable} usable, {event.skipped} skipped{extra}", "note")
+                               f"{event.usable} usable, {event.skipped} skipped{extra}{changes}",
+                               "note")
         case RunStarted():
             start = f", resuming at step {event.start_step}" if event.start_step else ""
             workers = f" x{event.world_size} processes" if event.world_size > 1 else ""

@@ -27,6 +27,22 @@ class ScanFinished:
     skipped: int
     skipped_by_reason: dict
     elapsed_s: float
+    # Against the project's last scan of the same folder: items taken as they were, and files
+    # found new, changed or gone (all new when there was none).
+    reused: int = 0
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+
+    def changes_text(self) -> str:
+        """What changed since the last scan, in words; empty for a first scan."""
+        if not self.reused and not self.changed and not self.removed:
+            return ""
+        if not (self.new or self.changed or self.removed):
+            return f"all {self.reused} items as at the last scan"
+        parts = [f"{count} {word}" for count, word in
+                 ((self.new, "new"), (self.changed, "changed"), (self.removed, "removed")) if count]
+        return f"{', '.join(parts)} since the last scan; {self.reused} taken as they were"
 
 
 @dataclass(frozen=True, eq=False)

@@ -251,7 +251,7 @@ class ImagePreprocess(Preprocess):
 
     def load(self, data_dir, folder, control, labels_from_folders=False) -> Iterator:
         return (yield from load_image_folder(Path(data_dir), self.image_size, labels_from_folders,
-                                             cache_dir=RunFolder(folder).cache_dir, control=control))
+                                             cache_dir=RunFolder(folder).data_cache_dir, control=control))
 
     def training_inputs(self, batch, device):
         return to_float(batch.to(device, non_blocking=True))
@@ -319,7 +319,7 @@ class ImagePreprocess(Preprocess):
     def load_training_data(cls, config, backbone, device, run, control) -> Iterator:
         size = training_image_size(config, Path(config.data), device, BACKBONES.get(backbone).pretrained)
         return (yield from load_image_folder(Path(config.data), size, config.labels_from_folders,
-                                             cache_dir=run.cache_dir, control=control))
+                                             cache_dir=run.data_cache_dir, control=control))
 
     @classmethod
     def for_training(cls, config, backbone, data, run, resume, device):

@@ -8,9 +8,7 @@ from pathlib import Path
 
 from sslstudio.core.config import read_toml, write_toml
 from sslstudio.core.outputs import is_within
-from sslstudio.core.run_folder import RunFolder
-
-PROJECT_FILE = "sslstudio-project.toml"
+from sslstudio.core.run_folder import PROJECT_CACHE, PROJECT_FILE, RunFolder
 
 
 class ProjectError(ValueError):
@@ -81,7 +79,7 @@ class Project:
 
     @property
     def cache_dir(self) -> Path:
-        return self.path / "cache"
+        return self.path / PROJECT_CACHE
 
     def new_run_dir(self, objective: str) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -14,7 +14,8 @@ costs no torch, so the app can list runs before its engine has loaded.
       checkpoints/last.safetensors, checkpoints/previous.safetensors
       checkpoints/best.safetensors   the encoder that scored best on the monitor's labels, when
                              that was not the last one's (embed, adapt and export use it)
-      cache/                 decoded images (large folders), features for adaptation
+      cache/                 features for adaptation; decoded images of the data folder when
+                             the run is not in a project (a project's runs share PROJECT/cache/)
       adapted/TIME-METHOD/   adapted models (AdaptedFolder)
 """
 
@@ -39,6 +40,8 @@ LAST = "last.safetensors"
 PREVIOUS = "previous.safetensors"
 BEST = "best.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+PROJECT_FILE = "sslstudio-project.toml"
+PROJECT_CACHE = "cache"
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,16 @@ class RunFolder:
     @property
     def cache_dir(self) -> Path:
         return self.path / self.CACHE
+
+    @property
+    def data_cache_dir(self) -> Path:
+        """Where the data folder's decoded items are kept between scans: the project's cache when
+        the run (or the adapted model, one level deeper) lies in a project's runs, so that every
+        run and job of the project reuses one scan; else the run's own."""
+        for ancestor in list(self.path.parents)[:4]:
+            if (ancestor / PROJECT_FILE).is_file():
+                return ancestor / PROJECT_CACHE
+        return self.cache_dir
 
     @property
     def features_cache_path(self) -> Path:

@@ -6,8 +6,6 @@ memory when it fits and memory-mapped from the run folder when it does not.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +25,9 @@ from sslstudio.core.data.images import (
     open_regular_file,
     pillow_warnings_silenced,
 )
+from sslstudio.core.data.decoded_cache import DecodedImageCache, FolderChanges, Verdict
 from sslstudio.core.data.scan import DataError, ScanReport, list_folder
 from sslstudio.core.events import ScanFinished, ScanProgress
-from sslstudio.core.fileio import atomic_write_text
 from PIL import Image
 
 CHUNK = 256
@@ -127,45 +125,21 @@ def load_image_folder(
             f"{total} images at {image_size}px need {total * item_bytes / 2**30:.1f} GiB, more "
             "than fits in memory, and no run folder was given to hold the cache"
         )
-
-    reused = _try_reuse_cache(listing, image_size, cache_dir) if on_disk else None
-    if reused is not None:
-        images, usable_rows, grey_flags, skipped = reused
-        yield ScanProgress(total, total, len(skipped) + len(listing.skipped), "")
+    relatives = [path.relative_to(listing.root).as_posix() for path in listing.paths]
+    signatures = listing.signatures or [(-1, -1)] * total
+    cache = DecodedImageCache(cache_dir, listing.root, image_size) if cache_dir is not None else None
+    known = cache.match(relatives, signatures) if cache is not None else None
+    changes = known.changes if known is not None else FolderChanges(new=total)
+    if known is not None and known.unchanged:
+        verdicts = known.verdicts
+        images = known.store[:sum(v.row >= 0 for v in verdicts)]
+        yield ScanProgress(total, total, sum(v.row < 0 for v in verdicts) + len(listing.skipped), "")
     else:
-        if on_disk:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            store = np.lib.format.open_memmap(
-                cache_dir / f"images_{image_size}px.npy", mode="w+", dtype=np.uint8,
-                shape=(total, image_size, image_size, 3))
-        else:
-            store = np.empty((total, image_size, image_size, 3), np.uint8)
-        usable_rows, grey_flags, skipped = [], [], []
-        written = 0
-        pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
-        try:
-            for start in range(0, total, CHUNK):
-                chunk = listing.paths[start:start + CHUNK]
-                for offset, result in enumerate(pool.map(_decode_or_reason, chunk,
-                                                         [image_size] * len(chunk))):
-                    row = start + offset
-                    if isinstance(result, str):
-                        skipped.append((listing.paths[row].relative_to(listing.root).as_posix(), result))
-                        continue
-                    store[written] = result[0]
-                    grey_flags.append(result[1])
-                    usable_rows.append(row)
-                    written += 1
-                done = min(total, start + CHUNK)
-                yield ScanProgress(done, total, len(skipped) + len(listing.skipped), chunk[-1].name)
-                if control is not None:
-                    control.checkpoint()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        images = store[:written]
-        if on_disk:
-            store.flush()
-            _save_cache_index(listing, image_size, cache_dir, usable_rows, grey_flags, skipped)
+        images, verdicts = yield from _decode_folder(listing, image_size, cache, known, on_disk,
+                                                     relatives, signatures, control, workers)
+    usable_rows = [row for row, v in enumerate(verdicts) if v.row >= 0]
+    grey_flags = [v.grey for v in verdicts if v.row >= 0]
+    skipped = [(relatives[row], v.reason) for row, v in enumerate(verdicts) if v.row < 0]
 
     # What the listing refused to open counts as skipped like what failed to decode; it stays out
     # of the cache index, which covers the decoded candidates only.
@@ -173,7 +147,8 @@ def load_image_folder(
     report = ScanReport(str(listing.root), total + len(listing.skipped), len(usable_rows),
                         listing.ignored, all_skipped)
     yield ScanFinished(report.total_files, len(usable_rows), len(all_skipped),
-                       report.skipped_by_reason(), time.monotonic() - started)
+                       report.skipped_by_reason(), time.monotonic() - started,
+                       changes.reused, changes.new, changes.changed, changes.removed)
     if not usable_rows:
         raise DataError(f"none of the {report.total_files} image files in {listing.root} could be read: "
                         f"{report.summary()}")
@@ -218,37 +193,62 @@ def _decode_or_reason(path: Path, size: int):
         return "not enough memory to decode"
 
 
-def _cache_key(listing, image_size: int) -> str:
-    digest = hashlib.sha1(str(image_size).encode())
-    for path in listing.paths:
-        try:
-            stat = path.stat()
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode(errors="surrogateescape"))
-        except OSError:
-            digest.update(f"{path}\0missing\n".encode(errors="surrogateescape"))
-    return digest.hexdigest()
-
-
-def _save_cache_index(listing, image_size, cache_dir, usable_rows, grey_flags, skipped) -> None:
-    atomic_write_text(cache_dir / f"images_{image_size}px.json", json.dumps({
-        "key": _cache_key(listing, image_size),
-        "usable_rows": usable_rows,
-        "grey": grey_flags,
-        "skipped": skipped,
-    }))
-
-
-def _try_reuse_cache(listing, image_size, cache_dir):
-    if cache_dir is None:
-        return None
-    index_path = cache_dir / f"images_{image_size}px.json"
-    data_path = cache_dir / f"images_{image_size}px.npy"
+def _decode_folder(listing, image_size, cache, known, on_disk, relatives, signatures, control,
+                   workers):
+    """Decode what the cache does not hold (everything without one) into a new store, in the
+    listing's order; returns (images, a verdict per listed path). With a cache, the new store
+    replaces the old one once complete: a cancelled scan leaves the old one as it was."""
+    total = len(listing.paths)
+    if cache is not None and on_disk:
+        store = cache.new_store(total)
+    else:
+        store = np.empty((total, image_size, image_size, 3), np.uint8)
+    verdicts: list[Verdict] = []
+    skipped_count = 0
+    written = 0
+    pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
+    completed = False
     try:
-        index = json.loads(index_path.read_text())
-        if index["key"] != _cache_key(listing, image_size):
-            return None
-        store = np.load(data_path, mmap_mode="r")
-    except (OSError, ValueError, KeyError):
-        return None
-    usable = index["usable_rows"]
-    return store[: len(usable)], usable, index["grey"], [tuple(s) for s in index["skipped"]]
+        for start in range(0, total, CHUNK):
+            rows = range(start, min(total, start + CHUNK))
+            fresh = [row for row in rows if known is None or known.verdicts[row] is None]
+            decoded = dict(zip(fresh, pool.map(_decode_or_reason, [listing.paths[r] for r in fresh],
+                                               [image_size] * len(fresh))))
+            for row in rows:
+                if row in decoded:
+                    result = decoded[row]
+                    if isinstance(result, str):
+                        verdicts.append(Verdict(-1, reason=result))
+                        skipped_count += 1
+                        continue
+                    store[written] = result[0]
+                    verdicts.append(Verdict(written, bool(result[1])))
+                else:
+                    kept = known.verdicts[row]
+                    if kept.row < 0:
+                        verdicts.append(kept)
+                        skipped_count += 1
+                        continue
+                    store[written] = known.store[kept.row]
+                    verdicts.append(Verdict(written, kept.grey))
+                written += 1
+            yield ScanProgress(rows[-1] + 1, total, skipped_count + len(listing.skipped),
+                               listing.paths[rows[-1]].name)
+            if control is not None:
+                control.checkpoint()
+        completed = True
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if not completed and cache is not None:
+            del store
+            cache.discard_partial()
+    if cache is None:
+        return store[:written], verdicts
+    try:
+        return cache.commit(store, written, relatives, signatures, verdicts), verdicts
+    except OSError:
+        # A full disk or a read-only project costs the next scan its speed, not this one its data.
+        cache.discard_partial()
+        if on_disk:
+            raise
+        return store[:written], verdicts

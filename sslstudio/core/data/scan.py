@@ -23,6 +23,9 @@ class FolderListing:
     # (relative path, reason): candidates that must never be opened (pipes, devices, sockets) and
     # subfolders that could not be listed. Loaders merge these into their ScanReport.
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # (size, modification time in ns) of each path, as listed; (-1, -1) where stat failed. What a
+    # cache of decoded items is keyed by, so a rescan decodes only what changed.
+    signatures: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -95,7 +98,7 @@ def list_folder(root: Path, extensions: frozenset[str], labels_from_folders: boo
         raise DataError(f"folder not found: {root}")
     if not root.is_dir():
         raise DataError(f"not a folder: {root}")
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, Path, tuple[int, int]]] = []
     skipped: list[tuple[str, str]] = []
     ignored = 0
 
@@ -123,26 +126,30 @@ def list_folder(root: Path, extensions: frozenset[str], labels_from_folders: boo
                 ignored += 1
                 continue
             relative = path.relative_to(root).as_posix()
+            signature = (-1, -1)
             try:
                 # stat, never open: opening a pipe blocks until a writer comes, and opening some
                 # devices (tape, watchdog) has effects of its own.
-                problem = not_regular_reason(os.stat(path).st_mode)
+                info = os.stat(path)
+                problem = not_regular_reason(info.st_mode)
+                signature = (info.st_size, info.st_mtime_ns)
             except OSError:
                 # Broken links, loops, permission: the reader reports those with their reason.
                 problem = None
             if problem is not None:
                 skipped.append((relative, problem))
             else:
-                found.append((relative, path))
+                found.append((relative, path, signature))
     found.sort(key=lambda pair: pair[0])
     skipped.sort(key=lambda pair: pair[0])
-    paths = [path for _, path in found]
+    paths = [path for _, path, _ in found]
     if labels_from_folders:
-        tops = [rel.split("/")[0] if "/" in rel else None for rel, _ in found]
+        tops = [rel.split("/")[0] if "/" in rel else None for rel, _, _ in found]
         class_names = tuple(sorted({t for t in tops if t is not None}))
         index = {name: i for i, name in enumerate(class_names)}
         labels = [index[t] if t is not None else -1 for t in tops]
     else:
         class_names = ()
         labels = [-1] * len(paths)
-    return FolderListing(root, paths, labels, class_names, ignored, skipped)
+    return FolderListing(root, paths, labels, class_names, ignored, skipped,
+                         [signature for _, _, signature in found])
