@@ -278,6 +278,47 @@ def pg_point(xy):
     return QPointF(float(xy[0]), float(xy[1]))
 
 
+def test_the_map_legend_names_the_colours_and_hides_a_class(qtbot):
+    import numpy as np
+    from PySide6.QtCore import Qt
+
+    from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+
+    view = EmbeddingMap()
+    qtbot.addWidget(view)
+    view.resize(700, 400)
+    view.show()
+    view.class_names = ("bag", "boot", "coat", "dress")
+    coords = np.column_stack([np.repeat(np.arange(4.0), 50), np.tile(np.linspace(0, 1, 50), 4)])
+    labels = np.repeat(np.arange(4), 50)
+    labels[-5:] = -1
+    view.show_snapshot(np.arange(200), coords.astype(np.float32), labels, step=1)
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+    entries = [view.legend.item(i).text() for i in range(view.legend.count())]
+    assert view.legend.isVisible()
+    assert entries == ["bag (50)", "boot (50)", "coat (50)", "dress (45)", "none (5)"]
+
+    view.legend.item(1).setCheckState(Qt.CheckState.Unchecked)  # hide "boot" (x == 1)
+    shown = view.scatter.data["visible"]
+    assert not shown[labels == 1].any() and shown[labels != 1].all()
+    clicked, lassoed = [], []
+    view.point_clicked.connect(clicked.append)
+    view.points_lassoed.connect(lassoed.append)
+    view._clicked(None, [FakePoint((1.0, 0.5))])  # on a hidden point: the nearest shown one
+    assert clicked and labels[clicked[0]] != 1
+    view.lasso(np.array([[0.5, -1], [1.5, -1], [1.5, 2], [0.5, 2]]))  # around boot only
+    assert lassoed == []
+    # Points that glide keep their hidden state; another colouring starts with all shown.
+    view.show_snapshot(np.arange(200), coords.astype(np.float32) + 0.1, labels, step=2)
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+    assert not view.scatter.data["visible"][labels == 1].any()
+    view.colour_by.setCurrentText("Colour by group")
+    assert view.scatter.data["visible"].all()
+    assert view.legend.item(0).text().startswith("group 1 (")
+    view.colour_by.setCurrentText("One colour")
+    assert not view.legend.isVisible()
+
+
 def test_last_choices_and_recent_projects_persist(qtbot, window):
     w = window()
     open_sample(qtbot, w)

@@ -153,7 +153,8 @@ class LabellingPanels(QObject):
         self.label_panel.set_classes(classes, session.counts())
         if len(self.host.map.indices):
             self.host.map.set_item_colouring("Colour by your labels", session.label_of,
-                                             [_rgb(c.colour) for c in classes])
+                                             [_rgb(c.colour) for c in classes],
+                                             names=[c.name for c in classes])
         self.update_actions()
 
     def label_items(self, items, class_id: int | None = None, use_current: bool = True) -> int:
@@ -337,7 +338,8 @@ class LabellingPanels(QObject):
         view.status.setText(f"{len(shown):,} items embedded by {session.run.name}")
         self.refresh_labels()
         view.set_item_colouring("Colour by your labels", session.label_of,
-                                [_rgb(c.colour) for c in session.classes()], show=True)
+                                [_rgb(c.colour) for c in session.classes()], show=True,
+                                names=[c.name for c in session.classes()])
         self.host.reveal(view)
         self.label_panel.set_encoder(f"Labelling with {session.run.name}: every item embedded.", True)
         self.host.reveal(self.label_panel)
@@ -365,7 +367,9 @@ class LabellingPanels(QObject):
         if kind == "groups":
             self.host.progress.hide()
             k = self.session.groups_found(value)
-            self.host.map.set_item_colouring("Colour by group", self.session.groups, show=True)
+            self.host.map.set_item_colouring(
+                "Colour by group", self.session.groups, show=True,
+                names=[f"group {g + 1}" for g in range(int(self.session.groups.max(initial=-1)) + 1)])
             self._say(f"{k} groups found; select an item and label its whole group, then fix the "
                       "mistakes")
             self.label_panel.k.setValue(k)
@@ -436,9 +440,11 @@ class LabellingPanels(QObject):
         view = self.host.map
         view.set_item_colouring("Colour by confidence",
                                 np.minimum((session.confidence * 5).astype(np.int64), 4),
-                                CONFIDENCE_COLOURS)
+                                CONFIDENCE_COLOURS,
+                                names=["confidence < 20%", "20-40%", "40-60%", "60-80%", "80-100%"])
         view.set_item_colouring("Colour by predicted class", session.predicted,
-                                [_rgb(c.colour) for c in session.classes()], show=True)
+                                [_rgb(c.colour) for c in session.classes()], show=True,
+                                names=[f"predicted {c.name}" for c in session.classes()])
 
     def _restore_latest_predictions(self) -> None:
         restored = self.session.restore_latest_predictions()

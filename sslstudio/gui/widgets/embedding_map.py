@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QPainterPath, QPen, QPixmap
-from PySide6.QtWidgets import (QComboBox, QGraphicsPathItem, QHBoxLayout, QLabel, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QColor, QIcon, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (QComboBox, QGraphicsPathItem, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 GLIDE_S = 0.4
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -119,8 +119,13 @@ class EmbeddingMap(QWidget):
         self._brushes: list = []
         self._restyle = False  # colours changed: the next draw must restyle every point
         self._stopped = False
-        # Extra colourings by name: (group per dataset index, -1 for none; RGB per group).
-        self.item_colourings: dict[str, tuple[np.ndarray, list]] = {}
+        # Extra colourings by name: (group per dataset index, -1 for none; RGB per group; a name
+        # per group for the legend).
+        self.item_colourings: dict[str, tuple[np.ndarray, list, list]] = {}
+        self.groups = np.zeros(0, np.int64)  # the colour group of each shown point, -1 for none
+        self.hidden_groups: set[int] = set()  # switched off in the legend
+        self.visible = np.zeros(0, bool)
+        self._legend_mode = ""
 
         self.view_box = LassoViewBox()
         self.view_box.on_lasso = self.lasso
@@ -149,10 +154,21 @@ class EmbeddingMap(QWidget):
         bar.addWidget(self.colour_by)
         bar.addWidget(self.label_mode)
         bar.addWidget(self.status, 1)
+        # The legend names each colour; unticking an entry hides its points (and keeps them out
+        # of hover, clicks and the lasso), as in FiftyOne's and the projector's legends.
+        self.legend = QListWidget()
+        self.legend.setMaximumWidth(190)
+        self.legend.setToolTip("What each colour means; untick a class to hide its points")
+        self.legend.itemChanged.connect(self._legend_toggled)
+        self.legend.hide()
+        body = QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self.plot, 1)
+        body.addWidget(self.legend)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
-        layout.addWidget(self.plot, 1)
+        layout.addLayout(body, 1)
 
         self.hover_label = QLabel(self, Qt.WindowType.ToolTip)
         self.hover_label.setStyleSheet("border: 1px solid palette(mid); padding: 2px;")
@@ -183,6 +199,9 @@ class EmbeddingMap(QWidget):
         self.labels = np.zeros(0, np.int64)
         self._from = self._to = self.coords = np.zeros((0, 2), np.float32)
         self._brushes = []
+        self.groups, self.visible, self.hidden_groups = np.zeros(0, np.int64), np.zeros(0, bool), set()
+        self.legend.clear()
+        self.legend.hide()
         self.timer.stop()
         self.scatter.clear()
         self._ranged = False
@@ -216,8 +235,7 @@ class EmbeddingMap(QWidget):
         else:
             if len(self._brushes) != len(coords):
                 self._recolour()
-            self.scatter.setData(pos=coords, brush=self._brushes)
-            self._restyle = False
+            self._draw_all(coords)
 
     # -- colours ------------------------------------------------------------------------------
     def _brush(self, rgb) -> object:
@@ -227,13 +245,21 @@ class EmbeddingMap(QWidget):
             self._colour_cache[rgb] = brush
         return brush
 
+    def _draw_all(self, coords: np.ndarray) -> None:
+        self.scatter.setData(pos=coords, brush=self._brushes)
+        if self.hidden_groups and len(self.visible) == len(coords):
+            self.scatter.setPointsVisible(self.visible)
+        self._restyle = False
+
     def set_item_colouring(self, name: str, groups: np.ndarray | None, colours: list | None = None,
-                           show: bool = False) -> None:
-        """Add (or replace, or with `groups` None remove) a colouring by a value per dataset item."""
+                           show: bool = False, names: list[str] | None = None) -> None:
+        """Add (or replace, or with `groups` None remove) a colouring by a value per dataset item;
+        `names` name the groups in the legend."""
         if groups is None:
             self.item_colourings.pop(name, None)
         else:
-            self.item_colourings[name] = (np.asarray(groups, np.int64), list(colours or PALETTE))
+            self.item_colourings[name] = (np.asarray(groups, np.int64), list(colours or PALETTE),
+                                          list(names or []))
         present = [self.colour_by.itemText(i) for i in range(self.colour_by.count())]
         self.colour_by.blockSignals(True)
         if groups is None and name in present:
@@ -249,28 +275,68 @@ class EmbeddingMap(QWidget):
     def _recolour(self) -> None:
         mode = self.colour_by.currentText()
         n = len(self.indices)
-        palette = PALETTE
+        palette, names = PALETTE, []
         if mode in self.item_colourings and n:
-            by_item, palette = self.item_colourings[mode]
+            by_item, palette, names = self.item_colourings[mode]
             inside = self.indices < len(by_item)
             groups = np.full(n, -1, np.int64)
             groups[inside] = by_item[self.indices[inside]]
         elif mode == FOLDER and n and (self.labels >= 0).any():
-            groups = self.labels
+            groups, names = self.labels, list(self.class_names)
         elif mode == GROUPS and n:
             k = int(np.clip(round(np.sqrt(n / 50)), 2, len(PALETTE)))
             groups = kmeans(self._to.astype(np.float64), k)
+            names = [f"group {g + 1}" for g in range(k)]
         else:
             groups = np.zeros(n, np.int64)
+            mode = ONE_COLOUR
         # One shared brush object per colour: per-point brushes defeat pyqtgraph's cache.
         table = [self._brush(tuple(palette[g % len(palette)]))
                  for g in range(int(groups.max(initial=0)) + 1)]
         unknown = self._brush(UNKNOWN)
         self._brushes = [table[g] if g >= 0 else unknown for g in groups]
+        if mode != self._legend_mode:
+            self.hidden_groups = set()  # another colouring: its classes all start shown
+            self._legend_mode = mode
+        self.groups = groups
+        self.visible = ~np.isin(groups, list(self.hidden_groups)) if self.hidden_groups else np.ones(n, bool)
+        self._fill_legend(mode, groups, palette, names)
         self._restyle = True
         if len(self.coords) == n and n:
-            self.scatter.setData(pos=self.coords, brush=self._brushes)
-            self._restyle = False
+            self._draw_all(self.coords)
+
+    def _fill_legend(self, mode: str, groups: np.ndarray, palette: list, names: list[str]) -> None:
+        self.legend.blockSignals(True)
+        self.legend.clear()
+        counts = np.bincount(groups[groups >= 0], minlength=int(groups.max(initial=-1)) + 1) \
+            if len(groups) else np.zeros(0, np.int64)
+        entries = [(g, names[g] if g < len(names) else f"{g}", palette[g % len(palette)], int(c))
+                   for g, c in enumerate(counts) if c]
+        unknown = int((groups < 0).sum())
+        if unknown:
+            entries.append((-1, "none", UNKNOWN, unknown))
+        for group, name, rgb, count in entries:
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(*rgb))
+            item = QListWidgetItem(QIcon(swatch), f"{name} ({count:,})")
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked if group in self.hidden_groups
+                               else Qt.CheckState.Checked)
+            item.setData(Qt.ItemDataRole.UserRole, group)
+            self.legend.addItem(item)
+        self.legend.blockSignals(False)
+        self.legend.setVisible(mode != ONE_COLOUR and bool(entries))
+
+    def _legend_toggled(self, item: QListWidgetItem) -> None:
+        group = int(item.data(Qt.ItemDataRole.UserRole))
+        if item.checkState() == Qt.CheckState.Checked:
+            self.hidden_groups.discard(group)
+        else:
+            self.hidden_groups.add(group)
+        self.visible = ~np.isin(self.groups, list(self.hidden_groups))
+        if len(self.scatter.data) == len(self.visible):
+            self.scatter.setPointsVisible(self.visible)
+        self.hover_label.hide()
 
     # -- interaction --------------------------------------------------------------------------
     def _nearest(self, scene_pos) -> int | None:
@@ -282,6 +348,8 @@ class EmbeddingMap(QWidget):
         dx = (self.coords[:, 0] - point.x()) / max(pixel[0], 1e-12)
         dy = (self.coords[:, 1] - point.y()) / max(pixel[1], 1e-12)
         distance = dx * dx + dy * dy
+        if len(self.visible) == len(distance):
+            distance[~self.visible] = np.inf
         best = int(distance.argmin())
         return best if distance[best] <= 64 else None  # within 8 px
 
@@ -319,6 +387,8 @@ class EmbeddingMap(QWidget):
         if not len(self.coords):
             return
         inside = points_in_polygon(self.coords, polygon)
+        if len(self.visible) == len(inside):
+            inside &= self.visible  # a hidden class is not labelled by a lasso drawn across it
         if inside.any():
             self.points_lassoed.emit(self.indices[inside].copy())
 
@@ -326,6 +396,8 @@ class EmbeddingMap(QWidget):
         if len(points):
             position = points[0].pos()
             distance = (self.coords[:, 0] - position.x()) ** 2 + (self.coords[:, 1] - position.y()) ** 2
+            if len(self.visible) == len(distance):
+                distance[~self.visible] = np.inf
             self.point_clicked.emit(int(self.indices[int(distance.argmin())]))
 
     def leaveEvent(self, event) -> None:  # noqa: N802 - Qt's name
