@@ -15,7 +15,7 @@ from sslstudio.core.describe import Description, describe, format_estimate
 from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPredictions, AdaptProgress,
                                    AdaptStarted, Checkpointed, EmbeddingSnapshot, EmbedFinished,
                                    EmbedProgress, ExportCheck, ExportFinished, ExportLatency,
-                                   ExportProgress, FeaturesReady, RunFinished, RunStarted,
+                                   ExportProgress, FeaturesReady, MapProgress, MapReady, RunFinished, RunStarted,
                                    RunWarning, ScanFinished, ScanProgress, StepMetrics)
 
 CHECKPOINT = "/runs/r1/checkpoints/last.safetensors"
@@ -84,6 +84,14 @@ CASES = {
     "features_ready": (FeaturesReady(items=np.array(["a", "b"]), features=np.zeros((2, 8), np.float32),
                                      coords=np.zeros((2, 2), np.float32)),
                        "features of 2 items", "data"),
+    "map_progress": (MapProgress(done=50, total=750, phase="arranging the map", elapsed_s=3.0),
+                     "arranging the map: 50/750", "progress"),
+    "map_ready": (MapReady(items=np.array(["a", "b"]), coords=np.zeros((2, 2), np.float32),
+                           method="t-SNE", elapsed_s=75.0),
+                  "t-SNE map of 2 items in 1m 15s", "note"),
+    "map_ready_cached": (MapReady(items=np.array(["a"] * 1200), coords=np.zeros((1200, 2), np.float32),
+                                  method="t-SNE", elapsed_s=0.0),
+                         "t-SNE map of 1,200 items from the run's cache", "note"),
     "adapt_started": (AdaptStarted(method="linear", num_labels=12, class_names=("a", "b", "c"),
                                    scheme="leave-one-out over 12 labels", trainings=13,
                                    trainable_parameters=387, total_parameters=11_000_387),

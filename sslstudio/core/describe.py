@@ -23,6 +23,8 @@ from sslstudio.core.events import (
     ExportLatency,
     ExportProgress,
     FeaturesReady,
+    MapProgress,
+    MapReady,
     RunFinished,
     RunStarted,
     RunWarning,
@@ -90,6 +92,12 @@ def describe(event, total_steps: int = -1) -> Description:
             return Description(f"wrote {event.count} x {event.dim} features to {event.path}", "note")
         case FeaturesReady():
             return Description(f"features of {len(event.items)} items", "data")
+        case MapProgress():
+            return Description(f"{event.phase}: {event.done}/{event.total}", "progress")
+        case MapReady():
+            how = (f"in {format_duration(event.elapsed_s)}" if event.elapsed_s
+                   else "from the run's cache")
+            return Description(f"{event.method} map of {len(event.items):,} items {how}", "note")
         case AdaptStarted():
             share = event.trainable_parameters / max(1, event.total_parameters)
             return Description(f"{event.method}: {event.num_labels} labels in {len(event.class_names)} "

@@ -198,6 +198,25 @@ class FeaturesReady:
     coords: np.ndarray  # float32 (N, 2), a 2-D map of every item
 
 
+@dataclass(frozen=True, eq=False)
+class MapProgress:
+    done: int  # optimisation iterations
+    total: int
+    phase: str  # "finding neighbours", "arranging the map"
+    elapsed_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class MapReady:
+    """A map where groups stand apart (t-SNE) for the items of a FeaturesReady, replacing its
+    PCA map."""
+
+    items: np.ndarray  # str, as in FeaturesReady
+    coords: np.ndarray  # float32 (N, 2)
+    method: str
+    elapsed_s: float  # 0 when it came from the run's cache
+
+
 # -- export -----------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class ExportProgress:

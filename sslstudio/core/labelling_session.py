@@ -23,6 +23,7 @@ from sslstudio.core.events import (
     AdaptPredictions,
     AdaptStarted,
     FeaturesReady,
+    MapReady,
 )
 from sslstudio.core.labels import ImportReport, LabelClass, LabelError, LabelStore
 from sslstudio.core.project_lock import ProjectLock, ProjectLocked
@@ -81,6 +82,7 @@ class LabellingSession:
             labels_error = str(error)
         self.run = None
         self.features = self.coords = self.groups = self.suggestions = None
+        self.map_method = ""
         self._forget_predictions()
         self.reload_labels()
         return ProjectOpened(read_only_reason, labels_error)
@@ -204,7 +206,17 @@ class LabellingSession:
         coords = np.zeros((n, 2), np.float32)
         coords[rows[found]] = event.coords[found]
         self.features, self.coords = features, coords
+        self.map_method = "PCA"
         self.groups = self.suggestions = None
+
+    def map_ready(self, event: MapReady) -> None:
+        """A better map of the same items replaces the first one."""
+        if self.coords is None:
+            return
+        rows = np.array([self.item_index.get(str(k), -1) for k in event.items], np.int64)
+        found = rows >= 0
+        self.coords[rows[found]] = event.coords[found]
+        self.map_method = event.method
 
     def embedded_items(self) -> np.ndarray:
         return np.flatnonzero(~np.isnan(self.features[:, 0]))

@@ -14,7 +14,7 @@ costs no torch, so the app can list runs before its engine has loaded.
       checkpoints/last.safetensors, checkpoints/previous.safetensors
       checkpoints/best.safetensors   the encoder that scored best on the monitor's labels, when
                              that was not the last one's (embed, adapt and export use it)
-      cache/                 features for adaptation; decoded images of the data folder when
+      cache/                 features for adaptation and their t-SNE map; decoded images of the data folder when
                              the run is not in a project (a project's runs share PROJECT/cache/)
       adapted/TIME-METHOD/   adapted models (AdaptedFolder)
 """
@@ -61,6 +61,7 @@ class RunFolder:
     CACHE = "cache"
     ADAPTED = "adapted"
     FEATURES = "features.npz"
+    NEIGHBOUR_MAP = "map-tsne.npz"
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -119,6 +120,11 @@ class RunFolder:
     @property
     def features_cache_path(self) -> Path:
         return self.cache_dir / self.FEATURES
+
+    @property
+    def map_cache_path(self) -> Path:
+        """The t-SNE map of the features in `features_cache_path`, under the same key."""
+        return self.cache_dir / self.NEIGHBOUR_MAP
 
     @property
     def adapted_dir(self) -> Path:

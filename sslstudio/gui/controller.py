@@ -25,6 +25,8 @@ from sslstudio.core.events import (
     ExportLatency,
     ExportProgress,
     FeaturesReady,
+    MapProgress,
+    MapReady,
     RunFinished,
     RunStarted,
     RunWarning,
@@ -52,6 +54,7 @@ class TrainingController(QObject):
     failed = Signal(str, str)  # message, traceback
     log = Signal(str)
     features_ready = Signal(object)  # FeaturesReady
+    map_ready = Signal(object)  # MapReady
     adapt_started = Signal(object)  # AdaptStarted
     adapt_progress = Signal(object)  # AdaptProgress or EmbedProgress during adaptation
     adapt_estimate = Signal(object)  # AdaptEstimate
@@ -194,6 +197,10 @@ class TrainingController(QObject):
                 self.export_event.emit(event)
             case FeaturesReady():
                 self.features_ready.emit(event)
+            case MapReady():
+                self.map_ready.emit(event)
+            case MapProgress():
+                self.adapt_progress.emit(event)
             case AdaptStarted():
                 self.adapt_started.emit(event)
             case AdaptProgress() | EmbedProgress():

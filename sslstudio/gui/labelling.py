@@ -92,6 +92,7 @@ class LabellingPanels(QObject):
         c.features_ready.connect(self._features_ready)
         c.adapt_started.connect(self._adapt_started)
         c.adapt_progress.connect(self._adapt_progress)
+        c.map_ready.connect(self._map_ready)
         c.adapt_estimate.connect(self.adapt_panel.show_estimate)
         c.adapt_predictions.connect(self._adapt_predictions)
         c.adapt_finished.connect(self._adapt_finished)
@@ -345,6 +346,19 @@ class LabellingPanels(QObject):
         self.host.reveal(self.label_panel)
         self._restore_latest_predictions()
         self.update_actions()
+
+    def _map_ready(self, event) -> None:
+        """The t-SNE map arrives: the points glide from the PCA layout to it."""
+        self.host.progress.hide()
+        session = self.session
+        if session.features is None:
+            return
+        session.map_ready(event)
+        shown = session.map_items()
+        view = self.host.map
+        view.show_snapshot(shown, session.coords[shown], np.asarray(self.host.data_set.labels)[shown])
+        view.status.setText(f"{len(shown):,} items embedded by {session.run.name}, "
+                            f"{event.method} map")
 
     def find_groups(self, k: int) -> None:
         if self.session.features is None or self.host.controller.busy():

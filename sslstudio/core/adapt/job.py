@@ -39,10 +39,12 @@ from sslstudio.core.events import (
     AdaptProgress,
     AdaptStarted,
     FeaturesReady,
+    MapReady,
     RunWarning,
 )
 from sslstudio.core.fileio import atomic_write_bytes
 from sslstudio.core.monitor import project_2d
+from sslstudio.core.projection import aligned, neighbour_map
 from sslstudio.core.outputs import (
     check_output_file,
     check_output_folder,
@@ -118,10 +120,7 @@ def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device
     """The pretrained encoder's features of every item, kept in the run folder between jobs
     (keyed by the checkpoint and the folder's files)."""
     folder = RunFolder(run_dir)
-    stat = folder.checkpoint_file().stat()
-    key = json.dumps([stat.st_mtime_ns, stat.st_size, encoder.feature_dim, str(data.root),
-                      item_keys(data)])
-    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
+    digest = _features_key(folder, encoder, data)
     cache = folder.features_cache_path
     try:
         with np.load(cache) as saved:
@@ -136,6 +135,31 @@ def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device
     return features
 
 
+def _features_key(folder: RunFolder, encoder, data) -> str:
+    stat = folder.checkpoint_file().stat()
+    key = json.dumps([stat.st_mtime_ns, stat.st_size, encoder.feature_dim, str(data.root),
+                      item_keys(data)])
+    return hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def cached_neighbour_map(folder: RunFolder, features: np.ndarray, key: str, control) -> Iterator:
+    """The t-SNE map of `features`, kept in the run folder beside them (same key); returns
+    (coords, seconds it took, 0 when cached)."""
+    cache = folder.map_cache_path
+    try:
+        with np.load(cache) as saved:
+            if str(saved["key"]) == key and len(saved["coords"]) == len(features):
+                return saved["coords"], 0.0
+    except (OSError, KeyError, ValueError):
+        pass
+    started = time.monotonic()
+    coords = yield from neighbour_map(features, control)
+    buffer = io.BytesIO()
+    np.savez(buffer, coords=coords, key=np.array(key))
+    atomic_write_bytes(cache, buffer.getvalue())
+    return coords, time.monotonic() - started
+
+
 def prepare_labelling(run_dir: Path, data_dir: Path, device: str = "auto",
                       control: RunControl | None = None) -> Iterator:
     """Features of every item from the run's encoder, and a 2-D map of them (FeaturesReady)."""
@@ -146,7 +170,13 @@ def prepare_labelling(run_dir: Path, data_dir: Path, device: str = "auto",
     features = yield from cached_features(Path(run_dir), encoder, data, preprocess, torch_device,
                                           control)
     coords = project_2d(features, None).astype(np.float32)
-    yield FeaturesReady(np.array(item_keys(data)), features, coords)
+    items = np.array(item_keys(data))
+    yield FeaturesReady(items, features, coords)
+    # Labelling can start on the PCA map at once; the map where groups stand apart follows.
+    folder = RunFolder(run_dir)
+    neighbours, seconds = yield from cached_neighbour_map(
+        folder, features, _features_key(folder, encoder, data), control)
+    yield MapReady(items, aligned(neighbours, coords), "t-SNE", seconds)
 
 
 # -- estimate ---------------------------------------------------------------------------------
