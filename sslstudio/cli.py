@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="image or text folder (searched recursively)")
     train.add_argument("--objective", help="self-supervised method; see `sslstudio objectives`")
     train.add_argument("--out", help="run folder to create (or to resume with --resume)")
+    train.add_argument("--project", metavar="PROJECT",
+                       help="an SSL Studio project folder (made if missing): the run goes into its "
+                            "runs/ unless --out says otherwise, --data defaults to its data folder, "
+                            "and the folder's scan is shared with the app and the project's other runs")
     train.add_argument("--device", help="auto, cpu, cuda:N or mps (default auto)")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="passes over the data")
@@ -276,11 +280,17 @@ def _build_configs(args):
             train_config = with_overrides(train_config, train_values)
         return train_config, objective_config, True
 
+    project = _project_for(args) if getattr(args, "project", None) else None
     if not args.data:
         raise UsageError("--data DIR is required")
+    objective_cls = OBJECTIVES.get(args.objective or default_objective_for(Path(args.data), args.weights))
+    if not args.out and project is not None:
+        if os.environ.get("WORLD_SIZE", "1") != "1":
+            # Each process would name its own run folder by its own clock.
+            raise UsageError("with torchrun, give --out as well as --project")
+        args.out = str(project.new_run_dir(objective_cls.name))
     if not args.out:
         raise UsageError("--out RUN is required (a folder for checkpoints and metrics)")
-    objective_cls = OBJECTIVES.get(args.objective or default_objective_for(Path(args.data), args.weights))
     objective_values, train_values = _split_overrides(args.set, objective_cls)
     objective_config = with_overrides(objective_cls.config_cls(), objective_values)
     flag_values = {
@@ -303,6 +313,35 @@ def _build_configs(args):
         raise UsageError(f"data folder not found: {data}")
     # train() itself checks the run folder and the weights before any work.
     return train_config, objective_config, False
+
+
+def _project_for(args):
+    from sslstudio.core.outputs import is_within
+    from sslstudio.core.project import Project, ProjectError
+    from sslstudio.core.run_folder import PROJECT_FILE
+
+    folder = Path(args.project).expanduser().resolve()
+    try:
+        if (folder / PROJECT_FILE).is_file():
+            project = Project.open(folder)
+        else:
+            # A project is made only where nothing else is: never inside a user's folder of files.
+            if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+                raise UsageError(f"{folder} is neither an SSL Studio project nor an empty folder: "
+                                 "give a project, or a new folder to make one in")
+            if args.data and is_within(folder, Path(args.data).expanduser().resolve()):
+                raise UsageError(f"the project {folder} would lie inside the data folder {args.data}, "
+                                 "which SSL Studio never writes into: put it elsewhere")
+            project = Project.create(folder, "")
+        if not args.data:
+            if not project.data_dir:
+                raise UsageError(f"the project {project.path} has no data folder yet: give --data DIR")
+            args.data = project.data_dir
+        elif not project.data_dir:
+            project.set_data_dir(str(Path(args.data).expanduser().resolve()))
+    except ProjectError as error:
+        raise UsageError(str(error)) from None
+    return project
 
 
 def cmd_train(args) -> int:

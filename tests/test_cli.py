@@ -92,3 +92,32 @@ def test_batch_larger_than_data_warns(image_folder, tmp_path):
 def test_python_dash_m_and_help():
     result = run_cli("--help")
     assert result.returncode == 0 and "train" in result.stdout and "embed" in result.stdout
+
+
+def test_train_in_a_project_shares_one_scan_between_runs(image_folder, tmp_path, capsys):
+    from sslstudio.core.project import Project
+
+    project = tmp_path / "project"
+    common = ["--epochs", "1", "--batch-size", "8", "--image-size", "16", "--quiet"]
+    assert main(["train", "--project", str(project), "--data", str(image_folder), *common]) == 0
+    first = capsys.readouterr().out
+    assert "scanned 24 files" in first and "since the last scan" not in first
+    # The second run needs no --data: the project knows its folder, and its scan is reused.
+    assert main(["train", "--project", str(project), "--objective", "byol", *common]) == 0
+    second = capsys.readouterr().out
+    assert "all 24 items as at the last scan" in second
+    runs = Project.open(project).runs()
+    assert len(runs) == 2 and {r.objective for r in runs} == {"simclr", "byol"}
+    assert Project.open(project).data_dir == str(image_folder.resolve())
+
+
+def test_a_project_is_never_made_in_a_folder_of_other_files(image_folder, tmp_path, capsys):
+    code = main(["train", "--project", str(image_folder), "--data", str(image_folder), "--epochs", "1"])
+    assert code == 2 and "neither an SSL Studio project nor an empty folder" in capsys.readouterr().err
+    assert not list(image_folder.rglob("sslstudio-project.toml"))
+    code = main(["train", "--project", str(image_folder / "new"), "--data", str(image_folder),
+                 "--epochs", "1"])
+    assert code == 2 and "inside the data folder" in capsys.readouterr().err
+    assert not (image_folder / "new").exists()
+    code = main(["train", "--project", str(tmp_path / "empty-project"), "--epochs", "1"])
+    assert code == 2 and "has no data folder yet: give --data" in capsys.readouterr().err
