@@ -59,10 +59,14 @@ def create_app(argv: list[str] | None = None):
 
 def run(project: str | None = None, sample: bool = False) -> int:
     app = create_app()
-
-
     window = MainWindow(Path(project) if project else None)
     window.show()
+    # Without a window manager (a bare X display, some kiosk and remote set-ups) nothing activates
+    # the window: it gets no keyboard focus, and Ctrl+R and the other shortcuts do nothing while
+    # the buttons work. Asking for activation gives it the focus there; a window manager decides
+    # as usual elsewhere.
+    window.raise_()
+    window.activateWindow()
     if sample:
         QTimer.singleShot(0, window.open_sample)
     return app.exec()
