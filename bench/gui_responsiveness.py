@@ -135,7 +135,7 @@ def map_redraw_ms(points: int = 20000, rounds: int = 20) -> float:
         view.plot.viewport().repaint()
         moves.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        view.scatter.setData(pos=coords, brush=view._brushes)  # new points or new colours
+        view._recolour()  # new points or new colours
         view.plot.viewport().repaint()
         restyles.append((time.perf_counter() - started) * 1000)
     view.stop()

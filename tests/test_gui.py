@@ -241,10 +241,10 @@ def test_map_hover_shows_the_thumbnail_and_colours_follow_the_choice(qtbot):
     view.show_snapshot(np.arange(2000), coords, labels, step=10)
     qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
     assert np.allclose(view.coords, coords)
-    by_label = list(view._brushes)
-    assert len({id(b) for b in by_label}) == 4  # one shared brush per class
+    by_label = view.cloud.colours.copy()
+    assert len(np.unique(by_label)) == 4  # one colour per class
     view.colour_by.setCurrentIndex(1)
-    assert len({id(b) for b in view._brushes}) >= 2 and view._brushes != by_label
+    assert len(np.unique(view.cloud.colours)) >= 2 and not np.array_equal(view.cloud.colours, by_label)
 
     target = view.plot.getViewBox().mapViewToScene(pg_point(coords[7]))
     view._hover(target)
@@ -299,7 +299,7 @@ def test_the_map_legend_names_the_colours_and_hides_a_class(qtbot):
     assert entries == ["bag (50)", "boot (50)", "coat (50)", "dress (45)", "none (5)"]
 
     view.legend.item(1).setCheckState(Qt.CheckState.Unchecked)  # hide "boot" (x == 1)
-    shown = view.scatter.data["visible"]
+    shown = view.cloud.visible
     assert not shown[labels == 1].any() and shown[labels != 1].all()
     clicked, lassoed = [], []
     view.point_clicked.connect(clicked.append)
@@ -311,12 +311,47 @@ def test_the_map_legend_names_the_colours_and_hides_a_class(qtbot):
     # Points that glide keep their hidden state; another colouring starts with all shown.
     view.show_snapshot(np.arange(200), coords.astype(np.float32) + 0.1, labels, step=2)
     qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
-    assert not view.scatter.data["visible"][labels == 1].any()
+    assert not view.cloud.visible[labels == 1].any()
     view.colour_by.setCurrentText("Colour by group")
-    assert view.scatter.data["visible"].all()
+    assert view.cloud.visible.all()
     assert view.legend.item(0).text().startswith("group 1 (")
     view.colour_by.setCurrentText("One colour")
     assert not view.legend.isVisible()
+
+
+def test_the_map_paints_each_point_in_its_colour_and_not_the_hidden_ones(qtbot):
+    import numpy as np
+    from PySide6.QtCore import Qt
+
+    from sslstudio.gui.widgets.embedding_map import PALETTE, EmbeddingMap
+
+    view = EmbeddingMap()
+    qtbot.addWidget(view)
+    view.resize(600, 400)
+    view.show()
+    rng = np.random.default_rng(0)
+    # Two classes in two corners: the painted plot has both colours, on the correct sides.
+    coords = np.concatenate([rng.normal(size=(500, 2)) * 0.1 - 1, rng.normal(size=(500, 2)) * 0.1 + 1])
+    labels = np.repeat([0, 1], 500)
+    view.show_snapshot(np.arange(1000), coords.astype(np.float32), labels)
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+
+    def pixels_of(rgb):
+        image = view.plot.grab().toImage()
+        found = []
+        for y in range(0, image.height(), 2):
+            for x in range(0, image.width(), 2):
+                colour = image.pixelColor(x, y)
+                if (colour.red(), colour.green(), colour.blue()) == tuple(rgb):
+                    found.append((x, y))
+        return np.array(found)
+
+    first, second = pixels_of(PALETTE[0]), pixels_of(PALETTE[1])
+    assert len(first) > 20 and len(second) > 20
+    # Class 0 sits at low x and low y: left and (the y axis points up) bottom of the picture.
+    assert first[:, 0].mean() < second[:, 0].mean() and first[:, 1].mean() > second[:, 1].mean()
+    view.legend.item(0).setCheckState(Qt.CheckState.Unchecked)
+    assert len(pixels_of(PALETTE[0])) == 0 and len(pixels_of(PALETTE[1])) > 20
 
 
 def test_last_choices_and_recent_projects_persist(qtbot, window):

@@ -29,7 +29,9 @@ from sslstudio.core.labels import ImportReport, LabelClass, LabelError, LabelSto
 from sslstudio.core.project_lock import ProjectLock, ProjectLocked
 from sslstudio.core.run_folder import AdaptedFolder, RunFolder
 
-MAX_MAP_POINTS = 30000  # the labelling map shows every item up to this, then a sample + labels
+# The labelling map shows every item up to this, then a sample plus every labelled item. The map
+# paints 200,000 points in about 20-35 ms a frame (bench/map_frames.py).
+MAX_MAP_POINTS = 200_000
 
 
 @dataclass(frozen=True)
