@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
@@ -145,6 +146,12 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     small_run(w, epochs=2)
     w.start_training()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.runs_list.count() == 1, timeout=90000)
+    # A completed run's map where groups stand apart follows on its own, and is kept in the run.
+    run = w.runs_list.item(0).data(Qt.ItemDataRole.UserRole).folder
+    qtbot.waitUntil(lambda: "neighbour_coords" in (run.snapshot() or {}) and not w.controller.busy(),
+                    timeout=90000)
+    tsne = run.snapshot()["neighbour_coords"]
+    assert not w.progress.isVisible()
     project = w.project.path
     w.close()
 
@@ -154,6 +161,8 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     assert "completed" in again.runs_list.item(0).text()
     assert again.curves.history is not None and again.curves.history.size >= 1
     assert len(again.map.indices) > 0
+    qtbot.waitUntil(lambda: not again.map.timer.isActive(), timeout=5000)
+    assert np.allclose(again.map.coords, tsne)
 
 
 def test_knob_form_follows_the_objective(qtbot, window):

@@ -88,3 +88,37 @@ def test_labelling_gets_the_pca_map_at_once_then_the_tsne_map_kept_in_the_run(im
     assert RunFolder(run).map_cache_path.exists()
     again = next(e for e in prepare_labelling(run, image_folder, "cpu") if isinstance(e, MapReady))
     assert again.elapsed_s == 0.0 and np.allclose(again.coords, first.coords)
+
+
+def test_a_completed_runs_map_is_made_from_its_saved_sample_and_kept(tmp_path):
+    from conftest import make_image_folder
+    from sslstudio.core.events import EmbeddingSnapshot
+    from sslstudio.core.projection import run_neighbour_map
+    from sslstudio.core.run_folder import RunFolder
+    from sslstudio.core.train import train
+    from test_train import config_for
+
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=20)
+    run = tmp_path / "run"
+    list(train(config_for(folder, run, epochs=1, monitor_items=60, labels_from_folders=True)))
+    saved = RunFolder(run).snapshot()
+    assert saved["features"].shape[0] == 60 and saved["features"].dtype == np.float16
+    events = list(run_neighbour_map(run))
+    assert isinstance(events[-1], EmbeddingSnapshot) and isinstance(events[0], MapProgress)
+    coords = events[-1].coords
+    assert coords.shape == (60, 2) and np.array_equal(events[-1].indices, saved["indices"])
+    kept = RunFolder(run).snapshot()
+    assert np.allclose(kept["neighbour_coords"], coords) and np.allclose(kept["coords"], saved["coords"])
+    again = list(run_neighbour_map(run))
+    assert len(again) == 1 and np.allclose(again[0].coords, coords)  # from the run, not recomputed
+
+
+def test_a_run_without_saved_features_gets_no_map(tmp_path):
+    from sslstudio.core.projection import run_neighbour_map
+    from sslstudio.core.run_folder import RunFolder
+
+    run = tmp_path / "old-run"
+    run.mkdir()
+    RunFolder(run).write_snapshot(3, np.arange(4), np.zeros((4, 2), np.float32), np.zeros(4, np.int64))
+    assert list(run_neighbour_map(run)) == []
+    assert list(run_neighbour_map(tmp_path / "no-run")) == []

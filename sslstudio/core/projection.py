@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from sslstudio.core.control import RunControl
-from sslstudio.core.events import MapProgress
+from sslstudio.core.events import EmbeddingSnapshot, MapProgress
+from sslstudio.core.run_folder import RunFolder
 
 PCA_DIMENSIONS = 50  # features are reduced first: neighbours are found faster, and no less well
 PERPLEXITY = 30.0
@@ -88,3 +89,21 @@ def aligned(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:
         return coords
     u, _, vt = np.linalg.svd(coords.astype(np.float64).T @ reference.astype(np.float64))
     return (coords @ (u @ vt)).astype(np.float32)
+
+
+def run_neighbour_map(run_dir, control: RunControl | None = None):
+    """The t-SNE map of a run's last snapshot (the monitor's sample, from the features the run
+    saved with it), kept in the snapshot file; yields MapProgress, then the map as an
+    EmbeddingSnapshot. Nothing for a run whose snapshot has no features (made before they were
+    saved, or with no snapshot at all)."""
+    folder = RunFolder(run_dir)
+    snapshot = folder.snapshot()
+    if snapshot is None or "features" not in snapshot:
+        return
+    step, indices, labels = int(snapshot["step"]), snapshot["indices"], snapshot["labels"]
+    coords = snapshot.get("neighbour_coords")
+    if coords is None:
+        coords = yield from neighbour_map(snapshot["features"].astype(np.float32), control)
+        coords = aligned(coords, snapshot["coords"])
+        folder.write_snapshot(step, indices, snapshot["coords"], labels, snapshot["features"], coords)
+    yield EmbeddingSnapshot(step, indices, coords, labels)

@@ -219,7 +219,8 @@ class RunFolder:
         return out
 
     def snapshot(self) -> dict[str, np.ndarray] | None:
-        """The last 2-D map: step, indices, coords, labels."""
+        """The last 2-D map: step, indices, coords (PCA), labels; the monitor sample's features
+        when the run saved them, and neighbour_coords (t-SNE) once computed."""
         if not self.snapshot_path.exists():
             return None
         try:
@@ -229,9 +230,13 @@ class RunFolder:
             return None
 
     def write_snapshot(self, step: int, indices: np.ndarray, coords: np.ndarray,
-                       labels: np.ndarray) -> None:
+                       labels: np.ndarray, features: np.ndarray | None = None,
+                       neighbour_coords: np.ndarray | None = None) -> None:
+        extra = {name: value for name, value in (("features", features),
+                                                  ("neighbour_coords", neighbour_coords))
+                 if value is not None}
         buffer = io.BytesIO()
-        np.savez(buffer, step=step, indices=indices, coords=coords, labels=labels)
+        np.savez(buffer, step=step, indices=indices, coords=coords, labels=labels, **extra)
         atomic_write_bytes(self.snapshot_path, buffer.getvalue())
 
     def write_scan_report(self, report) -> None:

@@ -1033,6 +1033,7 @@ class _Monitor:
         self.interval = config.monitor_seconds
         self.next_due = 0.0
         self.last_snapshot: EmbeddingSnapshot | None = None
+        self.last_features: np.ndarray | None = None
         self.fields: dict = {}
         self.warned_collapse = False
         self.took = 0.0  # seconds the last snapshot took
@@ -1063,6 +1064,7 @@ class _Monitor:
             if h is not None:
                 projections.append(h.float().cpu())
         features_t = torch.cat(features)
+        self.last_features = features_t.numpy().astype(np.float16)
         projections_t = torch.cat(projections) if projections else None
         metrics = collapse_metrics(features_t, projections_t)
         labelled = self.labels >= 0
@@ -1126,4 +1128,7 @@ class _Monitor:
     def save_snapshot(self) -> None:
         snap = self.last_snapshot
         if snap is not None:
-            self.run_folder.write_snapshot(snap.step, snap.indices, snap.coords, snap.labels)
+            # The features go along, half precision, so the run's map where groups stand apart
+            # (t-SNE) can be made after the run without its encoder.
+            self.run_folder.write_snapshot(snap.step, snap.indices, snap.coords, snap.labels,
+                                           features=self.last_features)

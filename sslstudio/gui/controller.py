@@ -110,6 +110,15 @@ class TrainingController(QObject):
         self._start("features", job)
         self.log.emit(f"computing features of every item with {Path(run_dir).name}")
 
+    def start_run_map(self, run_dir: Path) -> None:
+        """The map where groups stand apart of a run's last snapshot (a few seconds)."""
+        def job(control):
+            from sslstudio.core.projection import run_neighbour_map
+
+            yield from run_neighbour_map(run_dir, control)
+
+        self._start("map", job)
+
     def start_adapt(self, request, compare_methods: list[str] | None = None,
                     overrides: dict | None = None) -> None:
         def job(control):

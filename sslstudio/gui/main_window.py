@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         self.controller = TrainingController(self)
         self._engine_loader: JobWorker | None = None
         self._closing = False
+        self._map_after_run: Path | None = None  # a run just completed: its t-SNE map comes next
         self._pending_data_dir: Path | None = None
         self.setAcceptDrops(True)
         self._build_widgets()
@@ -517,14 +518,22 @@ class MainWindow(QMainWindow):
             self.banner.show()
 
     def _busy_changed(self, busy: bool) -> None:
+        if not busy and self.controller.job_kind == "map":
+            self.progress.hide()
         if not busy and not self._closing and self.project is not None:
             # Whatever the job was (a run, a comparison), the list reads the runs' states again.
             current = self.runs_list.currentItem()
             selected = current.data(Qt.ItemDataRole.UserRole).path if current is not None else None
             self.refresh_runs(select_path=selected)
+            mapped, self._map_after_run = self._map_after_run, None
+            if mapped is not None and not self.controller.busy():
+                # The run's own map, where groups stand apart, replaces its last PCA snapshot.
+                self.controller.start_run_map(mapped)
 
     def _run_finished(self, event) -> None:
         self.progress.hide()
+        if event.status == "completed" and self.controller.run_dir is not None:
+            self._map_after_run = Path(self.controller.run_dir)
         self.status_text.setText(f"Run {event.status} at step {event.step}"
                                  + (f": {event.message}" if event.message else ""))
         if not self._closing:
@@ -596,7 +605,8 @@ class MainWindow(QMainWindow):
         self.curves.set_history(RunHistory.from_metrics(summary.folder.metrics()))
         snapshot = summary.folder.snapshot()
         if snapshot is not None and self.features is None:
-            self.map.show_snapshot(snapshot["indices"], snapshot["coords"], snapshot["labels"],
+            coords = snapshot.get("neighbour_coords", snapshot["coords"])
+            self.map.show_snapshot(snapshot["indices"], coords, snapshot["labels"],
                                    int(snapshot["step"]))
 
     # -- map and gallery ----------------------------------------------------------------------
