@@ -363,6 +363,45 @@ def test_the_map_paints_each_point_in_its_colour_and_not_the_hidden_ones(qtbot):
     assert len(pixels_of(PALETTE[0])) == 0 and len(pixels_of(PALETTE[1])) > 20
 
 
+def test_the_map_keeps_its_points_in_view_until_the_user_frames_it(qtbot):
+    from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+
+    view = EmbeddingMap()
+    qtbot.addWidget(view)
+    view.resize(600, 400)
+    view.show()
+    coords = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+
+    def framed(points):
+        (left, right), (bottom, top) = view.view_box.viewRange()
+        return (left < points[:, 0].min() and points[:, 0].max() < right
+                and bottom < points[:, 1].min() and points[:, 1].max() < top)
+
+    view.show_snapshot(np.arange(300), coords, np.zeros(300, np.int64), step=1)
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+    assert framed(coords)
+    moved = coords * 3 + 10  # the next snapshot lies elsewhere: the view follows it
+    view.show_snapshot(np.arange(300), moved, np.zeros(300, np.int64), step=2)
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+    assert framed(moved)
+    view.view_box.sigRangeChangedManually.emit([True, True])  # the user zoomed
+    kept = view.view_box.viewRange()
+    view.show_snapshot(np.arange(300), coords, np.zeros(300, np.int64), step=3)
+    qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
+    assert view.view_box.viewRange() == kept
+
+
+def test_the_accuracy_plot_names_its_two_lines(qtbot):
+    from sslstudio.gui.widgets.curves import CurvesView
+
+    curves = CurvesView()
+    qtbot.addWidget(curves)
+    legend = curves.plots["knn"].legend
+    assert legend is not None and [label.text for _, label in legend.items] == ["kNN", "10-shot probe"]
+    curves.timer.stop()
+    curves.deleteLater()
+
+
 def test_last_choices_and_recent_projects_persist(qtbot, window):
     w = window()
     open_sample(qtbot, w)

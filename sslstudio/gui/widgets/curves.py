@@ -56,6 +56,8 @@ class CurvesView(QWidget):
             plot.getViewBox().sigRangeChangedManually.connect(
                 lambda *_args, k=key: self._user_zoomed.add(k))
             self.plots[key] = plot
+            if len(series) > 1:
+                plot.addLegend(offset=(-6, 6))  # names the lines: which is kNN, which the probe
             for column, name, colour in series:
                 # Monitor columns are sparse: draw them as connected dots over their finite values.
                 sparse = column in ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy")

@@ -237,7 +237,6 @@ class EmbeddingMap(QWidget):
         self._from = self._to = self.coords
         self._glide_started = 0.0
         self._dirty = False
-        self._ranged = False
         self.colours = np.zeros(0, np.uint32)  # ARGB of each shown point
         self._groups_of: tuple[np.ndarray, np.ndarray] | None = None  # (positions, their k-means)
         self._stopped = False
@@ -251,6 +250,10 @@ class EmbeddingMap(QWidget):
 
         self.view_box = LassoViewBox()
         self.view_box.on_lasso = self.lasso
+        # The view follows the points, with a margin, until the user pans or zooms: then their
+        # framing is theirs until other points are shown.
+        self._user_framed = False
+        self.view_box.sigRangeChangedManually.connect(self._framed_by_user)
         self.plot = pg.PlotWidget(viewBox=self.view_box)
         self.plot.setAspectLocked(False)
         self.plot.hideAxis("left")
@@ -311,6 +314,8 @@ class EmbeddingMap(QWidget):
         if not same_points:
             self._recolour()
         self._dirty = True
+        if not same_points:
+            self._user_framed = False
         if not self.timer.isActive() and not self._stopped:
             self.timer.start()
         if step is not None:
@@ -326,8 +331,10 @@ class EmbeddingMap(QWidget):
         self.legend.hide()
         self.timer.stop()
         self.cloud.set_points(self.coords, self.colours, self.visible)
-        self._ranged = False
         self.status.setText("The map appears when training starts.")
+
+    def _framed_by_user(self, *_args) -> None:
+        self._user_framed = True
 
     def _current_coords(self) -> np.ndarray:
         t = min(1.0, (time.monotonic() - self._glide_started) / GLIDE_S)
@@ -338,9 +345,8 @@ class EmbeddingMap(QWidget):
         self.coords = self._current_coords()
         done = time.monotonic() - self._glide_started >= GLIDE_S
         self._move_points(self.coords)
-        if not self._ranged and len(self.coords):
-            self.plot.autoRange()  # once: after that the user's zoom is theirs
-            self._ranged = True
+        if not self._user_framed and len(self.coords):
+            self.view_box.autoRange(padding=0.05)
         if done:
             self.timer.stop()
 
