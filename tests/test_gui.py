@@ -487,9 +487,13 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     # Map, label mode, class "bag": a click, then lassos around single points.
     bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
     w.label_panel.class_list.setCurrentRow(1)
+    w.map.colour_by.setCurrentText("Colour by folder label")
     w.map.label_mode.setChecked(True)
+    assert "labels as \u201cbag\u201d" in w.map.status.text()  # says what a lasso will do
     where = {int(item): w.map.coords[row] for row, item in enumerate(w.map.indices)}
     w.map._clicked(None, [FakePoint(where[bags[0]])])
+    # Labelled on the map, seen on the map: it shows the user's labels now.
+    assert w.map.colour_by.currentText() == "Colour by your labels"
     spread = float(np.ptp(w.map.coords, axis=0).max())
     lassoed = []
     for item in bags[1:]:

@@ -98,6 +98,7 @@ class LabellingPanels(QObject):
         c.adapt_finished.connect(self._adapt_finished)
         c.result.connect(self._task_result)
         p = self.label_panel
+        p.class_list.currentItemChanged.connect(self._label_target_changed)
         p.prepare_requested.connect(self.prepare_labelling)
         p.add_requested.connect(self.add_class_dialog)
         p.rename_requested.connect(self.rename_class_dialog)
@@ -152,6 +153,7 @@ class LabellingPanels(QObject):
         self.host.gallery.set_labels(session.label_of, [c.name for c in classes],
                                      [QColor(c.colour) for c in classes])
         self.label_panel.set_classes(classes, session.counts())
+        self._label_target_changed()
         if len(self.host.map.indices):
             self.host.map.set_item_colouring("Colour by your labels", session.label_of,
                                              [_rgb(c.colour) for c in classes],
@@ -198,7 +200,17 @@ class LabellingPanels(QObject):
             self.label_key_pressed(position + 1)
 
     def label_lassoed(self, items) -> None:
-        self.label_items(items)
+        self.label_on_map(items)
+
+    def label_on_map(self, items) -> None:
+        """Labelled from the map: the map shows the labels, so the change is seen where it was
+        made (coloured by folder label, nothing would change)."""
+        if self.label_items(items):
+            self.host.map.colour_by.setCurrentText("Colour by your labels")
+
+    def _label_target_changed(self, *_args) -> None:
+        chosen = self.session.class_by_id(self.label_panel.current_class_id())
+        self.host.map.set_label_target(chosen.name if chosen is not None else "")
 
     def undo_label(self) -> None:
         self._undo_step("Undone: ", self.session.undo)

@@ -631,7 +631,7 @@ class MainWindow(QMainWindow):
         if self.data_set is None or not 0 <= index < len(self.data_set):
             return
         if self.map.label_mode.isChecked():
-            self.labelling.label_items([index])
+            self.labelling.label_on_map([index])
         else:
             self.gallery.select(index)
 

@@ -70,7 +70,10 @@ class LassoViewBox(pg.ViewBox):
             start = self.mapSceneToView(ev.buttonDownScenePos())
             self._vertices = [(start.x(), start.y())]
             self._path_item = QGraphicsPathItem()
-            self._path_item.setPen(QPen(pg.mkColor(255, 255, 255), 0))
+            # The selection colour, 2 px wide whatever the zoom: visible on light and dark maps.
+            pen = QPen(pg.mkColor(61, 133, 224), 2)
+            pen.setCosmetic(True)
+            self._path_item.setPen(pen)
             self.addItem(self._path_item, ignoreBounds=True)
         self._vertices.append((point.x(), point.y()))
         if self._path_item is not None:
@@ -485,7 +488,23 @@ class EmbeddingMap(QWidget):
 
     def _label_mode_toggled(self, on: bool) -> None:
         self.view_box.lasso_enabled = on
+        if on:
+            self._status_before_label_mode = self.status.text()
+            self._show_label_target()
+        else:
+            self.status.setText(getattr(self, "_status_before_label_mode", ""))
         self.label_mode_changed.emit(on)
+
+    def set_label_target(self, class_name: str) -> None:
+        """The class a click or a lasso labels with, said on the map while label mode is on."""
+        self.label_target = class_name
+        if self.label_mode.isChecked():
+            self._show_label_target()
+
+    def _show_label_target(self) -> None:
+        target = getattr(self, "label_target", "")
+        self.status.setText(f"Label mode: a click or a lasso labels as \u201c{target}\u201d"
+                            if target else "Label mode: add a class in the Labels panel first")
 
     def lasso(self, polygon: np.ndarray) -> None:
         """Emit the dataset indices of the points inside `polygon` (view coordinates)."""
