@@ -165,6 +165,20 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     assert np.allclose(again.map.coords, tsne)
 
 
+def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, window):
+    w = window()
+    open_sample(qtbot, w)
+    w.gallery.select(7)
+    key = w.data_set.items[7]
+    first, detail = w.gallery.caption.text().split("\n")
+    assert first == key and detail.endswith(" px") and not w.gallery.caption.wordWrap()
+    assert w.gallery.caption.toolTip() == str(w.data_set.paths[7])
+    w.gallery.caption.resize(60, w.gallery.caption.height())  # a narrow panel: shortened, not wrapped
+    w.gallery.select(8)
+    first = w.gallery.caption.text().split("\n")[0]
+    assert "\u2026" in first and len(first) < len(w.data_set.items[8])
+
+
 def test_knob_form_follows_the_objective(qtbot, window):
     from sslstudio.core.config import knobs
     from sslstudio.core.objectives import OBJECTIVES

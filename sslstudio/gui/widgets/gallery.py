@@ -212,7 +212,10 @@ class GalleryView(QWidget):
         self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.caption = QLabel("")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.caption.setWordWrap(True)
+        # Two lines that never wrap (a wrapped path broke mid-word and pushed under the image):
+        # the item's path in the folder, shortened in the middle to fit, whole in the tooltip.
+        self.caption.setWordWrap(False)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         preview_box = QWidget()
         preview_layout = QVBoxLayout(preview_box)
         preview_layout.setContentsMargins(0, 0, 0, 0)
@@ -333,6 +336,14 @@ class GalleryView(QWidget):
                 return True
         return super().eventFilter(watched, event)
 
+    def _set_caption(self, key: str, path: Path, detail: str) -> None:
+        """`key`, the item's name in the folder, shortened in the middle to fit; `path` whole in
+        the tooltip."""
+        width = max(40, self.caption.width() - 6)
+        elided = self.caption.fontMetrics().elidedText(key, Qt.TextElideMode.ElideMiddle, width)
+        self.caption.setText(f"{elided}\n{detail}")
+        self.caption.setToolTip(str(path))
+
     def _current_changed(self, current: QModelIndex, _previous) -> None:
         if not current.isValid():
             return
@@ -341,7 +352,7 @@ class GalleryView(QWidget):
         if view_of(self.model.data_set).textual:
             text = self.model.data_set.texts[item]
             self.preview.setText(text if len(text) < 4000 else text[:4000] + "…")
-            self.caption.setText(f"{self.model.data_set.items[item]}\n{len(text.split()):,} words")
+            self._set_caption(self.model.data_set.items[item], path, f"{len(text.split()):,} words")
             self.item_selected.emit(item)
             return
         reader = QImageReader(str(path))
@@ -359,6 +370,6 @@ class GalleryView(QWidget):
             pixmap = pixmap.scaled(box, Qt.AspectRatioMode.KeepAspectRatio,
                                    Qt.TransformationMode.FastTransformation)
         self.preview.setPixmap(pixmap)
-        dims = f"{size.width()}x{size.height()} px" if size.isValid() else ""
-        self.caption.setText(f"{path}\n{dims}")
+        self._set_caption(path.relative_to(self.model.data_set.root).as_posix(), path,
+                          f"{size.width()}x{size.height()} px" if size.isValid() else "")
         self.item_selected.emit(item)
