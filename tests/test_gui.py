@@ -408,8 +408,19 @@ def test_the_map_keeps_its_points_in_view_until_the_user_frames_it(qtbot):
 def test_the_accuracy_plot_names_its_two_lines(qtbot):
     from sslstudio.gui.widgets.curves import CurvesView
 
+    from sslstudio.gui.history import RunHistory
+
     curves = CurvesView()
     qtbot.addWidget(curves)
+    curves.show()
+    # Before a run: a line on what will come, not six empty axes.
+    assert curves.hint.isVisible() and not curves.plots_widget.isVisible()
+    history = RunHistory()
+    curves.set_history(history)
+    assert curves.hint.isVisible()
+    history.append(step=1, loss=2.0, lr=0.1, samples_per_s=10.0)
+    curves.redraw()
+    assert curves.plots_widget.isVisible() and not curves.hint.isVisible()
     legend = curves.plots["knn"].legend
     assert legend is not None and [label.text for _, label in legend.items] == ["kNN", "10-shot probe"]
     curves.timer.stop()

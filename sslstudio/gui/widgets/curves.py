@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QGridLayout, QLabel, QStackedLayout, QWidget
 
 from sslstudio.gui.history import RunHistory
 
@@ -20,7 +20,18 @@ class CurvesView(QWidget):
         # One view per plot, not one layout of six: a new point then repaints only the plots
         # whose data changed (the monitor's three change every few seconds, not every step),
         # and axis text, the costliest thing to paint, is redrawn for those alone.
-        grid = QGridLayout(self)
+        # Until a run has logged a step, a line on what will appear instead of empty axes.
+        self.hint = QLabel("The curves appear here once a run starts: loss, learning rate, "
+                           "images per second, the collapse meter and, when there are labels "
+                           "to judge by, few-label accuracy.")
+        self.hint.setWordWrap(True)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setMargin(24)
+        self.plots_widget = QWidget()
+        self._stack = QStackedLayout(self)
+        self._stack.addWidget(self.hint)
+        self._stack.addWidget(self.plots_widget)
+        grid = QGridLayout(self.plots_widget)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(2)
         self.plots = {}
@@ -83,6 +94,9 @@ class CurvesView(QWidget):
 
     def redraw(self) -> None:
         history = self.history
+        shown = self.plots_widget if history is not None and history.size else self.hint
+        if self._stack.currentWidget() is not shown:
+            self._stack.setCurrentWidget(shown)
         if history is None or history.version == self._drawn_version:
             return
         self._drawn_version = history.version
