@@ -179,6 +179,23 @@ def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, wind
     assert "\u2026" in first and len(first) < len(w.data_set.items[8])
 
 
+def test_help_guide_shows_the_flow_and_every_shortcut_of_the_window(qtbot, window):
+    from PySide6.QtGui import QAction, QKeySequence
+
+    w = window()
+    w.guide_action.trigger()
+    text = w.guide.text.toPlainText()
+    for step in ("Data", "Pretrain", "Label", "Classify", "Export"):
+        assert step in text
+    with_keys = [a for a in w.findChildren(QAction) if not a.shortcut().isEmpty()]
+    assert len(with_keys) >= 8
+    for action in with_keys:
+        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        assert keys in text and action.text().replace("&", "").rstrip("\u2026").strip() in text
+    assert "Ctrl+R" in text and "Start training" in text
+    w.guide.reject()
+
+
 def test_knob_form_follows_the_objective(qtbot, window):
     from sslstudio.core.config import knobs
     from sslstudio.core.objectives import OBJECTIVES

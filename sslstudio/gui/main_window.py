@@ -182,6 +182,9 @@ class MainWindow(QMainWindow):
         self.sample_action = self._action("Open &sample dataset", self.open_sample,
                                           tip="300 Fashion-MNIST images to try SSL Studio on")
         self.about_action = self._action("&About SSL Studio", self.about)
+        self.guide_action = self._action("&Getting started", self.show_guide,
+                                         QKeySequence.StandardKey.HelpContents,
+                                         "The flow from a folder to a model, and the shortcuts")
         self.export_model_action = self._action("Export &model (ONNX)…", self.open_export_dialog, "Ctrl+E",
                                                 "A classifier or an encoder as ONNX, verified "
                                                 "with onnxruntime")
@@ -208,6 +211,7 @@ class MainWindow(QMainWindow):
                      self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.guide_action)
         help_menu.addAction(self.sample_action)
         help_menu.addAction(self.about_action)
 
@@ -686,6 +690,13 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+
+    def show_guide(self) -> None:
+        from sslstudio.gui.widgets.guide import GuideDialog
+
+        actions = [a for a in self.findChildren(QAction) if not a.shortcut().isEmpty()]
+        self.guide = GuideDialog(actions, self)
+        self.guide.open()
 
     def about(self) -> None:
         QMessageBox.about(self, APP_NAME, f"<b>SSL Studio {__version__}</b><p>Self-supervised "
