@@ -607,11 +607,12 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     w.import_labels(csv_file)
     assert w.label_panel.count_text.text() == "3 labelled items"
     assert w._import_box.isVisible() and "1 paths not in the data folder" in w._import_box.text()
-    w.label_panel.prepare_button.click()
-    qtbot.waitUntil(lambda: w.features is not None and not w.controller.busy(), timeout=60000)
+    # No hidden step: Suggest computes the run's features itself, then suggests.
+    assert w.label_panel.suggest_button.isEnabled() and w.features is None
     w.label_panel.suggest_count.setValue(5)
     w.label_panel.suggest_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and len(w.gallery.suggested) == 5, timeout=30000)
+    qtbot.waitUntil(lambda: not w.controller.busy() and len(w.gallery.suggested) == 5, timeout=90000)
+    assert w.features is not None
     assert w.gallery.filter.currentText() == "Suggested to label next"
     assert not set(w.gallery.suggested) & {w.item_index[k] for k in shirts}
     trouser = w.label_store.add_class("trouser")
@@ -628,9 +629,12 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     assert sorted(again.label_store.label_names()) == sorted(shirts + [
         k for k in again.item_keys if k.startswith("trouser/")][:3])
     assert (again.gallery.model.label_of >= 0).sum() == 6
-    # Preparing labelling with the same run brings back its last classifier's predictions.
-    again.label_panel.prepare_button.click()
-    qtbot.waitUntil(lambda: again.features is not None and not again.controller.busy(), timeout=60000)
+    # After a restart, Train classifier needs no step first either: the features come back
+    # (from the run's cache), and with them the last classifier's predictions, then it trains.
+    assert again.adapt_panel.train_button.isEnabled() and again.features is None
+    again.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: again.features is not None and not again.controller.busy()
+                    and again.adapted_path is not None, timeout=90000)
     assert again.predicted is not None and np.array_equal(again.predicted, predicted)
     assert "linear" in again.adapt_panel.estimates
 

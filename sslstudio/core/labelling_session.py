@@ -290,10 +290,11 @@ class LabellingSession:
         self.suggestions = np.asarray(items, np.int64)
 
     # -- classifier ---------------------------------------------------------------------------
-    def adapt_blocker(self) -> str:
-        """Why a classifier cannot be trained yet; "" when it can."""
-        if self.features is None:
-            return "Prepare labelling with a run first (Labels panel)"
+    def adapt_blocker(self, features_on_demand: bool = False) -> str:
+        """Why a classifier cannot be trained yet; "" when it can. With `features_on_demand`
+        the window computes the features itself when they are needed."""
+        if self.features is None and not features_on_demand:
+            return "Select a run with a checkpoint in the Runs list"
         labelled = self.label_of[self.label_of >= 0]
         if int((np.bincount(labelled) > 0).sum()) < 2:
             return "Label items of at least two classes"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QColorDialog,
@@ -72,6 +72,9 @@ class LabellingPanels(QObject):
         self.adapt_panel = AdaptPanel()
         self.import_box: QMessageBox | None = None  # the last import's report, while it is open
         self._selected_run = None  # the run summary picked in the Runs list
+        # What a button asked for while the features were not ready: it runs once the job that
+        # computes them has ended (no hidden "prepare" step for the user to discover).
+        self._after_features = None
         self.undo_action = self._action("&Undo", self.undo_label, QKeySequence.StandardKey.Undo)
         self.redo_action = self._action("&Redo", self.redo_label, QKeySequence.StandardKey.Redo)
         self.import_labels_action = self._action(
@@ -90,6 +93,7 @@ class LabellingPanels(QObject):
         host.map.points_lassoed.connect(self.label_lassoed)
         c = host.controller
         c.features_ready.connect(self._features_ready)
+        c.busy_changed.connect(self._job_ended)
         c.adapt_started.connect(self._adapt_started)
         c.adapt_progress.connect(self._adapt_progress)
         c.map_ready.connect(self._map_ready)
@@ -372,14 +376,41 @@ class LabellingPanels(QObject):
         view.status.setText(f"{len(shown):,} items embedded by {session.run.name}, "
                             f"{event.method} map")
 
+    def _features_needed(self, action) -> bool:
+        """True when the features of the selected run are not there yet: then they are computed
+        first and `action` follows; False when the caller can go on."""
+        session, run = self.session, self._selected_run
+        ready = session.features is not None and (run is None or session.run == run.path)
+        if ready:
+            return False
+        if self._can_prepare():
+            self._after_features = action
+            self.prepare_labelling()
+        else:
+            self._say("Select a run with a checkpoint in the Runs list first")
+        return True
+
+    def _can_prepare(self) -> bool:
+        run = self._selected_run
+        return (not self.host.controller.busy() and self.host.data_set is not None
+                and self.session.store is not None and run is not None
+                and run.folder.has_checkpoint())
+
+    def _job_ended(self, busy: bool) -> None:
+        if busy:
+            return
+        action, self._after_features = self._after_features, None
+        if action is not None and self.session.features is not None:
+            QTimer.singleShot(0, action)  # after every other handler of this job's end
+
     def find_groups(self, k: int) -> None:
-        if self.session.features is None or self.host.controller.busy():
+        if self.host.controller.busy() or self._features_needed(lambda: self.find_groups(k)):
             return
         self.host.controller.start_task("groups", self.session.groups_job(k))
         self._show_progress("finding groups…")
 
     def suggest(self, count: int) -> None:
-        if self.session.features is None or self.host.controller.busy():
+        if self.host.controller.busy() or self._features_needed(lambda: self.suggest(count)):
             return
         if self.session.margin is not None:
             picks = self.session.least_confident(count)
@@ -422,14 +453,15 @@ class LabellingPanels(QObject):
 
     # -- adaptation ---------------------------------------------------------------------------
     def train_classifier(self, method: str, overrides: dict) -> None:
-        if not self._can_adapt():
+        if not self._can_adapt() or self._features_needed(
+                lambda: self.train_classifier(method, overrides)):
             return
         self.adapt_panel.clear_results(comparing=False)
         self.host.controller.start_adapt(self._adapt_request(method, overrides))
         self._show_progress(f"{method}: preparing…")
 
     def compare_methods(self, overrides: dict) -> None:
-        if not self._can_adapt():
+        if not self._can_adapt() or self._features_needed(lambda: self.compare_methods(overrides)):
             return
         self.adapt_panel.clear_results(comparing=True)
         self.host.controller.start_adapt(self._adapt_request("linear", {}), list(overrides), overrides)
@@ -439,7 +471,9 @@ class LabellingPanels(QObject):
         return self.session.adapt_request(Path(self.project.data_dir), method, overrides)
 
     def _can_adapt(self) -> bool:
-        return self.session.can_adapt() and not self.host.controller.busy()
+        # Without features yet, _features_needed computes them first.
+        return (self.session.store is not None and not self.host.controller.busy()
+                and (self.session.can_adapt() or self._can_prepare()))
 
     def _adapt_started(self, event) -> None:
         self.session.adapt_started(event)
@@ -508,7 +542,9 @@ class LabellingPanels(QObject):
         run = self._selected_run
         self.label_panel.prepare_button.setEnabled(
             not busy and has_data and run is not None and run.folder.has_checkpoint())
-        reason = session.adapt_blocker()
+        on_demand = session.features is not None or self._can_prepare()
+        self.label_panel.set_features_available(not busy and on_demand)
+        reason = session.adapt_blocker(features_on_demand=on_demand)
         self.adapt_panel.set_ready(not busy and not reason and self.host.engine is not None, reason)
         if reason and not self.adapt_panel.estimates:
             self.adapt_panel.headline.setText(reason + ", then train a classifier.")

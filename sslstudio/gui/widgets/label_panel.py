@@ -124,6 +124,12 @@ class LabelPanel(QWidget):
         self.features_ready = features_ready
         self._update_buttons()
 
+    def set_features_available(self, available: bool) -> None:
+        """Features are ready, or can be computed when a button needs them."""
+        if available != self.features_ready:
+            self.features_ready = available
+            self._update_buttons()
+
     def current_class_id(self) -> int:
         item = self.class_list.currentItem()
         return self._id(item) if item is not None else -1
