@@ -223,7 +223,9 @@ def test_predictions_land_on_items_by_key_and_class_name(tmp_path):
 
 def test_a_classifier_needs_features_and_two_labelled_classes(tmp_path):
     session = opened_session(tmp_path)
-    assert session.adapt_blocker().startswith("Prepare labelling") and not session.can_adapt()
+    assert session.adapt_blocker().startswith("Select a run") and not session.can_adapt()
+    # When the window computes the features on demand, only the labels can stand in the way.
+    assert session.adapt_blocker(features_on_demand=True) == "Label items of at least two classes"
     session.start_labelling(tmp_path / "run")
     _, features = clustered_features()
     session.features_ready(FeaturesReady(np.array(KEYS), features, np.zeros((30, 2), np.float32)))
