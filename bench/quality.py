@@ -383,6 +383,36 @@ def compare(before_paths: list[Path], after_paths: list[Path]) -> None:
                       f"| {facts_text(row['facts'])} |")
 
 
+def goals(paths: list[Path]) -> None:
+    """The issue's goals, per set, at 10 labels a class: from scratch against its baseline, and
+    the continued pretrained encoder against the same encoder as it is at its own resolution."""
+    sets = {}
+    for path in paths:
+        sets.update(json.loads(Path(path).read_text())["sets"])
+
+    def acc(rows, prefix):
+        found = [r for r in rows if r["name"].startswith(prefix)]
+        return found[0]["scores"]["acc@10"][0] if found else float("nan")
+
+    print("| set | baseline | from scratch | gain | as is, own size | continued | gain |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    scratch_gains, continued_gains = [], []
+    for name in [n for n in DEFAULT_SETS + EXTRA_SETS if n in sets]:
+        rows = sets[name]
+        base = acc(rows, "raw pixels") if acc(rows, "raw pixels") == acc(rows, "raw pixels") \
+            else acc(rows, "TF-IDF")
+        scratch = acc(rows, "from scratch")
+        own = acc(rows, "EfficientNet-Lite0 as is at 224") if any(
+            r["name"].startswith("EfficientNet") for r in rows) else acc(rows, "all-MiniLM-L6-v2 as is")
+        continued = acc(rows, "EfficientNet-Lite0 +") if any(
+            r["name"].startswith("EfficientNet") for r in rows) else acc(rows, "all-MiniLM-L6-v2 +")
+        scratch_gains.append(scratch - base)
+        continued_gains.append(continued - own)
+        print(f"| {name} | {base:.3f} | {scratch:.3f} | {100 * (scratch - base):+.1f} | {own:.3f} "
+              f"| {continued:.3f} | {100 * (continued - own):+.1f} |")
+    print(f"| mean | | | {100 * np.mean(scratch_gains):+.1f} | | | {100 * np.mean(continued_gains):+.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path.home() / "data")
@@ -403,7 +433,12 @@ def main() -> None:
     parser.add_argument("--compare", nargs="+", type=Path, metavar="RESULTS.json",
                         help="before files, then --after and the after files: one table of both")
     parser.add_argument("--after", nargs="+", type=Path, default=[], metavar="RESULTS.json")
+    parser.add_argument("--goals", nargs="+", type=Path, metavar="RESULTS.json",
+                        help="the issue's goals per set at 10 labels a class, from these results")
     args = parser.parse_args()
+    if args.goals:
+        goals(args.goals)
+        return
     if args.compare:
         compare(args.compare, args.after)
         return
