@@ -196,6 +196,32 @@ def test_help_guide_shows_the_flow_and_every_shortcut_of_the_window(qtbot, windo
     w.guide.reject()
 
 
+def test_gallery_filters_by_folder_and_label_searches_and_resizes(qtbot, window):
+    w = window()
+    open_sample(qtbot, w)
+    g = w.gallery
+    entries = [g.filter.itemText(i) for i in range(g.filter.count())]
+    assert "In folder: bag" in entries and "In folder: ankle_boot" in entries
+    g.filter.setCurrentText("In folder: bag")
+    shown = [g.model.item_at(r) for r in range(g.model.rowCount())]
+    assert shown and all(w.data_set.items[i].startswith("bag/") for i in shown)
+    # Search narrows what the filter shows, after a pause in typing.
+    name = w.data_set.items[shown[0]].split("/")[-1]
+    g.search.setText(name.upper())  # case does not matter
+    qtbot.waitUntil(lambda: g.model.rowCount() == 1, timeout=3000)
+    g.search.clear()
+    qtbot.waitUntil(lambda: g.model.rowCount() == len(shown), timeout=3000)
+    # A class of the user's: an entry of its own, listing what carries that label.
+    boot = w.label_store.add_class("boot")
+    w.label_store.assign([w.data_set.items[i] for i in shown[:3]], boot.id)
+    w.refresh_labels()
+    g.filter.setCurrentText("Labelled as: boot")
+    assert sorted(g.model.item_at(r) for r in range(g.model.rowCount())) == sorted(shown[:3])
+    # Bigger thumbnails: the grid and the pixmaps follow the slider.
+    g.size_slider.setValue(128)
+    assert g.list.gridSize().width() == 136 and g.model.thumbnail(shown[0]).width() == 128
+
+
 def test_knob_form_follows_the_objective(qtbot, window):
     from sslstudio.core.config import knobs
     from sslstudio.core.objectives import OBJECTIVES

@@ -690,6 +690,9 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:
+            # First start: the gallery gets a third of the window, not a strip of three columns.
+            self.resizeDocks([self.data_dock], [max(280, self.width() // 3)], Qt.Orientation.Horizontal)
 
     def show_guide(self) -> None:
         from sslstudio.gui.widgets.guide import GuideDialog

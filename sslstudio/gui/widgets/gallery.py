@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import (
+    QTimer,
     QAbstractListModel,
     QEvent,
     QItemSelection,
@@ -25,7 +26,10 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QSlider,
     QListView,
     QMenu,
     QSizePolicy,
@@ -36,11 +40,14 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.gui.modalities import view_of
+from sslstudio.core.data import item_keys
 from sslstudio.core.data.text_folder import snippet
 
 THUMBNAIL_CACHE = 2048
 FILTERS = ("All items", "Labelled", "Unlabelled", "Suggested to label next",
            "Least confident first")
+FOLDER_FILTER, LABEL_FILTER = "In folder: ", "Labelled as: "  # then a name, one entry per name
+THUMBNAIL_SIDES = (40, 200)  # the slider's range, px; 64 is what the scan decodes
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:
@@ -61,6 +68,7 @@ class GalleryModel(QAbstractListModel):
         self.class_colours: list[QColor] = []
         self.predicted: np.ndarray | None = None  # item -> class position, -1 unknown
         self.confidence: np.ndarray | None = None
+        self.side = 64  # px the thumbnails are shown at
 
     def set_data(self, data_set) -> None:
         self.beginResetModel()
@@ -104,10 +112,21 @@ class GalleryModel(QAbstractListModel):
             return 0
         return len(self.order) if self.order is not None else len(self.data_set)
 
+    def set_side(self, side: int) -> None:
+        self.side = side
+        self._cache.clear()
+        self._repaint()
+
     def thumbnail(self, item: int) -> QPixmap:
         pixmap = self._cache.get(item)
         if pixmap is None:
             pixmap = QPixmap.fromImage(array_to_qimage(self.data_set.images[item]))
+            if pixmap.width() != self.side:
+                # Larger than decoded: enlarged without smoothing, so pixels stay honest.
+                pixmap = pixmap.scaled(self.side, self.side, Qt.AspectRatioMode.KeepAspectRatio,
+                                       Qt.TransformationMode.FastTransformation
+                                       if self.side > pixmap.width() else
+                                       Qt.TransformationMode.SmoothTransformation)
             self._cache[item] = pixmap
             if len(self._cache) > THUMBNAIL_CACHE:
                 self._cache.popitem(last=False)
@@ -143,8 +162,9 @@ class GalleryModel(QAbstractListModel):
 
 
 class LabelDelegate(QStyledItemDelegate):
-    """The thumbnail, then the user's label as a bar along the bottom and the classifier's
-    prediction as a dot in the corner (faint when unsure)."""
+    """The thumbnail, then the user's label as a thick bar along the bottom with the class's
+    number in a tab at its left (never a frame, which is what the selection looks like), and the
+    classifier's prediction as a dot in the corner (faint when unsure)."""
 
     def __init__(self, model: GalleryModel, parent=None):
         super().__init__(parent)
@@ -158,10 +178,12 @@ class LabelDelegate(QStyledItemDelegate):
         painter.save()
         label = int(model.label_of[item]) if item < len(model.label_of) else -1
         if 0 <= label < len(model.class_colours):
-            colour = model.class_colours[label]
-            painter.fillRect(QRect(rect.left() + 2, rect.bottom() - 6, rect.width() - 4, 5), colour)
-            painter.setPen(QPen(colour, 2))
-            painter.drawRect(rect.adjusted(1, 1, -2, -2))
+            colour = QColor(model.class_colours[label])
+            painter.fillRect(QRect(rect.left() + 2, rect.bottom() - 7, rect.width() - 4, 6), colour)
+            tab = QRect(rect.left() + 2, rect.bottom() - 19, 14, 13)
+            painter.fillRect(tab, colour)
+            painter.setPen(QPen(QColor(255, 255, 255) if colour.lightness() < 150 else QColor(0, 0, 0)))
+            painter.drawText(tab, Qt.AlignmentFlag.AlignCenter, str(label + 1) if label < 9 else "+")
         if model.predicted is not None and item < len(model.predicted):
             predicted = int(model.predicted[item])
             if 0 <= predicted < len(model.class_colours):
@@ -190,6 +212,22 @@ class GalleryView(QWidget):
         self.filter.setToolTip("Which items the gallery shows. Keys 1-9 label the selected items "
                                "with that class; 0 or Backspace removes their labels")
         self.filter.currentIndexChanged.connect(self.apply_filter)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search names…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Show the items whose path in the folder contains this text")
+        self._search_timer = QTimer(self)  # one filter per pause in typing, not per key
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(250)
+        self._search_timer.timeout.connect(self.apply_filter)
+        self.search.textChanged.connect(self._search_timer.start)
+        self._keys_lower: np.ndarray | None = None
+        self.size_slider = QSlider(Qt.Orientation.Horizontal)
+        self.size_slider.setRange(*THUMBNAIL_SIDES)
+        self.size_slider.setValue(64)
+        self.size_slider.setMaximumWidth(110)
+        self.size_slider.setToolTip("Thumbnail size")
+        self.size_slider.valueChanged.connect(self.set_thumbnail_side)
         self.list = QListView()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
@@ -226,31 +264,64 @@ class GalleryView(QWidget):
         splitter.addWidget(preview_box)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        bar = QHBoxLayout()
+        bar.addWidget(self.filter, 1)
+        bar.addWidget(self.search, 1)
+        bar.addWidget(self.size_slider)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.filter)
+        layout.addLayout(bar)
         layout.addWidget(splitter)
 
     def set_data(self, data_set) -> None:
         text = view_of(data_set).textual
         # Texts read best as a list of one-line snippets; images as a grid of thumbnails.
         self.list.setViewMode(QListView.ViewMode.ListMode if text else QListView.ViewMode.IconMode)
-        self.list.setGridSize(QSize() if text else QSize(72, 72))
+        side = self.size_slider.value()
+        self.list.setGridSize(QSize() if text else QSize(side + 8, side + 8))
+        self.size_slider.setVisible(not text)
         self.list.setWordWrap(False)
         self.preview.setWordWrap(text)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop if text
                                   else Qt.AlignmentFlag.AlignCenter)
         self.model.set_data(data_set)
+        self._keys_lower = None
         self.suggested = np.zeros(0, np.int64)
         self.margin = None
+        self._fill_filters()
         self.filter.setCurrentIndex(0)
         self.preview.setText("Select an image to preview it")
         self.caption.setText("")
 
     # -- labels, predictions, filters ---------------------------------------------------------
+    def set_thumbnail_side(self, side: int) -> None:
+        self.model.set_side(side)
+        self.list.setIconSize(QSize(side, side))
+        if self.list.viewMode() == QListView.ViewMode.IconMode:
+            self.list.setGridSize(QSize(side + 8, side + 8))
+
+    def _fill_filters(self) -> None:
+        """The fixed filters, then one per folder class and one per label class."""
+        data = self.model.data_set
+        folders = list(data.class_names) if data is not None else []
+        wanted = list(FILTERS) + [FOLDER_FILTER + n for n in folders] + \
+            [LABEL_FILTER + n for n in self.model.class_names]
+        present = [self.filter.itemText(i) for i in range(self.filter.count())]
+        if wanted == present:
+            return
+        current = self.filter.currentText()
+        self.filter.blockSignals(True)
+        self.filter.clear()
+        self.filter.addItems(wanted)
+        self.filter.setCurrentIndex(wanted.index(current) if current in wanted else 0)
+        self.filter.blockSignals(False)
+        if current not in wanted:
+            self.apply_filter()
+
     def set_labels(self, label_of: np.ndarray, names: list[str], colours: list[QColor]) -> None:
         self.model.set_labels(label_of, names, colours)
-        if self.filter.currentIndex() in (1, 2, 4):
+        self._fill_filters()
+        if self.filter.currentIndex() in (1, 2, 4) or self.filter.currentText().startswith(LABEL_FILTER):
             self.apply_filter()  # a newly labelled item leaves "Unlabelled" at once
 
     def set_predictions(self, predicted, confidence, margin) -> None:
@@ -272,8 +343,18 @@ class GalleryView(QWidget):
         if self.model.data_set is None:
             return
         mode = self.filter.currentIndex()
+        chosen = self.filter.currentText()
         labelled = self.model.label_of >= 0
-        if mode == 1:
+        if chosen.startswith(FOLDER_FILTER):
+            names = list(self.model.data_set.class_names)
+            name = chosen[len(FOLDER_FILTER):]
+            order = np.flatnonzero(np.asarray(self.model.data_set.labels) == names.index(name)) \
+                if name in names else None
+        elif chosen.startswith(LABEL_FILTER):
+            name = chosen[len(LABEL_FILTER):]
+            names = list(self.model.class_names)
+            order = np.flatnonzero(self.model.label_of == names.index(name)) if name in names else None
+        elif mode == 1:
             order = np.flatnonzero(labelled)
         elif mode == 2:
             order = np.flatnonzero(~labelled)
@@ -284,7 +365,16 @@ class GalleryView(QWidget):
             order = unlabelled[np.argsort(self.margin[unlabelled], kind="stable")]
         else:
             order = None
+        typed = self.search.text().strip().lower()
+        if typed:
+            hits = np.flatnonzero(np.char.find(self._searchable(), typed) >= 0)
+            order = hits if order is None else order[np.isin(order, hits)]
         self.model.set_order(order)
+
+    def _searchable(self) -> np.ndarray:
+        if self._keys_lower is None:
+            self._keys_lower = np.char.lower(np.asarray(item_keys(self.model.data_set), dtype=str))
+        return self._keys_lower
 
     def selected_items(self) -> list[int]:
         rows = sorted(i.row() for i in self.list.selectionModel().selectedIndexes())
