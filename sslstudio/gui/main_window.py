@@ -476,6 +476,8 @@ class MainWindow(QMainWindow):
     def _data_ready(self, data_set) -> None:
         self.data_set = data_set
         self.gallery.set_data(data_set)
+        # The legend names the folder's classes, also for a run's map shown before any training.
+        self.map.set_class_names(data_set.class_names)
         view = view_of(data_set)
         self.setup.set_modality(view.name)
         self.labelling.data_changed()
@@ -691,8 +693,8 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         else:
-            # First start: the gallery gets a third of the window, not a strip of three columns.
-            self.resizeDocks([self.data_dock], [max(280, self.width() // 3)], Qt.Orientation.Horizontal)
+            # First start: the gallery gets a quarter of the window, not a strip of three columns.
+            self.resizeDocks([self.data_dock], [max(280, self.width() // 4)], Qt.Orientation.Horizontal)
 
     def show_guide(self) -> None:
         from sslstudio.gui.widgets.guide import GuideDialog

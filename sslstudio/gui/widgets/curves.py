@@ -46,12 +46,13 @@ class CurvesView(QWidget):
             ("collapse", "Collapse meter (1 = healthy)",
              [("std_ratio", "std × √d", (220, 90, 90))]),
             ("rank", "Effective rank", [("effective_rank", "rank", (170, 120, 220))]),
-            ("knn", "Few-label accuracy (folder labels)", [("knn_accuracy", "kNN", (60, 190, 190)),
+            ("knn", "Few-label accuracy", [("knn_accuracy", "kNN", (60, 190, 190)),
                                                            ("probe_accuracy", "10-shot probe",
                                                             (230, 160, 40))]),
         ]
         for i, (key, title, series) in enumerate(specs):
             view = pg.PlotWidget(title=title)
+            view.setMinimumSize(140, 110)  # the grid shrinks with the window instead of being cut
             grid.addWidget(view, i // 2, i % 2)
             plot = view.getPlotItem()
             plot.showGrid(x=True, y=True, alpha=0.2)
@@ -68,7 +69,9 @@ class CurvesView(QWidget):
                 lambda *_args, k=key: self._user_zoomed.add(k))
             self.plots[key] = plot
             if len(series) > 1:
-                plot.addLegend(offset=(-6, 6))  # names the lines: which is kNN, which the probe
+                # Names the lines (which is kNN, which the probe), bottom right: accuracy rises
+                # towards the top right as a run goes.
+                plot.addLegend(offset=(-6, -6))
             for column, name, colour in series:
                 # Monitor columns are sparse: draw them as connected dots over their finite values.
                 sparse = column in ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy")

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QGraphicsPathItem, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QToolButton, QVBoxLayout, QWidget)
+                               QListWidgetItem, QSizePolicy, QToolButton, QVBoxLayout, QWidget)
 
 GLIDE_S = 0.4
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -278,6 +278,8 @@ class EmbeddingMap(QWidget):
                                    "Off: a click selects the item and a drag pans")
         self.label_mode.toggled.connect(self._label_mode_toggled)
         self.status = QLabel("The map appears when training starts.")
+        # A long status must not widen the window's centre past the screen: it is cut instead.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar = QHBoxLayout()
         bar.addWidget(self.colour_by)
         bar.addWidget(self.label_mode)
@@ -360,6 +362,12 @@ class EmbeddingMap(QWidget):
         self.cloud.set_points(coords, self.colours, self.visible)
 
     # -- colours ------------------------------------------------------------------------------
+    def set_class_names(self, names) -> None:
+        """The folder's class names, which the legend shows for "Colour by folder label"."""
+        self.class_names = tuple(names)
+        if len(self.indices):
+            self._recolour()
+
     def set_item_colouring(self, name: str, groups: np.ndarray | None, colours: list | None = None,
                            show: bool = False, names: list[str] | None = None) -> None:
         """Add (or replace, or with `groups` None remove) a colouring by a value per dataset item;
