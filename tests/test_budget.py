@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sslstudio.core.checkpoint import encoder_state
+from sslstudio.core.checkpoint import encoder_info, encoder_state
 from sslstudio.core.embed import load_encoder
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.events import RunFinished, RunWarning, StepMetrics
@@ -288,3 +288,20 @@ def test_the_monitor_sample_shrinks_by_what_judging_at_the_feature_size_costs():
     plain = fit_to_budget(plan_of(), TrainConfig(), 0.04, smallest_batch=16)
     dearer = fit_to_budget(plan_of(), TrainConfig(), 0.04, smallest_batch=16, features_cost=4.0)
     assert dearer.monitor_items < plain.monitor_items
+
+
+def test_a_later_encoder_must_beat_the_kept_one_by_more_than_the_judges_noise(image_folder, tmp_path,
+                                                                               monkeypatch):
+    # 24 labelled items can not tell 0.50 from 0.55: the encoder as it came stays.
+    _scores(monkeypatch, [0.50, 0.55, 0.56])
+    monkeypatch.setattr(_Monitor, "due", lambda self: True)
+    run = tmp_path / "run"
+    events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True,
+                                   monitor_items=24)))
+    assert events[-1].status == "completed"
+    assert encoder_info(RunFolder(run).best_path)["step"] == 0
+    # Far beyond the noise, a later encoder is kept.
+    _scores(monkeypatch, [0.50, 0.95, 0.40])
+    other = tmp_path / "other"
+    list(train(config_for(image_folder, other, epochs=2, labels_from_folders=True, monitor_items=24)))
+    assert encoder_info(RunFolder(other).best_path)["step"] > 0
