@@ -244,3 +244,16 @@ def test_permission_denied_for_real(tmp_path):
 
     with pytest.raises(SkipItem, match="permission"):
         decode_image(path, 16)
+
+
+def test_the_cache_never_replaces_a_file_it_did_not_write(image_folder, tmp_path):
+    from sslstudio.core.data.decoded_cache import DecodedImageCache
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stranger = DecodedImageCache(cache, image_folder, 16).store_path
+    stranger.write_bytes(b"someone else's file")
+    data, finished = _scan(image_folder, 16, cache)  # decodes, and keeps nothing
+    assert len(data) == 24 and finished.new == 24
+    assert stranger.read_bytes() == b"someone else's file"
+    assert not list(cache.glob("*.partial"))

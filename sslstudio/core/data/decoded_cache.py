@@ -11,6 +11,7 @@ derived from the data folder's path and the size, so two folders or two sizes ne
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -131,6 +132,9 @@ class DecodedImageCache:
                signatures: list[tuple[int, int]], verdicts: list[Verdict]) -> np.ndarray:
         """Put the filled store in place (a `new_store` map, or an in-memory array, which is
         saved) and index it; returns its first `written` rows, memory-mapped read-only."""
+        if not self._replaceable():
+            raise OSError(errno.EEXIST, f"{self.store_path.name} in {self.cache_dir} was not written "
+                          "by this cache as its index says; it is left as it is")
         if isinstance(store, np.memmap):
             store.flush()
         else:
@@ -145,6 +149,19 @@ class DecodedImageCache:
             "format": FORMAT, "root": str(self.root), "image_size": self.image_size,
             "store": [info.st_size, info.st_mtime_ns], "files": files}))
         return np.load(self.store_path, mmap_mode="r")[:written]
+
+    def _replaceable(self) -> bool:
+        """Only a store and an index this cache wrote are ever replaced: none there yet, or an
+        index of ours that names the store file exactly as it is (size and time)."""
+        if not self.store_path.exists() and not self.index_path.exists():
+            return True
+        index = self._read_index()
+        if index is None:
+            return False
+        if not self.store_path.exists():
+            return True
+        info = self.store_path.stat()
+        return [info.st_size, info.st_mtime_ns] == index.get("store")
 
     def discard_partial(self) -> None:
         """Remove a store this scan began and did not finish (cancelled, failed)."""
