@@ -111,6 +111,9 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     assert w.curves.curves["loss"].xData is not None and len(w.curves.curves["loss"].xData) >= 1
     assert w.stop_action.isEnabled() and not w.start_action.isEnabled()
     assert w.start_button.text() == w.start_action.text().replace("&", "")  # one name for one act
+    # The form and the log say the same batch; Stop says what it stops.
+    assert "this run)" in w.setup.batch_size.specialValueText()
+    assert "training" in w.stop_button.toolTip() and "checkpoint" in w.stop_button.toolTip()
 
     w.toggle_pause()
     assert w.pause_button.text() == "Resume"

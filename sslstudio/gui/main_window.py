@@ -49,7 +49,12 @@ APP_NAME = "SSL Studio"
 THUMBNAIL_SIZE = 64
 MAX_RECENT = 8
 # Jobs the Pause and Stop buttons act on; scans and small computations just finish.
-STOPPABLE_JOBS = ("train", "adapt", "features")
+STOPPABLE_JOBS = ("train", "adapt", "features", "map")
+# What Pause and Stop act on, said on them while each kind of job runs.
+JOB_WORDS = {"train": "training (Stop saves a checkpoint first)",
+             "adapt": "training the classifier, or comparing methods",
+             "features": "computing every item's features",
+             "map": "arranging the map (Stop keeps the PCA map)"}
 
 
 def sample_dataset_path() -> Path:
@@ -498,6 +503,9 @@ class MainWindow(QMainWindow):
 
     def _run_started(self, event) -> None:
         self.map.class_names = event.class_names
+        if not self.setup.batch_size.value():
+            # The form says what "auto" came to, in the log's words.
+            self.setup.batch_size.setSpecialValueText(f"auto ({event.batch_size} this run)")
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
@@ -650,6 +658,10 @@ class MainWindow(QMainWindow):
         self.start_button.setEnabled(can_start)
         for widget in (self.pause_action, self.pause_button, self.stop_action, self.stop_button):
             widget.setEnabled(training)
+        words = JOB_WORDS.get(self.controller.job_kind, "") if training else ""
+        for widget, verb in ((self.pause_action, "Pause"), (self.pause_button, "Pause"),
+                             (self.stop_action, "Stop"), (self.stop_button, "Stop")):
+            widget.setToolTip(f"{verb} {words}" if words else verb)
         if not training:
             self._paused_changed(False)
         item = self.runs_list.currentItem()

@@ -195,8 +195,12 @@ class RunSetupPanel(QWidget):
         self.image_size.setToolTip("Training resolution; auto follows the data (28-64 px on a CPU)")
         self.batch_size = QSpinBox()
         self.batch_size.setRange(0, 65536)
-        self.batch_size.setSpecialValueText("auto (256)")
-        self.batch_size.setToolTip("Images per step; contrastive methods like 256 or more")
+        # "auto" is what the run's plan decides (256 at most, fewer to fit memory, the data or
+        # the budget; the log says why): showing a number here would contradict the log.
+        self.batch_size.setSpecialValueText("auto")
+        self.batch_size.setToolTip("Images per step. auto: up to 256, fewer when memory, the "
+                                   "folder's size or the time budget call for it; the plan in the "
+                                   "log says the batch used and why")
         self.strength = QDoubleSpinBox()
         self.strength.setRange(0.0, 1.0)
         self.strength.setSingleStep(0.1)
