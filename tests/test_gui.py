@@ -112,7 +112,6 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     assert w.stop_action.isEnabled() and not w.start_action.isEnabled()
     assert w.start_button.text() == w.start_action.text().replace("&", "")  # one name for one act
     # The form and the log say the same batch; Stop says what it stops.
-    assert "this run)" in w.setup.batch_size.specialValueText()
     assert "training" in w.stop_button.toolTip() and "checkpoint" in w.stop_button.toolTip()
 
     w.toggle_pause()
@@ -141,6 +140,16 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
                     w.controller.history.column("step")[-1] > stopped_at, timeout=60000)
     w.close()  # closing during a run cancels and joins it
     assert not w.controller.busy()
+
+
+def test_the_batch_box_says_what_auto_came_to(qtbot, window):
+    from test_describe import run_started
+
+    w = window()
+    w.setup.batch_size.setValue(0)
+    assert w.setup.batch_size.text() == "auto"
+    w._run_started(run_started(batch_size=75))
+    assert w.setup.batch_size.text() == "auto (75 this run)"  # the log's number, not 256
 
 
 def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
