@@ -257,3 +257,44 @@ def test_the_cache_never_replaces_a_file_it_did_not_write(image_folder, tmp_path
     assert len(data) == 24 and finished.new == 24
     assert stranger.read_bytes() == b"someone else's file"
     assert not list(cache.glob("*.partial"))
+
+
+def test_a_very_large_folder_is_listed_and_its_thumbnails_made_when_shown(image_folder, tmp_path,
+                                                                           monkeypatch):
+    import shutil
+
+    from sslstudio.core.data import lazy_images
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)
+    (copy / "class_0" / "broken.png").write_bytes(b"not an image")
+    cache = tmp_path / "cache"
+    made = []
+    real = lazy_images.decode_image
+    monkeypatch.setattr(lazy_images, "decode_image", lambda path, size: made.append(path.name) or real(path, size))
+
+    def listed():
+        data, events = run_to_end(load_image_folder(copy, 16, labels_from_folders=True, cache_dir=cache,
+                                                    lazy_from=5))
+        return data, [e for e in events if isinstance(e, ScanFinished)][-1]
+
+    data, finished = listed()
+    assert finished.lazy and len(data) == 25 and made == []  # listed, nothing decoded
+    assert describe(finished).text.startswith("listed 25 files")
+    eager = _fresh(copy, 16)
+    row = data.items.index(eager.items[3])
+    assert np.array_equal(data.images[row], np.asarray(eager.images[3])) and len(made) == 1
+    broken = data.items.index("class_0/broken.png")
+    assert not data.images[broken].any()  # a blank tile; the run's scan reports why
+    assert np.array_equal(data.images[row], np.asarray(eager.images[3])) and len(made) == 2
+
+    # Reopened: what was made is on disk and reused; a file changed since is made again.
+    again, _ = listed()
+    assert np.array_equal(again.images[row], np.asarray(eager.images[3])) and len(made) == 2
+    from PIL import Image
+
+    changed = again.paths[row]
+    Image.new("RGB", (20, 20), (9, 200, 9)).save(changed)
+    os.utime(changed, ns=(5, 5))
+    third, _ = listed()
+    assert third.images[row][0, 0].tolist() == [9, 200, 9] and len(made) == 3

@@ -234,6 +234,20 @@ def test_gallery_filters_by_folder_and_label_searches_and_resizes(qtbot, window)
     assert g.list.gridSize().width() == 136 and g.model.thumbnail(shown[0]).width() == 128
 
 
+def test_a_very_large_folder_opens_listed_and_the_gallery_makes_what_it_shows(qtbot, window, monkeypatch):
+    from sslstudio.core.data.lazy_images import MADE, LazyThumbnails
+
+    monkeypatch.setattr("sslstudio.gui.modalities.LAZY_FROM", 100)  # the sample's 300 count as many
+    w = window()
+    open_sample(qtbot, w)
+    images = w.data_set.images
+    assert isinstance(images, LazyThumbnails)
+    qtbot.waitUntil(lambda: (np.asarray(images.state) == MADE).sum() > 0, timeout=5000)
+    made = int((np.asarray(images.state) == MADE).sum())
+    assert 0 < made < 300  # what the gallery showed, not the folder
+    assert w.gallery.model.thumbnail(299).width() == 64
+
+
 def test_knob_form_follows_the_objective(qtbot, window):
     from sslstudio.core.config import knobs
     from sslstudio.core.objectives import OBJECTIVES

@@ -59,6 +59,10 @@ def describe(event, total_steps: int = -1) -> Description:
         case ScanFinished():
             reasons = ", ".join(f"{n} {r}" for r, n in event.skipped_by_reason.items())
             extra = f" ({reasons})" if reasons else ""
+            if event.lazy:
+                return Description(
+                    f"listed {event.total_files:,} files in {event.elapsed_s:.1f}s: thumbnails are "
+                    "made as they are shown; unreadable files are found when a run scans them", "note")
             changes = event.changes_text()
             changes = f"; {changes}" if changes else ""
             return Description(f"scanned {event.total_files} files in {event.elapsed_s:.1f}s: "

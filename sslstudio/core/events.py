@@ -33,6 +33,7 @@ class ScanFinished:
     new: int = 0
     changed: int = 0
     removed: int = 0
+    lazy: bool = False  # listed only: items are decoded when first shown
 
     def changes_text(self) -> str:
         """What changed since the last scan, in words; empty for a first scan."""

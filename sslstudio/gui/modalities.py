@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 from sslstudio.core.data.image_folder import load_image_folder
+from sslstudio.core.data.lazy_images import LAZY_FROM
 from sslstudio.core.data.text_folder import load_text_folder
 
 
 def _load_images(folder: Path, thumbnail_size: int, cache_dir: Path | None, control) -> Iterator:
+    # Past LAZY_FROM files the gallery's thumbnails are made as they are shown.
     return (yield from load_image_folder(folder, thumbnail_size, labels_from_folders=True,
-                                         cache_dir=cache_dir, control=control))
+                                         cache_dir=cache_dir, control=control, lazy_from=LAZY_FROM))
 
 
 def _load_texts(folder: Path, thumbnail_size: int, cache_dir: Path | None, control) -> Iterator:

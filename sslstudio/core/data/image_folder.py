@@ -6,6 +6,7 @@ memory when it fits and memory-mapped from the run folder when it does not.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from sslstudio.core.data.images import (
     pillow_warnings_silenced,
 )
 from sslstudio.core.data.decoded_cache import DecodedImageCache, FolderChanges, Verdict
+from sslstudio.core.data.lazy_images import LazyThumbnails
 from sslstudio.core.data.scan import DataError, ScanReport, list_folder
 from sslstudio.core.events import ScanFinished, ScanProgress
 from PIL import Image
@@ -48,9 +50,10 @@ class ImageFolderData:
     def __len__(self) -> int:
         return len(self.paths)
 
-    @property
+    @functools.cached_property
     def items(self) -> list[str]:
-        """Item keys: each file's path relative to the folder, with '/'."""
+        """Item keys: each file's path relative to the folder, with '/' (made once: a million
+        of them take seconds)."""
         return [Path(p).relative_to(self.root).as_posix() for p in self.paths]
 
     @property
@@ -101,8 +104,11 @@ def load_image_folder(
     memory_budget: int | None = None,
     control: RunControl | None = None,
     workers: int | None = None,
+    lazy_from: int | None = None,
 ) -> Generator[ScanProgress | ScanFinished, None, ImageFolderData]:
-    """Scan and decode `root`. Yields progress; returns the data (use `yield from`)."""
+    """Scan and decode `root`. Yields progress; returns the data (use `yield from`). With
+    `lazy_from` and a cache folder, a folder of more files than that is listed only: its images
+    are decoded when first indexed (`LazyThumbnails`), as a gallery of a million items wants."""
     started = time.monotonic()
     listing = list_folder(root, IMAGE_EXTENSIONS, labels_from_folders)
     if not listing.paths and listing.skipped:
@@ -117,6 +123,8 @@ def load_image_folder(
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
         )
     total = len(listing.paths)
+    if lazy_from is not None and cache_dir is not None and total > lazy_from:
+        return (yield from _listed_only(listing, image_size, cache_dir, started))
     item_bytes = image_size * image_size * 3
     budget = default_memory_budget() if memory_budget is None else memory_budget
     on_disk = total * item_bytes > budget
@@ -157,6 +165,19 @@ def load_image_folder(
     grey = bool(np.mean(grey_flags) >= 0.98)
     return ImageFolderData(listing.root, [listing.paths[r] for r in rows], labels,
                            listing.class_names, images, grey, report, image_size)
+
+
+def _listed_only(listing, image_size: int, cache_dir: Path, started: float):
+    total = len(listing.paths)
+    images = LazyThumbnails(listing, image_size, cache_dir)
+    yield ScanProgress(total, total, len(listing.skipped), "")
+    report = ScanReport(str(listing.root), total + len(listing.skipped), total, listing.ignored,
+                        sorted(listing.skipped))
+    yield ScanFinished(report.total_files, total, len(listing.skipped), report.skipped_by_reason(),
+                       time.monotonic() - started, lazy=True)
+    labels = np.asarray(listing.labels, dtype=np.int64)
+    return ImageFolderData(listing.root, list(listing.paths), labels, listing.class_names, images,
+                           False, report, image_size)
 
 
 def typical_side(root: Path, probes: int = 64) -> int:
