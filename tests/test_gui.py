@@ -619,6 +619,9 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     w.gallery.filter.setCurrentText("Least confident first")
     shown = [w.gallery.model.item_at(r) for r in range(w.gallery.model.rowCount())]
     assert len(shown) == 300 - 10 and w.margin[shown[0]] <= w.margin[shown[-1]]
+    # The classifier is listed, marked as the one in use.
+    trained = [w.adapt_panel.trained.item(i).text() for i in range(w.adapt_panel.trained.count())]
+    assert len(trained) == 1 and trained[0].startswith("\u25b6 linear · 10 labels · ")
 
     # Compare the three methods on the same folds, each with the knobs set for it.
     for method in ("finetune", "lora"):
@@ -630,6 +633,23 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     assert w.adapt_panel.comparison.rowCount() == 3
     assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora"}
+    # Which classifier is in use stays plain: the box moves to the best method, the headline
+    # says the comparison kept no model and names the one still in use.
+    best = max(w.adapt_panel.estimates.values(), key=lambda e: e.accuracy).method
+    assert w.adapt_panel.method.currentText() == best
+    headline = w.adapt_panel.headline.text()
+    assert f"{best} is best" in headline and f"still {w.adapted_path.name}" in headline
+    assert w.adapt_panel.trained.count() == 1
+    # A second classifier: both listed, the newest in use; a click brings the first back.
+    w.adapt_panel.method.setCurrentText("linear")
+    first = w.adapted_path
+    w.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapted_path != first, timeout=60000)
+    assert w.adapt_panel.trained.count() == 2
+    assert w.adapt_panel.trained.item(0).text().startswith("\u25b6")
+    older = w.adapt_panel.trained.item(1)
+    w.adapt_panel.trained.itemClicked.emit(older)
+    assert w.adapted_path == first and w.adapt_panel.trained.item(1).text().startswith("\u25b6")
 
     # Groups, then a whole group labelled at once.
     w.label_panel.k.setValue(3)

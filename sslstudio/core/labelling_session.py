@@ -342,15 +342,22 @@ class LabellingSession:
                 margin_by_item[row] = marg
         self.predicted, self.confidence, self.margin = predicted, confidence_by_item, margin_by_item
 
-    def restore_latest_predictions(self) -> RestoredPredictions | None:
-        """The predictions of the last classifier adapted from the labelling run: nothing is
-        lost on close. It becomes the current classifier only when its estimate reads too."""
-        if self.run is None:
-            return None
-        models = [m for m in RunFolder(self.run).adapted_models() if m.predictions_path.exists()]
+    def classifiers(self, run: Path | None = None) -> list[AdaptedFolder]:
+        """Every classifier adapted from `run` (by default the labelling run) that can show
+        predictions, oldest first."""
+        run = run if run is not None else self.run
+        if run is None:
+            return []
+        return [m for m in RunFolder(run).adapted_models() if m.predictions_path.exists()]
+
+    def restore_latest_predictions(self, chosen: AdaptedFolder | None = None) -> RestoredPredictions | None:
+        """The predictions of a classifier adapted from the labelling run, by default the last
+        one: nothing is lost on close. It becomes the current classifier only when its estimate
+        reads too."""
+        models = self.classifiers()
         if not models:
             return None
-        latest = models[-1]
+        latest = chosen if chosen is not None else models[-1]
         try:
             saved = latest.predictions()
             # The file keeps the top probability only; it orders "least confident" as well.

@@ -6,6 +6,8 @@ and the status bar. Of the main window it knows only the LabellingHost below."""
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from sslstudio.core.data import item_keys
 from sslstudio.core.describe import describe
+from sslstudio.core.run_folder import AdaptedFolder
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
 from sslstudio.gui.actions import make_action
@@ -112,6 +115,7 @@ class LabellingPanels(QObject):
         p.label_group_requested.connect(self.label_selected_group)
         p.suggest_requested.connect(self.suggest)
         self.adapt_panel.train_requested.connect(self.train_classifier)
+        self.adapt_panel.classifier_chosen.connect(self.choose_classifier)
         self.adapt_panel.compare_requested.connect(self.compare_methods)
 
     # -- project and data ---------------------------------------------------------------------
@@ -328,6 +332,7 @@ class LabellingPanels(QObject):
         else:
             text = f"Run {summary.name} has no checkpoint yet."
         self.label_panel.set_encoder(text, session.features is not None)
+        self.refresh_classifiers()
         self.update_actions()
 
     def prepare_labelling(self) -> None:
@@ -506,8 +511,31 @@ class LabellingPanels(QObject):
                                 [_rgb(c.colour) for c in session.classes()], show=True,
                                 names=[f"predicted {c.name}" for c in session.classes()])
 
-    def _restore_latest_predictions(self) -> None:
-        restored = self.session.restore_latest_predictions()
+    def refresh_classifiers(self) -> None:
+        """The Classifier panel's list: every classifier of the selected run, the current one
+        marked."""
+        run = self._selected_run.path if self._selected_run is not None else self.session.run
+        entries = []
+        for model in self.session.classifiers(run):
+            when = time.strftime("%d %b %H:%M", time.localtime(model.modified()))
+            try:
+                e = model.estimate()
+                text = (f"{e.method} · {e.num_labels} labels · {e.accuracy:.1%} "
+                        f"({e.ci_low:.0%}-{e.ci_high:.0%}) · {when}")
+            except (OSError, ValueError, KeyError):
+                text = f"{model.path.name} · {when}"
+            entries.append((str(model.path), text))
+        current = str(self.session.adapted_path) if self.session.adapted_path is not None else ""
+        self.adapt_panel.set_classifiers(entries, current)
+
+    def choose_classifier(self, folder: str) -> None:
+        if self.host.controller.busy():
+            return
+        self._restore_latest_predictions(AdaptedFolder(Path(folder)))
+
+    def _restore_latest_predictions(self, chosen=None) -> None:
+        restored = self.session.restore_latest_predictions(chosen)
+        self.refresh_classifiers()
         if restored is None:
             return
         self._show_predictions()
@@ -515,8 +543,10 @@ class LabellingPanels(QObject):
             return
         self.adapt_panel.clear_results(comparing=False)
         self.adapt_panel.show_estimate(restored.estimate)
-        self._say(f"Showing the predictions of {restored.folder.path.name}, the last classifier "
-                  f"adapted from {self.session.run.name}")
+        self.refresh_classifiers()
+        which = "the classifier chosen" if chosen is not None else "the last classifier"
+        self._say(f"Showing the predictions of {restored.folder.path.name}, {which} adapted "
+                  f"from {self.session.run.name}")
 
     def _adapt_finished(self, event) -> None:
         self.host.progress.hide()
@@ -525,6 +555,19 @@ class LabellingPanels(QObject):
                       "shows what to review")
         else:
             self._say(describe(event).text)
+        self.refresh_classifiers()
+        estimates = self.adapt_panel.estimates
+        if event.status == "completed" and "," in event.method and estimates:
+            # A comparison estimates; it trains nothing to keep. The method box moves to the
+            # best, and the panel says which classifier is still the one in use.
+            best = max(estimates.values(), key=lambda e: e.accuracy)
+            self.adapt_panel.method.setCurrentText(best.method)
+            current = (f"the classifier in use is still {self.session.adapted_path.name}"
+                       if self.session.adapted_path is not None else "no classifier is trained yet")
+            self.adapt_panel.headline.setText(
+                f"<b>Compared on the same folds: {best.method} is best, {best.accuracy:.1%}</b> "
+                f"(table below). A comparison keeps no model: {current}. Train classifier fits "
+                f"{best.method} on every label and makes it the one in use.")
 
     # -- state --------------------------------------------------------------------------------
     def update_actions(self) -> None:

@@ -726,9 +726,13 @@ class MainWindow(QMainWindow):
             return
         sources = []
         runs = [r for r in self.project.runs() if r.folder.has_checkpoint()]
+        current = self.labelling.session.adapted_path
         for run in runs:
             for model in reversed(run.folder.adapted_models()):  # newest first
-                sources.append((f"Classifier {model.path.name} (on run {run.name})", model.path, True))
+                mark = " (in use)" if current is not None and model.path == current else ""
+                sources.append((f"Classifier {model.path.name}{mark} (on run {run.name})", model.path, True))
+        # The classifier in use first: what the gallery and the map show is what exports.
+        sources.sort(key=lambda entry: not (current is not None and entry[1] == current))
         for run in runs:
             sources.append((f"Encoder of run {run.name} ({run.objective} on {run.backbone})", run.path, False))
         if not sources:

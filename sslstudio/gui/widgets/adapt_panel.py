@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+                               QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from sslstudio.gui.widgets.run_setup import KnobForm
 
@@ -16,6 +17,7 @@ from sslstudio.gui.widgets.run_setup import KnobForm
 class AdaptPanel(QWidget):
     train_requested = Signal(str, dict)  # method, knob values
     compare_requested = Signal(dict)  # method -> knob values
+    classifier_chosen = Signal(str)  # an adapted model's folder: make it the current classifier
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -79,9 +81,42 @@ class AdaptPanel(QWidget):
         result_layout.addWidget(QLabel("Confusion matrix (rows true, columns predicted)"))
         result_layout.addWidget(self.confusion)
 
+        # Every classifier trained from this run, the current one in bold: what the gallery and
+        # the map show and what export offers first. A click makes another one current.
+        trained_box = QGroupBox("Your classifiers")
+        trained_layout = QVBoxLayout(trained_box)
+        self.trained = QListWidget()
+        self.trained.setMaximumHeight(120)
+        self.trained.setToolTip("Every classifier trained from the selected run: method, labels "
+                                "used, estimated accuracy, when. Click one to show its predictions")
+        self.trained.itemActivated.connect(self._chosen)
+        self.trained.itemClicked.connect(self._chosen)
+        self.trained_hint = QLabel("None yet: Train classifier fits one on every label.")
+        trained_layout.addWidget(self.trained)
+        trained_layout.addWidget(self.trained_hint)
+
         layout.addWidget(method_box)
+        layout.addWidget(trained_box)
         layout.addWidget(result_box, 1)
         self.set_ready(False, "")
+
+    def set_classifiers(self, entries: list[tuple[str, str]], current: str) -> None:
+        """`entries`: (folder, line to show) each, oldest first; `current`: the folder shown."""
+        self.trained.blockSignals(True)
+        self.trained.clear()
+        for folder, text in reversed(entries):  # newest first
+            item = QListWidgetItem(("\u25b6 " if folder == current else "   ") + text)
+            item.setData(Qt.ItemDataRole.UserRole, folder)
+            if folder == current:
+                font = QFont(item.font())
+                font.setBold(True)
+                item.setFont(font)
+            self.trained.addItem(item)
+        self.trained.blockSignals(False)
+        self.trained_hint.setVisible(not entries)
+
+    def _chosen(self, item: QListWidgetItem) -> None:
+        self.classifier_chosen.emit(str(item.data(Qt.ItemDataRole.UserRole)))
 
     def populate(self, adapters: dict[str, type]) -> None:
         self.adapters = adapters
@@ -147,7 +182,8 @@ class AdaptPanel(QWidget):
 
     def show_estimate(self, event) -> None:
         self.estimates[event.method] = event
-        stop = f"; early stopping chose {event.epochs} epochs" if event.epochs else ""
+        stop = (f"; early stopping chose {event.epochs} epoch{'s' if event.epochs != 1 else ''}"
+                if event.epochs else "")
         started = getattr(self, "started", None)
         trainable = ""
         if started is not None and started.method == event.method:
