@@ -833,8 +833,8 @@ class _BestEncoder:
             return
         self.latest_step, self.latest_score = step, score
         # A later encoder replaces the kept one only when it scores better by more than the
-        # judge's own noise: 120 labelled items judged stamps' continued encoder 5 points better
-        # than it came, and on every item it was 1.7 points worse (bench/quality.py).
+        # judge's own noise: on 120 labelled items stamps' last continued encoder scored best of
+        # its run, and on every item it was 1.7 points worse than it came (bench/quality.py).
         if math.isnan(self.score) or score > self.score + self.monitor.score_margin(self.score):
             self.step, self.score = step, score
             self.weights = {k: v.detach().cpu().clone()
