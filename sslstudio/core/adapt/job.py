@@ -116,11 +116,12 @@ def _backbone_name(run_dir: Path) -> str:
     return RunFolder(run_dir).settings()["train"]["backbone"]
 
 
-def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device, control) -> Iterator:
+def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device, control,
+                    digest: str | None = None) -> Iterator:
     """The pretrained encoder's features of every item, kept in the run folder between jobs
-    (keyed by the checkpoint and the folder's files)."""
+    (keyed by the checkpoint and the folder's files: `digest`, made here unless given)."""
     folder = RunFolder(run_dir)
-    digest = _features_key(folder, encoder, data)
+    digest = digest or _features_key(folder, encoder, data)
     cache = folder.features_cache_path
     try:
         with np.load(cache) as saved:
@@ -167,15 +168,16 @@ def prepare_labelling(run_dir: Path, data_dir: Path, device: str = "auto",
     torch_device = resolve_device(device)
     encoder, preprocess = load_encoder(Path(run_dir), torch_device)
     data = yield from preprocess.load(Path(data_dir), Path(run_dir), control)
+    folder = RunFolder(run_dir)
+    # One key for the features and their map: it hashes every item's name.
+    key = _features_key(folder, encoder, data)
     features = yield from cached_features(Path(run_dir), encoder, data, preprocess, torch_device,
-                                          control)
+                                          control, key)
     coords = project_2d(features, None).astype(np.float32)
     items = np.array(item_keys(data))
     yield FeaturesReady(items, features, coords)
     # Labelling can start on the PCA map at once; the map where groups stand apart follows.
-    folder = RunFolder(run_dir)
-    neighbours, seconds = yield from cached_neighbour_map(
-        folder, features, _features_key(folder, encoder, data), control)
+    neighbours, seconds = yield from cached_neighbour_map(folder, features, key, control)
     yield MapReady(items, aligned(neighbours, coords), "t-SNE", seconds)
 
 

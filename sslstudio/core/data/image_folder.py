@@ -133,7 +133,7 @@ def load_image_folder(
             f"{total} images at {image_size}px need {total * item_bytes / 2**30:.1f} GiB, more "
             "than fits in memory, and no run folder was given to hold the cache"
         )
-    relatives = [path.relative_to(listing.root).as_posix() for path in listing.paths]
+    relatives = listing.relatives  # computed once, by the listing
     signatures = listing.signatures or [(-1, -1)] * total
     cache = DecodedImageCache(cache_dir, listing.root, image_size) if cache_dir is not None else None
     known = cache.match(relatives, signatures) if cache is not None else None

@@ -43,7 +43,7 @@ class LazyThumbnails:
         # Per row: state, then what it was made from (path hash, size, modification time).
         self.state = _open_or_make(Path(f"{stem}.state.npy"), (count,), np.uint8)
         self.made_from = _open_or_make(Path(f"{stem}.from.npy"), (count, 3), np.int64)
-        relatives = [p.relative_to(listing.root).as_posix() for p in self.paths]
+        relatives = listing.relatives
         signatures = listing.signatures or [(-1, -1)] * count
         self.expected = np.array([(_path_hash(r), s[0], s[1]) for r, s in zip(relatives, signatures)],
                                  np.int64).reshape(count, 3)
