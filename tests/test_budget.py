@@ -279,7 +279,7 @@ def test_a_folder_item_changed_since_the_scan_is_read_from_the_training_copy(ima
     from sslstudio.core.preprocess import ImagePreprocess
 
     data = run_to_end(load_image_folder(image_folder, 16))
-    data.paths[0] = image_folder / "gone.png"  # as if deleted after the scan
+    data.paths = [image_folder / "gone.png"] + list(data.paths)[1:]  # as if deleted after the scan
     items = ImagePreprocess(16, [0.5] * 3, [0.25] * 3, feature_size=24).feature_items(data, np.array([0, 1]))
     assert tuple(items.shape) == (2, 24, 24, 3) and items.dtype == torch.uint8
 

@@ -172,6 +172,33 @@ def test_a_rescan_decodes_only_what_changed_and_says_so(image_folder, tmp_path, 
     assert np.array_equal(changed.labels, reference.labels)
 
 
+def test_a_file_rewritten_in_place_is_decoded_again_though_no_name_changed(image_folder, tmp_path):
+    # The reopen's fast path compares whole lists of names and times; one new time must fall
+    # through to the file-by-file comparison.
+    import shutil
+
+    from PIL import Image
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)
+    cache = tmp_path / "cache"
+    _scan(copy, 16, cache)
+    target = sorted(copy.rglob("*.png"))[3]
+    Image.new("RGB", (20, 20), (250, 10, 10)).save(target)
+    os.utime(target, ns=(2, 2))
+    again, finished = _scan(copy, 16, cache)
+    assert (finished.reused, finished.changed, finished.new, finished.removed) == (len(again) - 1, 1, 0, 0)
+    assert np.array_equal(np.asarray(again.images), np.asarray(_fresh(copy, 16).images))
+
+
+def test_listed_paths_are_made_from_the_relative_names_when_asked_for(image_folder):
+    data, _ = run_to_end(load_image_folder(image_folder, 16))
+    assert data.paths[2] == image_folder / data.items[2] and len(data.paths) == len(data.items)
+    assert list(data.paths)[-1] == image_folder / data.items[-1]
+    assert data.paths == [image_folder / item for item in data.items]
+    assert list(data.paths[1:3]) == [image_folder / item for item in data.items[1:3]]
+
+
 def test_a_skipped_file_is_remembered_and_still_reported(image_folder, tmp_path, monkeypatch):
     import shutil
 

@@ -317,9 +317,14 @@ class ImagePreprocess(Preprocess):
 
     @classmethod
     def load_training_data(cls, config, backbone, device, run, control) -> Iterator:
-        size = training_image_size(config, Path(config.data), device, BACKBONES.get(backbone).pretrained)
+        # Listed once: the size is read from a spread of the listed files, and a second walk of a
+        # big folder would cost as much as reopening its cache.
+        listing = list_folder(Path(config.data), IMAGE_EXTENSIONS, config.labels_from_folders)
+        size = training_image_size(config, Path(config.data), device, BACKBONES.get(backbone).pretrained,
+                                   listing)
         return (yield from load_image_folder(Path(config.data), size, config.labels_from_folders,
-                                             cache_dir=run.data_cache_dir, control=control))
+                                             cache_dir=run.data_cache_dir, control=control,
+                                             listing=listing))
 
     @classmethod
     def for_training(cls, config, backbone, data, run, resume, device):
@@ -596,14 +601,14 @@ def pixels_to_input(images: np.ndarray) -> np.ndarray:
 PRETRAINED_CPU_SIZE = 96
 
 
-def training_image_size(config, data_root: Path, device, pretrained=None) -> int:
+def training_image_size(config, data_root: Path, device, pretrained=None, listing=None) -> int:
     if config.image_size:
         return config.image_size
     if pretrained is not None:
         # The size the weights were trained at, unless the CPU cannot afford it.
         return pretrained.input_size if device.type != "cpu" else PRETRAINED_CPU_SIZE
 
-    side = typical_side(data_root)
+    side = typical_side(data_root, listing=listing)
     # Native size for small images (28 px costs 40% less than 32 px on a CPU); large photos are
     # brought down to what the device can train on in a sitting.
     ceiling = 64 if device.type == "cpu" else 128

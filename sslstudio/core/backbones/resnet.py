@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet18, resnet50
-
 from sslstudio.core.backbones.base import Backbone, register_backbone
 
 
@@ -33,9 +31,15 @@ class ResNetBackbone(Backbone):
 
 @register_backbone("resnet18", "torchvision ResNet-18 (11 M params): the field's standard; best on a GPU")
 def build_resnet18(image_size: int) -> Backbone:
+    # torchvision is imported when a ResNet is built, not when the registry is read: importing it
+    # pulls in torch._dynamo, a second on a laptop before the window can offer a run.
+    from torchvision.models import resnet18
+
     return ResNetBackbone(resnet18, image_size)
 
 
 @register_backbone("resnet50", "torchvision ResNet-50 (24 M params): for a GPU and large folders")
 def build_resnet50(image_size: int) -> Backbone:
+    from torchvision.models import resnet50
+
     return ResNetBackbone(resnet50, image_size)

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator
+from typing import Generator, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from sslstudio.core.data.images import (
 )
 from sslstudio.core.data.decoded_cache import DecodedImageCache, FolderChanges, Verdict
 from sslstudio.core.data.lazy_images import LazyThumbnails
-from sslstudio.core.data.scan import DataError, ScanReport, list_folder
+from sslstudio.core.data.scan import DataError, FolderListing, FolderPaths, ScanReport, list_folder
 from sslstudio.core.events import ScanFinished, ScanProgress
 from PIL import Image
 
@@ -38,7 +38,7 @@ CHUNK = 256
 @dataclass
 class ImageFolderData:
     root: Path
-    paths: list[Path]  # usable items, sorted by relative path
+    paths: Sequence[Path]  # usable items, sorted by relative path (a FolderPaths from a scan)
     labels: np.ndarray  # int64, -1 where unlabelled
     class_names: tuple[str, ...]
     images: np.ndarray  # uint8 (N, S, S, 3), in memory or a memmap
@@ -52,8 +52,9 @@ class ImageFolderData:
 
     @functools.cached_property
     def items(self) -> list[str]:
-        """Item keys: each file's path relative to the folder, with '/' (made once: a million
-        of them take seconds)."""
+        """Item keys: each file's path relative to the folder, with '/'."""
+        if isinstance(self.paths, FolderPaths) and self.paths.root == self.root:
+            return self.paths.relatives  # the scan made them; a million take seconds to remake
         return [Path(p).relative_to(self.root).as_posix() for p in self.paths]
 
     @property
@@ -105,12 +106,16 @@ def load_image_folder(
     control: RunControl | None = None,
     workers: int | None = None,
     lazy_from: int | None = None,
+    listing: FolderListing | None = None,
 ) -> Generator[ScanProgress | ScanFinished, None, ImageFolderData]:
     """Scan and decode `root`. Yields progress; returns the data (use `yield from`). With
     `lazy_from` and a cache folder, a folder of more files than that is listed only: its images
-    are decoded when first indexed (`LazyThumbnails`), as a gallery of a million items wants."""
+    are decoded when first indexed (`LazyThumbnails`), as a gallery of a million items wants.
+    `listing` is `list_folder`'s of the same folder and labelling, made just before by a caller
+    that needed it first."""
     started = time.monotonic()
-    listing = list_folder(root, IMAGE_EXTENSIONS, labels_from_folders)
+    if listing is None:
+        listing = list_folder(root, IMAGE_EXTENSIONS, labels_from_folders)
     if not listing.paths and listing.skipped:
         report = ScanReport(str(listing.root), len(listing.skipped), 0, listing.ignored,
                             list(listing.skipped))
@@ -163,7 +168,7 @@ def load_image_folder(
     rows = np.asarray(usable_rows, dtype=np.int64)
     labels = np.asarray(listing.labels, dtype=np.int64)[rows]
     grey = bool(np.mean(grey_flags) >= 0.98)
-    return ImageFolderData(listing.root, [listing.paths[r] for r in rows], labels,
+    return ImageFolderData(listing.root, listing.paths.subset(usable_rows), labels,
                            listing.class_names, images, grey, report, image_size)
 
 
@@ -176,13 +181,14 @@ def _listed_only(listing, image_size: int, cache_dir: Path, started: float):
     yield ScanFinished(report.total_files, total, len(listing.skipped), report.skipped_by_reason(),
                        time.monotonic() - started, lazy=True)
     labels = np.asarray(listing.labels, dtype=np.int64)
-    return ImageFolderData(listing.root, list(listing.paths), labels, listing.class_names, images,
+    return ImageFolderData(listing.root, listing.paths, labels, listing.class_names, images,
                            False, report, image_size)
 
 
-def typical_side(root: Path, probes: int = 64) -> int:
+def typical_side(root: Path, probes: int = 64, listing: FolderListing | None = None) -> int:
     """Median shorter side of a spread of the folder's images, read from headers only."""
-    listing = list_folder(root, IMAGE_EXTENSIONS, False)
+    if listing is None:
+        listing = list_folder(root, IMAGE_EXTENSIONS, False)
     if not listing.paths:
         return 64
     picks = np.unique(np.linspace(0, len(listing.paths) - 1, min(probes, len(listing.paths))).astype(int))
