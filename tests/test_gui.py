@@ -875,3 +875,34 @@ def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, win
     third = window(project)  # free again: a writer
     wait_for_data(qtbot, third)
     assert not third.label_store.read_only
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: a "
+                    "binding that drops references to it can no longer crash")
+def test_scrolling_the_gallery_does_not_use_up_references_to_none(qtbot):
+    # PySide6 6.12.0 dropped a reference to None at each call of a method returning nothing
+    # (painter.save(), widget.update(), ...). A gallery scrolled for a minute took None's count
+    # to zero, and Python 3.11 aborted the app ("deallocating None").
+    from sslstudio.core.data.image_folder import ImageFolderData
+    from sslstudio.core.data.scan import FolderPaths, ScanReport
+    from sslstudio.gui.widgets.gallery import GalleryView
+
+    count = 3000
+    root = Path("/nonexistent-folder")
+    data = ImageFolderData(root, FolderPaths(root, [f"{i}.png" for i in range(count)]),
+                           np.full(count, -1), (), np.zeros((count, 16, 16, 3), np.uint8), False,
+                           ScanReport(str(root), count, count, 0), 16)
+    view = GalleryView()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    view.show()
+    view.set_data(data)
+    view.model.label_of = np.where(np.arange(count) % 3 == 0, 0, -1)
+    view.model.class_colours = ["#d62728"]
+    QApplication.processEvents()
+    scroll = view.list.verticalScrollBar()
+    before = sys.getrefcount(None)
+    for step in range(20):
+        scroll.setValue(step * scroll.singleStep())
+        view.list.viewport().repaint()
+    assert sys.getrefcount(None) >= before - 50
