@@ -12,6 +12,7 @@ from sslstudio.core.data import DataError, load_image_folder
 from sslstudio.core.data import image_folder as image_folder_module
 from sslstudio.core.data import images as images_module
 from sslstudio.core.data.images import decode_image
+from sslstudio.core.data.row_file import RowFile, RowFileWriter
 from sslstudio.core.describe import describe
 from sslstudio.core.events import ScanFinished, ScanProgress
 from tests.conftest import run_to_end
@@ -101,10 +102,10 @@ def test_missing_empty_and_imageless_folders_fail_clearly(tmp_path):
         run_to_end(load_image_folder(tmp_path / "broken", 16))
 
 
-def test_cache_goes_to_a_memory_map_when_it_does_not_fit_and_is_reused(image_folder, tmp_path, monkeypatch):
+def test_cache_goes_to_a_file_when_it_does_not_fit_and_is_reused(image_folder, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     data, _ = run_to_end(load_image_folder(image_folder, 16, cache_dir=cache, memory_budget=0))
-    assert isinstance(data.images, np.memmap) or isinstance(getattr(data.images, "base", None), np.memmap)
+    assert isinstance(data.images, RowFile)
     assert len(list(cache.glob("images-*-16px.npy"))) == 1
     first = np.array(data.images)
 
@@ -114,6 +115,44 @@ def test_cache_goes_to_a_memory_map_when_it_does_not_fit_and_is_reused(image_fol
     monkeypatch.setattr(image_folder_module, "_decode_or_reason", no_decoding)
     again, _ = run_to_end(load_image_folder(image_folder, 16, cache_dir=cache, memory_budget=0))
     assert np.array_equal(np.array(again.images), first)
+
+
+def test_a_big_folder_is_decoded_into_the_cache_file_not_first_into_memory(image_folder, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setattr(image_folder_module, "IN_MEMORY_DECODE_MAX", 0)
+    real_empty = np.empty
+
+    def no_whole_array(shape, *args, **kwargs):
+        assert not (isinstance(shape, tuple) and len(shape) == 4), "decoded into memory"
+        return real_empty(shape, *args, **kwargs)
+
+    monkeypatch.setattr(image_folder_module.np, "empty", no_whole_array)
+    data, _ = run_to_end(load_image_folder(image_folder, 16, cache_dir=tmp_path / "cache"))
+    monkeypatch.undo()
+    assert isinstance(data.images, RowFile)
+    assert np.array_equal(np.asarray(data.images), np.asarray(_fresh(image_folder, 16).images))
+
+
+def test_a_row_file_reads_what_numpy_would(tmp_path):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 255, (40, 3, 3, 3), dtype=np.uint8)
+    writer = RowFileWriter(tmp_path / "rows.npy", 50, (3, 3, 3))
+    for row in rng.permutation(40):
+        writer[row] = array[row]
+    writer.finish(40)  # ten rows never written, as when files were skipped
+    assert np.array_equal(np.load(tmp_path / "rows.npy"), array)
+    rows = RowFile(tmp_path / "rows.npy")
+    picks = [np.array([5, 3, 3, 39, 0, 17, 16, 18]), np.array([], np.int64), np.array([-1, -40]),
+             rng.integers(0, 40, 300), np.arange(40) % 3 == 0]
+    for pick in picks:
+        assert np.array_equal(rows[pick], array[pick])
+    for index in (0, 39, -1, slice(None), slice(3, 9), slice(35, 99), slice(2, 30, 7)):
+        assert np.array_equal(rows[index], array[index])
+    assert rows.shape == array.shape and len(rows.head(7)) == 7 and np.array_equal(rows.head(7)[:], array[:7])
+    with pytest.raises(IndexError):
+        rows[40]
+    with pytest.raises(FileExistsError):
+        RowFileWriter(tmp_path / "rows.npy", 1, (3, 3, 3))  # never over a file that exists
 
 
 def _fresh(folder, size):
@@ -138,7 +177,7 @@ def test_a_rescan_decodes_only_what_changed_and_says_so(image_folder, tmp_path, 
     cache = tmp_path / "project-cache"
     data, finished = _scan(image_folder, 16, cache)
     assert (finished.new, finished.reused) == (len(data), 0)
-    assert isinstance(getattr(data.images, "base", data.images), np.memmap) or isinstance(data.images, np.memmap)
+    assert isinstance(data.images, RowFile)
 
     decoded = []
     real = image_folder_module._decode_or_reason

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sslstudio.core.data.row_file import RowFile, RowFileWriter
 from sslstudio.core.fileio import atomic_write_text
 
 FORMAT = 1
@@ -52,7 +53,7 @@ class FolderChanges:
 class CachedFolder:
     """The verdicts that still hold for the current listing, and the store they point into."""
 
-    store: np.ndarray | None  # read-only memory map of the last store; None without a cache
+    store: RowFile | None  # the last store, read a few rows at a time; None without a cache
     verdicts: list[Verdict | None]  # per listed path; None: decode it
     changes: FolderChanges = field(default_factory=FolderChanges)
 
@@ -132,30 +133,32 @@ class DecodedImageCache:
             # a crash between the two writes) is not trusted.
             if [info.st_size, info.st_mtime_ns] != index.get("store"):
                 return None
-            store = np.load(self.store_path, mmap_mode="r")
+            store = RowFile(self.store_path)
         except (OSError, ValueError):
             return None
         if store.ndim != 4 or store.shape[1:] != (self.image_size, self.image_size, 3) \
                 or store.dtype != np.uint8:
+            store.close()
             return None
         return store
 
     # -- writing ------------------------------------------------------------------------------
-    def new_store(self, rows: int) -> np.ndarray:
-        """A memory-mapped store to fill, written beside the current one until `commit`."""
+    def new_store(self, rows: int) -> RowFileWriter:
+        """A store file to fill row by row, written beside the current one until `commit`."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        return np.lib.format.open_memmap(self.partial_path, mode="w+", dtype=np.uint8,
-                                         shape=(rows, self.image_size, self.image_size, 3))
+        return RowFileWriter(self.partial_path, rows, (self.image_size, self.image_size, 3))
 
-    def commit(self, store: np.ndarray, written: int, relatives: list[str],
-               signatures: list[tuple[int, int]], verdicts: list[Verdict]) -> np.ndarray:
-        """Put the filled store in place (a `new_store` map, or an in-memory array, which is
-        saved) and index it; returns its first `written` rows, memory-mapped read-only."""
+    def commit(self, store: np.ndarray | RowFileWriter, written: int, relatives: list[str],
+               signatures: list[tuple[int, int]], verdicts: list[Verdict]) -> RowFile:
+        """Put the filled store in place (a `new_store` file, or an in-memory array, which is
+        saved) and index it; returns its first `written` rows, read from the file."""
         if not self._replaceable():
+            if isinstance(store, RowFileWriter):
+                store.close()
             raise OSError(errno.EEXIST, f"{self.store_path.name} in {self.cache_dir} was not written "
                           "by this cache as its index says; it is left as it is")
-        if isinstance(store, np.memmap):
-            store.flush()
+        if isinstance(store, RowFileWriter):
+            store.finish(written)
         else:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with open(self.partial_path, "wb") as handle:
@@ -167,7 +170,7 @@ class DecodedImageCache:
         atomic_write_text(self.index_path, json.dumps({
             "format": FORMAT, "root": str(self.root), "image_size": self.image_size,
             "store": [info.st_size, info.st_mtime_ns], "files": files}))
-        return np.load(self.store_path, mmap_mode="r")[:written]
+        return RowFile(self.store_path, written)
 
     def _replaceable(self) -> bool:
         """Only a store and an index this cache wrote are ever replaced: none there yet, or an

@@ -28,11 +28,16 @@ from sslstudio.core.data.images import (
 )
 from sslstudio.core.data.decoded_cache import DecodedImageCache, FolderChanges, Verdict
 from sslstudio.core.data.lazy_images import LazyThumbnails
+from sslstudio.core.data.row_file import RowFile, RowFileWriter
 from sslstudio.core.data.scan import DataError, FolderListing, FolderPaths, ScanReport, list_folder
 from sslstudio.core.events import ScanFinished, ScanProgress
 from PIL import Image
 
 CHUNK = 256
+# With a cache folder, a folder whose decoded images take more than this is decoded straight into
+# the cache's file, not first into memory: the first scan of 200,000 images at 64 px would
+# otherwise hold 2.4 GB at once.
+IN_MEMORY_DECODE_MAX = 512 * 2**20
 
 
 @dataclass
@@ -41,7 +46,7 @@ class ImageFolderData:
     paths: Sequence[Path]  # usable items, sorted by relative path (a FolderPaths from a scan)
     labels: np.ndarray  # int64, -1 where unlabelled
     class_names: tuple[str, ...]
-    images: np.ndarray  # uint8 (N, S, S, 3), in memory or a memmap
+    images: np.ndarray  # uint8 (N, S, S, 3): in memory, a RowFile of the cache, or LazyThumbnails
     grey: bool  # nearly every item has R == G == B
     report: ScanReport
     image_size: int
@@ -145,7 +150,7 @@ def load_image_folder(
     changes = known.changes if known is not None else FolderChanges(new=total)
     if known is not None and known.unchanged:
         verdicts = known.verdicts
-        images = known.store[:sum(v.row >= 0 for v in verdicts)]
+        images = known.store.head(sum(v.row >= 0 for v in verdicts))
         yield ScanProgress(total, total, sum(v.row < 0 for v in verdicts) + len(listing.skipped), "")
     else:
         images, verdicts = yield from _decode_folder(listing, image_size, cache, known, on_disk,
@@ -226,9 +231,16 @@ def _decode_folder(listing, image_size, cache, known, on_disk, relatives, signat
     listing's order; returns (images, a verdict per listed path). With a cache, the new store
     replaces the old one once complete: a cancelled scan leaves the old one as it was."""
     total = len(listing.paths)
-    if cache is not None and on_disk:
-        store = cache.new_store(total)
-    else:
+    store = None
+    if cache is not None and (on_disk or total * image_size * image_size * 3 > IN_MEMORY_DECODE_MAX):
+        try:
+            store = cache.new_store(total)
+        except OSError:
+            if on_disk:
+                raise
+            # A read-only or full project: this scan decodes into memory and is not cached.
+            cache = None
+    if store is None:
         store = np.empty((total, image_size, image_size, 3), np.uint8)
     verdicts: list[Verdict] = []
     skipped_count = 0
@@ -267,6 +279,8 @@ def _decode_folder(listing, image_size, cache, known, on_disk, relatives, signat
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if not completed and cache is not None:
+            if isinstance(store, RowFileWriter):
+                store.close()
             del store
             cache.discard_partial()
     if cache is None:
@@ -275,6 +289,15 @@ def _decode_folder(listing, image_size, cache, known, on_disk, relatives, signat
         return cache.commit(store, written, relatives, signatures, verdicts), verdicts
     except OSError:
         # A full disk or a read-only project costs the next scan its speed, not this one its data.
+        if isinstance(store, RowFileWriter):
+            store.close()
+            if on_disk:
+                cache.discard_partial()
+                raise
+            # Decoded into the partial file and it fits in memory: read back, then let it go.
+            images = np.asarray(RowFile(cache.partial_path, written))
+            cache.discard_partial()
+            return images, verdicts
         cache.discard_partial()
         if on_disk:
             raise
