@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="passes over the data")
     budget.add_argument("--minutes", type=float, help="wall-clock budget (default 5 on a CPU)")
-    train.add_argument("--batch-size", type=int, help="images per step (default 256)")
+    train.add_argument("--batch-size", type=int, help="items per step (default: up to 256, sized by timed steps to the memory and the time budget)")
     train.add_argument("--backbone", help="small_cnn, resnet18, resnet50, vit_tiny (default auto)")
     train.add_argument("--weights", help="start from these weights: a .safetensors/.pth file, or a "
                        "Hugging Face text model folder (e.g. all-MiniLM-L6-v2)")

@@ -79,6 +79,15 @@ def small_run(w, epochs=3):
     w.setup.objective.setCurrentText("simclr")
 
 
+def flow_now(w):
+    """The flow bar's current step and the action its Next button does ("" when hidden)."""
+    state = w.flow_bar.state
+    current = [step.title for step in state.steps if step.state == "current"]
+    assert len(current) == 1
+    assert w.flow_bar.next_button.isVisibleTo(w) == bool(state.next_action)
+    return current[0], state.next_action
+
+
 def open_sample(qtbot, w):
     w.open_sample()
     wait_for_data(qtbot, w)
@@ -553,10 +562,15 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     from PySide6.QtWidgets import QInputDialog
 
     w = window()
+    assert flow_now(w) == ("Data", "open")
     open_sample(qtbot, w)
+    assert flow_now(w) == ("Pretrain", "train")
+    assert w.flow_bar.buttons["Data"].text() == "\u2713 1 Data: 300 images"
     small_run(w, epochs=2)
     w.start_training()
+    assert flow_now(w) == ("Pretrain", "stop")
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    assert flow_now(w) == ("Label", "label")
     names = iter(["boot", "bag"])
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
     w.label_panel.add_button.click()
@@ -580,6 +594,8 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
 
     # Map, label mode, class "bag": a click, then lassos around single points.
     bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
+    assert flow_now(w) == ("Label", "label")  # one class labelled: a second is asked for
+    assert "one more class" in w.flow_bar.next_text.text()
     w.label_panel.class_list.setCurrentRow(1)
     w.map.colour_by.setCurrentText("Colour by folder label")
     w.map.label_mode.setChecked(True)
@@ -607,6 +623,7 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     assert w.label_store.label_names()[key_of[lassoed[-1]]] == "bag"
 
     # Train the linear probe: an estimate, predictions in the gallery and on the map.
+    assert flow_now(w) == ("Classify", "classify")
     w.adapt_panel.method.setCurrentText("linear")
     assert w.adapt_panel.train_button.isEnabled()
     w.adapt_panel.train_button.click()
@@ -622,6 +639,9 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     # The classifier is listed, marked as the one in use.
     trained = [w.adapt_panel.trained.item(i).text() for i in range(w.adapt_panel.trained.count())]
     assert len(trained) == 1 and trained[0].startswith("\u25b6 linear · 10 labels · ")
+    # The flow reads the same: the classifier in use, and export next.
+    assert flow_now(w) == ("Export", "export")
+    assert w.flow_bar.buttons["Classify"].text() == f"\u2713 4 Classify: in use: {w.adapted_path.name}"
 
     # Compare the three methods on the same folds, each with the knobs set for it.
     for method in ("finetune", "lora"):

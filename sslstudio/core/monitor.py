@@ -53,15 +53,41 @@ def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, k: int = 20,
     return float((votes.argmax(1) == labels).float().mean())
 
 
+def principal_axes(features: np.ndarray, dimensions: int, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean and the first `dimensions` principal axes (D, k) of `features`, from their
+    covariance, summed a chunk of rows at a time in float64: a 200,000 x 512 map needs a 512 x
+    512 matrix, where an SVD of the centred rows held 3 GB. None if any value is not finite."""
+    rows, width = features.shape
+    total = np.zeros(width, np.float64)
+    gram = np.zeros((width, width), np.float64)
+    for start in range(0, rows, chunk):
+        block = np.asarray(features[start:start + chunk], np.float64)
+        total += block.sum(0)
+        gram += block.T @ block
+    mean = total / max(rows, 1)
+    covariance = gram - rows * np.outer(mean, mean)
+    if not np.isfinite(covariance).all():
+        return None
+    _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
+    return mean, vectors[:, ::-1][:, :dimensions]
+
+
+def project_onto(features: np.ndarray, mean: np.ndarray, axes: np.ndarray,
+                 chunk: int = 8192) -> np.ndarray:
+    out = np.empty((features.shape[0], axes.shape[1]), np.float64)
+    for start in range(0, features.shape[0], chunk):
+        out[start:start + chunk] = (np.asarray(features[start:start + chunk], np.float64) - mean) @ axes
+    return out
+
+
 def project_2d(features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     """PCA to 2-D, then rotated/reflected and scaled onto the previous snapshot (orthogonal
     Procrustes) so points move smoothly instead of flipping as the axes change sign."""
-    x = features.astype(np.float64)
-    x = x - x.mean(0)
-    if x.shape[0] < 2 or not np.isfinite(x).all():
-        return np.zeros((x.shape[0], 2), np.float32)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    coords = x @ vt[:2].T
+    rows = features.shape[0]
+    fitted = principal_axes(features, 2) if rows >= 2 else None
+    if fitted is None:
+        return np.zeros((rows, 2), np.float32)
+    coords = project_onto(features, *fitted)
     if coords.shape[1] < 2:
         coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
     spread = np.sqrt((coords ** 2).sum(1).mean()) or 1.0

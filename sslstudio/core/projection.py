@@ -77,11 +77,16 @@ def neighbour_map(features: np.ndarray, control: RunControl | None = None, seed:
 
 
 def _pca(x: np.ndarray, dimensions: int, seed: int) -> np.ndarray:
+    """Exact PCA from the covariance, a chunk of rows at a time (`monitor.principal_axes`):
+    scikit-learn's centred copy and its workspace took gigabytes at 200,000 points."""
+    from sslstudio.core.monitor import principal_axes, project_onto
+
     if x.shape[1] <= dimensions:
         return x.astype(np.float32)
-    from sklearn.decomposition import PCA
-
-    return PCA(dimensions, svd_solver="randomized", random_state=seed).fit_transform(x).astype(np.float32)
+    fitted = principal_axes(x, dimensions)
+    if fitted is None:
+        return np.nan_to_num(x[:, :dimensions].astype(np.float32))
+    return project_onto(x, *fitted).astype(np.float32)
 
 
 def aligned(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ class TrainConfig:
     device: str = knob("auto", help="auto, cpu, cuda:N or mps")
     image_size: int = knob(0, low=0, high=1024,
                            help="training resolution in px; 0: from the data (32-64 on a CPU)")
-    batch_size: int = knob(0, low=0, high=65536, help="images per step per process; 0: 256")
+    batch_size: int = knob(0, low=0, high=65536, help="items per step per process; 0: up to 256, sized by timed steps to the memory and the budget")
     epochs: int = knob(0, low=0, high=100000, help="passes over the data; 0: use minutes")
     minutes: float = knob(0.0, low=0.0, high=1e6,
                           help="wall-clock budget; with epochs 0 too: 5 on a CPU, 30 on a GPU")

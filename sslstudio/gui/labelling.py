@@ -335,6 +335,11 @@ class LabellingPanels(QObject):
         self.refresh_classifiers()
         self.update_actions()
 
+    @property
+    def selected_run(self):
+        """The run summary picked in the Runs list (None: none), which labelling works from."""
+        return self._selected_run
+
     def prepare_labelling(self) -> None:
         summary = self._selected_run
         if summary is None or self.host.data_set is None or self.host.controller.busy():
@@ -591,6 +596,7 @@ class LabellingPanels(QObject):
         self.adapt_panel.set_ready(not busy and not reason and self.host.engine is not None, reason)
         if reason and not self.adapt_panel.estimates:
             self.adapt_panel.headline.setText(reason + ", then train a classifier.")
+        self.host.refresh_flow()
 
     def _show_progress(self, text: str) -> None:
         progress = self.host.progress

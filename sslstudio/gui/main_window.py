@@ -9,6 +9,8 @@ import json
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -34,12 +36,15 @@ from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import format_duration
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
+from sslstudio.gui.flow import FlowFacts, flow_state
 from sslstudio.gui.history import RunHistory
 from sslstudio.gui.labelling import LabellingPanels
 from sslstudio.gui.modalities import view_of
 from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+from sslstudio.gui.widgets.elided_label import ElidedLabel
 from sslstudio.gui.widgets.export_dialog import ExportDialog
+from sslstudio.gui.widgets.flow_bar import FlowBar
 from sslstudio.gui.widgets.gallery import GalleryView
 from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
@@ -78,6 +83,7 @@ class MainWindow(QMainWindow):
         self.controller = TrainingController(self)
         self._engine_loader: JobWorker | None = None
         self._closing = False
+        self._exported_to = ""  # where this project's last export went ("" none yet)
         self._map_after_run: Path | None = None  # a run just completed: its t-SNE map comes next
         self._pending_data_dir: Path | None = None
         self.setAcceptDrops(True)
@@ -153,13 +159,17 @@ class MainWindow(QMainWindow):
         self.runs_dock = self._dock("Runs", runs_box, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.log_dock = self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
 
+        self.flow_bar = FlowBar()
+        self.flow_bar.step_clicked.connect(self.show_step)
+        self.flow_bar.next_clicked.connect(self.do_next)
+
         self.progress = QProgressBar()
         self.progress.setMinimumWidth(220)
         self.progress.setMaximumWidth(320)
         self.progress.setTextVisible(True)
         self.progress.hide()
-        self.status_text = QLabel("Open a folder of images (File > Open image folder, or drop it "
-                                  "here), or try Help > Open sample dataset")
+        self.status_text = ElidedLabel("Open a folder of images (File > Open image folder, or drop it "
+                                       "here), or try Help > Open sample dataset")
         self.statusBar().addWidget(self.status_text, 1)
         self.statusBar().addPermanentWidget(self.progress)
 
@@ -224,6 +234,14 @@ class MainWindow(QMainWindow):
         toolbar.setObjectName("main_toolbar")
         for action in (self.open_folder_action, self.start_action, self.pause_action, self.stop_action):
             toolbar.addAction(action)
+        # The flow gets a row of its own, the window's whole width: where the user is and what
+        # comes next, always in view.
+        self.addToolBarBreak()
+        flow_toolbar = self.addToolBar("Flow")
+        flow_toolbar.setObjectName("flow_toolbar")
+        flow_toolbar.setMovable(False)
+        flow_toolbar.addWidget(self.flow_bar)
+        view_menu.addAction(flow_toolbar.toggleViewAction())
 
         self.start_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(self.toggle_pause)
@@ -246,6 +264,7 @@ class MainWindow(QMainWindow):
         c.failed.connect(self._failed)
         c.log.connect(self.log.add)
         c.result.connect(self._task_result)
+        c.export_event.connect(self._export_event)
 
     # -- engine -------------------------------------------------------------------------------
     def _load_engine(self) -> None:
@@ -277,6 +296,10 @@ class MainWindow(QMainWindow):
     def set_project(self, project: Project) -> None:
         self.project = project
         self.labelling.set_project(project)
+        # A model exported in an earlier session still counts as the flow's last step done.
+        exported = next((project.path / "exports").glob("**/*.onnx"), None)
+        self._exported_to = str(exported.parent) if exported is not None else ""
+        self.refresh_flow()
 
     def release_project(self) -> None:
         """Close the labels and let another window have the project."""
@@ -672,6 +695,67 @@ class MainWindow(QMainWindow):
             action.setEnabled(not busy)
         self.export_model_action.setEnabled(self.project is not None and not busy)
         self.labelling.update_actions()
+
+    # -- the flow -----------------------------------------------------------------------------
+    def flow_facts(self) -> FlowFacts:
+        """What the flow bar shows, read from the same places the panels read."""
+        busy = self.controller.busy()
+        job = self.controller.job_kind if busy else ""
+        session = self.labelling.session
+        run = self.labelling.selected_run
+        labelled = session.label_of[session.label_of >= 0] if len(session.label_of) else session.label_of
+        runs = [self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.runs_list.count())]
+        current = session.adapted_path
+        return FlowFacts(
+            items=len(self.data_set) if self.data_set is not None else 0,
+            item_noun="texts" if getattr(self.data_set, "modality", "image") == "text" else "images",
+            scanning=job == "scan", job=job,
+            runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
+            selected_run=run.name if run is not None else "",
+            selected_run_ready=run is not None and run.folder.has_checkpoint(),
+            classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
+            labelled=int(len(labelled)),
+            classifiers=len(session.classifiers(run.path)) if run is not None else 0,
+            current_classifier=f"in use: {current.name}" if current is not None else "",
+            exported=self._exported_to)
+
+    def refresh_flow(self) -> None:
+        if hasattr(self, "flow_bar"):
+            self.flow_bar.show_state(flow_state(self.flow_facts()))
+
+    def show_step(self, title: str) -> None:
+        """A click on a step of the flow shows the panel where it is done."""
+        if title == "Export":
+            self.open_export_dialog()
+            return
+        widget = {"Data": self.gallery, "Pretrain": self.setup, "Label": self.label_panel,
+                  "Classify": self.adapt_panel}[title]
+        self.reveal(widget)
+        if title == "Pretrain":
+            self.tabs.setCurrentWidget(self.curves)
+
+    def do_next(self, action: str) -> None:
+        if action == "open":
+            self.open_folder_dialog()
+        elif action == "train":
+            self.reveal(self.setup)
+            self.start_training()
+        elif action == "stop":
+            self.stop_training()
+        elif action == "label":
+            self.reveal(self.label_panel)
+            self.gallery.list.setFocus()
+        elif action == "classify":
+            self.reveal(self.adapt_panel)
+            if self.adapt_panel.train_button.isEnabled():
+                self.adapt_panel.train_button.click()
+        elif action == "export":
+            self.open_export_dialog()
+
+    def _export_event(self, event) -> None:
+        if type(event).__name__ == "ExportFinished" and event.status == "completed" and event.path:
+            self._exported_to = str(Path(event.path).parent)
+            self.refresh_flow()
 
     def _update_title(self) -> None:
         self.setWindowTitle(f"{APP_NAME} — {self.project.name}" if self.project else APP_NAME)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -68,6 +68,9 @@ def editor_for(field: dataclasses.Field, value):
         widget = QSpinBox()
         widget.setRange(int(low if low is not None else -2**31), int(min(high if high is not None else 2**31 - 1, 2**31 - 1)))
         widget.setValue(int(value))
+        if low == 0 and "0: " in tip:
+            # "repeats 0" read as none at all; 0 means the method's own choice, and says so.
+            widget.setSpecialValueText("auto")
         getter, setter = widget.value, lambda v: widget.setValue(int(v))
     elif isinstance(field.default, float):
         widget = QDoubleSpinBox()
@@ -147,6 +150,9 @@ class RunSetupPanel(QWidget):
         outer.addWidget(self.loading)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # The panel follows the dock's width: long choices are cut in the closed combo box (the
+        # open list shows them whole), never a sideways scroll bar.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         scroll.setWidget(body)
         outer.addWidget(scroll, 1)
@@ -254,6 +260,7 @@ class RunSetupPanel(QWidget):
         self.body_layout.addWidget(run)
         self.body_layout.addWidget(self.text_box)
         self.body_layout.addStretch(1)
+        let_combos_shrink(self)
         self.setEnabled(False)
 
     def populate(self, info: dict, choices: dict) -> None:
@@ -396,6 +403,7 @@ class RunSetupPanel(QWidget):
             self.knob_form.hide()
             self.knob_form.deleteLater()
         self.knob_form = KnobForm(self.objectives[name].config_cls, self.saved_knobs.get(name))
+        let_combos_shrink(self.knob_form)
         self.knob_form_objective = name
         self.knob_layout.insertWidget(0, self.knob_form)
         self.explanation.setText(self.summaries.get(name, ""))
@@ -445,6 +453,13 @@ class RunSetupPanel(QWidget):
         validate(train_config)
         validate(objective_config)
         return train_config, objective_config
+
+
+def let_combos_shrink(widget: QWidget) -> None:
+    """Combo boxes sized by their longest entry would make the panel wider than its dock."""
+    for combo in widget.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
 
 
 def engine_info() -> dict:
