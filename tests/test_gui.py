@@ -684,6 +684,23 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     assert (w.label_of[in_group & (before < 0)] == 1).all()
     assert (w.label_of[before >= 0] == before[before >= 0]).all()  # earlier labels stay
 
+    # Export, from the flow's Next button: the classifier in use comes first; then Try it.
+    assert flow_now(w) == ("Export", "export")
+    w.flow_bar.next_button.click()
+    dialog = w.export_dialog
+    assert dialog.isVisible() and dialog.close_button.isVisible()
+    assert dialog.source.currentText().startswith(f"Classifier {w.adapted_path.name} (in use)")
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.exported_path is not None, timeout=120000)
+    assert dialog.exported_path.suffix == ".onnx" and dialog.exported_path.exists()
+    assert w.flow_bar.state.step("Export").detail == f"saved to {dialog.exported_path.parent}"
+    boot_image = Path(w.data_set.root) / key_of[boots[0]]
+    dialog.try_image_file(boot_image)
+    qtbot.waitUntil(lambda: "%" in dialog.try_result.text(), timeout=60000)
+    assert dialog.try_result.text().split("</b>")[0].endswith(("boot", "bag"))
+    dialog.close_button.click()
+    assert not dialog.isVisible()
+
 
 def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, window, tmp_path):
     import numpy as np

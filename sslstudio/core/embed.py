@@ -54,7 +54,8 @@ def encode_items(model, data, preprocess: Preprocess, device, control: RunContro
     """The model's output for items of `data` (all by default), in order, float32: an encoder's
     features, or with `probabilities` a classifier's softmax. Yields EmbedProgress."""
     indices = np.arange(len(data)) if indices is None else np.asarray(indices)
-    chunks = []
+    batch_size = preprocess.inference_batch(device, batch_size)
+    output: np.ndarray | None = None  # filled in place: no list of chunks and no second copy
     model.eval()
     for start in range(0, len(indices), batch_size):
         batch = indices[start:start + batch_size]
@@ -62,10 +63,12 @@ def encode_items(model, data, preprocess: Preprocess, device, control: RunContro
             out = model(preprocess.model_inputs(data.batch(batch), device)).float()
             if probabilities:
                 out = torch.softmax(out, 1)
-            chunks.append(out.cpu().numpy())
+            if output is None:
+                output = np.empty((len(indices), *out.shape[1:]), np.float32)
+            output[start:start + len(batch)] = out.cpu().numpy()
         yield EmbedProgress(min(len(indices), start + batch_size), len(indices))
         control.checkpoint()
-    return np.concatenate(chunks).astype(np.float32)
+    return output if output is not None else np.zeros((0, 0), np.float32)
 
 
 def embedding_paths(out_path: Path) -> tuple[Path, Path]:

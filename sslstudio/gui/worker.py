@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from sslstudio.core.control import Cancelled, RunControl
+from sslstudio.core.memory import release_free_memory
 
 
 class _GeneratorRunner(QObject):
@@ -35,6 +36,7 @@ class _GeneratorRunner(QObject):
         except Exception as error:  # noqa: BLE001 - every failure becomes a dialog, never a crash
             self.failed.emit(_one_line(error), traceback.format_exc())
         finally:
+            release_free_memory()  # what the job freed, back to the system, not kept by its thread
             self.finished.emit()
 
 

@@ -10,7 +10,6 @@ temporary name and renamed when complete: a cancelled or crashed job leaves no h
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import time
@@ -42,7 +41,7 @@ from sslstudio.core.events import (
     MapReady,
     RunWarning,
 )
-from sslstudio.core.fileio import atomic_write_bytes
+from sslstudio.core.fileio import atomic_write_with
 from sslstudio.core.monitor import project_2d
 from sslstudio.core.projection import aligned, neighbour_map
 from sslstudio.core.outputs import (
@@ -130,9 +129,7 @@ def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device
     except (OSError, KeyError, ValueError):
         pass
     features = yield from encode_items(encoder, data, preprocess, device, control)
-    buffer = io.BytesIO()
-    np.savez(buffer, features=features, key=np.array(digest))
-    atomic_write_bytes(cache, buffer.getvalue())
+    atomic_write_with(cache, lambda handle: np.savez(handle, features=features, key=np.array(digest)))
     return features
 
 
@@ -155,9 +152,7 @@ def cached_neighbour_map(folder: RunFolder, features: np.ndarray, key: str, cont
         pass
     started = time.monotonic()
     coords = yield from neighbour_map(features, control)
-    buffer = io.BytesIO()
-    np.savez(buffer, coords=coords, key=np.array(key))
-    atomic_write_bytes(cache, buffer.getvalue())
+    atomic_write_with(cache, lambda handle: np.savez(handle, coords=coords, key=np.array(key)))
     return coords, time.monotonic() - started
 
 
