@@ -134,13 +134,17 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     qtbot.waitUntil(lambda: w.controller.history.size > paused_at + 1, timeout=30000)
 
     assert "running" in w.runs_list.currentItem().text()
+    assert flow_now(w) == ("Pretrain", "stop") and w.flow_bar.state.step("Pretrain").detail == "training…"
     w.stop_training()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
     assert summary.status == "cancelled" and summary.resumable
-    # The list says what the run folder says, right away (it said "running" until a restart).
+    # Every place that shows the run agrees, right away (the list said "running" until a restart):
+    # the list, the toolbar, the Run setup's buttons and the flow.
     assert "cancelled" in w.runs_list.currentItem().text()
     assert "running" not in w.runs_list.currentItem().text()
+    assert w.start_action.isEnabled() and not w.stop_action.isEnabled() and not w.stop_button.isEnabled()
+    assert flow_now(w) == ("Label", "label") and w.flow_bar.state.step("Pretrain").detail == "1 run"
     stopped_at = summary.step
     assert w.resume_button.isEnabled()
 

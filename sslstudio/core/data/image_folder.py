@@ -1,7 +1,7 @@
 """An image folder decoded once into a uint8 cache at training resolution.
 
-Epochs after the first decode nothing: batches are slices of one (N, S, S, 3) array, kept in
-memory when it fits and memory-mapped from the run folder when it does not.
+Epochs after the first decode nothing: batches are rows of one (N, S, S, 3) array, in memory
+without a cache folder, and with one a file there read a batch at a time (`RowFile`).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class ImageFolderData:
 
 
 def default_memory_budget() -> int:
-    """Bytes the image cache may take in RAM before it goes to a memory-mapped file."""
+    """Bytes the image cache may take in RAM; past it the folder needs a cache folder."""
     available = None
     try:
         with open("/proc/meminfo") as f:
