@@ -49,7 +49,7 @@ def neighbour_map(features: np.ndarray, control: RunControl | None = None, seed:
     total = EXAGGERATION_ITERATIONS + OPTIMISE_ITERATIONS
     started = time.monotonic()
     yield MapProgress(0, total, "finding neighbours", 0.0)
-    reduced = _pca(x, PCA_DIMENSIONS, seed)
+    reduced = _pca(x, PCA_DIMENSIONS)
     control.checkpoint()
     perplexity = min(PERPLEXITY, (len(x) - 1) / 3.0)
     built = affinity.PerplexityBasedNN(reduced, perplexity=perplexity, n_jobs=threads,
@@ -82,17 +82,15 @@ def neighbour_map(features: np.ndarray, control: RunControl | None = None, seed:
     return coords.astype(np.float32)
 
 
-def _pca(x: np.ndarray, dimensions: int, seed: int) -> np.ndarray:
+def _pca(x: np.ndarray, dimensions: int) -> np.ndarray:
     """Exact PCA from the covariance, a chunk of rows at a time (`monitor.principal_axes`):
-    scikit-learn's centred copy and its workspace took gigabytes at 200,000 points."""
+    scikit-learn's centred copy and its workspace took gigabytes at 200,000 points. `x` is
+    finite (the caller checked)."""
     from sslstudio.core.monitor import principal_axes, project_onto
 
     if x.shape[1] <= dimensions:
         return x.astype(np.float32)
-    fitted = principal_axes(x, dimensions)
-    if fitted is None:
-        return np.nan_to_num(x[:, :dimensions].astype(np.float32))
-    return project_onto(x, *fitted).astype(np.float32)
+    return project_onto(x, *principal_axes(x, dimensions)).astype(np.float32)
 
 
 def aligned(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:

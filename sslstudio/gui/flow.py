@@ -22,8 +22,6 @@ class FlowFacts:
     scanning: bool = False
     job: str = ""  # the running job's kind ("train", "adapt", ...), "" when idle
     runs_with_checkpoint: int = 0
-    selected_run: str = ""  # the run labelling and classifiers work from
-    selected_run_ready: bool = False  # it has a checkpoint
     classes: int = 0  # classes with at least one label
     labelled: int = 0
     classifiers: int = 0  # trained from the selected run

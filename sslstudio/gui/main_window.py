@@ -711,8 +711,6 @@ class MainWindow(QMainWindow):
             item_noun="texts" if getattr(self.data_set, "modality", "image") == "text" else "images",
             scanning=job == "scan", job=job,
             runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
-            selected_run=run.name if run is not None else "",
-            selected_run_ready=run is not None and run.folder.has_checkpoint(),
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
             labelled=int(len(labelled)),
             classifiers=len(session.classifiers(run.path)) if run is not None else 0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from sslstudio.core.backbones.base import Backbone, register_backbone
 
 

@@ -64,7 +64,11 @@ class FolderListing:
     # (size, modification time in ns) of each path, as listed; (-1, -1) where stat failed. What a
     # cache of decoded items is keyed by, so a rescan decodes only what changed.
     signatures: list[tuple[int, int]] = field(default_factory=list)
-    relatives: list[str] = field(default_factory=list)  # each path relative to root, with "/"
+
+    @property
+    def relatives(self) -> list[str]:
+        """Each path relative to root, with "/" (what the paths are kept as)."""
+        return self.paths.relatives
 
 
 @dataclass
@@ -205,4 +209,4 @@ def list_folder(root: Path, extensions: frozenset[str], labels_from_folders: boo
         class_names = ()
         labels = [-1] * len(paths)
     return FolderListing(root, paths, labels, class_names, ignored, skipped,
-                         [signature for _, signature in found], relatives)
+                         [signature for _, signature in found])
