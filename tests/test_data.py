@@ -238,6 +238,29 @@ def test_listed_paths_are_made_from_the_relative_names_when_asked_for(image_fold
     assert list(data.paths[1:3]) == [image_folder / item for item in data.items[1:3]]
 
 
+def test_an_index_written_by_an_older_version_is_decoded_once_again_and_replaced(image_folder, tmp_path):
+    import json
+
+    from sslstudio.core.data.decoded_cache import DecodedImageCache
+
+    cache = tmp_path / "cache"
+    _scan(image_folder, 16, cache)
+    index_path = DecodedImageCache(cache, image_folder, 16).index_path
+    index = json.loads(index_path.read_text())
+    files = index["files"]
+    # Format 1 kept an object per file: [size, mtime, row, grey, reason].
+    index.update(format=1, files={name: [size, mtime, row, grey, reason] for name, size, mtime, row, grey, reason
+                                  in zip(*(files[column] for column in ("names", "sizes", "mtimes", "rows",
+                                                                        "grey", "reasons")))})
+    index_path.write_text(json.dumps(index))
+    again, finished = _scan(image_folder, 16, cache)
+    assert finished.new == len(again) and finished.reused == 0
+    assert json.loads(index_path.read_text())["format"] != 1
+    _, finished = _scan(image_folder, 16, cache)
+    assert finished.reused == len(again) and finished.new == 0
+    assert not list(cache.glob("*.partial"))
+
+
 def test_a_skipped_file_is_remembered_and_still_reported(image_folder, tmp_path, monkeypatch):
     import shutil
 

@@ -25,7 +25,11 @@ import numpy as np
 from sslstudio.core.data.row_file import RowFile, RowFileWriter
 from sslstudio.core.fileio import atomic_write_text
 
-FORMAT = 1
+# 2: the files as columns (a list per field), which a reopen of 70,000 files parses in a tenth
+# of the time of 1's object per file. An index of another format is not read: the folder is
+# decoded once again.
+FORMAT = 2
+COLUMNS = ("names", "sizes", "mtimes", "rows", "grey", "reasons")
 
 
 class Verdict(NamedTuple):
@@ -85,20 +89,22 @@ class DecodedImageCache:
         unchanged = self._unchanged_verdicts(files, relatives, signatures, len(store))
         if unchanged is not None:
             return CachedFolder(store, unchanged, FolderChanges(reused=len(unchanged)))
+        position = {name: i for i, name in enumerate(files["names"])}
+        sizes, times, rows = files["sizes"], files["mtimes"], files["rows"]
         verdicts: list[Verdict | None] = []
         changes = FolderChanges()
         for relative, signature in zip(relatives, signatures):
-            entry = files.get(relative)
-            if entry is None:
+            at = position.get(relative)
+            if at is None:
                 changes.new += 1
                 verdicts.append(None)
-            elif signature[0] < 0 or (entry[0], entry[1]) != tuple(signature) or entry[2] >= len(store):
+            elif signature[0] < 0 or (sizes[at], times[at]) != tuple(signature) or rows[at] >= len(store):
                 changes.changed += 1
                 verdicts.append(None)
             else:
                 changes.reused += 1
-                verdicts.append(Verdict(int(entry[2]), bool(entry[3]), str(entry[4])))
-        changes.removed = len(files) - changes.reused - changes.changed
+                verdicts.append(Verdict(rows[at], bool(files["grey"][at]), files["reasons"][at]))
+        changes.removed = len(position) - changes.reused - changes.changed
         return CachedFolder(store, verdicts, changes)
 
     @staticmethod
@@ -107,22 +113,28 @@ class DecodedImageCache:
         """The verdicts when nothing changed since the index was written (the same files, in
         the same order, with the same sizes and times), found by comparing whole lists; None
         otherwise, and the caller compares file by file. A reopen is mostly this case."""
-        if len(files) != len(relatives) or list(files) != relatives:
-            return None
-        entries = list(files.values())
-        if [(entry[0], entry[1]) for entry in entries] != signatures \
+        if files["names"] != relatives or list(zip(files["sizes"], files["mtimes"])) != signatures \
                 or any(signature[0] < 0 for signature in signatures) \
-                or any(entry[2] >= rows for entry in entries):
+                or (files["rows"] and max(files["rows"]) >= rows):
             return None
-        return [Verdict(entry[2], bool(entry[3]), entry[4]) for entry in entries]
+        return list(map(Verdict._make, zip(files["rows"], map(bool, files["grey"]), files["reasons"])))
 
-    def _read_index(self) -> dict | None:
+    def _read_index(self, any_format: bool = False) -> dict | None:
+        """The index, with its files as columns of equal length (names, sizes, mtimes, rows,
+        grey, reasons). With `any_format`, an older version's index is returned as it is, only
+        to recognise the store as ours."""
         try:
             index = json.loads(self.index_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(index, dict) or index.get("format") != FORMAT \
-                or index.get("image_size") != self.image_size or not isinstance(index.get("files"), dict):
+        if not isinstance(index, dict) or index.get("image_size") != self.image_size:
+            return None
+        if any_format and isinstance(index.get("format"), int):
+            return index
+        files = index.get("files")
+        if index.get("format") != FORMAT or not isinstance(files, dict) \
+                or not all(isinstance(files.get(column), list) for column in COLUMNS) \
+                or len({len(files[column]) for column in COLUMNS}) != 1:
             return None
         return index
 
@@ -165,8 +177,10 @@ class DecodedImageCache:
                 np.save(handle, store[:written])
         os.replace(self.partial_path, self.store_path)
         info = self.store_path.stat()
-        files = {relative: [signature[0], signature[1], v.row, int(v.grey), v.reason]
-                 for relative, signature, v in zip(relatives, signatures, verdicts)}
+        files = {"names": list(relatives), "sizes": [signature[0] for signature in signatures],
+                 "mtimes": [signature[1] for signature in signatures],
+                 "rows": [v.row for v in verdicts], "grey": [int(v.grey) for v in verdicts],
+                 "reasons": [v.reason for v in verdicts]}
         atomic_write_text(self.index_path, json.dumps({
             "format": FORMAT, "root": str(self.root), "image_size": self.image_size,
             "store": [info.st_size, info.st_mtime_ns], "files": files}))
@@ -177,7 +191,7 @@ class DecodedImageCache:
         index of ours that names the store file exactly as it is (size and time)."""
         if not self.store_path.exists() and not self.index_path.exists():
             return True
-        index = self._read_index()
+        index = self._read_index(any_format=True)
         if index is None:
             return False
         if not self.store_path.exists():
