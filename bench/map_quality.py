@@ -10,6 +10,10 @@ and the accuracy of a 10-nearest-neighbour vote in 2-D with the folder's classes
 person could label by regions of the map). Trustworthiness needs every pairwise distance, so
 past --trust-items points it is computed on a fixed sample of them (the map itself is of all).
 
+With --uniform, t-SNE is drawn twice per set, once with each kind of affinities the app uses
+(perplexity 30; uniform over 15 neighbours, past projection.UNIFORM_FROM points), whatever the
+set's size.
+
 Time, per size: PCA and t-SNE of that many points on --threads cores, from features like a
 run's (the first set's features repeated with a little noise, so the map has real groups).
 """
@@ -29,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality import labels_of  # noqa: E402
 from sslstudio.core.control import run_to_end  # noqa: E402
 from sslstudio.core.monitor import project_2d  # noqa: E402
+from sslstudio.core import projection  # noqa: E402
 from sslstudio.core.projection import neighbour_map  # noqa: E402
 
 
@@ -51,13 +56,24 @@ def trust(features: np.ndarray, coords: np.ndarray, limit: int, k: int = 10) -> 
     return float(trustworthiness(features, coords, n_neighbors=k))
 
 
-def maps(features: np.ndarray, threads: int) -> dict[str, tuple[np.ndarray, float]]:
+def maps(features: np.ndarray, threads: int, both_affinities: bool = False) -> dict[str, tuple[np.ndarray, float]]:
+    """PCA and the app's t-SNE; with `both_affinities`, t-SNE with each of its two kinds of
+    affinities whatever the number of points, in place of the app's choice."""
     started = time.monotonic()
-    pca = project_2d(features, None)
-    pca_s = time.monotonic() - started
-    started = time.monotonic()
-    tsne = run_to_end(neighbour_map(features, threads=threads))
-    return {"PCA": (pca, pca_s), "t-SNE": (tsne, time.monotonic() - started)}
+    result = {"PCA": (project_2d(features, None), time.monotonic() - started)}
+    variants = {"t-SNE": projection.UNIFORM_FROM}
+    if both_affinities:
+        variants = {f"t-SNE, perplexity {projection.PERPLEXITY:g}": 1 << 62,
+                    f"t-SNE, uniform over {projection.UNIFORM_NEIGHBOURS} neighbours": 0}
+    chosen = projection.UNIFORM_FROM
+    try:
+        for name, uniform_from in variants.items():
+            projection.UNIFORM_FROM = uniform_from
+            started = time.monotonic()
+            result[name] = (run_to_end(neighbour_map(features, threads=threads)), time.monotonic() - started)
+    finally:
+        projection.UNIFORM_FROM = chosen
+    return result
 
 
 def main() -> None:
@@ -68,6 +84,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", type=int, default=[10_000, 70_000, 200_000])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trust-items", type=int, default=10_000)
+    parser.add_argument("--uniform", action="store_true",
+                        help="t-SNE with perplexity affinities and with uniform ones, on each set")
     args = parser.parse_args()
 
     print("| set | items | map | trustworthiness (k=10) | 10-NN accuracy in 2-D | seconds |")
@@ -79,7 +97,7 @@ def main() -> None:
         paths = (folder / f"{args.row}.paths.txt").read_text().splitlines()
         labels = labels_of(paths, folder / "folder")
         first = features if first is None else first
-        for method, (coords, seconds) in maps(features, args.threads).items():
+        for method, (coords, seconds) in maps(features, args.threads, args.uniform).items():
             print(f"| {name} | {len(features):,} | {method} | {trust(features, coords, args.trust_items):.3f} "
                   f"| {knn_accuracy_2d(coords, labels):.3f} | {seconds:.1f} |", flush=True)
 

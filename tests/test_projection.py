@@ -43,6 +43,20 @@ def test_tsne_keeps_groups_apart_where_pca_overlaps_them():
     assert tsne > 0.95 and tsne > pca + 0.1, (pca, tsne)
 
 
+def test_past_uniform_from_points_uniform_affinities_keep_the_groups_apart_too(monkeypatch):
+    from openTSNE import affinity
+
+    from sslstudio.core import projection
+
+    features, labels = clusters()
+    monkeypatch.setattr(projection, "UNIFORM_FROM", len(features))
+    made = []
+    monkeypatch.setattr(affinity, "Uniform", lambda *a, _real=affinity.Uniform, **k: made.append(k) or _real(*a, **k))
+    coords, _ = run_to_end(neighbour_map(features, threads=1))
+    assert made and made[0]["k_neighbors"] == projection.UNIFORM_NEIGHBOURS
+    assert knn_accuracy_2d(coords, labels) > 0.95
+
+
 def test_cancel_stops_the_map_within_a_chunk():
     features, _ = clusters()
     control = RunControl()
