@@ -131,11 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     from sslstudio.core.config import ConfigError
     from sslstudio.core.data import DataError
     from sslstudio.core.devices import DeviceError
-    from sslstudio.core.export import ExportError
     from sslstudio.core.labels import LabelError
     from sslstudio.core.outputs import OutputError
     from sslstudio.core.registry import UnknownName
 
+    # Only `export` raises ExportError; its module loads onnx and onnxruntime (0.13 s), which
+    # the other commands would pay before their first step.
+    export_errors: tuple[type[Exception], ...] = ()
+    if args.command == "export":
+        from sslstudio.core.export import ExportError
+
+        export_errors = (ExportError,)
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
                 "devices": cmd_devices, "adapt": cmd_adapt, "predict": cmd_predict,
                 "methods": cmd_methods, "export": cmd_export, "weights": cmd_weights}
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
     except (UsageError, ConfigError, DataError, DeviceError, UnknownName, WeightsError,
-            LabelError, ExportError, OutputError, CheckpointError) as error:
+            LabelError, OutputError, CheckpointError, *export_errors) as error:
         print(f"sslstudio: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:

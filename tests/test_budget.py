@@ -76,10 +76,10 @@ def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folde
     real = _TrainingLoop._seconds_per_item
     seen = {}
 
-    def checked(self, allowance):
+    def checked(self, allowance, plan_for):
         before = {k: v.clone() for k, v in self.objective.state_dict().items()}
         generator = self.generators["augment"].get_state()
-        result = real(self, allowance)
+        result = real(self, allowance, plan_for)
         after = self.objective.state_dict()
         seen["same"] = all(torch.equal(before[k], after[k]) for k in before)
         seen["generator"] = torch.equal(generator, self.generators["augment"].get_state())
@@ -93,6 +93,22 @@ def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folde
     assert events[-1].status == "completed"
     assert seen == {"same": True, "generator": True, "grads": True, "seconds": seen["seconds"]}
     assert seen["seconds"] > 0
+
+
+def test_the_planned_batch_is_timed_only_when_its_figure_can_change_the_plan():
+    import types
+
+    timed = []
+    loop = types.SimpleNamespace(objective=torch.nn.Linear(2, 2), generators={}, batch_size=256,
+                                 _timed_pass=lambda count, measure_memory=False: timed.append(count) or count * 1e-3)
+    seconds = _TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: "the same plan")
+    assert timed == [8, 32] and seconds == pytest.approx(1e-3)
+    timed.clear()
+    seconds = _TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: round(seconds_per_item, 6))
+    assert timed == [8, 32, 256] and seconds == pytest.approx(1e-3)
+    timed.clear()
+    _TrainingLoop._seconds_per_item(loop, 0.01, lambda seconds_per_item: round(seconds_per_item, 6))
+    assert timed == [8, 32]  # no room in the allowance
 
 
 def _scores(monkeypatch, values):

@@ -387,3 +387,12 @@ def test_a_very_large_folder_is_listed_and_its_thumbnails_made_when_shown(image_
     os.utime(changed, ns=(5, 5))
     third, _ = listed()
     assert third.images[row][0, 0].tolist() == [9, 200, 9] and len(made) == 3
+
+
+def test_channel_stats_are_the_mean_and_std_of_the_sampled_pixels(image_folder):
+    data, _ = run_to_end(load_image_folder(image_folder, 16))
+    mean, std = data.channel_stats(max_items=10, seed=3)
+    pick = np.sort(np.random.default_rng(3).choice(len(data), size=10, replace=False))
+    pixels = np.asarray(data.images)[pick].astype(np.float64) / 255.0
+    assert mean == pytest.approx(pixels.mean(axis=(0, 1, 2)), abs=1e-5)
+    assert std == pytest.approx(pixels.std(axis=(0, 1, 2)), abs=1e-5)
