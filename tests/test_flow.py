@@ -36,7 +36,7 @@ def test_what_is_done_stays_done_and_the_details_say_how_much():
     assert state.step("Pretrain").detail == "2 runs"
     assert state.step("Label").detail == "20 labelled, 2 classes"
     assert state.step("Classify").detail == "in use: linear-1"
-    assert state.step("Export").detail == "saved to /p/exports/linear-1"
+    assert state.step("Export").detail == "saved to linear-1"
     first = flow_state(FlowFacts(items=5, item_noun="texts"))
     assert states(first)["Label"] == TO_DO and first.step("Data").detail == "5 texts"
 

@@ -165,6 +165,19 @@ def test_the_batch_box_says_what_auto_came_to(qtbot, window):
     assert w.setup.batch_size.text() == "auto (75 this run)"  # the log's number, not 256
 
 
+def test_the_banner_is_red_for_a_run_gone_wrong_and_not_for_an_earlier_encoder_kept(qtbot, window):
+    from sslstudio.gui.main_window import BANNER_STYLES
+
+    w = window()
+    w._warning("best_encoder", "the encoder of step 315 scored best")
+    assert w.banner.isVisibleTo(w) and w.banner.styleSheet() == BANNER_STYLES["notice"]
+    assert "#b3261e" not in w.banner.styleSheet()
+    w._warning("collapse", "the embeddings collapsed")
+    assert w.banner.text() == "the embeddings collapsed" and w.banner.styleSheet() == BANNER_STYLES["problem"]
+    w._warning("data", "3 files skipped")  # in the log only
+    assert w.banner.text() == "the embeddings collapsed"
+
+
 def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     w = window()
     open_sample(qtbot, w)
@@ -402,6 +415,11 @@ def test_the_map_legend_names_the_colours_and_hides_a_class(qtbot):
     entries = [view.legend.item(i).text() for i in range(view.legend.count())]
     assert view.legend.isVisible()
     assert entries == ["bag (50)", "boot (50)", "coat (50)", "dress (45)", "none (5)"]
+    assert view.legend.item(0).toolTip().startswith("bag: 50 points")
+    # A name wider than the legend is cut short, not scrolled sideways.
+    view.set_class_names(("a class name far too long for the legend's column", "boot", "coat", "dress"))
+    assert not view.legend.horizontalScrollBar().isVisible()
+    assert view.legend.item(0).toolTip().startswith("a class name far too long")
 
     view.legend.item(1).setCheckState(Qt.CheckState.Unchecked)  # hide "boot" (x == 1)
     shown = view.cloud.visible
@@ -561,7 +579,7 @@ def lasso_around(view, xy, radius):
         box.mouseDragEvent(FakeDrag(scene, i))
 
 
-def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, monkeypatch):
+def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot, window, monkeypatch):
     import numpy as np
     from PySide6.QtWidgets import QInputDialog
 
@@ -570,57 +588,70 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     open_sample(qtbot, w)
     assert flow_now(w) == ("Pretrain", "train")
     assert w.flow_bar.buttons["Data"].text() == "\u2713 1 Data: 300 images"
-    small_run(w, epochs=2)
-    w.start_training()
+    # Train about 20 s, started and stopped from the flow's Next button, as a newcomer would.
+    small_run(w, epochs=500)
+    w.flow_bar.next_button.click()
     assert flow_now(w) == ("Pretrain", "stop")
+    qtbot.waitUntil(lambda: w.controller.history.size >= 1, timeout=60000)
+    assert "running" in w.runs_list.currentItem().text()
+    first_step = time.monotonic()
+    qtbot.waitUntil(lambda: time.monotonic() - first_step >= 20, timeout=60000)
+    assert w.controller.busy() and w.curves.curves["loss"].xData is not None
+    w.flow_bar.next_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
+    assert summary.status == "cancelled" and "cancelled" in w.runs_list.currentItem().text()
     assert flow_now(w) == ("Label", "label")
     names = iter(["boot", "bag"])
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
     w.label_panel.add_button.click()
     w.label_panel.add_button.click()
     assert [c.name for c in w.label_store.classes()] == ["boot", "bag"]
-    assert not w.adapt_panel.train_button.isEnabled()  # no encoder chosen yet
+    assert not w.adapt_panel.train_button.isEnabled()  # nothing labelled yet
 
     assert w.label_panel.prepare_button.isEnabled()
     w.label_panel.prepare_button.click()
     qtbot.waitUntil(lambda: w.features is not None and not w.controller.busy(), timeout=60000)
     assert len(w.map.indices) == 300 and w.map.colour_by.currentText() == "Colour by your labels"
 
-    # Gallery: select five ankle boots and press 1.
+    # Gallery: fifteen items by keys, eight ankle boots with 1 and seven bags with 2.
     key_of = w.item_keys
-    boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:5]
+    boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:8]
+    bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
     w.gallery.select_items(boots)
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_1)
-    assert sorted(k for k, v in w.label_store.label_names().items() if v == "boot") == \
-        sorted(key_of[i] for i in boots)
-    assert w.gallery.model.label_of[boots].tolist() == [0] * 5
-
-    # Map, label mode, class "bag": a click, then lassos around single points.
-    bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
     assert flow_now(w) == ("Label", "label")  # one class labelled: a second is asked for
     assert "one more class" in w.flow_bar.next_text.text()
+    w.gallery.select_items(bags[:7])
+    qtbot.keyClick(w.gallery.list, Qt.Key.Key_2)
+    names_now = w.label_store.label_names()
+    assert sorted(k for k, v in names_now.items() if v == "boot") == sorted(key_of[i] for i in boots)
+    assert sorted(k for k, v in names_now.items() if v == "bag") == sorted(key_of[i] for i in bags[:7])
+    assert w.gallery.model.label_of[boots].tolist() == [0] * 8
+    assert w.gallery.model.label_of[bags[:7]].tolist() == [1] * 7
+
+    # Map, label mode, class "bag": five more bags, each lassoed alone.
     w.label_panel.class_list.setCurrentRow(1)
     w.map.colour_by.setCurrentText("Colour by folder label")
     w.map.label_mode.setChecked(True)
     assert "labels as \u201cbag\u201d" in w.map.status.text()  # says what a lasso will do
     where = {int(item): w.map.coords[row] for row, item in enumerate(w.map.indices)}
-    w.map._clicked(None, [FakePoint(where[bags[0]])])
-    # Labelled on the map, seen on the map: it shows the user's labels now.
-    assert w.map.colour_by.currentText() == "Colour by your labels"
     spread = float(np.ptp(w.map.coords, axis=0).max())
     lassoed = []
-    for item in bags[1:]:
+    for item in bags[7:]:
         others = np.delete(w.map.coords, list(w.map.indices).index(item), axis=0)
         gap = np.abs(others - where[item]).max(1).min()
         if gap > spread * 1e-3:  # a point with no neighbour inside a small square
             lasso_around(w.map, where[item], gap / 2)
             lassoed.append(item)
-        if len(lassoed) == 4:
+            # Labelled on the map, seen on the map: it shows the user's labels from the first.
+            assert w.map.colour_by.currentText() == "Colour by your labels"
+        if len(lassoed) == 5:
             break
-    assert len(lassoed) == 4
+    assert len(lassoed) == 5
     bag_labels = {k for k, v in w.label_store.label_names().items() if v == "bag"}
-    assert bag_labels == {key_of[i] for i in [bags[0]] + lassoed}
+    assert bag_labels == {key_of[i] for i in bags[:7] + lassoed}
+    assert len(w.label_store.label_names()) == 20
     w.undo_action.trigger()
     assert key_of[lassoed[-1]] not in w.label_store.label_names()
     w.redo_action.trigger()
@@ -639,13 +670,14 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     assert w.map.colour_by.currentText() == "Colour by predicted class"
     w.gallery.filter.setCurrentText("Least confident first")
     shown = [w.gallery.model.item_at(r) for r in range(w.gallery.model.rowCount())]
-    assert len(shown) == 300 - 10 and w.margin[shown[0]] <= w.margin[shown[-1]]
+    assert len(shown) == 300 - 20 and w.margin[shown[0]] <= w.margin[shown[-1]]
     # The classifier is listed, marked as the one in use.
     trained = [w.adapt_panel.trained.item(i).text() for i in range(w.adapt_panel.trained.count())]
-    assert len(trained) == 1 and trained[0].startswith("\u25b6 linear · 10 labels · ")
+    assert len(trained) == 1 and trained[0].startswith("\u25b6 linear · 20 labels · ")
     # The flow reads the same: the classifier in use, and export next.
     assert flow_now(w) == ("Export", "export")
-    assert w.flow_bar.buttons["Classify"].text() == f"\u2713 4 Classify: in use: {w.adapted_path.name}"
+    estimate = w.adapt_panel.estimates["linear"].accuracy
+    assert w.flow_bar.buttons["Classify"].text() == f"\u2713 4 Classify: linear, {estimate:.0%} estimated"
 
     # Compare the three methods on the same folds, each with the knobs set for it.
     for method in ("finetune", "lora"):
@@ -697,7 +729,7 @@ def test_label_in_gallery_and_on_the_map_then_adapt_and_review(qtbot, window, mo
     dialog.export_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and dialog.exported_path is not None, timeout=120000)
     assert dialog.exported_path.suffix == ".onnx" and dialog.exported_path.exists()
-    assert w.flow_bar.state.step("Export").detail == f"saved to {dialog.exported_path.parent}"
+    assert w.flow_bar.state.step("Export").detail == f"saved to {dialog.exported_path.parent.name}"
     boot_image = Path(w.data_set.root) / key_of[boots[0]]
     dialog.try_image_file(boot_image)
     qtbot.waitUntil(lambda: "%" in dialog.try_result.text(), timeout=60000)

@@ -8,6 +8,7 @@ words; and names the next action. The flow bar shows it; a test can read it with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 STEPS = ("Data", "Pretrain", "Label", "Classify", "Export")
 DONE, CURRENT, TO_DO = "done", "current", "to do"
@@ -65,7 +66,8 @@ def flow_state(facts: FlowFacts) -> FlowState:
                   if facts.labelled else "nothing labelled"),
         "Classify": (facts.current_classifier or f"{facts.classifiers} trained") if classify_done
         else "none yet",
-        "Export": f"saved to {facts.exported}" if export_done else "not yet",
+        # The folder's name only: a whole path squeezed the bar's other steps at 1280 px.
+        "Export": f"saved to {PurePath(facts.exported).name}" if export_done else "not yet",
     }
     done = {"Data": data_done, "Pretrain": pretrain_done, "Label": label_done,
             "Classify": classify_done, "Export": export_done}

@@ -514,7 +514,7 @@ class LabellingPanels(QObject):
                                 names=["confidence < 20%", "20-40%", "40-60%", "60-80%", "80-100%"])
         view.set_item_colouring("Colour by predicted class", session.predicted,
                                 [_rgb(c.colour) for c in session.classes()], show=True,
-                                names=[f"predicted {c.name}" for c in session.classes()])
+                                names=[c.name for c in session.classes()])  # the box says "predicted"
 
     def refresh_classifiers(self) -> None:
         """The Classifier panel's list: every classifier of the selected run, the current one
@@ -532,6 +532,18 @@ class LabellingPanels(QObject):
             entries.append((str(model.path), text))
         current = str(self.session.adapted_path) if self.session.adapted_path is not None else ""
         self.adapt_panel.set_classifiers(entries, current)
+
+    @staticmethod
+    def classifier_words(folder: Path | None) -> str:
+        """A few words for a classifier where room is short (the flow bar): its method and
+        estimate, or its folder's name when the estimate cannot be read."""
+        if folder is None:
+            return ""
+        try:
+            e = AdaptedFolder(folder).estimate()
+            return f"{e.method}, {e.accuracy:.0%} estimated"
+        except (OSError, ValueError, KeyError):
+            return Path(folder).name
 
     def choose_classifier(self, folder: str) -> None:
         if self.host.controller.busy():

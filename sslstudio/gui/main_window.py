@@ -53,6 +53,10 @@ from sslstudio.gui.worker import JobWorker
 APP_NAME = "SSL Studio"
 THUMBNAIL_SIZE = 64
 MAX_RECENT = 8
+BANNER_STYLES = {
+    "problem": "background: #b3261e; color: white; padding: 6px; font-weight: bold;",
+    "notice": "background: #fff4ce; color: #3b2f00; border: 1px solid #e0c060; padding: 6px;",
+}
 # Jobs the Pause and Stop buttons act on; scans and small computations just finish.
 STOPPABLE_JOBS = ("train", "adapt", "features", "map")
 # What Pause and Stop act on, said on them while each kind of job runs.
@@ -113,7 +117,7 @@ class MainWindow(QMainWindow):
 
         self.banner = QLabel()
         self.banner.setWordWrap(True)
-        self.banner.setStyleSheet("background: #b3261e; color: white; padding: 6px; font-weight: bold;")
+        self.banner.setStyleSheet(BANNER_STYLES["problem"])
         self.banner.hide()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.curves, "Training curves")
@@ -551,6 +555,8 @@ class MainWindow(QMainWindow):
         # What changes what the run hands over stays in view: collapse, divergence, and an
         # earlier encoder kept because continuing did not help.
         if kind in ("collapse", "non_finite", "best_encoder"):
+            # Red for a run gone wrong; an earlier encoder kept is news, not an error.
+            self.banner.setStyleSheet(BANNER_STYLES["notice" if kind == "best_encoder" else "problem"])
             self.banner.setText(message)
             self.banner.show()
 
@@ -714,7 +720,7 @@ class MainWindow(QMainWindow):
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
             labelled=int(len(labelled)),
             classifiers=len(session.classifiers(run.path)) if run is not None else 0,
-            current_classifier=f"in use: {current.name}" if current is not None else "",
+            current_classifier=self.labelling.classifier_words(current),
             exported=self._exported_to)
 
     def refresh_flow(self) -> None:

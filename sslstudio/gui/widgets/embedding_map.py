@@ -289,6 +289,10 @@ class EmbeddingMap(QWidget):
         # of hover, clicks and the lasso), as in FiftyOne's and the projector's legends.
         self.legend = QListWidget()
         self.legend.setMaximumWidth(190)
+        # A long class name is cut short with "…" (its tooltip has it whole), never scrolled
+        # sideways: at 1280 px a scroll bar took the legend's last line.
+        self.legend.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.legend.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.legend.setToolTip("What each colour means; untick a class to hide its points")
         self.legend.itemChanged.connect(self._legend_toggled)
         self.legend.hide()
@@ -436,6 +440,7 @@ class EmbeddingMap(QWidget):
             swatch = QPixmap(12, 12)
             swatch.fill(QColor(*rgb))
             item = QListWidgetItem(QIcon(swatch), f"{name} ({count:,})")
+            item.setToolTip(f"{name}: {count:,} points; untick to hide them")
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Unchecked if group in self.hidden_groups
                                else Qt.CheckState.Checked)
