@@ -28,6 +28,7 @@ from sslstudio.core.adapt.selection import (
     suggest_to_label,
 )
 from sslstudio.core.backbones import build_backbone
+from sslstudio.core.config import ConfigError
 from sslstudio.core.control import RunControl
 from sslstudio.core.logistic import fit_logistic
 from sslstudio.core.train import train
@@ -174,7 +175,7 @@ def folder_labels(folder, per_class):
     return labels
 
 
-@pytest.mark.parametrize("method", ["linear", "finetune", "lora"])
+@pytest.mark.parametrize("method", ["linear", "finetune", "lora", "adapter"])
 def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run, tmp_path, method):
     folder, run = pretrained_run
     out = tmp_path / "adapted"
@@ -189,9 +190,9 @@ def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run,
     assert 0 <= estimate_event.ci_low <= estimate_event.accuracy <= estimate_event.ci_high <= 1
     assert estimate_event.num_labels == 15
     started = events[kinds.index("AdaptStarted")]
-    if method == "lora":
+    if method in ("lora", "adapter"):
         assert 0 < started.trainable_parameters < started.total_parameters * 0.5
-        assert (out / "lora.safetensors").exists()
+        assert (out / f"{method}.safetensors").exists()
     for name in ("adapted.toml", "model.safetensors", "estimate.json", "labels.csv", "predictions.csv"):
         assert (out / name).exists(), name
     # The saved model (LoRA merged) reproduces the job's predictions for every item.
@@ -205,6 +206,13 @@ def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run,
     assert [r["label"] for r in rows] == [names[p] for p in predictions.predicted]
     confidences = np.array([float(r["confidence"]) for r in rows])
     np.testing.assert_allclose(confidences, predictions.confidence, atol=1e-3)
+
+
+def test_a_method_that_does_not_fit_the_runs_encoder_says_which_do(pretrained_run):
+    folder, run = pretrained_run
+    with pytest.raises(ConfigError, match="prefix does not apply to small_cnn.*attention.*"
+                                          "methods that do: adapter, finetune, linear, lora$"):
+        list(adapt(AdaptRequest(run, folder, folder_labels(folder, 5), "prefix", {"epochs": 1})))
 
 
 def test_compare_runs_methods_on_the_same_folds(pretrained_run):

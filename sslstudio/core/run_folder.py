@@ -277,7 +277,7 @@ class SavedPredictions:
 class AdaptedFolder:
     INFO = "adapted.toml"
     MODEL = "model.safetensors"
-    LORA = "lora.safetensors"
+    OWN_WEIGHTS = "{method}.safetensors"  # a tuning method's own weights (LoRA, adapters...)
     ESTIMATE = "estimate.json"
     LABELS = "labels.csv"
     PREDICTIONS = "predictions.csv"
@@ -296,9 +296,8 @@ class AdaptedFolder:
     def model_path(self) -> Path:
         return self.path / self.MODEL
 
-    @property
-    def lora_path(self) -> Path:
-        return self.path / self.LORA
+    def own_weights_path(self, method: str) -> Path:
+        return self.path / self.OWN_WEIGHTS.format(method=method)
 
     @property
     def estimate_path(self) -> Path:

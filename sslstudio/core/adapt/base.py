@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from sslstudio.core.backbones import build_backbone
+from sslstudio.core.backbones.tuning import sites_of
 from sslstudio.core.config import knob
 from sslstudio.core.control import RunControl
 from sslstudio.core.preprocess import Preprocess
@@ -100,6 +101,17 @@ class Adapter:
         """(trainable, total) parameters of the model this method trains."""
         raise NotImplementedError
 
+    @classmethod
+    def unfit_reason(cls, sites) -> str | None:
+        """Why this method cannot adapt an encoder with these `TuningSites`; None if it can."""
+        return None
+
+    @classmethod
+    def restore(cls, encoder: nn.Module, config) -> nn.Module:
+        """A freshly built encoder shaped as this method saves a trained one, so that the saved
+        weights load into it. Most methods save a plain encoder (LoRA merges)."""
+        return encoder
+
     def fit(self, train: np.ndarray, val: np.ndarray, control: RunControl,
             epochs: int | None = None) -> Generator:
         """Train on items `train`; yield AdaptProgress; return a Fitted. `epochs` fixes the
@@ -116,6 +128,13 @@ def register_adapter(name: str):
         return ADAPTERS.register(name)(cls)
 
     return decorator
+
+
+def unfit_methods(encoder: nn.Module) -> dict[str, str]:
+    """The methods that cannot adapt `encoder`, each with the reason."""
+    sites = sites_of(encoder)
+    reasons = {name: ADAPTERS.get(name).unfit_reason(sites) for name in ADAPTERS.names()}
+    return {name: reason for name, reason in reasons.items() if reason}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

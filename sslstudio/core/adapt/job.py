@@ -2,8 +2,8 @@
 fit it on every label, predict every item, and save the result beside the run it adapted.
 
 An adapted model's folder holds adapted.toml (method, knobs, classes, the run and its
-preprocessing), model.safetensors (encoder + head, LoRA merged), lora.safetensors for LoRA,
-estimate.json, labels.csv (what it was trained on) and predictions.csv. It is written under a
+preprocessing), model.safetensors (encoder + head, LoRA and (IA)^3 merged), METHOD.safetensors
+(the method's own weights, for LoRA, adapters, prefixes, prompts and (IA)^3), estimate.json, labels.csv (what it was trained on) and predictions.csv. It is written under a
 temporary name and renamed when complete: a cancelled or crashed job leaves no half model.
 """
 
@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from sslstudio import __version__
 from sslstudio.core import config as cfg
-from sslstudio.core.adapt.base import ADAPTERS, AdaptTask, Classifier
+from sslstudio.core.adapt.base import ADAPTERS, AdaptTask, Classifier, unfit_methods
 from sslstudio.core.adapt.estimate import best_epoch, make_scheme, summarize
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.control import Cancelled, RunControl, run_to_end
@@ -109,6 +109,19 @@ def prepare_task(request: AdaptRequest, control: RunControl) -> Iterator:
                      {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, device,
                      request.seed)
     return task, preprocess
+
+
+_UNFIT: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def unfit_methods_for_run(run_dir: Path) -> dict[str, str]:
+    """The methods that cannot adapt the run's encoder, with the reason each."""
+    train_config, _, table = RunFolder(run_dir).read_config()
+    shape = Preprocess.from_table(table).encoder_shape()
+    key = (train_config.backbone, repr(shape))
+    if key not in _UNFIT:  # building a large encoder takes a moment: once per shape
+        _UNFIT[key] = unfit_methods(build_backbone(train_config.backbone, shape))
+    return _UNFIT[key]
 
 
 def _backbone_name(run_dir: Path) -> str:
@@ -334,7 +347,7 @@ def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
     state = {k: v.detach().cpu().contiguous() for k, v in fitted.classifier.state_dict().items()}
     save_file(state, str(folder.model_path))
     if fitted.extra_state:
-        save_file({k: v.contiguous() for k, v in fitted.extra_state.items()}, str(folder.lora_path))
+        save_file({k: v.contiguous() for k, v in fitted.extra_state.items()}, str(folder.own_weights_path(request.method)))
     folder.write_info({
         "adapt": {"method": request.method, "run": str(run.path.resolve()),
                   "data": str(Path(request.data_dir).resolve()), "backbone": task.backbone,
@@ -377,6 +390,8 @@ def load_adapted(path: Path, device: torch.device) -> AdaptedModel:
     encoder = build_backbone(adapt_info["backbone"], preprocess.encoder_shape())
     if adapt_info.get("probe_readout", False):  # adapted models made before it read as trained
         encoder.read_for_probe()
+    method = ADAPTERS.get(adapt_info["method"])
+    encoder = method.restore(encoder, cfg.from_dict(method.config_cls, info.get("method", {})))
     model = Classifier(encoder, len(class_names))
     model.load_state_dict(load_file(str(folder.model_path)))
     return AdaptedModel(folder.path, model.to(device).eval(), class_names, preprocess, info)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sslstudio.core.backbones.base import Backbone, register_backbone
+from sslstudio.core.backbones.tuning import HeadAttention, InputPrompt, Site, TuningSites
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class _Embeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
-class _SelfAttention(nn.Module):
+class _SelfAttention(HeadAttention):
     def __init__(self, c: dict):
         super().__init__()
         hidden = c["hidden_size"]
@@ -57,10 +57,12 @@ class _SelfAttention(nn.Module):
         def split(layer):
             return layer(x).view(n, t, self.heads, h // self.heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(split(self.query), split(self.key), split(self.value),
-                                             attn_mask=keep[:, None, None, :],
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = self.attend(split(self.query), split(self.key), split(self.value), keep,
+                          self.dropout if self.training else 0.0)
         return out.transpose(1, 2).reshape(n, t, h)
+
+    def key_value_rows(self):
+        return (self.key, slice(None)), (self.value, slice(None))
 
 
 class _DenseNorm(nn.Module):
@@ -90,9 +92,10 @@ class _Intermediate(nn.Module):
     def __init__(self, c: dict):
         super().__init__()
         self.dense = nn.Linear(c["hidden_size"], c["intermediate_size"])
+        self.act = nn.GELU()  # HF's "gelu" is the exact (erf) GELU; a module (IA)^3 can scale
 
     def forward(self, x):
-        return F.gelu(self.dense(x))  # HF's "gelu" is the exact (erf) GELU
+        return self.act(self.dense(x))
 
 
 class _Layer(nn.Module):
@@ -138,13 +141,30 @@ class BertEncoder(Backbone):
         self.encoder = _Encoder(c)
         self.pooler = _Pooler(c)
         self.feature_dim = c["hidden_size"]
+        self.input_prompt: InputPrompt | None = None  # prompt tuning's, when a method sets one
 
     def token_states(self, ids: torch.Tensor):
         keep = ids != self.pad_id
         x = self.embeddings(ids)
+        if self.input_prompt is not None:
+            x, keep = self.input_prompt.prepend(x, keep)
         for layer in self.encoder.layer:
             x = layer(x, keep)
+        if self.input_prompt is not None:
+            x, keep = self.input_prompt.strip(x, keep)
         return x, keep
+
+    def tuning_sites(self) -> TuningSites:
+        layers = self.encoder.layer
+        return TuningSites(
+            attentions=[layer.attention.self for layer in layers],
+            # Houlsby's place in a post-norm block: after each output projection, before the
+            # residual sum and LayerNorm.
+            sublayers=[Site(sub, "dense", self.feature_dim) for layer in layers
+                       for sub in (layer.attention.output, layer.output)],
+            activations=[Site(layer.intermediate, "act", layer.intermediate.dense.out_features,
+                              reader=layer.output.dense) for layer in layers],
+            token_width=self.feature_dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         states, keep = self.token_states(ids)

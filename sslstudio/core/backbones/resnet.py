@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from sslstudio.core.backbones.base import Backbone, register_backbone
+from sslstudio.core.backbones.tuning import Site, TuningSites
 
 
 class ResNetBackbone(Backbone):
@@ -25,6 +26,14 @@ class ResNetBackbone(Backbone):
             net.maxpool = nn.Identity()
         net.fc = nn.Identity()
         self.net = net
+
+    def tuning_sites(self) -> TuningSites:
+        def width(stage: nn.Module) -> int:
+            return [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
+
+        return TuningSites(sublayers=[Site(self.net, name, width(getattr(self.net, name)))
+                                      for name in ("layer1", "layer2", "layer3", "layer4")],
+                           channels=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

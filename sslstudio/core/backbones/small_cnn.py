@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from sslstudio.core.backbones.base import Backbone, init_weights, register_backbone
+from sslstudio.core.backbones.tuning import Site, TuningSites
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -48,6 +49,10 @@ class SmallCNN(Backbone):
         # 0.799 -> 0.874; bench/features_choice.py), best by mean rank on every shot count.
         self.grid = 2
         self.feature_dim = self.grid * self.grid * self.last_width
+
+    def tuning_sites(self) -> TuningSites:
+        return TuningSites(sublayers=[Site(self.stages, str(i), stage.down[0].out_channels)
+                                      for i, stage in enumerate(self.stages)], channels=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.stages(self.stem(x))

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sslstudio.core.backbones.base import Backbone, register_backbone
+from sslstudio.core.backbones.tuning import HeadAttention, InputPrompt, Site, TuningSites
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class TextShape:
     pad_id: int = 0
 
 
-class SelfAttention(nn.Module):
+class SelfAttention(HeadAttention):
     def __init__(self, width: int, heads: int, dropout: float):
         super().__init__()
         self.heads = heads
@@ -40,10 +40,12 @@ class SelfAttention(nn.Module):
         def split(layer):
             return layer(x).view(n, t, self.heads, d // self.heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(split(self.query), split(self.key), split(self.value),
-                                             attn_mask=keep[:, None, None, :],
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = self.attend(split(self.query), split(self.key), split(self.value), keep,
+                          self.dropout if self.training else 0.0)
         return self.out(out.transpose(1, 2).reshape(n, t, d))
+
+    def key_value_rows(self):
+        return (self.key, slice(None)), (self.value, slice(None))
 
 
 class EncoderBlock(nn.Module):
@@ -78,6 +80,7 @@ class TextTransformer(Backbone):
                                     for _ in range(shape.layers))
         self.norm = nn.LayerNorm(shape.width)
         self.feature_dim = shape.width
+        self.input_prompt: InputPrompt | None = None  # prompt tuning's, when a method sets one
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -92,9 +95,23 @@ class TextTransformer(Backbone):
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.token_embedding(ids) + self.position_embedding(positions)[None]
         x = self.drop(self.embedding_norm(x))
+        if self.input_prompt is not None:
+            x, keep = self.input_prompt.prepend(x, keep)
         for block in self.blocks:
             x = block(x, keep)
+        if self.input_prompt is not None:
+            x, keep = self.input_prompt.strip(x, keep)
         return self.norm(x), keep
+
+    def tuning_sites(self) -> TuningSites:
+        width = self.shape.width
+        return TuningSites(
+            attentions=[block.attention for block in self.blocks],
+            sublayers=[Site(block, name, width) for block in self.blocks
+                       for name in ("attention", "feed_forward")],
+            activations=[Site(block.feed_forward, "1", 4 * width, reader=block.feed_forward[2])
+                         for block in self.blocks],
+            token_width=width)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         states, keep = self.token_states(ids)

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslstudio.core.backbones.base import Backbone, register_backbone
+from sslstudio.core.backbones.tuning import HeadAttention, InputPrompt, Site, TuningSites
 
 
-class Attention(nn.Module):
+class Attention(HeadAttention):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -20,8 +21,12 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
         q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = self.attend(q, k, v, None)
         return self.proj(out.transpose(1, 2).reshape(n, t, d))
+
+    def key_value_rows(self):
+        d = self.proj.in_features
+        return (self.qkv, slice(d, 2 * d)), (self.qkv, slice(2 * d, 3 * d))
 
 
 class Block(nn.Module):
@@ -49,6 +54,7 @@ class VisionTransformer(Backbone):
         self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.feature_dim = dim
+        self.input_prompt: InputPrompt | None = None  # prompt tuning's, when a method sets one
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -68,7 +74,20 @@ class VisionTransformer(Backbone):
         tokens = self.patch_embed(x)
         grid_h, grid_w = tokens.shape[-2:]
         tokens = tokens.flatten(2).transpose(1, 2) + self._positions(grid_h, grid_w)
-        return self.norm(self.blocks(tokens)).mean(1)
+        if self.input_prompt is None:
+            return self.norm(self.blocks(tokens)).mean(1)
+        tokens, _ = self.input_prompt.prepend(tokens, None)
+        tokens, _ = self.input_prompt.strip(self.blocks(tokens), None)
+        return self.norm(tokens).mean(1)
+
+    def tuning_sites(self) -> TuningSites:
+        dim = self.feature_dim
+        return TuningSites(
+            attentions=[block.attn for block in self.blocks],
+            sublayers=[Site(block, name, dim) for block in self.blocks for name in ("attn", "mlp")],
+            activations=[Site(block.mlp, "1", block.mlp[0].out_features, reader=block.mlp[2])
+                         for block in self.blocks],
+            token_width=dim)
 
 
 @register_backbone("vit_tiny", "ViT, 6 blocks 192 wide (2.7 M params), patch = image size / 8")
