@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--data", required=True, help="image folder the labels refer to")
     adapt.add_argument("--labels", required=True, metavar="LABELS.csv",
                        help="path,label rows; paths absolute or relative to --data")
-    adapt.add_argument("--method", default="linear", help="linear, finetune or lora (default linear)")
+    adapt.add_argument("--method", default="linear",
+                       help="linear, finetune, lora, adapter, prefix, prompt or ia3 (default linear); "
+                            "`sslstudio methods --run RUN` says which fit the run's backbone")
     adapt.add_argument("--out", help="adapted model folder (default RUN/adapted/TIME-METHOD)")
     adapt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="a knob of the method, e.g. --set rank=4; see `sslstudio methods`")
@@ -116,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("name", nargs="?", help="a pretrained backbone, e.g. pretrained_efficientnet_lite0")
     weights.add_argument("--yes", action="store_true", help="download without asking")
 
-    commands.add_parser("methods", help="list the adaptation methods and their knobs")
+    methods = commands.add_parser("methods", help="list the adaptation methods and their knobs")
+    methods.add_argument("--run", help="say which methods fit this run's backbone")
     commands.add_parser("devices", help="list the devices training can use")
     return parser
 
@@ -397,8 +400,21 @@ def cmd_methods(args) -> int:
     from sslstudio.core.adapt import ADAPTERS
     from sslstudio.core.config import describe_knob, knobs
 
+    unfit, backbone = {}, ""
+    if args.run:
+        from sslstudio.core.adapt.job import unfit_methods_for_run
+        from sslstudio.core.run_folder import RunFolder
+
+        folder = RunFolder(Path(args.run))
+        if not folder.is_run():
+            raise UsageError(f"{args.run} is not a run folder (it has no {RunFolder.CONFIG})")
+        backbone = folder.settings()["train"]["backbone"]
+        unfit = unfit_methods_for_run(folder.path)
     for name in ADAPTERS.names():
         adapter = ADAPTERS.get(name)
+        if name in unfit:
+            print(f"{name}: does not apply to {backbone}: {unfit[name]}")
+            continue
         print(f"{name}: {(adapter.__doc__ or '').strip().splitlines()[0]}")
         for field in knobs(adapter.config_cls):
             print(f"    {describe_knob(field)}")

@@ -979,3 +979,25 @@ def test_scrolling_the_gallery_does_not_use_up_references_to_none(qtbot):
         scroll.setValue(step * scroll.singleStep())
         view.list.viewport().repaint()
     assert sys.getrefcount(None) >= before - 50
+
+
+def test_the_classifier_panel_greys_out_methods_the_runs_encoder_cannot_take(qtbot):
+    from sslstudio.core.adapt import ADAPTERS
+    from sslstudio.gui.widgets.adapt_panel import AdaptPanel
+
+    panel = AdaptPanel()
+    qtbot.addWidget(panel)
+    panel.populate({name: ADAPTERS.get(name) for name in ADAPTERS.names()})
+    panel.method.setCurrentText("prefix")
+    panel.set_unfit({"prefix": "it has no attention layers", "prompt": "no tokens", "ia3": "no attention"})
+    model = panel.method.model()
+    names = [panel.method.itemText(row) for row in range(panel.method.count())]
+    enabled = {name: model.item(row).isEnabled() for row, name in enumerate(names)}
+    assert [n for n, on in enabled.items() if not on] == ["ia3", "prefix", "prompt"]
+    assert "no attention layers" in model.item(names.index("prefix")).toolTip()
+    assert panel.method.currentText() == "linear"  # off the method it cannot run
+    with qtbot.waitSignal(panel.compare_requested) as compared:
+        panel._compare()
+    assert sorted(compared.args[0]) == ["adapter", "finetune", "linear", "lora"]
+    panel.set_unfit({})
+    assert all(model.item(row).isEnabled() for row in range(panel.method.count()))

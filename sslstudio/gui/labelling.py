@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from sslstudio.core.data import item_keys
 from sslstudio.core.describe import describe
-from sslstudio.core.run_folder import AdaptedFolder
+from sslstudio.core.run_folder import AdaptedFolder, RunFolder
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
 from sslstudio.gui.actions import make_action
@@ -532,6 +532,19 @@ class LabellingPanels(QObject):
             entries.append((str(model.path), text))
         current = str(self.session.adapted_path) if self.session.adapted_path is not None else ""
         self.adapt_panel.set_classifiers(entries, current)
+        self.adapt_panel.set_unfit(self._unfit_methods(run))
+
+    def _unfit_methods(self, run: Path | None) -> dict[str, str]:
+        # Before the engine has loaded (in the background), torch would load here, on the GUI
+        # thread; the panel's buttons wait for the engine anyway.
+        if run is None or self.host.engine is None or not RunFolder(run).is_run():
+            return {}
+        from sslstudio.core.adapt.job import unfit_methods_for_run
+
+        try:
+            return unfit_methods_for_run(Path(run))
+        except (OSError, KeyError, ValueError):
+            return {}  # a damaged run: the job itself will say what is wrong
 
     @staticmethod
     def classifier_words(folder: Path | None) -> str:

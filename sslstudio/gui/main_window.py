@@ -285,6 +285,7 @@ class MainWindow(QMainWindow):
         self.engine = info
         self.setup.populate(info, self._saved_choices())
         self.adapt_panel.populate(info["adapters"])
+        self.labelling.refresh_classifiers()  # now it can say which methods the run's encoder takes
         self.log.add("training engine ready: " + ", ".join(
             description for _, description in info["devices"][1:]))
         self._update_actions()

@@ -22,6 +22,7 @@ class AdaptPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.adapters: dict[str, type] = {}
+        self.unfit: dict[str, str] = {}  # methods the selected run's encoder cannot take, and why
         self.knob_form: KnobForm | None = None
         self.saved_knobs: dict[str, dict] = {}  # method name -> knob values set in this panel
         self.knob_method = ""
@@ -47,7 +48,7 @@ class AdaptPanel(QWidget):
         self.train_button = QPushButton("Train classifier")
         self.train_button.setToolTip("Estimate by cross-validation, fit on every label, predict every item")
         self.compare_button = QPushButton("Compare methods")
-        self.compare_button.setToolTip("Estimate linear, finetune and LoRA on the same folds")
+        self.compare_button.setToolTip("Estimate every method that fits the run's encoder on the same folds")
         self.train_button.clicked.connect(lambda: self.train_requested.emit(self.method.currentText(),
                                                                             self.knob_values()))
         self.compare_button.clicked.connect(self._compare)
@@ -126,6 +127,18 @@ class AdaptPanel(QWidget):
         self.method.blockSignals(False)
         self._method_changed(self.method.currentText())
 
+    def set_unfit(self, unfit: dict[str, str]) -> None:
+        """Grey out the methods the selected run's encoder cannot take, saying why on each."""
+        self.unfit = dict(unfit)
+        model = self.method.model()
+        for row in range(self.method.count()):
+            name = self.method.itemText(row)
+            item = model.item(row)
+            item.setEnabled(name not in unfit)
+            item.setToolTip(f"Does not apply to this run's encoder: {unfit[name]}" if name in unfit else "")
+        if self.method.currentText() in unfit:
+            self.method.setCurrentText("linear")
+
     def _method_changed(self, name: str) -> None:
         if self.knob_form is not None:
             self.saved_knobs[self.knob_method] = self.knob_form.values()
@@ -152,6 +165,8 @@ class AdaptPanel(QWidget):
         """Every method with the knobs last set for it in this panel (defaults otherwise)."""
         values = {}
         for name, adapter in self.adapters.items():
+            if name in self.unfit:
+                continue
             if self.knob_form is not None and self.knob_method == name:
                 values[name] = self.knob_values()
                 continue
