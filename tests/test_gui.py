@@ -679,16 +679,21 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     estimate = w.adapt_panel.estimates["linear"].accuracy
     assert w.flow_bar.buttons["Classify"].text() == f"\u2713 4 Classify: linear, {estimate:.0%} estimated"
 
-    # Compare the three methods on the same folds, each with the knobs set for it.
-    for method in ("finetune", "lora"):
+    # The sample's encoder is a convnet: the methods that need attention are greyed, saying why.
+    box = w.adapt_panel.method
+    greyed = {box.itemText(row) for row in range(box.count()) if not box.model().item(row).isEnabled()}
+    assert greyed == {"prefix", "prompt", "ia3"}
+    assert "attention" in box.model().item(box.findText("prefix")).toolTip()
+    # Compare the methods that fit on the same folds, each with the knobs set for it.
+    for method in ("finetune", "lora", "adapter"):
         w.adapt_panel.method.setCurrentText(method)
         w.adapt_panel.knob_form.editors["epochs"][2](3)
     w.adapt_panel.method.setCurrentText("linear")
     assert w.adapt_panel.compare_button.isEnabled(), w.adapt_panel.compare_button.toolTip()
     w.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
-    assert w.adapt_panel.comparison.rowCount() == 3
-    assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora"}
+    assert w.adapt_panel.comparison.rowCount() == 4
+    assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora", "adapter"}
     # Which classifier is in use stays plain: the box moves to the best method, the headline
     # says the comparison kept no model and names the one still in use.
     best = max(w.adapt_panel.estimates.values(), key=lambda e: e.accuracy).method
