@@ -3,8 +3,9 @@ fit it on every label, predict every item, and save the result beside the run it
 
 An adapted model's folder holds adapted.toml (method, knobs, classes, the run and its
 preprocessing), model.safetensors (encoder + head, LoRA and (IA)^3 merged), METHOD.safetensors
-(the method's own weights, for LoRA, adapters, prefixes, prompts and (IA)^3), estimate.json, labels.csv (what it was trained on) and predictions.csv. It is written under a
-temporary name and renamed when complete: a cancelled or crashed job leaves no half model.
+(the method's own weights, for LoRA, adapters, prefixes, prompts and (IA)^3), estimate.json,
+labels.csv (what it was trained on) and predictions.csv. It is written under a temporary name
+and renamed when complete: a cancelled or crashed job leaves no half model.
 """
 
 from __future__ import annotations
