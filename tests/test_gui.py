@@ -1006,3 +1006,12 @@ def test_the_classifier_panel_greys_out_methods_the_runs_encoder_cannot_take(qtb
     assert sorted(compared.args[0]) == ["adapter", "finetune", "linear", "lora"]
     panel.set_unfit({})
     assert all(model.item(row).isEnabled() for row in range(panel.method.count()))
+
+
+def test_stop_says_what_it_does_to_each_kind_of_job_it_can_stop():
+    from sslstudio.gui.controller import STOPPING_WORDS
+    from sslstudio.gui.main_window import STOPPABLE_JOBS
+
+    assert set(STOPPING_WORDS) == set(STOPPABLE_JOBS)
+    # Only a training run keeps a checkpoint; a comparison said it did (issue 16, item 8).
+    assert [kind for kind, words in STOPPING_WORDS.items() if "checkpoint" in words] == ["train"]

@@ -39,6 +39,13 @@ from sslstudio.gui.modalities import VIEWS
 from sslstudio.gui.worker import JobWorker
 
 
+# What Stop does to each kind of job, as the log says it (a comparison keeps no checkpoint).
+STOPPING_WORDS = {"train": "stopping: finishing the step and saving a checkpoint",
+                  "adapt": "stopping the classifier's training: nothing of it is kept",
+                  "features": "stopping: the features are not computed",
+                  "map": "stopping: the map stays as PCA drew it"}
+
+
 class TrainingController(QObject):
     busy_changed = Signal(bool)
     paused_changed = Signal(bool)
@@ -177,7 +184,7 @@ class TrainingController(QObject):
         if self.busy():
             self.worker.cancel()
             self.paused_changed.emit(False)
-            self.log.emit("stopping: finishing the step and saving a checkpoint")
+            self.log.emit(STOPPING_WORDS.get(self.job_kind, "stopping"))
 
     def shutdown(self, timeout_ms: int = 120000) -> bool:
         """Cancel and join whatever runs. True when no thread is left."""
