@@ -742,6 +742,29 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     dialog.close_button.click()
     assert not dialog.isVisible()
 
+    # Item 1's sequence, finished: the run stopped before the comparison is resumed, paused,
+    # resumed and stopped again; every place that shows it agrees at once.
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=30000)  # Try it's job ends
+    run_item = w.runs_list.currentItem()
+    stopped_at = run_item.data(Qt.ItemDataRole.UserRole).step
+    assert "cancelled" in run_item.text() and w.resume_button.isEnabled()
+    w.resume_selected_run()
+    qtbot.waitUntil(lambda: w.controller.history.size > 0 and
+                    w.controller.history.column("step")[-1] > stopped_at, timeout=60000)
+    assert "running" in w.runs_list.currentItem().text() and flow_now(w) == ("Pretrain", "stop")
+    w.toggle_pause()
+    assert w.pause_button.text() == "Resume" and w.status_text.text() == "Paused"
+    w.toggle_pause()
+    w.stop_training()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
+    summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
+    assert summary.status == "cancelled" and summary.step > stopped_at
+    assert "cancelled" in w.runs_list.currentItem().text()
+    assert "running" not in w.runs_list.currentItem().text()
+    assert w.status_text.text().startswith(f"Run cancelled at step {summary.step}")
+    assert w.start_action.isEnabled() and not w.stop_action.isEnabled() and not w.pause_action.isEnabled()
+    assert w.flow_bar.state.step("Pretrain").detail == "1 run" and flow_now(w)[0] != "Pretrain"
+
 
 def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, window, tmp_path):
     import numpy as np
