@@ -22,6 +22,14 @@ TUNED = ["adapter", "prefix", "prompt", "ia3"]
 
 def _encoder_and_input(backbone: str):
     torch.manual_seed(0)
+    if backbone == "pretrained_bert":  # the layout of MiniLM, post-norm, at a tiny size
+        from sslstudio.core.backbones.bert import BertShape
+        from tests.test_weights import TINY_BERT
+
+        encoder = build_backbone(backbone, BertShape(TINY_BERT, 16))
+        ids = torch.randint(1, 100, (3, 16))
+        ids[0, 9:] = 0
+        return encoder.eval(), ids
     if backbone == "text_transformer":
         encoder = build_backbone(backbone, TextShape(vocab_size=60, max_length=16, layers=2,
                                                      width=32, heads=4))
@@ -40,7 +48,8 @@ def _perturb(encoder: nn.Module) -> None:
                     p.add_(torch.randn_like(p) * 0.3)
 
 
-CASES = [(m, b) for m in TUNED for b in ("text_transformer", "vit_tiny")] + [("adapter", "small_cnn")]
+CASES = ([(m, b) for m in TUNED for b in ("text_transformer", "vit_tiny", "pretrained_bert")]
+         + [("adapter", "small_cnn")])
 
 
 @pytest.mark.parametrize("method,backbone", CASES)
@@ -105,3 +114,4 @@ def test_methods_that_need_attention_are_not_offered_for_a_convnet():
     assert unfit_methods(build_backbone("small_cnn", 32)).keys() == {"prefix", "prompt", "ia3"}
     assert unfit_methods(_encoder_and_input("vit_tiny")[0]) == {}
     assert unfit_methods(_encoder_and_input("text_transformer")[0]) == {}
+    assert unfit_methods(_encoder_and_input("pretrained_bert")[0]) == {}
