@@ -731,6 +731,11 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     dialog = w.export_dialog
     assert dialog.isVisible() and dialog.close_button.isVisible()
     assert dialog.source.currentText().startswith(f"Classifier {w.adapted_path.name} (in use)")
+    # Every classifier trained is offered (the two linear ones; a comparison keeps no model).
+    offered = [dialog.source.itemText(i) for i in range(dialog.source.count())]
+    trained = sorted(folder.name for folder in w.adapted_path.parent.iterdir())
+    assert sorted(t.split()[1] for t in offered if t.startswith("Classifier ")) == trained
+    assert len(trained) == 2
     dialog.export_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and dialog.exported_path is not None, timeout=120000)
     assert dialog.exported_path.suffix == ".onnx" and dialog.exported_path.exists()
