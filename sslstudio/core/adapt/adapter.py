@@ -64,6 +64,4 @@ class BottleneckAdapters(TunedAdapter):
         sites = sites_of(encoder)
         for site in sites.sublayers:
             hidden = max(1, site.width // config.reduction)
-            adapter = Bottleneck(site.width, hidden, sites.channels)
-            adapter.to(next(site.module.parameters()).device)
-            site.replace(AfterSublayer(site.module, adapter))
+            site.replace(AfterSublayer(site.module, Bottleneck(site.width, hidden, sites.channels)))

@@ -64,12 +64,10 @@ class IA3(TunedAdapter):
     @classmethod
     def attach(cls, encoder: nn.Module, config) -> None:
         sites = sites_of(encoder)
-        device = next(encoder.parameters()).device
         for attention in sites.attentions:
-            attention.key_value_scale = KeyValueScale(attention.heads,
-                                                      attention.width // attention.heads).to(device)
+            attention.key_value_scale = KeyValueScale(attention.heads, attention.width // attention.heads)
         for site in sites.activations:
-            site.replace(ScaledActivation(site.module, site.width).to(device))
+            site.replace(ScaledActivation(site.module, site.width))
 
     @classmethod
     @torch.no_grad()

@@ -75,10 +75,9 @@ class PrefixTuning(TunedAdapter):
 
     @classmethod
     def attach(cls, encoder: nn.Module, config: PrefixConfig) -> None:
-        device = next(encoder.parameters()).device
         for attention in sites_of(encoder).attentions:
             attention.memory = PrefixMemory(attention.heads, attention.width, config.prefix_length,
-                                            config.hidden).to(device)
+                                            config.hidden)
 
     @classmethod
     @torch.no_grad()

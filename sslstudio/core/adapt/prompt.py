@@ -52,7 +52,6 @@ class PromptTuning(TunedAdapter):
     @classmethod
     def attach(cls, encoder: nn.Module, config: PromptConfig) -> None:
         sites = sites_of(encoder)
-        device = next(encoder.parameters()).device
-        encoder.input_prompt = InputPrompt(config.prompt_length, sites.token_width).to(device)
+        encoder.input_prompt = InputPrompt(config.prompt_length, sites.token_width)
         for attention in sites.attentions:
-            attention.memory = PromptMemory(config.prompt_length).to(device)
+            attention.memory = PromptMemory(config.prompt_length)

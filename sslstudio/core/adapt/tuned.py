@@ -29,7 +29,8 @@ class TunedAdapter(NetworkAdapter):
 
     @classmethod
     def attach(cls, encoder: nn.Module, config) -> None:
-        """Add the method's modules to `encoder` in place, each starting as the identity."""
+        """Add the method's modules to `encoder` in place, each starting as the identity. On the
+        CPU: the encoder is built there, and moved to the device whole once it is tuned."""
         raise NotImplementedError
 
     @classmethod
@@ -59,10 +60,9 @@ class TunedAdapter(NetworkAdapter):
         for p in model.encoder.parameters():
             p.requires_grad_(False)
         self.attach(model.encoder, self.config)
+        # Made after the freeze above, the added modules train; the encoder's own weights do not.
         added = list({id(p): p for m in model.encoder.modules() if isinstance(m, TuningModule)
                       for p in m.parameters()}.values())
-        for p in added + list(model.head.parameters()):
-            p.requires_grad_(True)
         return model, [{"params": added + list(model.head.parameters()), "lr": self.config.lr}]
 
     def finish(self, model: Classifier):
