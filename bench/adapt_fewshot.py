@@ -95,12 +95,15 @@ def main() -> None:
                          "scheme": result.scheme, "epochs": result.epochs,
                          "seconds": round(time.monotonic() - started, 1)})
             print(json.dumps(rows[-1]), flush=True)
-    print("\nmethod        estimate (mean of draws)   true accuracy on the other items")
+    print("\nmethod        estimate (mean of draws)   true accuracy on the other items   "
+          "estimate - truth   truth inside the 95% interval")
     for method in ["raw pixels"] + args.methods:
         mine = [r for r in rows if r["method"] == method]
         est = np.array([r["estimate"] for r in mine])
         tru = np.array([r["truth"] for r in mine])
-        print(f"{method:<12}  {est.mean():.3f} ± {est.std():.3f}            {tru.mean():.3f} ± {tru.std():.3f}")
+        inside = sum(r["ci_low"] <= r["truth"] <= r["ci_high"] for r in mine)
+        print(f"{method:<12}  {est.mean():.3f} ± {est.std():.3f}            {tru.mean():.3f} ± {tru.std():.3f}"
+              f"                      {np.mean(est - tru):+.3f}             {inside} of {len(mine)}")
 
 
 if __name__ == "__main__":

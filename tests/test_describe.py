@@ -175,14 +175,14 @@ def test_the_estimate_table_is_wide_enough_for_its_header_and_notes_early_stoppi
                                     epochs=17))
     assert text.splitlines() == [
         ("finetune: estimated accuracy 83.3% (95% interval 55.0%-95.3%), balanced 80.0%; "
-         "stratified 5-fold x 2 repeats; early stopping chose 17 epochs"),
+         "stratified 5-fold x 2 repeats; each fit trained 17 epochs"),
         "  class  labels  recall  precision",
         "  x           6     50%        50%",
         "  y           6     50%        50%"]
     one_epoch = format_estimate(estimate(method="lora", scheme="leave-one-out", class_names=("x", "y"),
                                          support=np.array([6, 6]), recall=np.array([0.5, 0.5]),
                                          precision=np.array([0.5, 0.5]), epochs=1))
-    assert one_epoch.splitlines()[0].endswith("early stopping chose 1 epoch")  # not "1 epochs"
+    assert one_epoch.splitlines()[0].endswith("each fit trained 1 epoch")  # not "1 epochs"
 
 
 def test_the_printer_sends_each_kind_where_it_belongs(capsys):

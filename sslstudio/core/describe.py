@@ -168,7 +168,7 @@ def format_estimate(event: AdaptEstimate) -> str:
     compares several methods in one log."""
     lines = [f"{event.method}: estimated accuracy {event.accuracy:.1%} (95% interval "
              f"{event.ci_low:.1%}-{event.ci_high:.1%}), balanced {event.balanced_accuracy:.1%}; "
-             f"{event.scheme}" + (f"; early stopping chose {event.epochs} epoch{'s' * (event.epochs != 1)}"
+             f"{event.scheme}" + (f"; each fit trained {event.epochs} epoch{'s' * (event.epochs != 1)}"
                                  if event.epochs else "")]
     width = max([len("class"), *(len(n) for n in event.class_names)])
     lines.append(f"  {'class':<{width}}  labels  recall  precision")

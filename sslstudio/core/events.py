@@ -169,7 +169,7 @@ class AdaptEstimate:
     support: np.ndarray  # labelled items per class
     confusion: np.ndarray  # (C, C) rows true, columns predicted; mean counts per repeat
     repeat_accuracies: np.ndarray  # one per repeat: the spread the folds give
-    epochs: int = 0  # for trained networks: the epoch count early stopping chose
+    epochs: int = 0  # for trained networks: the epochs each fit trained
 
 
 @dataclass(frozen=True, eq=False)

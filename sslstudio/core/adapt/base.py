@@ -80,9 +80,7 @@ class Fitted:
     """A method's result on one training set."""
 
     classifier: Classifier | None  # on the task's device, eval mode; None for estimate folds
-    # Probabilities on the validation items after each epoch (E, n_val, C); E is 1 for methods
-    # that do not train in epochs. Empty when fitted without validation items.
-    val_proba: np.ndarray
+    val_proba: np.ndarray  # (n_val, C) probabilities on the validation items; n_val may be 0
     predict: object  # callable(indices) -> (n, C) probabilities, the fastest way this method has
     extra_state: dict = field(default_factory=dict)  # tensors saved beside the model (LoRA)
 
@@ -112,10 +110,9 @@ class Adapter:
         weights load into it. Most methods save a plain encoder (LoRA merges)."""
         return encoder
 
-    def fit(self, train: np.ndarray, val: np.ndarray, control: RunControl,
-            epochs: int | None = None) -> Generator:
-        """Train on items `train`; yield AdaptProgress; return a Fitted. `epochs` fixes the
-        length (the final fit uses what the estimate chose); None trains the full schedule."""
+    def fit(self, train: np.ndarray, val: np.ndarray, control: RunControl) -> Generator:
+        """Train on items `train`; yield AdaptProgress; return a Fitted. The estimate's folds
+        and the final fit train alike: nothing is chosen by looking at `val`."""
         raise NotImplementedError
 
 

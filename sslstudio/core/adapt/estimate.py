@@ -70,7 +70,7 @@ def wilson_interval(correct: float, n: int, z: float = 1.96) -> tuple[float, flo
 
 def summarize(method: str, scheme: Scheme, targets: np.ndarray, class_names: tuple,
               val_proba: list[list[np.ndarray]], epochs: int = 0) -> AdaptEstimate:
-    """The estimate from each fold's probabilities on its validation items (at one epoch)."""
+    """The estimate from each fold's probabilities on its validation items."""
     num_classes = len(class_names)
     confusion = np.zeros((num_classes, num_classes), np.float64)
     repeat_accuracies = []
@@ -97,13 +97,3 @@ def summarize(method: str, scheme: Scheme, targets: np.ndarray, class_names: tup
     return AdaptEstimate(method, scheme.description, n, accuracy, low, high, balanced,
                          tuple(class_names), recall, precision, support.round().astype(np.int64),
                          confusion, np.asarray(repeat_accuracies), epochs)
-
-
-def best_epoch(scheme: Scheme, targets: np.ndarray, val_proba: list[list[np.ndarray]]) -> int:
-    """1-based epoch with the best accuracy pooled over every fold and repeat (ties: earliest)."""
-    epochs = min(p.shape[0] for probas in val_proba for p in probas)
-    correct = np.zeros(epochs)
-    for folds, probas in zip(scheme.repeats, val_proba):
-        for (_, val), proba in zip(folds, probas):
-            correct += (proba[:epochs].argmax(2) == targets[val][None]).sum(1)
-    return int(correct.argmax()) + 1

@@ -17,7 +17,7 @@ class FinetuneConfig(NetworkConfig):
 
 @register_adapter("finetune")
 class Finetune(NetworkAdapter):
-    """Every weight trains, with augmentation, early stopping and a smaller backbone learning rate."""
+    """Every weight trains, with augmentation and a smaller backbone learning rate."""
 
     config_cls = FinetuneConfig
 

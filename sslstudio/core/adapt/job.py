@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from sslstudio import __version__
 from sslstudio.core import config as cfg
 from sslstudio.core.adapt.base import ADAPTERS, AdaptTask, Classifier, unfit_methods
-from sslstudio.core.adapt.estimate import best_epoch, make_scheme, summarize
+from sslstudio.core.adapt.estimate import make_scheme, summarize
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.data import item_keys
@@ -197,7 +197,7 @@ def method_config(method: str, overrides: dict):
 
 
 def estimate(task: AdaptTask, method: str, config, scheme, control: RunControl) -> Iterator:
-    """Cross-validate `method` on `scheme`'s folds; returns (AdaptEstimate, chosen epochs)."""
+    """Cross-validate `method` on `scheme`'s folds; returns the AdaptEstimate."""
     adapter = ADAPTERS.get(method)(task, config)
     per_repeat = []
     done = 0
@@ -211,9 +211,8 @@ def estimate(task: AdaptTask, method: str, config, scheme, control: RunControl) 
             yield AdaptProgress(method, "estimate", done, scheme.fits)
             control.checkpoint()
         per_repeat.append(probas)
-    epochs = best_epoch(scheme, task.targets, per_repeat) if adapter.trains_network else 0
-    at_epoch = [[p[(epochs or 1) - 1] for p in probas] for probas in per_repeat]
-    return summarize(method, scheme, task.targets, task.class_names, at_epoch, epochs), epochs
+    epochs = int(getattr(config, "epochs", 0)) if adapter.trains_network else 0
+    return summarize(method, scheme, task.targets, task.class_names, per_repeat, epochs)
 
 
 def default_scheme(task: AdaptTask, methods: list[str], configs: dict) -> object:
@@ -240,7 +239,7 @@ def compare(request: AdaptRequest, methods: list[str], overrides: dict | None = 
             trainable, total = ADAPTERS.get(method)(task, configs[method]).parameter_counts()
             yield AdaptStarted(method, scheme_label_count(task), task.class_names, scheme.description,
                                scheme.fits, trainable, total)
-            result, _ = yield from estimate(task, method, configs[method], scheme, control)
+            result = yield from estimate(task, method, configs[method], scheme, control)
             yield result
     except Cancelled:
         yield AdaptFinished("cancelled", ",".join(methods), message="stopped by the user")
@@ -265,16 +264,16 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
         trainable, total = adapter.parameter_counts()
         yield AdaptStarted(request.method, scheme_label_count(task), task.class_names,
                            scheme.description, scheme.fits + 1, trainable, total)
-        result, epochs = yield from estimate(task, request.method, config, scheme, control)
+        result = yield from estimate(task, request.method, config, scheme, control)
         yield result
         labelled = np.flatnonzero(task.targets >= 0)
-        fitted = yield from _as_phase(adapter.fit(labelled, labelled[:0], control, epochs or None),
+        fitted = yield from _as_phase(adapter.fit(labelled, labelled[:0], control),
                                       request.method, "final")
         proba = yield from _predict_all(fitted, task, request.method, control)
         yield predictions_event(item_keys(task.images), proba)
         # Built under a fresh hidden name made now, so removing it on failure touches only ours.
         partial = new_sibling_folder(out_dir)
-        _save(partial, request, task, preprocess, config, fitted, result, epochs, proba)
+        _save(partial, request, task, preprocess, config, fitted, result, proba)
         replace_folder(partial, out_dir, ours=is_adapted_folder)
         partial = None
     except Cancelled:
@@ -336,7 +335,7 @@ def _new_adapted_dir(request: AdaptRequest) -> Path:
 
 
 def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
-          result: AdaptEstimate, epochs: int, proba: np.ndarray) -> None:
+          result: AdaptEstimate, proba: np.ndarray) -> None:
 
 
     folder = AdaptedFolder(path)
@@ -354,7 +353,7 @@ def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
                   "data": str(Path(request.data_dir).resolve()), "backbone": task.backbone,
                   "probe_readout": True,
                   "class_names": list(task.class_names), "num_labels": result.num_labels,
-                  "epochs": epochs, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "epochs": result.epochs, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "sslstudio_version": __version__, "seed": request.seed},
         "method": cfg.to_dict(config),
         "estimate": {"scheme": result.scheme, "accuracy": result.accuracy,

@@ -56,7 +56,7 @@ class LinearProbe(Adapter):
         task = self.task
         return (task.features[indices] - task.feature_mean) / task.feature_std
 
-    def fit(self, train, val, control, epochs=None):
+    def fit(self, train, val, control):
         task = self.task
         weight, bias = fit_logistic(self.standardised(train), task.targets[train], task.num_classes,
                                     self.config.regularization, self.config.max_iterations)
@@ -65,10 +65,9 @@ class LinearProbe(Adapter):
         def predict(indices: np.ndarray) -> np.ndarray:
             return softmax(self.standardised(indices) @ weight.T + bias)
 
-        val_proba = predict(val)[None] if len(val) else np.zeros((0, 0, task.num_classes))
         # Only the final fit needs a model to save; folds of the estimate skip building one.
         model = self.classifier(weight, bias) if not len(val) else None
-        return Fitted(model, val_proba, predict)
+        return Fitted(model, predict(val), predict)
 
     def classifier(self, weight: np.ndarray, bias: np.ndarray) -> Classifier:
         task = self.task

@@ -197,7 +197,7 @@ class AdaptPanel(QWidget):
 
     def show_estimate(self, event) -> None:
         self.estimates[event.method] = event
-        stop = (f"; early stopping chose {event.epochs} epoch{'s' if event.epochs != 1 else ''}"
+        stop = (f"; each fit trained {event.epochs} epoch{'s' if event.epochs != 1 else ''}"
                 if event.epochs else "")
         started = getattr(self, "started", None)
         trainable = ""
