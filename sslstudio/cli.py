@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--labels", required=True, metavar="LABELS.csv",
                        help="path,label rows; paths absolute or relative to --data")
     adapt.add_argument("--method", default="linear",
-                       help="linear, finetune, lora, adapter, prefix, prompt or ia3 (default linear); "
+                       help="linear, finetune, lora, adapter, prefix, prompt, ia3 or setfit (default linear); "
                             "`sslstudio methods --run RUN` says which fit the run's backbone")
     adapt.add_argument("--out", help="adapted model folder (default RUN/adapted/TIME-METHOD)")
     adapt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -82,3 +82,9 @@ def simcse(h1: torch.Tensor, h2: torch.Tensor, tau: float) -> float:
         denominator = sum(math.exp(_cos(h1[i].double(), h2[j].double()) / tau) for j in range(n))
         total += -math.log(math.exp(_cos(h1[i].double(), h2[i].double()) / tau) / denominator)
     return total / n
+
+
+def setfit_cosine(u: torch.Tensor, v: torch.Tensor, same: torch.Tensor) -> float:
+    """SetFit's CosineSimilarityLoss: mean over pairs of (cos(u_i, v_i) - y_i)^2, y_i 1 or 0."""
+    n = u.shape[0]
+    return sum((_cos(u[i].double(), v[i].double()) - float(same[i])) ** 2 for i in range(n)) / n

@@ -175,12 +175,12 @@ def folder_labels(folder, per_class):
     return labels
 
 
-@pytest.mark.parametrize("method", ["linear", "finetune", "lora", "adapter"])
+@pytest.mark.parametrize("method", ["linear", "finetune", "lora", "adapter", "setfit"])
 def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run, tmp_path, method):
     folder, run = pretrained_run
     out = tmp_path / "adapted"
-    request = AdaptRequest(run, folder, folder_labels(folder, 5), method,
-                           {} if method == "linear" else {"epochs": 3, "repeats": 1}, out_dir=out)
+    knobs = {"linear": {}, "setfit": {"iterations": 2, "repeats": 1}}.get(method, {"epochs": 3, "repeats": 1})
+    request = AdaptRequest(run, folder, folder_labels(folder, 5), method, knobs, out_dir=out)
     events = list(adapt(request))
     kinds = [type(e).__name__ for e in events]
     assert kinds.index("AdaptStarted") < kinds.index("AdaptEstimate") < kinds.index("AdaptPredictions")
@@ -189,7 +189,7 @@ def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run,
     estimate_event = next(e for e in events if type(e).__name__ == "AdaptEstimate")
     assert 0 <= estimate_event.ci_low <= estimate_event.accuracy <= estimate_event.ci_high <= 1
     assert estimate_event.num_labels == 15
-    if method != "linear":
+    if method not in ("linear", "setfit"):
         # No epoch is chosen on the folds (that flattered the estimate): the folds and the final
         # fit train the whole schedule, so the estimate measures what is saved.
         final = [e for e in events if type(e).__name__ == "AdaptProgress" and e.phase == "final"]
@@ -217,7 +217,7 @@ def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run,
 def test_a_method_that_does_not_fit_the_runs_encoder_says_which_do(pretrained_run):
     folder, run = pretrained_run
     with pytest.raises(ConfigError, match="prefix does not apply to small_cnn.*attention.*"
-                                          "methods that do: adapter, finetune, linear, lora$"):
+                                          "methods that do: adapter, finetune, linear, lora, setfit$"):
         list(adapt(AdaptRequest(run, folder, folder_labels(folder, 5), "prefix", {"epochs": 1})))
 
 
@@ -273,3 +273,22 @@ def test_cli_adapt_and_predict(pretrained_run, tmp_path, capsys):
     assert main(["adapt", str(run), "--data", str(folder), "--labels", str(labels_csv),
                  "--method", "lora", "--set", "rank=0"]) == 2
     assert "rank=0 is out of range" in capsys.readouterr().err
+
+
+def test_setfit_pairs_one_positive_and_one_negative_per_item_and_iteration():
+    from sslstudio.core.adapt.setfit import setfit_pairs
+
+    targets = np.array([0, 0, 0, 1, 1, 2])  # class 2 has one label: its positive is itself
+    first, second, same = setfit_pairs(targets, 4, np.random.default_rng(0))
+    assert len(first) == len(second) == len(same) == 2 * 4 * len(targets)
+    assert np.bincount(first).tolist() == [8] * len(targets)  # every item anchors 4 + 4 pairs
+    positive = same == 1
+    assert positive.sum() == (~positive).sum()
+    assert (targets[first[positive]] == targets[second[positive]]).all()
+    assert (targets[first[~positive]] != targets[second[~positive]]).all()
+    # An item with classmates never pairs with itself; the lone one does.
+    lone = first[positive] == 5
+    assert (second[positive][lone] == 5).all()
+    assert (first[positive][~lone] != second[positive][~lone]).all()
+    # Positives are drawn among all classmates, not always the same one.
+    assert len(set(second[positive & (first == 0)].tolist())) == 2

@@ -156,3 +156,14 @@ def test_all_objectives_registered():
     assert set(OBJECTIVES.names()) >= {"simclr", "moco", "byol", "simsiam", "rotation", "jigsaw"}
     for name in OBJECTIVES.names():
         assert OBJECTIVES.get(name).summary
+
+
+def test_setfit_cosine_pair_loss_matches_its_formula():
+    from sslstudio.core.adapt.setfit import cosine_pair_loss
+
+    g = torch.Generator().manual_seed(4)
+    u, v = torch.randn(9, 12, generator=g), torch.randn(9, 12, generator=g)
+    v[:3] = u[:3] * 2  # some pairs already point the same way
+    same = torch.tensor([1, 1, 0, 1, 0, 0, 1, 0, 1], dtype=torch.float32)
+    assert float(cosine_pair_loss(u, v, same)) == pytest.approx(references.setfit_cosine(u, v, same),
+                                                               rel=1e-5)

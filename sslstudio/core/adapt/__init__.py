@@ -10,5 +10,6 @@ from sslstudio.core.adapt import adapter as _adapter  # noqa: F401,E402
 from sslstudio.core.adapt import prefix as _prefix  # noqa: F401,E402
 from sslstudio.core.adapt import prompt as _prompt  # noqa: F401,E402
 from sslstudio.core.adapt import ia3 as _ia3  # noqa: F401,E402
+from sslstudio.core.adapt import setfit as _setfit  # noqa: F401,E402
 
 __all__ = ["ADAPTERS", "AdaptConfig", "AdaptTask", "Adapter", "Classifier", "Fitted"]
