@@ -95,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
+    zeroshot = commands.add_parser(
+        "zeroshot", help="label every item with no labels at all: the class whose description is "
+                         "nearest, by a model that reads items and texts (CLIP, a sentence encoder)")
+    zeroshot.add_argument("model", metavar="RUN_OR_MODEL",
+                          help="a CLIP folder (images), a sentence-encoder folder such as "
+                               "all-MiniLM-L6-v2 or a text run (texts)")
+    zeroshot.add_argument("--data", required=True, help="the folder of items to label")
+    zeroshot.add_argument("--classes", required=True, nargs="+", metavar="CLASS",
+                          help='class names, or NAME="one-line description" '
+                               '(e.g. fresh="a positive review" rotten="a negative review")')
+    zeroshot.add_argument("--template", help='how a bare name becomes a description, "{}" for the '
+                          'name (default: "a photo of a {}." for images, the name for texts)')
+    zeroshot.add_argument("--out", required=True, metavar="LABELS.csv", help="path,label,confidence per item")
+    zeroshot.add_argument("--device", default="auto")
+    zeroshot.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
     export = commands.add_parser("export", help="export a run's encoder or an adapted classifier "
                                  "to ONNX, verified with onnxruntime")
     export.add_argument("source", help="a run folder or an adapted model folder")
@@ -147,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         export_errors = (ExportError,)
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
                 "devices": cmd_devices, "adapt": cmd_adapt, "predict": cmd_predict,
-                "methods": cmd_methods, "export": cmd_export, "weights": cmd_weights}
+                "methods": cmd_methods, "export": cmd_export, "weights": cmd_weights,
+                "zeroshot": cmd_zeroshot}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:  # output piped into `head` and closed early
@@ -478,6 +495,22 @@ def cmd_predict(args) -> int:
                                 overwrite=args.overwrite):
         printer.show(event)
     return 0
+
+
+def cmd_zeroshot(args) -> int:
+    from sslstudio.core.zeroshot import ZeroShotRequest, zero_shot
+
+    if not Path(args.data).is_dir():
+        raise UsageError(f"data folder not found: {args.data}")
+    if not Path(args.model).exists():
+        raise UsageError(f"model folder not found: {args.model}")
+    printer = ProgressPrinter(enabled=True)
+    finished = None
+    for event in zero_shot(ZeroShotRequest(Path(args.model), Path(args.data), list(args.classes),
+                                           args.template, Path(args.out), args.device, args.overwrite)):
+        printer.show(event)
+        finished = event
+    return 0 if finished is not None and getattr(finished, "status", "") == "completed" else 1
 
 
 def cmd_weights(args) -> int:

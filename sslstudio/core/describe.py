@@ -31,6 +31,8 @@ from sslstudio.core.events import (
     ScanFinished,
     ScanProgress,
     StepMetrics,
+    ZeroShotFinished,
+    ZeroShotPredictions,
 )
 from sslstudio.core.text import format_duration
 
@@ -122,6 +124,12 @@ def describe(event, total_steps: int = -1) -> Description:
             what = (f"comparing {', '.join(methods[:-1])} and {methods[-1]}" if len(methods) > 1
                     else event.method)
             return Description(f"{what} {event.status}{where}{why}", "note")
+        case ZeroShotPredictions():
+            return Description(f"zero-shot labels for {len(event.items)} items", "data")
+        case ZeroShotFinished():
+            where = f" -> {event.path}" if event.path else ""
+            why = f" ({event.message})" if event.message else ""
+            return Description(f"zero-shot {event.status}{where}{why}", "note")
         case ExportProgress():
             return Description(f"{event.phase}: {event.message}", "note")
         case ExportCheck():

@@ -191,6 +191,26 @@ class AdaptFinished:
 
 
 @dataclass(frozen=True, eq=False)
+class ZeroShotPredictions:
+    """A class for every item without labels: nearest class description in a shared space."""
+
+    items: np.ndarray  # str, item keys (paths relative to the data folder), in folder order
+    class_names: tuple[str, ...]
+    descriptions: tuple[str, ...]  # what was embedded for each class
+    proba: np.ndarray  # float32 (N, C)
+    predicted: np.ndarray  # int64 (N,)
+    confidence: np.ndarray  # float32 (N,), the top class's probability
+
+
+@dataclass(frozen=True, eq=False)
+class ZeroShotFinished:
+    status: str  # "completed", "cancelled"
+    model: str  # the model folder or run used
+    path: str = ""  # the CSV written, if any
+    message: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class FeaturesReady:
     """A run's encoder applied to every item: what labelling, groups and suggestions work on."""
 
