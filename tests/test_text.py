@@ -102,7 +102,7 @@ def test_tokenizer_trains_on_the_folder_and_pads_to_max_length():
     assert bpe.token_to_id("[PAD]") == 0 and len(bpe.encode("Ünïcode never seen").ids) == 12
 
 
-@pytest.mark.parametrize("name", ["mlm", "infill", "simcse"])
+@pytest.mark.parametrize("name", ["mlm", "infill", "simcse", "nsp"])
 def test_every_text_objective_trains_three_steps(text_folder, tmp_path, name):
     run = tmp_path / "run"
     config = TrainConfig(data=str(text_folder), out=str(run), objective=name, epochs=1, batch_size=8,
@@ -155,7 +155,7 @@ def test_text_run_resumes_to_the_same_weights(text_folder, tmp_path):
 def test_image_objective_on_a_text_folder_says_what_to_choose(text_folder, tmp_path):
     from sslstudio.core.data.scan import DataError
 
-    with pytest.raises(DataError, match="holds texts, and simclr trains on images; choose infill, mlm, simcse"):
+    with pytest.raises(DataError, match="holds texts, and simclr trains on images; choose infill, mlm, nsp, simcse"):
         list(train(TrainConfig(data=str(text_folder), out=str(tmp_path / "r"), objective="simclr")))
 
 
@@ -234,3 +234,58 @@ def test_text_classifier_export_and_the_readme_text_script(text_folder, tmp_path
         name, probability = result.stdout.splitlines()[0].split("\t")
         assert name == model.class_names[int(app.argmax())]
         assert abs(float(probability) - float(app.max())) < 1e-4
+
+
+def test_nsp_pairs_keep_each_half_of_a_text_and_borrow_the_other_halves():
+    from sslstudio.core.objectives.nsp import sentence_pairs
+
+    vocab = TextVocab(size=200, pad_id=0, unk_id=1, cls_id=2, sep_id=3, mask_id=4, sentence_end_ids=(9,))
+    rows = []
+    for r in range(8):  # two sentences each (9 ends one), one text without an end
+        body = [20 + r, 30 + r, 9, 40 + r, 50 + r, 60 + r] if r != 5 else [70, 71, 72, 73, 74, 75]
+        rows.append([2, *body, 3] + [0] * 4)
+    ids = torch.tensor(rows)
+    pairs, labels = sentence_pairs(ids, vocab, torch.Generator().manual_seed(3))
+    assert pairs.shape == ids.shape and set(labels.tolist()) == {0, 1}
+    halves = []
+    for r in range(8):
+        tokens = pairs[r][pairs[r] != 0].tolist()
+        assert tokens[0] == 2 and tokens[-1] == 3 and tokens.count(3) == 2  # [CLS] a [SEP] b [SEP]
+        cut = tokens.index(3)
+        halves.append((tokens[1:cut], tokens[cut + 1:-1]))
+    body = {r: [t for t in rows[r][1:] if t not in (0, 3)] for r in range(8)}
+    for r, (a, b) in enumerate(halves):
+        assert a and b and body[r][:len(a)] == a  # the first segment is the text's own start
+        if r != 5:
+            assert a[-1] == 9  # cut after the sentence end
+        if labels[r] == 1:
+            assert a + b == body[r]  # its own continuation
+        else:
+            owner = [o for o in range(8) if o != r and body[o][-len(b):] == b]
+            assert owner, "a negative's second segment is another text's ending"
+
+
+def test_nsp_loss_is_cross_entropy_of_the_pooled_pair_plus_weighted_mlm():
+    from sslstudio.core.objectives.nsp import NSP, NSPConfig, sentence_pairs
+
+    vocab = TextVocab(size=200, pad_id=0, unk_id=1, cls_id=2, sep_id=3, mask_id=4, sentence_end_ids=(9,))
+    encoder = TextTransformer(TextShape(200, 20, 1, 32, 2)).eval()
+    ids = sentences(rows=6, length=20)
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        objective = NSP(encoder, NSPConfig(mlm_weight=weight), vocab)
+        objective.generator = torch.Generator().manual_seed(5)
+        loss, metrics = objective(ids)
+        # The same draws again, by hand: pairs, then masking, then the two losses.
+        generator = torch.Generator().manual_seed(5)
+        pairs, labels = sentence_pairs(ids, vocab, generator)
+        if weight:
+            chosen = choose_positions(pairs, vocab, 0.15, generator)
+            states, keep = encoder.token_states(corrupt(pairs, chosen, vocab, generator))
+            mlm = references.masked_cross_entropy(objective.head(states), pairs, chosen)
+            pooled = (states * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
+        else:
+            mlm, pooled = 0.0, encoder(pairs)
+        nsp = references.cross_entropy(objective.classifier(pooled), labels)
+        assert float(loss.detach()) == pytest.approx(nsp + weight * mlm, rel=1e-4)
+        assert 0.0 <= float(metrics["nsp_accuracy"]) <= 1.0

@@ -49,6 +49,9 @@ class TextVocab:
     cls_id: int
     sep_id: int
     mask_id: int
+    # Word pieces that end a sentence (".", "!", "?" where the vocabulary has them): where
+    # next-sentence prediction prefers to cut a text in two.
+    sentence_end_ids: tuple[int, ...] = ()
 
     @property
     def special_ids(self) -> tuple[int, ...]:
@@ -97,8 +100,9 @@ def vocab_of(tokenizer) -> TextVocab:
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
     if ids["[PAD]"] != PAD_ID or None in ids.values():
         raise ValueError("the tokenizer lacks SSL Studio's special tokens ([PAD] must be id 0)")
+    ends = tuple(i for i in (tokenizer.token_to_id(t) for t in (".", "!", "?")) if i is not None)
     return TextVocab(tokenizer.get_vocab_size(), ids["[PAD]"], ids["[UNK]"], ids["[CLS]"],
-                     ids["[SEP]"], ids["[MASK]"])
+                     ids["[SEP]"], ids["[MASK]"], ends)
 
 
 def load_tokenizer(path: Path):

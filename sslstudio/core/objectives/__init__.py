@@ -14,6 +14,7 @@ from sslstudio.core.objectives import jigsaw as _jigsaw  # noqa: F401,E402
 from sslstudio.core.objectives import mlm as _mlm  # noqa: F401,E402
 from sslstudio.core.objectives import infill as _infill  # noqa: F401,E402
 from sslstudio.core.objectives import simcse as _simcse  # noqa: F401,E402
+from sslstudio.core.objectives import nsp as _nsp  # noqa: F401,E402
 from sslstudio.core.objectives import skipgram as _skipgram  # noqa: F401,E402
 
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveConfig"]
