@@ -49,7 +49,7 @@ def _perturb(encoder: nn.Module) -> None:
 
 
 CASES = ([(m, b) for m in TUNED for b in ("text_transformer", "vit_tiny", "pretrained_bert")]
-         + [("adapter", "small_cnn")])
+         + [("adapter", "small_cnn"), ("adapter", "pretrained_efficientnet_lite0")])
 
 
 @pytest.mark.parametrize("method,backbone", CASES)
@@ -112,6 +112,8 @@ def test_a_tuned_classifier_reloads_from_what_is_saved_and_exports_with_parity(m
 
 def test_methods_that_need_attention_are_not_offered_for_a_convnet():
     assert unfit_methods(build_backbone("small_cnn", 32)).keys() == {"prefix", "prompt", "ia3"}
+    # timm's convnets take adapters after the stages it lists as feature levels.
+    assert unfit_methods(build_backbone("pretrained_efficientnet_lite0", 32)).keys() == {"prefix", "prompt", "ia3"}
     assert unfit_methods(_encoder_and_input("vit_tiny")[0]) == {}
     assert unfit_methods(_encoder_and_input("text_transformer")[0]) == {}
     assert unfit_methods(_encoder_and_input("pretrained_bert")[0]) == {}

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from sslstudio.core.backbones.base import Backbone, register_backbone
+from sslstudio.core.backbones.tuning import Site, TuningSites
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,18 @@ class TimmBackbone(Backbone):
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
+
+    def tuning_sites(self) -> TuningSites:
+        """Convnets: the output of each stage timm lists as a feature level (EfficientNet's five
+        resolutions, ResNet's layers, ConvNeXt's stages), for adapters. ViTs name none here."""
+        if self.info.arch.startswith("vit"):
+            return TuningSites()
+        sites = []
+        for info in self.net.feature_info:
+            parent_path, _, name = info["module"].rpartition(".")
+            parent = self.net.get_submodule(parent_path) if parent_path else self.net
+            sites.append(Site(parent, name, int(info["num_chs"])))
+        return TuningSites(sublayers=sites, channels=True)
 
     def read_for_probe(self) -> None:
         from timm.models.efficientnet import EfficientNet
