@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sslstudio.core.adapt.base import AdaptTask
-from sslstudio.core.adapt.estimate import make_scheme, wilson_interval
+from sslstudio.core.adapt.estimate import make_scheme, summarize, wilson_interval
 from sslstudio.core.adapt.job import (
     AdaptRequest,
     adapt,
@@ -113,7 +113,7 @@ def test_probe_on_separable_toy_features_reaches_100_percent():
     assert result.ci_low < 1.0  # 18 labels cannot prove perfection
 
 
-def test_folds_cover_every_label_once_and_small_classes_use_leave_one_out():
+def test_folds_cover_every_label_once_and_keep_every_class_in_training():
     targets = np.repeat(np.arange(3), 10)
     labelled = np.arange(30)
     scheme = make_scheme(labelled, targets, repeats=2, seed=3)
@@ -123,12 +123,25 @@ def test_folds_cover_every_label_once_and_small_classes_use_leave_one_out():
         for fit_items, val in folds:
             assert not set(fit_items) & set(val)
             assert np.bincount(targets[val], minlength=3).tolist() == [2, 2, 2]  # stratified
-    targets[:7] = 3  # class 3 has 7, class 0 has 3 labels: under 5
-    loo = make_scheme(labelled, targets, repeats=5)
-    assert loo.description.startswith("leave-one-out") and loo.fits == 30
-    big = np.repeat(np.arange(2), [3, 60])
-    network = make_scheme(np.arange(63), big, repeats=1, network=True)
-    assert network.description.startswith("stratified 3-fold")  # LOO would be 63 trainings
+    # Two labels a class: 2-fold, so each fold trains on one of every class (leave-one-out would
+    # train on one of the held-out class against two of the others, and the prior wins).
+    pairs = np.repeat(np.arange(3), 2)
+    small = make_scheme(np.arange(6), pairs, repeats=4, seed=1)
+    assert small.description == "stratified 2-fold x 4 repeats over 6 labels" and small.fits == 8
+    for folds in small.repeats:
+        for fit_items, val in folds:
+            assert np.bincount(pairs[fit_items], minlength=3).tolist() == [1, 1, 1]
+    # A class with one label trains in every fold and is not scored.
+    lone = np.array([0, 0, 0, 1, 1, 1, 2])
+    scheme = make_scheme(np.arange(7), lone, repeats=1, class_names=("a", "b", "c"))
+    assert scheme.description.endswith("1 class with a single label (c) not scored")
+    for fit_items, val in scheme.repeats[0]:
+        assert 6 in fit_items and 6 not in val
+    # One label in every class: nothing can be scored, and the scheme says what to do.
+    none = make_scheme(np.arange(3), np.arange(3), repeats=3)
+    assert none.fits == 0 and none.description.startswith("no estimate") and "two or more" in none.description
+    estimate = summarize("linear", none, np.arange(3), ("a", "b", "c"), [])
+    assert estimate.num_labels == 0 and np.isnan(estimate.accuracy) and not estimate.estimated
 
 
 def test_wilson_interval_matches_published_values():
@@ -265,7 +278,7 @@ def test_cli_adapt_and_predict(pretrained_run, tmp_path, capsys):
     assert main(["adapt", str(run), "--data", str(folder), "--labels", str(labels_csv),
                  "--method", "linear", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "estimated accuracy" in printed and "leave-one-out over 12 labels" in printed
+    assert "estimated accuracy" in printed and "stratified 4-fold x 10 repeats over 12 labels" in printed
     assert main(["predict", str(out), "--data", str(folder), "--out", str(tmp_path / "p.csv")]) == 0
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "path,label,confidence" and len(lines) == 31
@@ -292,3 +305,15 @@ def test_setfit_pairs_one_positive_and_one_negative_per_item_and_iteration():
     assert (first[positive][~lone] != second[positive][~lone]).all()
     # Positives are drawn among all classmates, not always the same one.
     assert len(set(second[positive & (first == 0)].tolist())) == 2
+
+
+def test_one_label_a_class_trains_a_classifier_and_says_there_is_no_estimate(pretrained_run, tmp_path):
+    from sslstudio.core.describe import describe
+
+    folder, run = pretrained_run
+    events = list(adapt(AdaptRequest(run, folder, folder_labels(folder, 1), "linear", out_dir=tmp_path / "one")))
+    estimate_event = next(e for e in events if type(e).__name__ == "AdaptEstimate")
+    assert not estimate_event.estimated and np.isnan(estimate_event.accuracy)
+    assert describe(estimate_event).text.startswith("linear: no estimate: every class has a single label")
+    assert events[-1].status == "completed" and "no estimate" in events[-1].message
+    assert np.isnan(load_adapted(tmp_path / "one", torch.device("cpu")).info["estimate"]["accuracy"])

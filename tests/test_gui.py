@@ -688,12 +688,14 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     for method in ("finetune", "lora", "adapter"):
         w.adapt_panel.method.setCurrentText(method)
         w.adapt_panel.knob_form.editors["epochs"][2](3)
+    w.adapt_panel.method.setCurrentText("setfit")
+    w.adapt_panel.knob_form.editors["iterations"][2](2)
     w.adapt_panel.method.setCurrentText("linear")
     assert w.adapt_panel.compare_button.isEnabled(), w.adapt_panel.compare_button.toolTip()
     w.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
-    assert w.adapt_panel.comparison.rowCount() == 4
-    assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora", "adapter"}
+    assert w.adapt_panel.comparison.rowCount() == 5
+    assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora", "adapter", "setfit"}
     # Which classifier is in use stays plain: the box moves to the best method, the headline
     # says the comparison kept no model and names the one still in use.
     best = max(w.adapt_panel.estimates.values(), key=lambda e: e.accuracy).method
@@ -1031,7 +1033,7 @@ def test_the_classifier_panel_greys_out_methods_the_runs_encoder_cannot_take(qtb
     assert panel.method.currentText() == "linear"  # off the method it cannot run
     with qtbot.waitSignal(panel.compare_requested) as compared:
         panel._compare()
-    assert sorted(compared.args[0]) == ["adapter", "finetune", "linear", "lora"]
+    assert sorted(compared.args[0]) == ["adapter", "finetune", "linear", "lora", "setfit"]
     panel.set_unfit({})
     assert all(model.item(row).isEnabled() for row in range(panel.method.count()))
 

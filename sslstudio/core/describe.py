@@ -174,10 +174,13 @@ def _parity_line(event: ExportCheck) -> str:
 def format_estimate(event: AdaptEstimate) -> str:
     """The headline, then a per-class table. The method leads the headline because the app
     compares several methods in one log."""
+    trained = (f"; each fit trained {event.epochs} epoch{'s' * (event.epochs != 1)}"
+               if event.epochs else "")
+    if not event.estimated:
+        return f"{event.method}: {event.scheme}"
     lines = [f"{event.method}: estimated accuracy {event.accuracy:.1%} (95% interval "
              f"{event.ci_low:.1%}-{event.ci_high:.1%}), balanced {event.balanced_accuracy:.1%}; "
-             f"{event.scheme}" + (f"; each fit trained {event.epochs} epoch{'s' * (event.epochs != 1)}"
-                                 if event.epochs else "")]
+             f"{event.scheme}{trained}"]
     width = max([len("class"), *(len(n) for n in event.class_names)])
     lines.append(f"  {'class':<{width}}  labels  recall  precision")
     for name, support, recall, precision in zip(event.class_names, event.support, event.recall,

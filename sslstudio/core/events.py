@@ -158,7 +158,7 @@ class AdaptEstimate:
 
     method: str
     scheme: str
-    num_labels: int
+    num_labels: int  # the labelled items scored; 0 when nothing could be (NaN accuracy)
     accuracy: float
     ci_low: float  # 95% Wilson interval over the labelled items
     ci_high: float
@@ -170,6 +170,16 @@ class AdaptEstimate:
     confusion: np.ndarray  # (C, C) rows true, columns predicted; mean counts per repeat
     repeat_accuracies: np.ndarray  # one per repeat: the spread the folds give
     epochs: int = 0  # for trained networks: the epochs each fit trained
+
+    @property
+    def estimated(self) -> bool:
+        return self.num_labels > 0
+
+    def words(self, digits: int = 1) -> str:
+        """"83.0% (95% interval 75%-90%)", or why there is no estimate."""
+        if not self.estimated:
+            return "no estimate (one label a class)"
+        return f"{self.accuracy:.{digits}%} ({self.ci_low:.0%}-{self.ci_high:.0%})"
 
 
 @dataclass(frozen=True, eq=False)

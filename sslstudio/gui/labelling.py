@@ -525,8 +525,7 @@ class LabellingPanels(QObject):
             when = time.strftime("%d %b %H:%M", time.localtime(model.modified()))
             try:
                 e = model.estimate()
-                text = (f"{e.method} · {e.num_labels} labels · {e.accuracy:.1%} "
-                        f"({e.ci_low:.0%}-{e.ci_high:.0%}) · {when}")
+                text = f"{e.method} · {e.num_labels} labels · {e.words()} · {when}"
             except (OSError, ValueError, KeyError):
                 text = f"{model.path.name} · {when}"
             entries.append((str(model.path), text))
@@ -554,7 +553,7 @@ class LabellingPanels(QObject):
             return ""
         try:
             e = AdaptedFolder(folder).estimate()
-            return f"{e.method}, {e.accuracy:.0%} estimated"
+            return f"{e.method}, {e.accuracy:.0%} estimated" if e.estimated else f"{e.method}, no estimate"
         except (OSError, ValueError, KeyError):
             return Path(folder).name
 
@@ -590,7 +589,7 @@ class LabellingPanels(QObject):
         if event.status == "completed" and "," in event.method and estimates:
             # A comparison estimates; it trains nothing to keep. The method box moves to the
             # best, and the panel says which classifier is still the one in use.
-            best = max(estimates.values(), key=lambda e: e.accuracy)
+            best = max(estimates.values(), key=lambda e: e.accuracy if e.estimated else -1.0)
             self.adapt_panel.method.setCurrentText(best.method)
             current = (f"the classifier in use is still {self.session.adapted_path.name}"
                        if self.session.adapted_path is not None else "no classifier is trained yet")

@@ -218,12 +218,11 @@ def estimate(task: AdaptTask, method: str, config, scheme, control: RunControl) 
 def default_scheme(task: AdaptTask, methods: list[str], configs: dict) -> object:
     labelled = np.flatnonzero(task.targets >= 0)
     classes = [ADAPTERS.get(m) for m in methods]
-    network = any(cls.trains_network for cls in classes)
     # Methods compared share one scheme; its default is the cheapest method's, since every
     # method has to fit each fold.
     default = min(cls.default_repeats for cls in classes)
     repeats = max((configs[m].repeats or default) for m in methods)
-    return make_scheme(labelled, task.targets, repeats, task.seed, network)
+    return make_scheme(labelled, task.targets, repeats, task.seed, task.class_names)
 
 
 def compare(request: AdaptRequest, methods: list[str], overrides: dict | None = None,
@@ -283,7 +282,7 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
     yield AdaptFinished("completed", request.method, str(out_dir),
-                        f"{result.accuracy:.1%} estimated ({result.ci_low:.0%}-{result.ci_high:.0%})")
+                        f"{result.words()} estimated" if result.estimated else result.words())
 
 
 def is_adapted_folder(path: Path) -> bool:

@@ -204,17 +204,22 @@ class AdaptPanel(QWidget):
         if started is not None and started.method == event.method:
             share = started.trainable_parameters / max(1, started.total_parameters)
             trainable = f" {started.trainable_parameters:,} parameters trained ({share:.1%})."
-        self.headline.setText(
-            f"<b>{event.method}: {event.accuracy:.1%}</b> estimated accuracy "
-            f"(95% interval {event.ci_low:.0%} to {event.ci_high:.0%}), balanced "
-            f"{event.balanced_accuracy:.1%}.<br>By {event.scheme}{stop}. Every labelled item was "
-            f"scored by a model that never saw it; the interval is wide because labels are few.{trainable}")
+        if event.estimated:
+            self.headline.setText(
+                f"<b>{event.method}: {event.accuracy:.1%}</b> estimated accuracy "
+                f"(95% interval {event.ci_low:.0%} to {event.ci_high:.0%}), balanced "
+                f"{event.balanced_accuracy:.1%}.<br>By {event.scheme}{stop}. Every labelled item was "
+                f"scored by a model that never saw it; the interval is wide because labels are few.{trainable}")
+        else:
+            self.headline.setText(
+                f"<b>{event.method}</b>: {event.scheme}.<br>The classifier still trains "
+                f"on every label; a second label in each class lets its accuracy be measured.{trainable}")
         if self.comparing:
             row = self.comparison.rowCount()
             self.comparison.insertRow(row)
-            for column, text in enumerate((event.method, f"{event.accuracy:.1%}",
-                                           f"{event.ci_low:.0%}-{event.ci_high:.0%}",
-                                           f"{event.balanced_accuracy:.1%}")):
+            cells = ((f"{event.accuracy:.1%}", f"{event.ci_low:.0%}-{event.ci_high:.0%}",
+                      f"{event.balanced_accuracy:.1%}") if event.estimated else ("none", "", ""))
+            for column, text in enumerate((event.method, *cells)):
                 self.comparison.setItem(row, column, QTableWidgetItem(text))
         names = list(event.class_names)
         self.per_class.setRowCount(len(names))
