@@ -1045,3 +1045,51 @@ def test_stop_says_what_it_does_to_each_kind_of_job_it_can_stop():
     assert set(STOPPING_WORDS) == set(STOPPABLE_JOBS)
     # Only a training run keeps a checkpoint; a comparison said it did (issue 16, item 8).
     assert [kind for kind, words in STOPPING_WORDS.items() if "checkpoint" in words] == ["train"]
+
+
+def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undone(qtbot, window, tmp_path):
+    from test_zeroshot import make_clip_folder
+
+    w = window()
+    open_sample(qtbot, w)
+    assert not w.label_panel.zeroshot_button.isEnabled()  # two classes are needed to choose from
+    boot = w.label_store.add_class("boot")
+    w.label_store.add_class("bag")
+    w.refresh_labels()
+    by_hand = w.item_keys[0]
+    w.label_store.assign([by_hand], boot.id)
+    w.refresh_labels()
+    assert w.label_panel.zeroshot_button.isEnabled()
+    assert not w.label_panel.accept_confident_button.isEnabled()  # nothing to accept yet
+
+    make_clip_folder(tmp_path / "clip")
+    w.label_panel.zeroshot_button.click()
+    dialog = w.labelling.zeroshot_dialog
+    assert dialog.isVisible() and list(dialog.descriptions) == ["boot", "bag"]
+    assert dialog.descriptions["bag"].placeholderText() == "a photo of a bag."
+    dialog.model.setText(str(tmp_path / "clip"))
+    dialog.descriptions["boot"].setText("a photo of a boot")
+    dialog.accept()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.label_panel.has_pre_labels, timeout=60000)
+    session = w.labelling.session
+    assert w.settings.value("zeroshot/model") == str(tmp_path / "clip")
+    assert "299 unlabelled items have a pre-label" in w.label_panel.zeroshot_text.text()
+    assert w.predicted is not None and (w.predicted >= 0).all()  # shown as predictions
+    assert w.label_store.label_names() == {by_hand: "boot"}  # nothing is a label until accepted
+
+    picks = [3, 4, 5]
+    w.gallery.select_items(picks)
+    w.label_panel.accept_selected_button.click()
+    names = w.label_store.label_names()
+    expected = [session.pre_label_names[session.pre_labels[i]] for i in picks]
+    assert [names[w.item_keys[i]] for i in picks] == expected and len(names) == 4
+    # Above a confidence: only the sure ones; the label given by hand never changes.
+    threshold = float(np.quantile(session.pre_confidence, 0.5))
+    w.label_panel.accept_confidence.setValue(int(threshold * 100))
+    w.label_panel.accept_confident_button.click()
+    names = w.label_store.label_names()
+    sure = {w.item_keys[i] for i in np.flatnonzero(session.pre_confidence >= int(threshold * 100) / 100)}
+    assert names[by_hand] == "boot" and set(names) == sure | {by_hand} | {w.item_keys[i] for i in picks}
+    assert "pre-labels accepted" in w.status_text.text()
+    w.labelling.undo_label()
+    assert len(w.label_store.label_names()) == 4  # one undo takes the whole acceptance back

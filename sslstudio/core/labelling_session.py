@@ -24,6 +24,7 @@ from sslstudio.core.events import (
     AdaptStarted,
     FeaturesReady,
     MapReady,
+    ZeroShotPredictions,
 )
 from sslstudio.core.labels import ImportReport, LabelClass, LabelError, LabelStore
 from sslstudio.core.project_lock import ProjectLock, ProjectLocked
@@ -63,6 +64,11 @@ class LabellingSession:
         self.margin: np.ndarray | None = None  # top minus second probability; low: unsure
         self.adapted_path: Path | None = None  # the classifier the predictions came from
         self.adapt_classes: tuple[str, ...] = ()  # class names in the running adaptation's order
+        # Zero-shot suggestions: class position per item (-1: none) and its probability. Shown
+        # as predictions; accepted ones become labels.
+        self.pre_labels: np.ndarray | None = None
+        self.pre_confidence: np.ndarray | None = None
+        self.pre_label_names: list[str] = []
 
     # -- project ------------------------------------------------------------------------------
     def open_project(self, project_path: Path) -> ProjectOpened:
@@ -347,6 +353,59 @@ class LabellingSession:
                 margin_by_item[row] = marg
         self.predicted, self.confidence, self.margin = predicted, confidence_by_item, margin_by_item
 
+    # -- zero-shot pre-labels -----------------------------------------------------------------
+    def zero_shot_request(self, model: Path, data_dir: Path, descriptions: dict[str, str],
+                          template: str = ""):
+        """The ZeroShotRequest for the project's classes, each with its description (empty: the
+        class name through the model's template)."""
+        from sslstudio.core.zeroshot import ZeroShotRequest  # loads torch
+
+        classes = [c.name if not descriptions.get(c.name, "").strip()
+                   else f"{c.name}={descriptions[c.name].strip()}" for c in self.classes()]
+        return ZeroShotRequest(Path(model), Path(data_dir), classes, template or None)
+
+    def zero_shot_ready(self, event: ZeroShotPredictions) -> int:
+        """Take the zero-shot labels as pre-labels (and as the predictions shown). Returns how
+        many items got one."""
+        names = [event.class_names[p] for p in event.predicted]
+        top2 = np.sort(event.proba, 1)[:, -2:]
+        self.set_predictions(event.items, names, event.confidence, top2[:, 1] - top2[:, 0])
+        self.pre_labels, self.pre_confidence = self.predicted.copy(), self.confidence.copy()
+        # By name: a class renamed or deleted before accepting is not mistaken for another.
+        self.pre_label_names = [c.name for c in self.classes()]
+        return int((self.pre_labels >= 0).sum())
+
+    def pre_label_summary(self, min_confidence: float) -> str:
+        if self.pre_labels is None:
+            return ""
+        open_ = (self.pre_labels >= 0) & (self.label_of < 0)
+        counts = np.bincount(self.pre_labels[open_], minlength=len(self.pre_label_names))
+        above = int((open_ & (self.pre_confidence >= min_confidence)).sum())
+        per_class = ", ".join(f"{name} {n}" for name, n in zip(self.pre_label_names, counts))
+        return (f"{int(open_.sum())} unlabelled items have a pre-label ({per_class}); "
+                f"{above} at {min_confidence:.0%} or more")
+
+    def accept_pre_labels(self, min_confidence: float = 0.0, items: Iterable[int] | None = None) -> int:
+        """Unlabelled items (all, or those given) whose pre-label is at least that sure become
+        labelled with it, in one undoable step. Labels already given are never changed."""
+        if self.pre_labels is None or self.store is None:
+            return 0
+        chosen = np.zeros(len(self.item_keys), bool)
+        if items is None:
+            chosen[:] = True
+        else:
+            indices = np.asarray(list(items), np.int64)
+            chosen[indices[(indices >= 0) & (indices < len(chosen))]] = True
+        chosen &= (self.pre_labels >= 0) & (self.label_of < 0) & (self.pre_confidence >= min_confidence)
+        ids = {c.name: c.id for c in self.classes()}
+        now = [ids.get(name, -1) for name in self.pre_label_names]
+        assignment = {self.item_keys[i]: now[self.pre_labels[i]] for i in np.flatnonzero(chosen)
+                      if now[self.pre_labels[i]] >= 0}
+        try:
+            return self.store.assign_many(assignment, "accept zero-shot labels")
+        finally:
+            self.reload_labels()
+
     def classifiers(self, run: Path | None = None) -> list[AdaptedFolder]:
         """Every classifier adapted from `run` (by default the labelling run) that can show
         predictions, oldest first."""
@@ -378,3 +437,4 @@ class LabellingSession:
 
     def _forget_predictions(self) -> None:
         self.predicted = self.confidence = self.margin = None
+        self.pre_labels = self.pre_confidence = None

@@ -219,6 +219,18 @@ class LabelStore:
             self._apply(f"label {len(changes)} item{'s' * (len(changes) != 1)} {target}", changes)
         return len(changes)
 
+    def assign_many(self, assignment: dict[str, int], description: str) -> int:
+        """Label each item with its own class in one undoable step (accepting pre-labels).
+        Returns how many changed."""
+        for class_id in set(assignment.values()):
+            self._class_row(class_id)
+        current = self.labels()
+        changes = [("label", item, current.get(item), class_id) for item, class_id in assignment.items()
+                   if current.get(item) != class_id]
+        if changes:
+            self._apply(f"{description} ({len(changes)} item{'s' * (len(changes) != 1)})", changes)
+        return len(changes)
+
     # -- undo ---------------------------------------------------------------------------------
     def can_undo(self) -> bool:
         return bool(self._undo)

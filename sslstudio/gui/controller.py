@@ -33,6 +33,8 @@ from sslstudio.core.events import (
     ScanFinished,
     ScanProgress,
     StepMetrics,
+    ZeroShotFinished,
+    ZeroShotPredictions,
 )
 from sslstudio.gui.history import RunHistory
 from sslstudio.gui.modalities import VIEWS
@@ -43,7 +45,8 @@ from sslstudio.gui.worker import JobWorker
 STOPPING_WORDS = {"train": "stopping: finishing the step and saving a checkpoint",
                   "adapt": "stopping the classifier's training: nothing of it is kept",
                   "features": "stopping: the features are not computed",
-                  "map": "stopping: the map stays as PCA drew it"}
+                  "map": "stopping: the map stays as PCA drew it",
+                  "zeroshot": "stopping: no pre-labels are made"}
 
 
 class TrainingController(QObject):
@@ -67,6 +70,8 @@ class TrainingController(QObject):
     adapt_estimate = Signal(object)  # AdaptEstimate
     adapt_predictions = Signal(object)  # AdaptPredictions
     adapt_finished = Signal(object)  # AdaptFinished
+    zeroshot_ready = Signal(object)  # ZeroShotPredictions
+    zeroshot_finished = Signal(object)  # ZeroShotFinished
     result = Signal(str, object)  # a small job's kind and its returned value
     export_event = Signal(object)  # ExportProgress, ExportCheck, ExportLatency, ExportFinished
 
@@ -139,6 +144,15 @@ class TrainingController(QObject):
         self._start("adapt", job)
         what = " vs ".join(compare_methods) if compare_methods else request.method
         self.log.emit(f"adapting {Path(request.run_dir).name} with {what}")
+
+    def start_zero_shot(self, request) -> None:
+        def job(control):
+            from sslstudio.core.zeroshot import zero_shot
+
+            yield from zero_shot(request, control)
+
+        self._start("zeroshot", job)
+        self.log.emit(f"zero-shot labels from {Path(request.model).name}")
 
     def start_export(self, request) -> None:
         def job(control):
@@ -227,6 +241,10 @@ class TrainingController(QObject):
                 self.adapt_predictions.emit(event)
             case AdaptFinished():
                 self.adapt_finished.emit(event)
+            case ZeroShotPredictions():
+                self.zeroshot_ready.emit(event)
+            case ZeroShotFinished():
+                self.zeroshot_finished.emit(event)
             case RunStarted():
                 self.run_started.emit(event)
             case StepMetrics():

@@ -36,6 +36,8 @@ from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.gallery import GalleryView
 from sslstudio.gui.widgets.label_panel import LabelPanel
 from sslstudio.gui.widgets.log_panel import LogPanel
+from sslstudio.gui.widgets.zeroshot_dialog import ZeroShotDialog
+from sslstudio.gui.modalities import view_of
 
 APP_NAME = "SSL Studio"
 CONFIDENCE_COLOURS = [(215, 48, 39), (252, 141, 89), (254, 224, 139), (145, 207, 96), (26, 152, 80)]
@@ -104,6 +106,8 @@ class LabellingPanels(QObject):
         c.adapt_predictions.connect(self._adapt_predictions)
         c.adapt_finished.connect(self._adapt_finished)
         c.result.connect(self._task_result)
+        c.zeroshot_ready.connect(self._zero_shot_ready)
+        c.zeroshot_finished.connect(self._zero_shot_finished)
         p = self.label_panel
         p.class_list.currentItemChanged.connect(self._label_target_changed)
         p.prepare_requested.connect(self.prepare_labelling)
@@ -114,6 +118,8 @@ class LabellingPanels(QObject):
         p.find_groups_requested.connect(self.find_groups)
         p.label_group_requested.connect(self.label_selected_group)
         p.suggest_requested.connect(self.suggest)
+        p.zeroshot_requested.connect(self.zero_shot_dialog)
+        p.accept_requested.connect(self.accept_pre_labels)
         self.adapt_panel.train_requested.connect(self.train_classifier)
         self.adapt_panel.classifier_chosen.connect(self.choose_classifier)
         self.adapt_panel.compare_requested.connect(self.compare_methods)
@@ -161,6 +167,7 @@ class LabellingPanels(QObject):
         self.host.gallery.set_labels(session.label_of, [c.name for c in classes],
                                      [QColor(c.colour) for c in classes])
         self.label_panel.set_classes(classes, session.counts())
+        self.label_panel.set_pre_labels(session.pre_label_summary(self._accept_confidence()))
         self._label_target_changed()
         if len(self.host.map.indices):
             self.host.map.set_item_colouring("Colour by your labels", session.label_of,
@@ -460,6 +467,80 @@ class LabellingPanels(QObject):
         members = self.session.unlabelled_in_group_of(items[0])
         if members is not None:
             self.label_items(members)
+
+    # -- zero-shot pre-labels -----------------------------------------------------------------
+    def _accept_confidence(self) -> float:
+        return self.label_panel.accept_confidence.value() / 100
+
+    def zero_shot_dialog(self) -> None:
+        if self.host.data_set is None or self.session.store is None:
+            self._say("Open a data folder first")
+            return
+        settings = getattr(self.host, "settings", None)
+        remembered = str(settings.value("zeroshot/model", "") or "") if settings is not None else ""
+        dialog = ZeroShotDialog([c.name for c in self.session.classes()],
+                                view_of(self.host.data_set).name, remembered, self.host)
+
+        def chosen(result: int) -> None:
+            if result != ZeroShotDialog.DialogCode.Accepted:
+                return
+            model, descriptions = dialog.chosen()
+            if settings is not None:
+                settings.setValue("zeroshot/model", model)
+            self.start_zero_shot(Path(model), descriptions)
+
+        dialog.finished.connect(chosen)
+        dialog.open()  # not exec(): the window keeps drawing while it is up
+        self.zeroshot_dialog = dialog
+
+    def start_zero_shot(self, model: Path, descriptions: dict[str, str]) -> None:
+        if self.host.controller.busy():
+            self._say("Wait for the running job to end (or stop it) first")
+            return
+        if not Path(model).is_dir():
+            QMessageBox.warning(self.host, APP_NAME, f"{model} is not a folder: choose the model's folder.")
+            return
+        request = self.session.zero_shot_request(model, Path(self.project.data_dir), descriptions)
+        self.host.controller.start_zero_shot(request)
+        self._show_progress("zero-shot: loading the model…")
+
+    def _zero_shot_ready(self, event) -> None:
+        count = self.session.zero_shot_ready(event)
+        self._show_predictions()
+        self.label_panel.set_pre_labels(self.session.pre_label_summary(self._accept_confidence()))
+        self.host.reveal(self.label_panel)
+        self._say(f"{count} items pre-labelled: accept them above a confidence, a selection or a "
+                  "group at a time (the gallery and map show them as predictions)")
+
+    def _zero_shot_finished(self, event) -> None:
+        self.host.progress.hide()
+        if event.status != "completed":
+            self._say(describe(event).text)
+
+    def accept_pre_labels(self, how: str, min_confidence: float) -> None:
+        items = None
+        if how in ("selected", "group"):
+            selected = self.host.gallery.selected_items()
+            if not selected:
+                self._say("Select items in the gallery (or click one on the map) first")
+                return
+            items = selected
+            if how == "group":
+                if self.session.groups is None:
+                    self._say("Find groups first")
+                    return
+                items = self.session.unlabelled_in_group_of(selected[0])
+                if items is None:
+                    self._say("The selected item is in no group")
+                    return
+        try:
+            changed = self.session.accept_pre_labels(min_confidence, items)
+        except LabelError as error:
+            self._say(str(error))
+            return
+        self._show_labels()
+        self._say(f"{changed} pre-labels accepted (Ctrl+Z undoes)" if changed else
+                  "No unlabelled item there has a pre-label that sure")
 
     # -- adaptation ---------------------------------------------------------------------------
     def train_classifier(self, method: str, overrides: dict) -> None:

@@ -15,6 +15,11 @@ def swatch(colour: str) -> QIcon:
     return QIcon(pixmap)
 
 
+ZEROSHOT_TIP = ("A model that reads items and text (CLIP for images, a sentence encoder for "
+                "texts) gives every item the class whose description is nearest; you accept or "
+                "correct")
+
+
 class LabelPanel(QWidget):
     prepare_requested = Signal()
     add_requested = Signal()
@@ -24,6 +29,8 @@ class LabelPanel(QWidget):
     find_groups_requested = Signal(int)  # k; 0: suggest k
     label_group_requested = Signal()
     suggest_requested = Signal(int)  # how many
+    zeroshot_requested = Signal()
+    accept_requested = Signal(str, float)  # "confident", "selected" or "group"; least confidence
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -93,10 +100,41 @@ class LabelPanel(QWidget):
         suggest_layout.addWidget(self.suggest_count)
         suggest_layout.addWidget(self.suggest_button, 1)
 
+        zeroshot_box = QGroupBox("Pre-labels from class descriptions (zero-shot)")
+        zeroshot_layout = QVBoxLayout(zeroshot_box)
+        self.zeroshot_button = QPushButton("Pre-label with a model…")
+        self.zeroshot_button.clicked.connect(self.zeroshot_requested)
+        self.zeroshot_text = QLabel("")
+        self.zeroshot_text.setWordWrap(True)
+        accept_row = QHBoxLayout()
+        self.accept_confidence = QSpinBox()
+        self.accept_confidence.setRange(0, 100)
+        self.accept_confidence.setValue(80)
+        self.accept_confidence.setSuffix("%")
+        self.accept_confidence.setToolTip("Accept pre-labels at least this sure")
+        self.accept_confident_button = QPushButton("Accept above")
+        self.accept_selected_button = QPushButton("Accept selected")
+        self.accept_selected_button.setToolTip("Accept the pre-labels of the items selected in the gallery")
+        self.accept_group_button = QPushButton("Accept group")
+        self.accept_group_button.setToolTip("Accept the pre-labels in the group of the selected item "
+                                            "(Find groups first)")
+        self.accept_confident_button.clicked.connect(
+            lambda: self.accept_requested.emit("confident", self.accept_confidence.value() / 100))
+        self.accept_selected_button.clicked.connect(lambda: self.accept_requested.emit("selected", 0.0))
+        self.accept_group_button.clicked.connect(lambda: self.accept_requested.emit("group", 0.0))
+        for widget in (self.accept_confidence, self.accept_confident_button,
+                       self.accept_selected_button, self.accept_group_button):
+            accept_row.addWidget(widget)
+        zeroshot_layout.addWidget(self.zeroshot_button)
+        zeroshot_layout.addWidget(self.zeroshot_text)
+        zeroshot_layout.addLayout(accept_row)
+
         layout.addWidget(encoder_box)
         layout.addWidget(classes_box, 1)
         layout.addWidget(groups_box)
         layout.addWidget(suggest_box)
+        layout.addWidget(zeroshot_box)
+        self.has_pre_labels = False
         self.features_ready = False
         self._update_buttons()
 
@@ -144,3 +182,16 @@ class LabelPanel(QWidget):
         for button in (self.find_groups_button, self.suggest_button):
             button.setEnabled(self.features_ready)
         self.label_group_button.setEnabled(self.features_ready and has_class)
+        self.zeroshot_button.setEnabled(self.class_list.count() >= 2)
+        self.zeroshot_button.setToolTip(ZEROSHOT_TIP if self.class_list.count() >= 2
+                                        else "Add two classes or more first: their names (or "
+                                             "descriptions) are what items are matched to")
+        for button in (self.accept_confident_button, self.accept_selected_button):
+            button.setEnabled(self.has_pre_labels)
+        self.accept_group_button.setEnabled(self.has_pre_labels and self.features_ready)
+
+    def set_pre_labels(self, summary: str) -> None:
+        """What the zero-shot pre-labels hold now; empty when there are none."""
+        self.has_pre_labels = bool(summary)
+        self.zeroshot_text.setText(summary)
+        self._update_buttons()

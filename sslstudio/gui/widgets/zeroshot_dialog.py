@@ -1,0 +1,60 @@
+"""What zero-shot pre-labels need: a model folder, and a line describing each class."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
+
+
+class ZeroShotDialog(QDialog):
+    def __init__(self, class_names: list[str], modality: str, model: str = "", parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Pre-label with a model")
+        layout = QVBoxLayout(self)
+        kind = ("a CLIP model folder (Hugging Face layout: config.json, model.safetensors, "
+                "tokenizer.json)" if modality == "image" else
+                "a sentence-encoder folder such as all-MiniLM-L6-v2, or a text run of this project")
+        intro = QLabel(f"Every item gets the class whose description is nearest, with a "
+                       f"confidence; nothing becomes a label until you accept it. The model: {kind}. "
+                       "Nothing is downloaded.")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        model_row = QHBoxLayout()
+        self.model = QLineEdit(model)
+        self.model.setPlaceholderText("model folder")
+        self.model.textChanged.connect(self._update_ok)
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self._browse)
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(browse)
+        layout.addLayout(model_row)
+        form_widget = QWidget()
+        form = QFormLayout(form_widget)
+        example = "a photo of a {}." if modality == "image" else "{}"
+        self.descriptions: dict[str, QLineEdit] = {}
+        for name in class_names:
+            edit = QLineEdit()
+            edit.setPlaceholderText(example.replace("{}", name))
+            edit.setToolTip("One line saying what the class looks like or is about; empty: the "
+                            "placeholder shown")
+            self.descriptions[name] = edit
+            form.addRow(name, edit)
+        layout.addWidget(form_widget)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Pre-label")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self._update_ok()
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder", self.model.text())
+        if folder:
+            self.model.setText(folder)
+
+    def _update_ok(self) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(self.model.text().strip()))
+
+    def chosen(self) -> tuple[str, dict[str, str]]:
+        return self.model.text().strip(), {name: edit.text() for name, edit in self.descriptions.items()}
