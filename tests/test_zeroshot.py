@@ -176,3 +176,22 @@ def test_cli_zeroshot_writes_a_csv_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["zeroshot", str(tmp_path / "clip"), "--data", str(data), "--classes", "dog", "cat",
                  "--out", str(out), "--device", "cpu"]) != 0
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_text_run_labels_its_folder_zero_shot(tmp_path):
+    from sslstudio.core.train import train
+    from sslstudio.core.train_config import TrainConfig
+
+    data = tmp_path / "texts"
+    data.mkdir()
+    descriptions = {"good": "great wonderful moving film", "bad": "dull boring awful film"}
+    for i in range(12):
+        (data / f"{i:02d}.txt").write_text(descriptions["good" if i % 2 else "bad"])
+    run = tmp_path / "run"
+    list(train(TrainConfig(data=str(data), out=str(run), objective="mlm", epochs=1, batch_size=4,
+                           vocab_size=600, text_layers=1, text_width=32, monitor_items=16)))
+    events = list(zero_shot(ZeroShotRequest(run, data, [f"{n}={d}" for n, d in descriptions.items()],
+                                            device="cpu")))
+    predictions = next(e for e in events if type(e).__name__ == "ZeroShotPredictions")
+    expected = ["good" if int(item[:2]) % 2 else "bad" for item in predictions.items]
+    assert [predictions.class_names[p] for p in predictions.predicted] == expected
