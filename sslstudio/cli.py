@@ -137,11 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     methods = commands.add_parser("methods", help="list the adaptation methods and their knobs")
     methods.add_argument("--run", help="say which methods fit this run's backbone")
     commands.add_parser("devices", help="list the devices training can use")
+    selftest = commands.add_parser("selftest", help="check this installation: the window, then "
+                                   "train, label, probe, export and parity on the bundled sample")
+    selftest.add_argument("--keep", metavar="DIR", help="keep what the test makes in DIR")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--self-test"]:  # the bundle's spelling, as desktop apps have it
+        argv = ["selftest", *argv[1:]]
     args = parser.parse_args(argv)
     if args.command in (None, "gui"):
         return cmd_gui(getattr(args, "project", None), getattr(args, "sample", False))
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
                 "devices": cmd_devices, "adapt": cmd_adapt, "predict": cmd_predict,
                 "methods": cmd_methods, "export": cmd_export, "weights": cmd_weights,
-                "zeroshot": cmd_zeroshot}
+                "zeroshot": cmd_zeroshot, "selftest": cmd_selftest}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:  # output piped into `head` and closed early
@@ -511,6 +517,12 @@ def cmd_zeroshot(args) -> int:
         printer.show(event)
         finished = event
     return 0 if finished is not None and getattr(finished, "status", "") == "completed" else 1
+
+
+def cmd_selftest(args) -> int:
+    from sslstudio.selftest import run_self_test
+
+    return run_self_test(Path(args.keep) if args.keep else None)
 
 
 def cmd_weights(args) -> int:

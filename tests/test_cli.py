@@ -121,3 +121,19 @@ def test_a_project_is_never_made_in_a_folder_of_other_files(image_folder, tmp_pa
     assert not (image_folder / "new").exists()
     code = main(["train", "--project", str(tmp_path / "empty-project"), "--epochs", "1"])
     assert code == 2 and "has no data folder yet: give --data" in capsys.readouterr().err
+
+
+def test_self_test_runs_the_loop_on_the_sample_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    from sslstudio.cli import main
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert main(["--self-test"]) == 0
+    out = capsys.readouterr().out
+    for step in ("ok window", "ok train", "ok label and fit the probe", "ok export ONNX and check parity",
+                 "self-test passed"):
+        assert step in out, out
+    assert "onnxruntime matches PyTorch" in out
+    assert not list(tmp_path.glob("sslstudio-selftest-*"))  # its temporary folder is gone

@@ -478,8 +478,11 @@ class LabellingPanels(QObject):
             return
         settings = getattr(self.host, "settings", None)
         remembered = str(settings.value("zeroshot/model", "") or "") if settings is not None else ""
-        dialog = ZeroShotDialog([c.name for c in self.session.classes()],
-                                view_of(self.host.data_set).name, remembered, self.host)
+        modality = view_of(self.host.data_set).name
+        if not remembered and modality == "text" and self._selected_run is not None:
+            remembered = str(self._selected_run.folder.path)  # a text run reads class lines too
+        dialog = ZeroShotDialog([c.name for c in self.session.classes()], modality, remembered,
+                                self.host)
 
         def chosen(result: int) -> None:
             if result != ZeroShotDialog.DialogCode.Accepted:

@@ -34,6 +34,7 @@ from sslstudio.core.config import ConfigError
 from sslstudio.core.data.text_folder import detect_modality, snippet
 from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import format_duration
+from sslstudio.resources import sample_dataset_path
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.flow import FlowFacts, flow_state
@@ -64,11 +65,6 @@ JOB_WORDS = {"train": "training (Stop saves a checkpoint first)",
              "adapt": "training the classifier, or comparing methods",
              "features": "computing every item's features",
              "map": "arranging the map (Stop keeps the PCA map)"}
-
-
-def sample_dataset_path() -> Path:
-    """The bundled sample: resources/ beside the package in a checkout or an editable install."""
-    return Path(__file__).resolve().parents[2] / "resources" / "samples" / "fashion-mnist"
 
 
 def default_projects_root() -> Path:
