@@ -68,6 +68,23 @@ def test_lora_conv_matches_its_formula_with_stride_and_padding():
     torch.testing.assert_close(layer(x), reference, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("side", [96, 97])
+def test_lora_on_a_tensorflow_same_padded_conv_lines_up_and_merges(side):
+    """timm's EfficientNet-Lite pads 'same' in its forward, unevenly at stride 2: the update
+    must see the same windows (a plain padded A gave 112 against 111 columns at 96 px)."""
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(2)
+    base = Conv2dSame(3, 6, 3, stride=2, bias=True)
+    layer = LoRAConv2d(base, rank=2, alpha=4.0, dropout=0.0)
+    nn.init.normal_(layer.lora_B.weight)
+    x = torch.randn(2, 3, side, side)
+    out = layer(x)
+    assert out.shape == base(x).shape
+    merged = layer.merged()
+    torch.testing.assert_close(merged(x), out, atol=1e-5, rtol=1e-5)
+
+
 def test_logistic_regression_reaches_the_optimum_of_its_formula():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 5))

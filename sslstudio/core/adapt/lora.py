@@ -56,10 +56,15 @@ class LoRALinear(_LoRA):
 
 class LoRAConv2d(_LoRA):
     def __init__(self, base: nn.Conv2d, rank: int, alpha: float, dropout: float):
-        super().__init__(base, nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride,
-                                         base.padding, base.dilation, bias=False,
-                                         padding_mode=base.padding_mode),
-                         nn.Conv2d(rank, base.out_channels, 1, bias=False), rank, alpha, dropout)
+        # A is a convolution of the base's own kind: subclasses such as timm's Conv2dSame pad
+        # in their forward (TensorFlow's "same", uneven at stride 2), and A must see the same
+        # windows as the base for the update to line up with it and to merge into it.
+        kind = type(base)
+        extra = {"padding_mode": base.padding_mode} if kind is nn.Conv2d else {}
+        lora_a = kind(base.in_channels, rank, base.kernel_size, base.stride, base.padding,
+                      base.dilation, bias=False, **extra)
+        super().__init__(base, lora_a, nn.Conv2d(rank, base.out_channels, 1, bias=False), rank, alpha,
+                         dropout)
 
 
 LORA_LAYERS = (LoRALinear, LoRAConv2d)
