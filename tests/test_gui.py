@@ -523,6 +523,13 @@ def test_the_accuracy_plot_names_its_two_lines(qtbot):
     assert curves.plots_widget.isVisible() and not curves.hint.isVisible()
     legend = curves.plots["knn"].legend
     assert legend is not None and [label.text for _, label in legend.items] == ["kNN", "10-shot probe"]
+    # Narrow, as the centre of a 1280 x 800 window with both docks: every plot fits its place
+    # (a title wider than the plot used to push it past the grid's edge, cut on the right).
+    curves.resize(445, 460)
+    qtbot.waitUntil(lambda: curves.plots["collapse"].getViewWidget().width() < 230)
+    for key, plot in curves.plots.items():
+        assert plot.minimumWidth() <= plot.getViewWidget().width(), key
+        assert plot.geometry().width() <= plot.getViewWidget().width() + 1, key
     curves.timer.stop()
     curves.deleteLater()
 

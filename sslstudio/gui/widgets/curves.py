@@ -12,6 +12,24 @@ from sslstudio.gui.history import RunHistory
 REDRAW_MS = 100  # 10 Hz
 
 
+def _let_title_shrink(plot: pg.PlotItem) -> None:
+    """pyqtgraph holds a plot at least as wide as its title's text (the title label sets its
+    minimum at every text change and resize), and a plot wider than its place in the grid is
+    cut on the right: the collapse meter was, at 1280 x 800. The title may be clipped instead;
+    the plot keeps its place."""
+    label = plot.titleLabel
+    measure = label.updateMin
+
+    def update_min() -> None:
+        measure()
+        label.setMinimumWidth(0)
+        height = label._sizeHint[Qt.SizeHint.MinimumSize][1]
+        label._sizeHint[Qt.SizeHint.MinimumSize] = (0, height)
+
+    label.updateMin = update_min
+    update_min()
+
+
 class CurvesView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -43,7 +61,7 @@ class CurvesView(QWidget):
             ("loss", "Loss", [("loss", "loss", (80, 160, 255))]),
             ("lr", "Learning rate", [("lr", "lr", (255, 170, 60))]),
             ("speed", "Images / s", [("samples_per_s", "images/s", (120, 200, 120))]),
-            ("collapse", "Collapse meter (1 = healthy)",
+            ("collapse", "Collapse (1 = healthy)",
              [("std_ratio", "std × √d", (220, 90, 90))]),
             ("rank", "Effective rank", [("effective_rank", "rank", (170, 120, 220))]),
             ("knn", "Few-label accuracy", [("knn_accuracy", "kNN", (60, 190, 190)),
@@ -55,6 +73,7 @@ class CurvesView(QWidget):
             view.setMinimumSize(140, 110)  # the grid shrinks with the window instead of being cut
             grid.addWidget(view, i // 2, i % 2)
             plot = view.getPlotItem()
+            _let_title_shrink(plot)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("bottom", "step")
             plot.setClipToView(True)
