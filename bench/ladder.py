@@ -194,7 +194,9 @@ def main() -> None:
     size = f"items read at {args.feature_size} px (not the weights' 224)" if args.feature_size else ""
     note = (f"{args.data.name}: {len(items)} items, {len(classes)} classes; encoder {args.weights.name} as is"
             f"{'; ' + size if size else ''}; {args.draws} draws per column, estimate repeats {args.repeats}")
-    text = table(rows, args.shots, note)
+    # Only the draws asked for this time: an earlier run with more draws leaves rows that some
+    # methods have and others not, and every cell must average the same draws.
+    text = table([r for r in rows if r["draw"] < args.draws], args.shots, note)
     (args.out / "table.md").write_text(text + "\n")
     print("\n" + text)
 
