@@ -1100,3 +1100,66 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     assert "pre-labels accepted" in w.status_text.text()
     w.labelling.undo_label()
     assert len(w.label_store.label_names()) == 4  # one undo takes the whole acceptance back
+
+
+def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_the_features(
+        qtbot, window, monkeypatch):
+    """Issue 16's hidden step, walked as a newcomer walks it: the flow's Next buttons, keys in
+    the gallery, then Find groups, Compare and Train classifier, each of which computes the
+    run's features itself when they are not there yet."""
+    from PySide6.QtWidgets import QInputDialog
+
+    w = window()
+    open_sample(qtbot, w)
+    small_run(w, epochs=1)
+    w.flow_bar.next_button.click()  # Start training
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
+    assert flow_now(w) == ("Label", "label")
+    w.flow_bar.next_button.click()  # Go to labels
+    names = iter(["boot", "bag"])
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
+    w.label_panel.add_button.click()
+    w.label_panel.add_button.click()
+    key_of = w.item_keys
+    boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:6]
+    bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")][:6]
+    w.gallery.select_items(boots)
+    qtbot.keyClick(w.gallery.list, Qt.Key.Key_1)
+    w.gallery.select_items(bags)
+    qtbot.keyClick(w.gallery.list, Qt.Key.Key_2)
+    assert w.features is None  # nobody prepared anything
+
+    assert w.label_panel.find_groups_button.isEnabled()
+    w.label_panel.k.setValue(4)
+    w.label_panel.find_groups_button.click()
+    qtbot.waitUntil(lambda: w.labelling.session.groups is not None and not w.controller.busy(),
+                    timeout=90000)
+    assert w.features is not None and int(w.labelling.session.groups.max()) == 3
+
+    w.labelling.session.forget_features()  # as after a restart: gone again
+    for method in ("finetune", "lora", "adapter"):
+        w.adapt_panel.method.setCurrentText(method)
+        w.adapt_panel.knob_form.editors["epochs"][2](2)
+    w.adapt_panel.method.setCurrentText("setfit")
+    w.adapt_panel.knob_form.editors["iterations"][2](1)
+    w.adapt_panel.method.setCurrentText("linear")
+    assert w.adapt_panel.compare_button.isEnabled()
+    w.adapt_panel.compare_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapt_panel.comparison.rowCount() == 5,
+                    timeout=180000)
+    assert w.features is not None
+
+    assert flow_now(w)[0] == "Classify"
+    w.flow_bar.next_button.click()  # Train classifier
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapted_path is not None, timeout=90000)
+    assert w.predicted is not None and flow_now(w)[0] == "Export"
+
+    # Stopping a comparison: it ends at once, says it kept nothing, and the classifier in use stays.
+    in_use = w.adapted_path
+    w.adapt_panel.compare_button.click()
+    qtbot.waitUntil(lambda: w.controller.busy() and w.stop_action.isEnabled(), timeout=30000)
+    assert "comparing" in w.stop_action.toolTip() or "comparing" in w.stop_button.toolTip()
+    w.stop_action.trigger()
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
+    assert "stopping the classifier's training: nothing of it is kept" in w.log.toPlainText()
+    assert w.adapted_path == in_use and "cancelled" in w.status_text.text()

@@ -59,12 +59,13 @@ BANNER_STYLES = {
     "notice": "background: #fff4ce; color: #3b2f00; border: 1px solid #e0c060; padding: 6px;",
 }
 # Jobs the Pause and Stop buttons act on; scans and small computations just finish.
-STOPPABLE_JOBS = ("train", "adapt", "features", "map")
+STOPPABLE_JOBS = ("train", "adapt", "features", "map", "zeroshot")
 # What Pause and Stop act on, said on them while each kind of job runs.
 JOB_WORDS = {"train": "training (Stop saves a checkpoint first)",
              "adapt": "training the classifier, or comparing methods",
              "features": "computing every item's features",
-             "map": "arranging the map (Stop keeps the PCA map)"}
+             "map": "arranging the map (Stop keeps the PCA map)",
+             "zeroshot": "pre-labelling every item with the model"}
 
 
 def default_projects_root() -> Path:
