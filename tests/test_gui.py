@@ -1163,3 +1163,40 @@ def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_th
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "stopping the classifier's training: nothing of it is kept" in w.log.toPlainText()
     assert w.adapted_path == in_use and "cancelled" in w.status_text.text()
+
+
+def test_small_things_of_the_first_hour(qtbot, window, tmp_path):
+    """Issue 16's sub-points that had only screenshots: the gallery's first width, a long status
+    line, the repeats knob's "auto", the sample entry and the guide's link."""
+    from sslstudio.gui.main_window import MainWindow
+    from sslstudio.gui.widgets.adapt_panel import AdaptPanel
+
+    # A first start (no saved layout), sized before it is shown as the app is: the gallery
+    # takes a quarter of that size, not of the size the window had while it was built.
+    first = MainWindow(settings=QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat))
+    first.skip_close_question = True
+    qtbot.addWidget(first)
+    first.resize(1600, 1000)
+    first.show()
+    qtbot.waitUntil(lambda: abs(first.data_dock.width() - 400) <= 8, timeout=5000)
+    first.close()
+
+    w = window()
+    sample_entry = next(a for a in w.findChildren(type(w.guide_action)) if "sample" in a.text())
+    assert sample_entry.isEnabled()  # a newcomer can open it before anything else
+    long = "Classifier saved in " + "/very/long/folder" * 20 + "; gallery filter shows what to review"
+    w.status_text.setText(long)
+    shown = super(type(w.status_text), w.status_text).text()
+    assert shown.endswith("\u2026") and len(shown) < len(long) and w.status_text.toolTip() == long
+    w.guide_action.trigger()
+    assert "README.md" in w.guide.text.toHtml()
+    w.guide.reject()
+
+    panel = AdaptPanel()
+    qtbot.addWidget(panel)
+    from sslstudio.core.adapt import ADAPTERS
+
+    panel.populate({name: ADAPTERS.get(name) for name in ADAPTERS.names()})
+    panel.method.setCurrentText("finetune")
+    repeats = panel.knob_form.editors["repeats"][0]
+    assert repeats.value() == 0 and repeats.text() == "auto"

@@ -790,9 +790,18 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
-        else:
-            # First start: the gallery gets a quarter of the window, not a strip of three columns.
-            self.resizeDocks([self.data_dock], [max(280, self.width() // 4)], Qt.Orientation.Horizontal)
+        # First start: the gallery gets a quarter of the window, not a strip of three columns,
+        # once the window has the size it is shown at (here it still has Qt's default).
+        self._gallery_quarter_pending = state is None
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._gallery_quarter_pending:
+            self._gallery_quarter_pending = False
+            QTimer.singleShot(0, self._give_the_gallery_a_quarter)
+
+    def _give_the_gallery_a_quarter(self) -> None:
+        self.resizeDocks([self.data_dock], [max(280, self.width() // 4)], Qt.Orientation.Horizontal)
 
     def show_guide(self) -> None:
         from sslstudio.gui.widgets.guide import GuideDialog
