@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QScrollArea  # noqa: E402
 
 from sslstudio.gui.worker import JobWorker  # noqa: E402
 
@@ -431,6 +431,19 @@ def test_the_map_legend_names_the_colours_and_hides_a_class(qtbot):
     assert clicked and labels[clicked[0]] != 1
     view.lasso(np.array([[0.5, -1], [1.5, -1], [1.5, 2], [0.5, 2]]))  # around boot only
     assert lassoed == []
+    # While a lasso is dragged, its outline is drawn on the map; it goes when the drag ends.
+    view.label_mode.setChecked(True)
+    box = view.view_box
+    corners = [box.mapViewToScene(pg_point(xy)) for xy in
+               [(2.5, -0.2), (3.5, -0.2), (3.5, 1.2), (2.5, 1.2), (2.5, -0.1)]]
+    for i in range(1, len(corners) - 1):
+        box.mouseDragEvent(FakeDrag(corners, i))
+    outline = box._path_item
+    assert outline is not None and outline.scene() is box.scene() and outline.isVisible()
+    assert outline.path().elementCount() >= 4 and outline.pen().width() == 2
+    box.mouseDragEvent(FakeDrag(corners, len(corners) - 1))
+    assert box._path_item is None and outline.scene() is None
+    assert lassoed and sorted(lassoed[-1].tolist()) == list(range(150, 200))  # the column at x == 3
     # Points that glide keep their hidden state; another colouring starts with all shown.
     view.show_snapshot(np.arange(200), coords.astype(np.float32) + 0.1, labels, step=2)
     qtbot.waitUntil(lambda: not view.timer.isActive(), timeout=5000)
@@ -1200,3 +1213,44 @@ def test_small_things_of_the_first_hour(qtbot, window, tmp_path):
     panel.method.setCurrentText("finetune")
     repeats = panel.knob_form.editors["repeats"][0]
     assert repeats.value() == 0 and repeats.text() == "auto"
+
+
+def test_a_label_is_a_bar_along_the_bottom_never_a_frame(qtbot, window):
+    from PySide6.QtGui import QColor
+
+    w = window()
+    open_sample(qtbot, w)
+    boot = w.label_store.add_class("boot")
+    w.label_store.assign([w.item_keys[0]], boot.id)
+    w.refresh_labels()
+    g = w.gallery
+    g.list.clearSelection()
+    rect = g.list.visualRect(g.model.index(0, 0))
+    assert g.model.item_at(0) == 0 and rect.isValid()
+    image = g.list.viewport().grab().toImage()
+    scale = image.width() / g.list.viewport().width()
+
+    def at(x, y):
+        return image.pixelColor(int(x * scale), int(y * scale)).name()
+
+    colour = QColor(boot.colour).name()
+    assert at(rect.center().x(), rect.bottom() - 4) == colour  # the bar
+    assert at(rect.left() + 6, rect.bottom() - 12) == colour  # the number's tab
+    for x, y in ((rect.center().x(), rect.top() + 1), (rect.left() + 1, rect.center().y()),
+                 (rect.right() - 1, rect.center().y())):
+        assert at(x, y) != colour, (x, y)  # no frame: the top and the sides stay as they were
+
+
+def test_at_1280_by_800_the_docks_hold_their_panels_without_sideways_scrolling(qtbot, window):
+    w = window()
+    w.resize(1280, 800)
+    open_sample(qtbot, w)
+    scroll = w.setup.findChild(QScrollArea)
+    qtbot.waitUntil(lambda: scroll.viewport().width() > 0, timeout=5000)
+    assert not scroll.horizontalScrollBar().isVisible()
+    assert scroll.widget().width() <= scroll.viewport().width()  # nothing cut at the right
+    for panel, dock in ((w.label_panel, w.labels_dock), (w.adapt_panel, w.classifier_dock)):
+        dock.raise_()
+        qtbot.waitUntil(lambda: panel.isVisible(), timeout=5000)
+        assert panel.minimumSizeHint().width() <= dock.width(), type(panel).__name__
+    assert w.centralWidget().width() >= 400  # the docks leave the curves and the map their room

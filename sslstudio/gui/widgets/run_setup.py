@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -213,7 +214,9 @@ class RunSetupPanel(QWidget):
         self.strength.setToolTip("Augmentation strength: crop scale, colour jitter, blur, grayscale, "
                                  "flip. 0 is none, 1 is SimCLR's full recipe")
         budget_row = QWidget()
-        budget_layout = QHBoxLayout(budget_row)
+        # Two lines, minutes over epochs: on one line the row alone was wider than the dock at
+        # 1280 x 800, and the form was cut at its right edge.
+        budget_layout = QGridLayout(budget_row)
         budget_layout.setContentsMargins(0, 0, 0, 0)
         self.by_minutes = QRadioButton("minutes")
         self.by_epochs = QRadioButton("epochs")
@@ -227,10 +230,11 @@ class RunSetupPanel(QWidget):
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 100000)
         self.epochs.setValue(10)
-        budget_layout.addWidget(self.minutes)
-        budget_layout.addWidget(self.by_minutes)
-        budget_layout.addWidget(self.epochs)
-        budget_layout.addWidget(self.by_epochs)
+        budget_layout.addWidget(self.minutes, 0, 0)
+        budget_layout.addWidget(self.by_minutes, 0, 1)
+        budget_layout.addWidget(self.epochs, 1, 0)
+        budget_layout.addWidget(self.by_epochs, 1, 1)
+        budget_layout.setColumnStretch(2, 1)
         self.labels = QCheckBox("Subfolders are classes (kNN monitor)")
         self.labels.setToolTip("Only for watching: folder names give a kNN accuracy while training; "
                                "the objective never sees them")
