@@ -215,6 +215,12 @@ def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, wind
     w.gallery.select(8)
     first = w.gallery.caption.text().split("\n")[0]
     assert "\u2026" in first and len(first) < len(w.data_set.items[8])
+    # Below the image, never under it, and tall enough for both of its lines.
+    w.gallery.select(9)
+    qtbot.wait(50)  # the layout settles
+    preview, caption = w.gallery.preview.geometry(), w.gallery.caption.geometry()
+    assert not preview.intersects(caption) and caption.top() >= preview.bottom()
+    assert caption.height() >= 2 * w.gallery.caption.fontMetrics().lineSpacing()
 
 
 def test_help_guide_shows_the_flow_and_every_shortcut_of_the_window(qtbot, window):
