@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", help="pretrained encoders: which weights are on disk, "
                                   "and downloading them (only when asked)")
     weights.add_argument("action", nargs="?", choices=["list", "download"], default="list")
-    weights.add_argument("name", nargs="?", help="a pretrained backbone, e.g. pretrained_efficientnet_lite0")
+    weights.add_argument("name", nargs="?", help="a pretrained backbone, e.g. pretrained_efficientnet_lite0, "
+                         "or clip (the image-text model zero-shot labels images with)")
     weights.add_argument("--yes", action="store_true", help="download without asking")
 
     methods = commands.add_parser("methods", help="list the adaptation methods and their knobs")
@@ -540,9 +541,17 @@ def cmd_weights(args) -> int:
               + ("in your cache:" if folders else "none in your Hugging Face cache"))
         for folder in folders:
             print(f"    {folder}")
+        from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder
+
+        clip = cached_clip_folder()
+        print(f"clip: {CLIP_DOWNLOAD['repo']} for zero-shot labels of images ({CLIP_DOWNLOAD['size']}, "
+              f"licence {CLIP_DOWNLOAD['licence']}); "
+              + (f"on disk: {clip}" if clip else "not on disk (`sslstudio weights download clip`)"))
         return 0
+    if args.name == "clip":
+        return _download_clip(args.yes)
     if args.name not in PRETRAINED:
-        raise UsageError(f"download what? one of: {', '.join(PRETRAINED)}")
+        raise UsageError(f"download what? one of: {', '.join(PRETRAINED)}, clip")
     info = PRETRAINED[args.name][1]
     if not args.yes:
         if not sys.stdin.isatty():
@@ -557,6 +566,25 @@ def cmd_weights(args) -> int:
     except OSError as error:
         raise UsageError(str(error)) from None
     print(f"downloaded: {path}")
+    return 0
+
+
+def _download_clip(yes: bool) -> int:
+    from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, download_clip
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("downloading needs your consent: add --yes")
+        answer = input(f"Download {CLIP_DOWNLOAD['repo']} ({CLIP_DOWNLOAD['size']}, licence "
+                       f"{CLIP_DOWNLOAD['licence']}) from huggingface.co into your Hugging Face cache? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing downloaded")
+            return 1
+    try:
+        folder = download_clip()
+    except OSError as error:
+        raise UsageError(str(error)) from None
+    print(f"downloaded: {folder}\nuse it with: sslstudio zeroshot {folder} --data IMAGES --classes ...")
     return 0
 
 

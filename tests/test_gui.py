@@ -1073,7 +1073,8 @@ def test_stop_says_what_it_does_to_each_kind_of_job_it_can_stop():
     assert [kind for kind, words in STOPPING_WORDS.items() if "checkpoint" in words] == ["train"]
 
 
-def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undone(qtbot, window, tmp_path):
+def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undone(qtbot, window, tmp_path,
+                                                                                 monkeypatch):
     from test_zeroshot import make_clip_folder
 
     w = window()
@@ -1089,11 +1090,24 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     assert not w.label_panel.accept_confident_button.isEnabled()  # nothing to accept yet
 
     make_clip_folder(tmp_path / "clip")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no CLIP cached
     w.label_panel.zeroshot_button.click()
     dialog = w.labelling.zeroshot_dialog
     assert dialog.isVisible() and list(dialog.descriptions) == ["boot", "bag"]
     assert dialog.descriptions["bag"].placeholderText() == "a photo of a bag."
-    dialog.model.setText(str(tmp_path / "clip"))
+    # The app can fetch a CLIP, after a yes only; "no" downloads nothing.
+    assert dialog.download_button.isVisible() and "605 MB" in dialog.download_button.text()
+    fetched = []
+    monkeypatch.setattr("sslstudio.core.zeroshot.clip.download_clip",
+                        lambda: fetched.append(1) or tmp_path / "clip")
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.No))
+    dialog.download_button.click()
+    assert not fetched and not w.controller.busy()
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.model.text() == str(tmp_path / "clip"),
+                    timeout=30000)
+    assert fetched == [1] and not dialog.download_button.isVisible()
     dialog.descriptions["boot"].setText("a photo of a boot")
     dialog.accept()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.label_panel.has_pre_labels, timeout=60000)

@@ -195,3 +195,41 @@ def test_a_text_run_labels_its_folder_zero_shot(tmp_path):
     predictions = next(e for e in events if type(e).__name__ == "ZeroShotPredictions")
     expected = ["good" if int(item[:2]) % 2 else "bad" for item in predictions.items]
     assert [predictions.class_names[p] for p in predictions.predicted] == expected
+
+
+def test_clip_is_downloaded_only_when_asked_and_then_found_in_the_cache(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    from sslstudio.cli import main
+    from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder, download_clip
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    asked = []
+
+    def fake_snapshot_download(repo, allow_patterns=None):
+        # What huggingface_hub leaves: the snapshot folder and refs/main naming it.
+        asked.append((repo, sorted(allow_patterns)))
+        root = tmp_path / "hub" / ("models--" + repo.replace("/", "--"))
+        make_clip_folder(root / "snapshots" / "abc")
+        (root / "refs").mkdir()
+        (root / "refs" / "main").write_text("abc")
+        return str(root / "snapshots" / "abc")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert cached_clip_folder() is None
+    assert main(["weights", "list"]) == 0
+    assert "not on disk (`sslstudio weights download clip`)" in capsys.readouterr().out
+    assert main(["weights", "download", "clip"]) != 0  # no terminal to ask in, and no --yes
+    assert "consent" in capsys.readouterr().err and asked == []
+    assert main(["weights", "download", "clip", "--yes"]) == 0
+    assert asked == [(CLIP_DOWNLOAD["repo"], sorted(CLIP_DOWNLOAD["files"]))]
+    folder = cached_clip_folder()
+    assert folder == tmp_path / "hub" / "models--openai--clip-vit-base-patch32" / "snapshots" / "abc"
+    assert f"sslstudio zeroshot {folder}" in capsys.readouterr().out
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(OSError, match="could not download.*no route to host.*Without a network"):
+        download_clip()

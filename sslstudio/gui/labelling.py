@@ -438,7 +438,14 @@ class LabellingPanels(QObject):
         self._show_progress("choosing what to label…")
 
     def _task_result(self, kind: str, value) -> None:
-        if kind == "groups":
+        if kind == "clip":
+            self.host.progress.hide()
+            dialog = getattr(self, "zeroshot_dialog", None)
+            if dialog is not None:
+                dialog.model.setText(str(value))
+                dialog.download_button.hide()
+            self._say(f"CLIP downloaded: {value}")
+        elif kind == "groups":
             self.host.progress.hide()
             k = self.session.groups_found(value)
             self.host.map.set_item_colouring(
@@ -481,8 +488,17 @@ class LabellingPanels(QObject):
         modality = view_of(self.host.data_set).name
         if not remembered and modality == "text" and self._selected_run is not None:
             remembered = str(self._selected_run.folder.path)  # a text run reads class lines too
+        download_text = ""
+        if modality == "image" and self.host.engine is not None:
+            from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder  # torch
+
+            cached = cached_clip_folder()
+            remembered = remembered or (str(cached) if cached else "")
+            if cached is None:
+                download_text = f"Download CLIP ViT-B/32 ({CLIP_DOWNLOAD['size']})…"
         dialog = ZeroShotDialog([c.name for c in self.session.classes()], modality, remembered,
-                                self.host)
+                                self.host, download_text)
+        dialog.download_requested.connect(self.download_clip)
 
         def chosen(result: int) -> None:
             if result != ZeroShotDialog.DialogCode.Accepted:
@@ -495,6 +511,22 @@ class LabellingPanels(QObject):
         dialog.finished.connect(chosen)
         dialog.open()  # not exec(): the window keeps drawing while it is up
         self.zeroshot_dialog = dialog
+
+    def download_clip(self) -> None:
+        """Fetch the CLIP the app offers, only after a yes; the dialog then points at it."""
+        from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, download_clip
+
+        if self.host.controller.busy():
+            self._say("Wait for the running job to end (or stop it) first")
+            return
+        answer = QMessageBox.question(
+            self.host, APP_NAME, f"Download {CLIP_DOWNLOAD['repo']} ({CLIP_DOWNLOAD['size']}, licence "
+            f"{CLIP_DOWNLOAD['licence']}) from huggingface.co into your Hugging Face cache?\n\nNothing "
+            "else is sent or downloaded. Without a network, choose a CLIP folder you copied here.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.host.controller.start_task("clip", download_clip)
+        self._show_progress("downloading CLIP…")
 
     def start_zero_shot(self, model: Path, descriptions: dict[str, str]) -> None:
         if self.host.controller.busy():

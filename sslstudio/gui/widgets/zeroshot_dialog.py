@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
 
 class ZeroShotDialog(QDialog):
-    def __init__(self, class_names: list[str], modality: str, model: str = "", parent=None):
+    download_requested = Signal()  # the user asks for the CLIP the app can fetch (images)
+
+    def __init__(self, class_names: list[str], modality: str, model: str = "", parent=None,
+                 download_text: str = ""):
         super().__init__(parent)
         self.setWindowTitle("Pre-label with a model")
         layout = QVBoxLayout(self)
@@ -28,6 +32,11 @@ class ZeroShotDialog(QDialog):
         model_row.addWidget(self.model, 1)
         model_row.addWidget(browse)
         layout.addLayout(model_row)
+        self.download_button = QPushButton(download_text)
+        self.download_button.setVisible(bool(download_text))
+        self.download_button.setToolTip("Asks first; nothing is downloaded without your yes")
+        self.download_button.clicked.connect(self.download_requested)
+        layout.addWidget(self.download_button)
         form_widget = QWidget()
         form = QFormLayout(form_widget)
         example = "a photo of a {}." if modality == "image" else "{}"
