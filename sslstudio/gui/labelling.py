@@ -485,18 +485,18 @@ class LabellingPanels(QObject):
             return
         settings = getattr(self.host, "settings", None)
         remembered = str(settings.value("zeroshot/model", "") or "") if settings is not None else ""
-        modality = view_of(self.host.data_set).name
-        if not remembered and modality == "text" and self._selected_run is not None:
-            remembered = str(self._selected_run.folder.path)  # a text run reads class lines too
+        view = view_of(self.host.data_set)
+        if not remembered and view.run_reads_descriptions and self._selected_run is not None:
+            remembered = str(self._selected_run.folder.path)
         download_text = ""
-        if modality == "image" and self.host.engine is not None:
+        if view.offers_clip_download and self.host.engine is not None:
             from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder  # torch
 
             cached = cached_clip_folder()
             remembered = remembered or (str(cached) if cached else "")
             if cached is None:
                 download_text = f"Download CLIP ViT-B/32 ({CLIP_DOWNLOAD['size']})…"
-        dialog = ZeroShotDialog([c.name for c in self.session.classes()], modality, remembered,
+        dialog = ZeroShotDialog([c.name for c in self.session.classes()], view, remembered,
                                 self.host, download_text)
         dialog.download_requested.connect(self.download_clip)
 

@@ -22,6 +22,7 @@ from sslstudio.core.backbones.bert import BertShape, is_model_folder
 from sslstudio.core.data.text_folder import load_text_folder
 from sslstudio.core.data.text_tokens import TokenizedTexts, auto_max_length
 from sslstudio.core.events import ScanProgress
+from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run_folder import TOKENIZER_FILE, RunFolder
 from sslstudio.core.tokenizer import configure, encode_all, load_tokenizer
 from sslstudio.core.zeroshot.base import ZeroShotModel, register_zero_shot_model
@@ -32,10 +33,15 @@ FOLDER_MAX_LENGTH = 128
 
 
 def _is_text_run(path: Path) -> bool:
+    """A run whose items are read through a tokenizer: class descriptions can be read too."""
     folder = RunFolder(path)
     if not folder.is_run() or not folder.has_checkpoint():
         return False
-    return folder.settings().get("preprocess", {}).get("modality") == "text"
+    try:
+        preprocess = Preprocess.from_table(folder.settings().get("preprocess", {}))
+    except (KeyError, ValueError, TypeError):
+        return False
+    return callable(getattr(preprocess, "tokenizer", None))
 
 
 def _is_bert_folder(path: Path) -> bool:

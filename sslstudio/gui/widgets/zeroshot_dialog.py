@@ -10,14 +10,13 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayo
 class ZeroShotDialog(QDialog):
     download_requested = Signal()  # the user asks for the CLIP the app can fetch (images)
 
-    def __init__(self, class_names: list[str], modality: str, model: str = "", parent=None,
+    def __init__(self, class_names: list[str], view, model: str = "", parent=None,
                  download_text: str = ""):
+        """`view`: the ModalityView of the items (which models fit, how a name is worded)."""
         super().__init__(parent)
         self.setWindowTitle("Pre-label with a model")
         layout = QVBoxLayout(self)
-        kind = ("a CLIP model folder (Hugging Face layout: config.json, model.safetensors, "
-                "tokenizer.json)" if modality == "image" else
-                "a sentence-encoder folder such as all-MiniLM-L6-v2, or a text run of this project")
+        kind = view.zero_shot_models
         intro = QLabel(f"Every item gets the class whose description is nearest, with a "
                        f"confidence; nothing becomes a label until you accept it. The model: {kind}. "
                        "Nothing is downloaded.")
@@ -39,7 +38,7 @@ class ZeroShotDialog(QDialog):
         layout.addWidget(self.download_button)
         form_widget = QWidget()
         form = QFormLayout(form_widget)
-        example = "a photo of a {}." if modality == "image" else "{}"
+        example = view.zero_shot_template
         self.descriptions: dict[str, QLineEdit] = {}
         for name in class_names:
             edit = QLineEdit()
