@@ -84,8 +84,9 @@ def capture(app, window, size: str, seconds: float, data: Path | None, out: Path
             items = [i for i, key in enumerate(keys) if key.startswith(name + "/")][:8]
             w.gallery.select_items(items)
             w.labelling.label_key_pressed(position + 1)
-        w.label_panel.prepare_button.click()
-        wait(lambda: w.features is not None and not w.controller.busy())
+        # As a newcomer would: no Prepare; Find groups computes the features it needs itself.
+        w.label_panel.find_groups_button.click()
+        wait(lambda: w.labelling.session.groups is not None and not w.controller.busy())
         w.tabs.setCurrentWidget(w.map)
         w.reveal(w.label_panel)
         wait(lambda: True)
