@@ -23,7 +23,7 @@ CHECKPOINT = "/runs/r1/checkpoints/last.safetensors"
 
 def estimate(**changes) -> AdaptEstimate:
     fields = dict(method="linear", scheme="leave-one-out over 12 labels", num_labels=12,
-                  accuracy=0.8333, ci_low=0.55, ci_high=0.953, balanced_accuracy=0.8,
+                  accuracy=0.8333, ci_low=0.70, ci_high=0.953, balanced_accuracy=0.8,
                   class_names=("cat", "elephant"), recall=np.array([0.9, 0.75]),
                   precision=np.array([0.8, 1.0]), support=np.array([8, 4]), confusion=np.eye(2),
                   repeat_accuracies=np.array([0.8333]))
@@ -102,7 +102,7 @@ CASES = {
     "adapt_progress_without_loss": (AdaptProgress(method="linear", phase="features", done=3, total=10),
                                     "linear features 3/10", "progress"),
     "adapt_estimate": (estimate(),
-                       ("linear: estimated accuracy 83.3% (95% interval 55.0%-95.3%), balanced 80.0%; "
+                       ("linear: estimated accuracy 83.3% (95% interval 70.0%-95.3%), balanced 80.0%; "
                         "leave-one-out over 12 labels\n"
                         "  class     labels  recall  precision\n"
                         "  cat            8     90%        80%\n"
@@ -174,7 +174,7 @@ def test_the_estimate_table_is_wide_enough_for_its_header_and_notes_early_stoppi
                                     recall=np.array([0.5, 0.5]), precision=np.array([0.5, 0.5]),
                                     epochs=17))
     assert text.splitlines() == [
-        ("finetune: estimated accuracy 83.3% (95% interval 55.0%-95.3%), balanced 80.0%; "
+        ("finetune: estimated accuracy 83.3% (95% interval 70.0%-95.3%), balanced 80.0%; "
          "stratified 5-fold x 2 repeats; each fit trained 17 epochs"),
         "  class  labels  recall  precision",
         "  x           6     50%        50%",
@@ -280,3 +280,14 @@ def test_the_run_setup_panel_migrates_old_knob_keys_once(qtbot):
     assert saved["moco"]["queue_size"] == 1024 and "MoCoConfig" not in saved and "simclr" in saved
     _, objective_config = panel.build_configs("data", "out")
     assert objective_config.queue_size == 1024
+
+
+def test_an_interval_that_reaches_chance_says_so():
+    # 12 labels, 8 of one class: always answering "cat" scores 67%, inside 55%-95%.
+    low = estimate(ci_low=0.55)
+    assert low.chance == pytest.approx(8 / 12)
+    text = describe(low).text.splitlines()[0]
+    assert text.endswith("the interval includes chance (67%): these labels do not show yet that it "
+                         "beats guessing; more labels narrow it")
+    assert estimate(ci_low=0.70).chance_words() == ""
+    assert estimate(num_labels=0, support=np.array([0, 0])).chance_words() == ""

@@ -181,6 +181,8 @@ def format_estimate(event: AdaptEstimate) -> str:
     lines = [f"{event.method}: estimated accuracy {event.accuracy:.1%} (95% interval "
              f"{event.ci_low:.1%}-{event.ci_high:.1%}), balanced {event.balanced_accuracy:.1%}; "
              f"{event.scheme}{trained}"]
+    if event.chance_words():
+        lines[0] += f"; {event.chance_words()}"
     width = max([len("class"), *(len(n) for n in event.class_names)])
     lines.append(f"  {'class':<{width}}  labels  recall  precision")
     for name, support, recall, precision in zip(event.class_names, event.support, event.recall,

@@ -175,6 +175,20 @@ class AdaptEstimate:
     def estimated(self) -> bool:
         return self.num_labels > 0
 
+    @property
+    def chance(self) -> float:
+        """What always answering the most labelled class would score on the items scored."""
+        support = np.asarray(self.support, np.float64)
+        return float(support.max() / support.sum()) if support.sum() > 0 else float("nan")
+
+    def chance_words(self) -> str:
+        """A warning when the interval reaches down to chance: these labels do not yet show
+        that the classifier beats guessing. Empty otherwise."""
+        if not self.estimated or self.ci_low > self.chance:
+            return ""
+        return (f"the interval includes chance ({self.chance:.0%}): these labels do not show yet "
+                "that it beats guessing; more labels narrow it")
+
     def words(self, digits: int = 1) -> str:
         """"83.0% (95% interval 75%-90%)", or why there is no estimate."""
         if not self.estimated:

@@ -209,7 +209,8 @@ class AdaptPanel(QWidget):
                 f"<b>{event.method}: {event.accuracy:.1%}</b> estimated accuracy "
                 f"(95% interval {event.ci_low:.0%} to {event.ci_high:.0%}), balanced "
                 f"{event.balanced_accuracy:.1%}.<br>By {event.scheme}{stop}. Every labelled item was "
-                f"scored by a model that never saw it; the interval is wide because labels are few.{trainable}")
+                f"scored by a model that never saw it; the interval is wide because labels are few.{trainable}"
+                + (f"<br><b>Note</b>: {event.chance_words()}." if event.chance_words() else ""))
         else:
             self.headline.setText(
                 f"<b>{event.method}</b>: {event.scheme}.<br>The classifier still trains "
