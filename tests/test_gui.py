@@ -909,7 +909,7 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     shown = w.gallery.model.data(w.gallery.model.index(0), Qt.ItemDataRole.DisplayRole)
     assert isinstance(shown, str) and shown.endswith(".")
     objectives = [w.setup.objective.itemText(i) for i in range(w.setup.objective.count())]
-    assert objectives == ["infill", "mlm", "simcse", "skipgram"]
+    assert objectives == ["infill", "mlm", "nsp", "simcse", "skipgram"]
     assert w.setup.objective.currentText() == "skipgram"  # learns in CPU-minutes from scratch
     assert w.setup.text_box.isVisibleTo(w.setup) and not w.setup.image_size.isEnabled()
     for name, value in (("vocab_size", 600), ("text_layers", 1), ("text_width", 32)):
