@@ -106,6 +106,7 @@ class LabelPanel(QWidget):
         self.zeroshot_button.clicked.connect(self.zeroshot_requested)
         self.zeroshot_text = QLabel("")
         self.zeroshot_text.setWordWrap(True)
+        self.zeroshot_text.hide()
         accept_row = QHBoxLayout()
         self.accept_confidence = QSpinBox()
         self.accept_confidence.setRange(0, 100)
@@ -194,4 +195,5 @@ class LabelPanel(QWidget):
         """What the zero-shot pre-labels hold now; empty when there are none."""
         self.has_pre_labels = bool(summary)
         self.zeroshot_text.setText(summary)
+        self.zeroshot_text.setVisible(bool(summary))  # no empty line under the button
         self._update_buttons()
