@@ -71,6 +71,16 @@ def window(qtbot, tmp_path, monkeypatch):
             w.close()
 
 
+def short_training_knobs(w, epochs, iterations):
+    """Every network method of the Classifier panel set to train briefly, then back to linear."""
+    for method in ("finetune", "lora", "adapter"):
+        w.adapt_panel.method.setCurrentText(method)
+        w.adapt_panel.knob_form.editors["epochs"][2](epochs)
+    w.adapt_panel.method.setCurrentText("setfit")
+    w.adapt_panel.knob_form.editors["iterations"][2](iterations)
+    w.adapt_panel.method.setCurrentText("linear")
+
+
 def small_run(w, epochs=3):
     w.setup.image_size.setValue(16)
     w.setup.batch_size.setValue(32)
@@ -711,12 +721,7 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     assert greyed == {"prefix", "prompt", "ia3"}
     assert "attention" in box.model().item(box.findText("prefix")).toolTip()
     # Compare the methods that fit on the same folds, each with the knobs set for it.
-    for method in ("finetune", "lora", "adapter"):
-        w.adapt_panel.method.setCurrentText(method)
-        w.adapt_panel.knob_form.editors["epochs"][2](3)
-    w.adapt_panel.method.setCurrentText("setfit")
-    w.adapt_panel.knob_form.editors["iterations"][2](2)
-    w.adapt_panel.method.setCurrentText("linear")
+    short_training_knobs(w, epochs=3, iterations=2)
     assert w.adapt_panel.compare_button.isEnabled(), w.adapt_panel.compare_button.toolTip()
     w.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
@@ -1170,12 +1175,7 @@ def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_th
     assert w.features is not None and int(w.labelling.session.groups.max()) == 3
 
     w.labelling.session.forget_features()  # as after a restart: gone again
-    for method in ("finetune", "lora", "adapter"):
-        w.adapt_panel.method.setCurrentText(method)
-        w.adapt_panel.knob_form.editors["epochs"][2](2)
-    w.adapt_panel.method.setCurrentText("setfit")
-    w.adapt_panel.knob_form.editors["iterations"][2](1)
-    w.adapt_panel.method.setCurrentText("linear")
+    short_training_knobs(w, epochs=2, iterations=1)
     assert w.adapt_panel.compare_button.isEnabled()
     w.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.adapt_panel.comparison.rowCount() == 5,
