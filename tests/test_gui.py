@@ -213,6 +213,27 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     assert np.allclose(again.map.coords, tsne)
 
 
+def test_a_reopened_projects_scan_runs_before_the_engine_loads(qtbot, window, tmp_path, monkeypatch):
+    """Beside torch's import a warm 70,000-image scan took 2.3 s instead of 0.5: the gallery
+    comes first, then the engine."""
+    from sslstudio.core.project import Project
+    from sslstudio.gui.main_window import MainWindow
+    from sslstudio.resources import sample_dataset_path
+
+    project = Project.create(tmp_path / "reopened")
+    project.set_data_dir(str(sample_dataset_path()))
+    data_when_loading = []
+    load = MainWindow._load_engine
+
+    def recording(self):
+        data_when_loading.append(self.data_set is not None)
+        load(self)
+
+    monkeypatch.setattr(MainWindow, "_load_engine", recording)
+    w = window(project.path)
+    assert data_when_loading == [True] and len(w.data_set) > 0
+
+
 def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, window):
     w = window()
     open_sample(qtbot, w)
