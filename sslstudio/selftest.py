@@ -72,6 +72,7 @@ def _window(sample: Path, work: Path) -> str:
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
+    settings.setValue("welcome/encoders_offered", True)  # the first run's offer is the user's, not the test's
     # A project of its own in the temporary folder: nothing goes to the user's documents.
     project = Project.create(work / "project")
     project.set_data_dir(str(sample))

@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QScrollArea  # noqa: E402
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QScrollArea  # noqa: E402
 
 from sslstudio.gui.worker import JobWorker  # noqa: E402
 
@@ -54,6 +54,7 @@ def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setattr("sslstudio.gui.main_window.default_projects_root", lambda: tmp_path / "projects")
     apply_palette(QApplication.instance())
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings.setValue("welcome/encoders_offered", True)  # the first run's offer has a test of its own
     made = []
 
     def make(project=None):
@@ -232,6 +233,40 @@ def test_a_reopened_projects_scan_runs_before_the_engine_loads(qtbot, window, tm
     monkeypatch.setattr(MainWindow, "_load_engine", recording)
     w = window(project.path)
     assert data_when_loading == [True] and len(w.data_set) > 0
+
+
+def test_the_first_run_offers_the_pretrained_encoders_once_and_downloads_only_after_a_yes(
+        qtbot, tmp_path, monkeypatch):
+    from sslstudio.gui.main_window import MainWindow
+
+    asked, fetched = [], []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No)
+    monkeypatch.setattr("sslstudio.core.backbones.pretrained.download_weights", lambda n: fetched.append(n))
+    settings = QSettings(str(tmp_path / "first-run.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings)
+    w.skip_close_question = True
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.encoders_dialog is not None and w.encoders_dialog.isVisible(), timeout=60000)
+    dialog = w.encoders_dialog
+    names = list(dialog.buttons)
+    assert names[0] == "pretrained_efficientnet_lite0" and len(names) >= 4
+    text = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    assert "19 MB" in text and "Apache-2.0" in text and "recommended" in text and "offline" in text
+    dialog.buttons["pretrained_efficientnet_lite0"].click()
+    assert asked and "Download" in asked[0] and "licence" in asked[0] and not fetched  # said no
+    dialog.close()
+    w.close()
+    again = MainWindow(settings=settings)  # not on later runs; still in the Help menu
+    again.skip_close_question = True
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.engine is not None, timeout=60000)
+    assert again.encoders_dialog is None
+    again.encoders_action.trigger()
+    assert again.encoders_dialog.isVisible()
+    again.close()
+    assert not again.encoders_dialog.isVisible()
 
 
 def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, window):

@@ -45,6 +45,7 @@ from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.elided_label import ElidedLabel
 from sslstudio.gui.widgets.export_dialog import ExportDialog
+from sslstudio.gui.widgets.encoders_dialog import EncodersDialog
 from sslstudio.gui.widgets.flow_bar import FlowBar
 from sslstudio.gui.widgets.gallery import GalleryView
 from sslstudio.gui.widgets.log_panel import LogPanel
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.project: Project | None = None
         self.export_dialog: ExportDialog | None = None
+        self.encoders_dialog: EncodersDialog | None = None
         self.data_set = None
         self.engine = None
         self.controller = TrainingController(self)
@@ -198,6 +200,9 @@ class MainWindow(QMainWindow):
         self.sample_action = self._action("Open &sample dataset", self.open_sample,
                                           tip="300 Fashion-MNIST images to try SSL Studio on")
         self.about_action = self._action("&About SSL Studio", self.about)
+        self.encoders_action = self._action("Pretrained &encoders…", self.show_encoders,
+                                            tip="The encoders training can start from: size, "
+                                            "source and licence; download one after a yes")
         self.guide_action = self._action("&Getting started", self.show_guide,
                                          QKeySequence.StandardKey.HelpContents,
                                          "The flow from a folder to a model, and the shortcuts")
@@ -229,6 +234,7 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.guide_action)
         help_menu.addAction(self.sample_action)
+        help_menu.addAction(self.encoders_action)
         help_menu.addAction(self.about_action)
 
         toolbar = self.addToolBar("Main")
@@ -297,6 +303,19 @@ class MainWindow(QMainWindow):
         self.log.add("training engine ready: " + ", ".join(
             description for _, description in info["devices"][1:]))
         self._update_actions()
+        if not self.settings.value("welcome/encoders_offered", False, type=bool):
+            # Once, on the first run: the weights are not part of the app.
+            self.settings.setValue("welcome/encoders_offered", True)
+            self.show_encoders()
+
+    def show_encoders(self) -> None:
+        if self.engine is None:
+            self.status_text.setText("The training engine is still loading; try again in a moment.")
+            return
+        if self.encoders_dialog is None:
+            self.encoders_dialog = EncodersDialog(self.engine["backbones"], self.download_weights, self)
+        self.encoders_dialog.show()
+        self.encoders_dialog.raise_()
 
     def _saved_choices(self) -> dict:
         raw = self.settings.value("run/choices", "")
@@ -612,6 +631,8 @@ class MainWindow(QMainWindow):
         if kind == "download":
             name, path = value
             self.setup.mark_downloaded(name, path)
+            if self.encoders_dialog is not None:
+                self.encoders_dialog.mark_on_disk(name)
             self.status_text.setText(f"Weights of {name} downloaded: {path}")
         elif kind == "try" and self.export_dialog is not None:
             result, neighbours = value
@@ -985,8 +1006,9 @@ class MainWindow(QMainWindow):
         self.controller.shutdown()
         for box in self.findChildren(QMessageBox):  # non-modal reports still open
             box.close()
-        if self.export_dialog is not None:
-            self.export_dialog.close()
+        for dialog in (self.export_dialog, self.encoders_dialog):
+            if dialog is not None:
+                dialog.close()
         self.release_project()
         if self._engine_loader is not None:
             self._engine_loader.wait()

@@ -30,6 +30,11 @@ class PretrainedInfo:
     std: tuple[float, float, float]
     input_size: int
     interpolation: str
+    params_millions: float = 0.0  # with the ImageNet head the file carries
+
+    @property
+    def download_megabytes(self) -> int:
+        return round(4 * self.params_millions)  # float32 weights
 
 
 MIN_INPUT_SIDE = 32
@@ -41,24 +46,24 @@ PRETRAINED = {
     "pretrained_efficientnet_lite0": (
         "EfficientNet-Lite0, ImageNet-1k (4.7 M params, 1280-d): the best accuracy per CPU second",
         PretrainedInfo("tf_efficientnet_lite0", "ImageNet-1k (TensorFlow port)", "Apache-2.0",
-                       "timm/tf_efficientnet_lite0.in1k", INCEPTION_MEAN, INCEPTION_STD, 224, "bicubic")),
+                       "timm/tf_efficientnet_lite0.in1k", INCEPTION_MEAN, INCEPTION_STD, 224, "bicubic", 4.7)),
     "pretrained_mobilenetv3": (
         "MobileNetV3-Large, ImageNet-1k (5.5 M params, 1280-d)",
         PretrainedInfo("mobilenetv3_large_100", "ImageNet-1k", "Apache-2.0",
-                       "timm/mobilenetv3_large_100.ra_in1k", IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic")),
+                       "timm/mobilenetv3_large_100.ra_in1k", IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic", 5.5)),
     "pretrained_resnet50": (
         "ResNet-50, ImageNet-1k (25.6 M params, 2048-d)",
         PretrainedInfo("resnet50", "ImageNet-1k", "Apache-2.0", "timm/resnet50.a1_in1k",
-                       IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic")),
+                       IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic", 25.6)),
     "pretrained_convnext_atto": (
         "ConvNeXt-Atto, ImageNet-1k (3.7 M params, 320-d)",
         PretrainedInfo("convnext_atto", "ImageNet-1k", "Apache-2.0", "timm/convnext_atto.d2_in1k",
-                       IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic")),
+                       IMAGENET_MEAN, IMAGENET_STD, 224, "bicubic", 3.7)),
     "pretrained_vit_tiny": (
         "ViT-Tiny/16, ImageNet-21k then 1k (5.7 M params, 192-d)",
         PretrainedInfo("vit_tiny_patch16_224", "ImageNet-21k, fine-tuned on 1k", "Apache-2.0",
                        "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", INCEPTION_MEAN,
-                       INCEPTION_STD, 224, "bicubic")),
+                       INCEPTION_STD, 224, "bicubic", 5.7)),
 }
 
 

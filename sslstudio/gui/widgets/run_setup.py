@@ -484,7 +484,8 @@ def engine_info() -> dict:
         if spec.pretrained is not None:
             found = cached_weights(name)
             extra = {"source": spec.pretrained.source, "licence": spec.pretrained.licence,
-                     "cached": str(found) if found else ""}
+                     "cached": str(found) if found else "", "hub": spec.pretrained.hf_hub_id,
+                     "megabytes": spec.pretrained.download_megabytes}
         elif name == "pretrained_bert":
             from sslstudio.core.backbones.pretrained import cached_text_models
 
