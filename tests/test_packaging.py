@@ -31,3 +31,61 @@ def test_icon_is_an_svg_the_app_can_load():
 
     assert icon_path().exists()
     assert not QIcon(str(icon_path())).isNull()
+
+
+def _unpacked_bundle(folder: Path) -> Path:
+    """What install.sh sees beside it in an unpacked bundle: the program (a stand-in here), the
+    desktop entry and the icon."""
+    bundle = folder / "SSLStudio"
+    bundle.mkdir(parents=True)
+    program = bundle / "SSLStudio"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    for name in ("io.github.sslstudio.SSLStudio.desktop", "io.github.sslstudio.SSLStudio.svg"):
+        shutil.copy2(PACKAGING / name, bundle / name)
+    for script in ("install.sh", "uninstall.sh"):
+        shutil.copy2(PACKAGING / "linux" / script, bundle / script)
+    return bundle
+
+
+def _run(script: Path, home: Path) -> subprocess.CompletedProcess:
+    environment = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["sh", str(script)], capture_output=True, text=True, env=environment, check=True)
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
+def test_install_script_puts_the_bundle_in_the_menu_and_uninstall_takes_only_that_out(tmp_path):
+    home = tmp_path / "home with spaces"
+    bundle = _unpacked_bundle(tmp_path / "apps")
+    _run(bundle / "install.sh", home)
+    entry = home / ".local/share/applications/io.github.sslstudio.SSLStudio.desktop"
+    icon = home / ".local/share/icons/hicolor/scalable/apps/io.github.sslstudio.SSLStudio.svg"
+    command = home / ".local/bin/sslstudio"
+    assert f'Exec="{bundle}/SSLStudio" gui %f' in entry.read_text().splitlines()
+    assert icon.read_bytes() == (bundle / "io.github.sslstudio.SSLStudio.svg").read_bytes()
+    assert command.resolve() == (bundle / "SSLStudio").resolve()
+    _run(bundle / "install.sh", home)  # again, as after moving the folder: its own files are replaced
+    assert entry.read_text().count("X-SSLStudio-Installed-By") == 1
+    (home / ".local/share/applications/other.desktop").write_text("[Desktop Entry]\n")
+    _run(bundle / "uninstall.sh", home)
+    assert not entry.exists() and not icon.exists() and not command.exists() and not command.is_symlink()
+    assert (home / ".local/share/applications/other.desktop").exists()
+    assert (bundle / "SSLStudio").exists()
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
+def test_install_script_never_replaces_files_it_did_not_make(tmp_path):
+    home = tmp_path / "home"
+    bundle = _unpacked_bundle(tmp_path / "apps")
+    entry = home / ".local/share/applications/io.github.sslstudio.SSLStudio.desktop"
+    command = home / ".local/bin/sslstudio"
+    entry.parent.mkdir(parents=True)
+    command.parent.mkdir(parents=True)
+    entry.write_text("[Desktop Entry]\nExec=sslstudio gui\n")  # a pip install's own entry, say
+    command.write_text("#!/bin/sh\n# pip's sslstudio\n")
+    result = _run(bundle / "install.sh", home)
+    assert "left as it is" in result.stderr
+    assert entry.read_text() == "[Desktop Entry]\nExec=sslstudio gui\n"
+    assert command.read_text() == "#!/bin/sh\n# pip's sslstudio\n"
+    _run(bundle / "uninstall.sh", home)
+    assert entry.exists() and command.exists()
