@@ -2,9 +2,9 @@
 sample, quickly, so an installation proves itself before a user relies on it.
 
 Opens the main window on the sample (offscreen where there is no display), then headless:
-trains a few steps, labels ten items, fits the linear probe, exports ONNX and checks it against
-PyTorch. Everything is written to a temporary folder that is removed at the end; the sample
-itself is only read. Exit 0 when every step passed.
+trains a few steps, maps the run with t-SNE, labels ten items, fits the linear probe, exports
+ONNX and checks it against PyTorch. Everything is written to a temporary folder that is removed
+at the end; the sample itself is only read. Exit 0 when every step passed.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def run_self_test(keep: Path | None = None, stream=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sslstudio-selftest-")) if keep is None else Path(keep)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        for name, step in (("window", _window), ("train", _train), ("label and fit the probe", _adapt),
-                           ("export ONNX and check parity", _export)):
+        for name, step in (("window", _window), ("train", _train), ("map where groups stand apart", _map),
+                           ("label and fit the probe", _adapt), ("export ONNX and check parity", _export)):
             try:
                 detail = step(sample, work)
             except Exception as error:  # noqa: BLE001 - the test reports every failure plainly
@@ -108,6 +108,21 @@ def _train(sample: Path, work: Path) -> str:
     if getattr(finished, "status", "") != "completed":
         raise RuntimeError(f"training ended {getattr(finished, 'status', '?')}: {getattr(finished, 'message', '')}")
     return f"{finished.step} steps of SimCLR on the CPU"
+
+
+def _map(sample: Path, work: Path) -> str:
+    """The t-SNE map a completed run gets in the window (openTSNE and its compiled parts)."""
+    import numpy as np
+
+    from sslstudio.core.projection import run_neighbour_map
+
+    events = list(run_neighbour_map(work / "run"))
+    if not events or not hasattr(events[-1], "coords"):
+        raise RuntimeError("the run left no snapshot to map")
+    coords = events[-1].coords
+    if coords.shape[1] != 2 or not np.isfinite(coords).all():
+        raise RuntimeError(f"the map is not a finite 2-D layout ({coords.shape})")
+    return f"t-SNE of {len(coords)} items"
 
 
 def _adapt(sample: Path, work: Path) -> str:

@@ -132,8 +132,8 @@ def test_self_test_runs_the_loop_on_the_sample_and_leaves_nothing(tmp_path, caps
     monkeypatch.setattr(tempfile, "tempdir", None)
     assert main(["--self-test"]) == 0
     out = capsys.readouterr().out
-    for step in ("ok window", "ok train", "ok label and fit the probe", "ok export ONNX and check parity",
-                 "self-test passed"):
+    for step in ("ok window", "ok train", "ok map where groups stand apart", "ok label and fit the probe",
+                 "ok export ONNX and check parity", "self-test passed"):
         assert step in out, out
     assert "onnxruntime matches PyTorch" in out
     assert not list(tmp_path.glob("sslstudio-selftest-*"))  # its temporary folder is gone
