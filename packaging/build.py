@@ -57,10 +57,20 @@ def run(command: list[str], **kwargs) -> None:
     subprocess.run([str(c) for c in command], check=True, **kwargs)
 
 
+def remove_own(folder: Path, made_by_us: str) -> None:
+    """Remove a folder an earlier build made, known by a file it always holds; anything else
+    under that name is left alone and the build stops."""
+    if not folder.exists():
+        return
+    if not (folder / made_by_us).exists():
+        sys.exit(f"build: {folder} is not what an earlier build left (no {made_by_us}); move it away")
+    shutil.rmtree(folder)
+
+
 def bundle_python(fresh: bool) -> Path:
     folder = BUILD / "bundle-venv"
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
+    if fresh:
+        remove_own(folder, "pyvenv.cfg")
     python = folder / ("Scripts/python.exe" if WINDOWS else "bin/python")
     if not python.exists():
         venv.create(folder, with_pip=True)
@@ -86,8 +96,7 @@ def install(python: Path, torch_index: str) -> None:
 
 def freeze(python: Path, dist: Path, untrimmed: bool) -> Path:
     out = dist / "SSLStudio"
-    if out.exists():
-        shutil.rmtree(out)
+    remove_own(out, "_internal")
     environment = {**os.environ, "SSLSTUDIO_BUNDLE_UNTRIMMED": "1" if untrimmed else ""}
     run([python, "-m", "PyInstaller", REPO / "packaging" / "pyinstaller" / "sslstudio.spec",
          "--distpath", dist, "--workpath", BUILD / ("pyinstaller-untrimmed" if untrimmed else "pyinstaller"),
