@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,35 @@ def test_install_script_never_replaces_files_it_did_not_make(tmp_path):
     assert command.read_text() == "#!/bin/sh\n# pip's sslstudio\n"
     _run(bundle / "uninstall.sh", home)
     assert entry.exists() and command.exists()
+
+
+def test_a_wheel_install_finds_the_sample_and_icon_outside_a_checkout(tmp_path):
+    """`pip install sslstudio` (not editable) has no resources/ beside the package: the wheel
+    carries them as data files and the app must find them there."""
+    pytest.importorskip("setuptools")
+    repo = PACKAGING.parent
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("sslstudio", "resources"):
+        shutil.copytree(repo / name, source / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(repo / name, source / name)
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(source), "-w", str(wheels)],
+                   check=True, capture_output=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", *map(str, wheels.glob("*.whl"))],
+                   check=True, capture_output=True)
+    shutil.rmtree(source)  # nothing of the checkout is left to find
+    found = subprocess.run([str(python), "-c", "from sslstudio.resources import sample_dataset_path, icon_path; "
+                            "print(sample_dataset_path()); print(icon_path())"],
+                           check=True, capture_output=True, text=True, cwd=tmp_path).stdout.split()
+    sample, icon = Path(found[0]), Path(found[1])
+    assert sample.is_relative_to(venv) and icon.is_relative_to(venv)
+    shipped = sorted(p.relative_to(repo / "resources" / "samples" / "fashion-mnist")
+                     for p in (repo / "resources" / "samples" / "fashion-mnist").rglob("*") if p.is_file())
+    assert sorted(p.relative_to(sample) for p in sample.rglob("*") if p.is_file()) == shipped
+    assert icon.read_bytes() == (repo / "resources" / "icons" / "sslstudio.svg").read_bytes()

@@ -12,10 +12,7 @@ from PySide6.QtWidgets import QApplication
 from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QTimer
 from sslstudio.gui.main_window import MainWindow
-
-
-def icon_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "resources" / "icons" / "sslstudio.svg"
+from sslstudio.resources import icon_path
 
 
 def apply_palette(app) -> None:
