@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "and downloading them (only when asked)")
     weights.add_argument("action", nargs="?", choices=["list", "download"], default="list")
     weights.add_argument("name", nargs="?", help="a pretrained backbone, e.g. pretrained_efficientnet_lite0, "
-                         "or clip (the image-text model zero-shot labels images with)")
+                         "text (all-MiniLM-L6-v2, the sentence encoder for text runs and zero-shot labels of "
+                         "texts), or clip (the image-text model zero-shot labels images with)")
     weights.add_argument("--yes", action="store_true", help="download without asking")
 
     methods = commands.add_parser("methods", help="list the adaptation methods and their knobs")
@@ -527,64 +528,62 @@ def cmd_selftest(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from sslstudio.core.backbones.pretrained import PRETRAINED, cached_weights, download_weights
+    from sslstudio.core.backbones.pretrained import (
+        PRETRAINED,
+        TEXT_ENCODER_DOWNLOAD,
+        cached_text_encoder,
+        cached_text_models,
+        cached_weights,
+        download_text_encoder,
+        download_weights,
+    )
+    from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder, download_clip
 
     if args.action == "list":
         for name, (description, info) in PRETRAINED.items():
             found = cached_weights(name)
             where = f"on disk: {found}" if found else "not on disk (pick a file, or download)"
             print(f"{name}: {description}\n    {info.source}, licence {info.licence}; {where}")
-        from sslstudio.core.backbones.pretrained import cached_text_models
-
-        folders = cached_text_models()
-        print("text: pass a Hugging Face model folder as --weights (e.g. all-MiniLM-L6-v2); "
-              + ("in your cache:" if folders else "none in your Hugging Face cache"))
-        for folder in folders:
-            print(f"    {folder}")
-        from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder
-
+        text = cached_text_encoder()
+        print(f"text: {TEXT_ENCODER_DOWNLOAD['repo']}, the sentence encoder text runs and zero-shot labels "
+              f"of texts start from ({TEXT_ENCODER_DOWNLOAD['size']}, licence {TEXT_ENCODER_DOWNLOAD['licence']}); "
+              + (f"on disk: {text}" if text else "not on disk (`sslstudio weights download text`)"))
+        others = [folder for folder in cached_text_models() if folder != text]
+        if others:
+            print("    other BERT-family folders in your Hugging Face cache (pass one as --weights):")
+            for folder in others:
+                print(f"    {folder}")
         clip = cached_clip_folder()
         print(f"clip: {CLIP_DOWNLOAD['repo']} for zero-shot labels of images ({CLIP_DOWNLOAD['size']}, "
               f"licence {CLIP_DOWNLOAD['licence']}); "
               + (f"on disk: {clip}" if clip else "not on disk (`sslstudio weights download clip`)"))
         return 0
     if args.name == "clip":
-        return _download_clip(args.yes)
-    if args.name not in PRETRAINED:
-        raise UsageError(f"download what? one of: {', '.join(PRETRAINED)}, clip")
-    info = PRETRAINED[args.name][1]
+        fetch, what, then = download_clip, f"{CLIP_DOWNLOAD['repo']} ({CLIP_DOWNLOAD['size']}, licence " \
+            f"{CLIP_DOWNLOAD['licence']})", "use it with: sslstudio zeroshot {} --data IMAGES --classes ..."
+    elif args.name == "text":
+        fetch, what, then = download_text_encoder, f"{TEXT_ENCODER_DOWNLOAD['repo']} " \
+            f"({TEXT_ENCODER_DOWNLOAD['size']}, licence {TEXT_ENCODER_DOWNLOAD['licence']})", \
+            "train from it with: sslstudio train --data TEXTS --weights {}"
+    elif args.name in PRETRAINED:
+        info = PRETRAINED[args.name][1]
+        fetch, what, then = (lambda: download_weights(args.name)), \
+            f"{info.hf_hub_id} (licence {info.licence})", "train from it with: sslstudio train --data " \
+            f"IMAGES --backbone {args.name}"
+    else:
+        raise UsageError(f"download what? one of: {', '.join(PRETRAINED)}, text, clip")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("downloading needs your consent: add --yes")
-        answer = input(f"Download {info.hf_hub_id} (licence {info.licence}) from huggingface.co "
-                       "into your Hugging Face cache? [y/N] ")
+        answer = input(f"Download {what} from huggingface.co into your Hugging Face cache? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing downloaded")
             return 1
     try:
-        path = download_weights(args.name)
+        path = fetch()
     except OSError as error:
         raise UsageError(str(error)) from None
-    print(f"downloaded: {path}")
-    return 0
-
-
-def _download_clip(yes: bool) -> int:
-    from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, download_clip
-
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("downloading needs your consent: add --yes")
-        answer = input(f"Download {CLIP_DOWNLOAD['repo']} ({CLIP_DOWNLOAD['size']}, licence "
-                       f"{CLIP_DOWNLOAD['licence']}) from huggingface.co into your Hugging Face cache? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing downloaded")
-            return 1
-    try:
-        folder = download_clip()
-    except OSError as error:
-        raise UsageError(str(error)) from None
-    print(f"downloaded: {folder}\nuse it with: sslstudio zeroshot {folder} --data IMAGES --classes ...")
+    print(f"downloaded: {path}\n{then.format(path)}")
     return 0
 
 

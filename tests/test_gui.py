@@ -1038,6 +1038,51 @@ def test_backbone_picker_groups_pretrained_encoders_and_downloads_only_when_aske
     assert "weights on disk" in w.setup.backbone.currentText()
 
 
+def test_the_encoders_dialog_offers_the_text_encoder_and_clip_and_puts_each_download_where_it_is_used(
+        qtbot, window, monkeypatch, tmp_path):
+    import sslstudio.core.backbones.pretrained as pretrained
+    import sslstudio.core.zeroshot.clip as clip
+
+    w = window()
+    w.show_encoders()
+    dialog = w.encoders_dialog
+    assert {"pretrained_bert", "clip"} <= set(dialog.buttons)
+    text = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    assert "all-MiniLM-L6-v2" in text and "91 MB" in text and "CLIP ViT-B/32" in text and "605 MB" in text
+    fetched = []
+
+    def fake_text_encoder():
+        fetched.append("text")
+        return tmp_path / "minilm"
+
+    def fake_clip():
+        fetched.append("clip")
+        return tmp_path / "clip"
+
+    monkeypatch.setattr(pretrained, "download_text_encoder", fake_text_encoder)
+    monkeypatch.setattr(clip, "download_clip", fake_clip)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        staticmethod(lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No))
+    for name in ("pretrained_bert", "clip"):
+        dialog.buttons[name].click()
+    assert len(asked) == 2 and "all-MiniLM-L6-v2" in asked[0] and "clip-vit-base-patch32" in asked[1]
+    assert fetched == [] and not w.controller.busy()  # no consent, no download
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    image_weights = w.setup.weights.text()
+    dialog.buttons["pretrained_bert"].click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and fetched == ["text"], timeout=30000)
+    qtbot.waitUntil(lambda: not dialog.buttons["pretrained_bert"].isEnabled(), timeout=5000)
+    assert dialog.buttons["pretrained_bert"].text() == "On disk"
+    # An image project keeps its weights; a text run's encoder now starts from the folder.
+    assert w.setup.weights.text() == image_weights
+    assert w.setup.all_backbones["pretrained_bert"][2]["cached"] == str(tmp_path / "minilm")
+    dialog.buttons["clip"].click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and fetched == ["text", "clip"], timeout=30000)
+    qtbot.waitUntil(lambda: dialog.buttons["clip"].text() == "On disk", timeout=5000)
+    dialog.close()
+
+
 def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, window, monkeypatch):
     from sslstudio.core.labels import LabelStore
     from sslstudio.core.project_lock import ProjectLock

@@ -260,3 +260,53 @@ def test_masked_language_modelling_continues_a_bert_folder(text_folder, tmp_path
     assert events[-1].status == "completed"
     steps = [e for e in events if isinstance(e, StepMetrics)]
     assert "masked_accuracy" in steps[-1].extra
+
+
+def test_the_text_encoder_is_downloaded_only_when_asked_and_then_offered_from_the_cache(
+        tmp_path, monkeypatch, capsys):
+    import json
+
+    import huggingface_hub
+
+    from sslstudio.cli import main
+    from sslstudio.core.backbones.pretrained import (
+        TEXT_ENCODER_DOWNLOAD,
+        cached_text_encoder,
+        cached_text_models,
+        download_text_encoder,
+    )
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    asked = []
+
+    def fake_snapshot_download(repo, allow_patterns=None):
+        # What huggingface_hub leaves: the snapshot folder and refs/main naming it.
+        asked.append((repo, sorted(allow_patterns)))
+        root = tmp_path / "hub" / ("models--" + repo.replace("/", "--"))
+        snapshot = root / "snapshots" / "abc"
+        snapshot.mkdir(parents=True)
+        (snapshot / "config.json").write_text(json.dumps({"model_type": "bert"}))
+        for name in ("model.safetensors", "tokenizer.json"):
+            (snapshot / name).write_bytes(b"x")
+        (root / "refs").mkdir()
+        (root / "refs" / "main").write_text("abc")
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert cached_text_encoder() is None
+    assert main(["weights", "list"]) == 0
+    assert "not on disk (`sslstudio weights download text`)" in capsys.readouterr().out
+    assert main(["weights", "download", "text"]) != 0  # no terminal to ask in, and no --yes
+    assert "consent" in capsys.readouterr().err and asked == []
+    assert main(["weights", "download", "text", "--yes"]) == 0
+    assert asked == [(TEXT_ENCODER_DOWNLOAD["repo"], sorted(TEXT_ENCODER_DOWNLOAD["files"]))]
+    folder = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "abc"
+    assert cached_text_encoder() == folder and cached_text_models() == [folder]
+    assert f"sslstudio train --data TEXTS --weights {folder}" in capsys.readouterr().out
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(OSError, match="could not download.*no route to host.*Without a network, copy"):
+        download_text_encoder()

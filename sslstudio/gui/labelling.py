@@ -444,6 +444,8 @@ class LabellingPanels(QObject):
             if dialog is not None:
                 dialog.model.setText(str(value))
                 dialog.download_button.hide()
+            if self.host.encoders_dialog is not None:
+                self.host.encoders_dialog.mark_on_disk("clip")
             self._say(f"CLIP downloaded: {value}")
         elif kind == "groups":
             self.host.progress.hide()

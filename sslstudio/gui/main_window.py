@@ -53,6 +53,10 @@ from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
 from sslstudio.gui.worker import JobWorker
 
 APP_NAME = "SSL Studio"
+# What the pretrained-encoders dialog offers besides the image backbones: the text encoder (the
+# backbone a text run starts from) and CLIP (zero-shot pre-labels, not a backbone).
+TEXT_ENCODER = "pretrained_bert"
+CLIP_OFFER = "clip"
 THUMBNAIL_SIZE = 64
 MAX_RECENT = 8
 BANNER_STYLES = {
@@ -313,7 +317,15 @@ class MainWindow(QMainWindow):
             self.status_text.setText("The training engine is still loading; try again in a moment.")
             return
         if self.encoders_dialog is None:
-            self.encoders_dialog = EncodersDialog(self.engine["backbones"], self.download_weights, self)
+            from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder  # torch: on use
+
+            clip = cached_clip_folder()
+            offers = {**self.engine["backbones"], CLIP_OFFER: (
+                "CLIP ViT-B/32", "image",
+                {"offer": "CLIP ViT-B/32: pre-labels images from class names, no labels needed",
+                 "hub": CLIP_DOWNLOAD["repo"], "megabytes": CLIP_DOWNLOAD["megabytes"], "source": "OpenAI",
+                 "licence": CLIP_DOWNLOAD["licence"], "cached": str(clip) if clip else ""})}
+            self.encoders_dialog = EncodersDialog(offers, self.download_weights, self)
         self.encoders_dialog.show()
         self.encoders_dialog.raise_()
 
@@ -493,24 +505,36 @@ class MainWindow(QMainWindow):
         self.curves.set_history(history)
 
     def download_weights(self, name: str) -> None:
-        """Fetch a pretrained backbone's standard weights, only after the user agrees."""
+        """Fetch a pretrained encoder's standard weights (an image backbone's file, or the text
+        encoder's folder), only after the user agrees. CLIP has its own question."""
         from sslstudio.core.backbones.pretrained import (  # torch: on use
             PRETRAINED,
+            TEXT_ENCODER_DOWNLOAD,
+            download_text_encoder,
             download_weights,
         )
 
-        if name not in PRETRAINED or self.controller.busy():
+        if name == CLIP_OFFER:
+            self.labelling.download_clip()
             return
-        info = PRETRAINED[name][1]
+        if name not in PRETRAINED and name != TEXT_ENCODER or self.controller.busy():
+            return
+        if name == TEXT_ENCODER:
+            what = (f"the sentence encoder {TEXT_ENCODER_DOWNLOAD['repo']} ({TEXT_ENCODER_DOWNLOAD['size']}, "
+                    f"licence {TEXT_ENCODER_DOWNLOAD['licence']})")
+            short, fetch = "all-MiniLM-L6-v2", lambda n: (n, str(download_text_encoder()))
+        else:
+            info = PRETRAINED[name][1]
+            what = f"the {info.source} weights of {info.arch} ({info.hf_hub_id}, licence {info.licence})"
+            short, fetch = info.arch, lambda n: (n, str(download_weights(n)))
         answer = QMessageBox.question(
-            self, APP_NAME, f"Download the {info.source} weights of {info.arch} ({info.hf_hub_id}, "
-            f"licence {info.licence}) from huggingface.co into your Hugging Face cache?\n\nNothing "
-            "else is sent or downloaded. Without a network, pick a weights file instead.")
+            self, APP_NAME, f"Download {what} from huggingface.co into your Hugging Face cache?\n\n"
+            "Nothing else is sent or downloaded. Without a network, pick a weights file instead.")
         if answer != QMessageBox.StandardButton.Yes:
             return
-        self.controller.start_task("download", lambda n: (n, str(download_weights(n))), name)
+        self.controller.start_task("download", fetch, name)
         self.progress.setRange(0, 0)
-        self.progress.setFormat(f"downloading {info.arch}…")
+        self.progress.setFormat(f"downloading {short}…")
         self.progress.show()
 
     def toggle_pause(self) -> None:

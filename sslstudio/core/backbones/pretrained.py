@@ -239,13 +239,56 @@ def download_weights(name: str, progress=None) -> Path:
     """Fetch the standard weights through huggingface_hub (timm's mechanism), into its cache.
     Only on the user's explicit request; raises OSError with advice when offline."""
     info = PRETRAINED[name][1]
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as error:  # pragma: no cover - timm depends on it
-        raise OSError(f"downloading needs huggingface_hub ({error})") from None
+    hf_hub_download = _hub_function("hf_hub_download")
     try:
         return Path(hf_hub_download(info.hf_hub_id, "model.safetensors"))
     except Exception as error:  # noqa: BLE001 - network errors come in many types
-        raise OSError(f"could not download {info.hf_hub_id}: {type(error).__name__}: "
-                      f"{str(error).splitlines()[0] if str(error) else ''}. Without a network, "
-                      "download model.safetensors elsewhere and pick it as a weights file") from None
+        raise OSError(_failed(info.hf_hub_id, error, "download model.safetensors elsewhere and pick it "
+                                                     "as a weights file")) from None
+
+
+# The sentence encoder the app offers to fetch, only after the user agrees: the folder a text
+# run starts from (the strongest text path on a laptop) and that gives zero-shot labels to texts;
+# the files those read and nothing else.
+TEXT_ENCODER_DOWNLOAD = {"repo": "sentence-transformers/all-MiniLM-L6-v2", "size": "about 91 MB",
+                         "megabytes": 91, "licence": "Apache-2.0",
+                         "files": ("config.json", "model.safetensors", "tokenizer.json",
+                                   "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")}
+
+
+def cached_text_encoder() -> Path | None:
+    """TEXT_ENCODER_DOWNLOAD's folder when it is in the Hugging Face cache."""
+    repo = "models--" + TEXT_ENCODER_DOWNLOAD["repo"].replace("/", "--")
+    return next((folder for folder in cached_text_models() if folder.parents[1].name == repo), None)
+
+
+def download_text_encoder() -> Path:
+    """Fetch TEXT_ENCODER_DOWNLOAD's files into the Hugging Face cache; returns the model folder."""
+    folder = download_model_folder(TEXT_ENCODER_DOWNLOAD, "copy a BERT-family model folder (config.json, "
+                                                          "model.safetensors, tokenizer.json) here and pick it")
+    if cached_text_encoder() is None:
+        raise OSError(f"{folder} was downloaded but is not a BERT-family folder with a tokenizer.json")
+    return folder
+
+
+def download_model_folder(spec: dict, offline_advice: str) -> Path:
+    """spec's files of its Hugging Face repository, into the cache; only on the user's explicit
+    request. Raises OSError that says what to do without a network."""
+    snapshot_download = _hub_function("snapshot_download")
+    try:
+        return Path(snapshot_download(spec["repo"], allow_patterns=list(spec["files"])))
+    except Exception as error:  # noqa: BLE001 - network errors come in many types
+        raise OSError(_failed(spec["repo"], error, offline_advice)) from None
+
+
+def _hub_function(name: str):
+    try:
+        import huggingface_hub
+    except ImportError as error:  # pragma: no cover - timm depends on it
+        raise OSError(f"downloading needs huggingface_hub ({error})") from None
+    return getattr(huggingface_hub, name)
+
+
+def _failed(repo: str, error: Exception, offline_advice: str) -> str:
+    first_line = str(error).splitlines()[0] if str(error) else ""
+    return f"could not download {repo}: {type(error).__name__}: {first_line}. Without a network, {offline_advice}"

@@ -206,7 +206,7 @@ class Clip(nn.Module):
 
 # The CLIP the app offers to fetch, only after the user agrees: OpenAI's ViT-B/32 in Hugging
 # Face's layout, the files zero-shot reads and nothing else.
-CLIP_DOWNLOAD = {"repo": "openai/clip-vit-base-patch32", "size": "about 605 MB", "licence": "MIT",
+CLIP_DOWNLOAD = {"repo": "openai/clip-vit-base-patch32", "size": "about 605 MB", "megabytes": 605, "licence": "MIT",
                  "files": ("config.json", "model.safetensors", "tokenizer.json",
                            "preprocessor_config.json")}
 
@@ -226,17 +226,10 @@ def cached_clip_folder() -> Path | None:
 def download_clip() -> Path:
     """Fetch CLIP_DOWNLOAD's files into the Hugging Face cache; returns the model folder. Only
     on the user's explicit request; raises OSError with advice when offline."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as error:  # pragma: no cover - timm depends on it
-        raise OSError(f"downloading needs huggingface_hub ({error})") from None
-    try:
-        folder = Path(snapshot_download(CLIP_DOWNLOAD["repo"], allow_patterns=list(CLIP_DOWNLOAD["files"])))
-    except Exception as error:  # noqa: BLE001 - network errors come in many types
-        raise OSError(f"could not download {CLIP_DOWNLOAD['repo']}: {type(error).__name__}: "
-                      f"{str(error).splitlines()[0] if str(error) else ''}. Without a network, copy "
-                      "a CLIP folder (config.json, model.safetensors, tokenizer.json) here and "
-                      "choose it") from None
+    from sslstudio.core.backbones.pretrained import download_model_folder
+
+    folder = download_model_folder(CLIP_DOWNLOAD, "copy a CLIP folder (config.json, model.safetensors, "
+                                                  "tokenizer.json) here and choose it")
     if not is_clip_folder(folder):
         raise OSError(f"{folder} was downloaded but is not a CLIP folder")
     return folder

@@ -19,11 +19,12 @@ class EncodersDialog(QDialog):
         self.setWindowTitle("Pretrained encoders")
         self.download = download
         intro = QLabel(
-            "Starting from an encoder pretrained on ImageNet is the strongest path on a laptop: "
-            "a few minutes of training on your folder, then a classifier from a handful of labels. "
-            "None is included in SSL Studio. Each downloads once from huggingface.co, only after "
-            "you say yes. Without them everything still works offline: training starts from "
-            "scratch, or from a weights file you pick in Run setup.")
+            "Starting from a pretrained encoder is the strongest path on a laptop: a few minutes "
+            "of training on your folder, then a classifier from a handful of labels. The image "
+            "encoders learned from ImageNet; the text one from a billion sentence pairs; CLIP gives "
+            "images labels from class names alone. None is included in SSL Studio. Each downloads "
+            "once from huggingface.co, only after you say yes. Without them everything still works "
+            "offline: training starts from scratch, or from weights you pick in Run setup.")
         intro.setWordWrap(True)
         grid = QGridLayout()
         for column, title in enumerate(("Encoder", "Download", "Source", "Licence", "")):
@@ -34,7 +35,7 @@ class EncodersDialog(QDialog):
                    if value[2] is not None and value[2].get("hub")]
         offered.sort(key=lambda item: item[0] != RECOMMENDED)
         for row, (name, (description, _, extra)) in enumerate(offered, start=1):
-            label = description + ("  (recommended)" if name == RECOMMENDED else "")
+            label = extra.get("offer", description) + ("  (recommended)" if name == RECOMMENDED else "")
             text = QLabel(label)
             text.setWordWrap(True)
             text.setToolTip(extra["hub"])

@@ -366,7 +366,10 @@ class RunSetupPanel(QWidget):
     def mark_downloaded(self, name: str, path: str) -> None:
         description, modality, extra = self.all_backbones[name]
         self.all_backbones[name] = (description, modality, {**extra, "cached": path})
-        self.weights.setText(path)
+        if self.backbone.currentData() == name:
+            # Only for the encoder chosen now: the dialog downloads others too, and their
+            # weights would not load into this one.
+            self.weights.setText(path)
         self._fill_backbones()
 
     def set_modality(self, modality: str) -> None:
@@ -487,11 +490,18 @@ def engine_info() -> dict:
                      "cached": str(found) if found else "", "hub": spec.pretrained.hf_hub_id,
                      "megabytes": spec.pretrained.download_megabytes}
         elif name == "pretrained_bert":
-            from sslstudio.core.backbones.pretrained import cached_text_models
+            from sslstudio.core.backbones.pretrained import (
+                TEXT_ENCODER_DOWNLOAD,
+                cached_text_encoder,
+                cached_text_models,
+            )
 
-            folders = cached_text_models()
-            extra = {"source": "a Hugging Face model folder you choose", "licence": "the model's",
-                     "cached": str(folders[0]) if folders else "", "download": False}
+            # The offered sentence encoder first; else any BERT-family folder in the cache.
+            found = cached_text_encoder() or next(iter(cached_text_models()), None)
+            extra = {"source": "sentence-transformers, or a Hugging Face model folder you choose",
+                     "licence": TEXT_ENCODER_DOWNLOAD["licence"], "cached": str(found) if found else "",
+                     "hub": TEXT_ENCODER_DOWNLOAD["repo"], "megabytes": TEXT_ENCODER_DOWNLOAD["megabytes"],
+                     "offer": "all-MiniLM-L6-v2: English sentence encoder, for folders of texts"}
         backbones[name] = (spec.description, spec.modality, extra)
     devices = [("auto", f"auto ({best})")]
     for device in list_devices():
