@@ -1009,6 +1009,28 @@ def test_weights_for_a_text_folder_switch_skipgram_to_an_objective_that_continue
     assert w.setup.objective.currentText() == "simcse"
 
 
+def test_the_encoder_and_its_weights_are_remembered_per_kind_of_data(qtbot, window, tmp_path):
+    from tests.conftest import make_text_folder
+
+    weights = tmp_path / "convnext.safetensors"
+    weights.write_bytes(b"x")
+    w = window()
+    open_sample(qtbot, w)
+    w.setup._set_combo_data(w.setup.backbone, "pretrained_convnext_atto")
+    w.setup.weights.setText(str(weights))
+    w.open_data_folder(make_text_folder(tmp_path / "texts"))
+    qtbot.waitUntil(lambda: w.data_set is not None and w.data_set.modality == "text" and not w.controller.busy(),
+                    timeout=60000)
+    # The image encoder's weights would not load into a text run.
+    train_config, _ = w.setup.build_configs(str(w.data_set.root), str(tmp_path / "run"))
+    assert train_config.backbone == "auto" and train_config.weights == ""
+    open_sample(qtbot, w)
+    assert w.setup.backbone.currentData() == "pretrained_convnext_atto" and w.setup.weights.text() == str(weights)
+    saved = w.setup.choices()["encoders_by_modality"]
+    assert saved["image"] == {"backbone": "pretrained_convnext_atto", "weights": str(weights)}
+    assert saved["text"] == {"backbone": "auto", "weights": ""}
+
+
 def test_backbone_picker_groups_pretrained_encoders_and_downloads_only_when_asked(qtbot, window, monkeypatch, tmp_path):
     import sslstudio.core.backbones.pretrained as pretrained
 

@@ -295,9 +295,14 @@ class RunSetupPanel(QWidget):
             wanted = self.default_objectives[self.modality]
         self.objective.setCurrentText(wanted)
         self._objective_changed(self.objective.currentText())
-        default_backbone = choices.get("backbone") or info.get("default_backbone", "auto")
-        self._set_combo_data(self.backbone, default_backbone)
-        self.weights.setText(choices.get("weights", "") or self.weights.text())
+        self.default_backbones = {"image": info.get("default_backbone", "auto"), "text": "auto"}
+        # The encoder and its weights are remembered per kind of data: an image encoder's
+        # weights file would not load into a text run, nor a text model folder into an image one.
+        self.saved_encoders = dict(choices.get("encoders_by_modality", {}))
+        if self.modality not in self.saved_encoders and choices.get("backbone"):
+            self.saved_encoders[self.modality] = {"backbone": choices["backbone"],
+                                                  "weights": choices.get("weights", "")}
+        self._restore_encoder()
         self._set_combo_data(self.device, choices.get("device", "auto"))
         self.image_size.setValue(int(choices.get("image_size", 0)))
         self.batch_size.setValue(int(choices.get("batch_size", 0)))
@@ -378,6 +383,7 @@ class RunSetupPanel(QWidget):
             self.modality = modality
             return
         self.saved_objectives[self.modality] = self.objective.currentText()
+        self.saved_encoders[self.modality] = self._encoder_choice()
         self.modality = modality
         self.objectives = {n: c for n, c in self.all_objectives.items() if modality in c.modalities}
         self.objective.blockSignals(True)
@@ -387,7 +393,18 @@ class RunSetupPanel(QWidget):
         self.objective.setCurrentText(self.saved_objectives.get(modality, self.default_objectives[modality]))
         self._objective_changed(self.objective.currentText())
         self._fill_backbones()
+        self._restore_encoder()
         self._show_modality_widgets()
+
+    def _encoder_choice(self) -> dict:
+        return {"backbone": self.backbone.currentData() or "auto", "weights": self.weights.text().strip()}
+
+    def _restore_encoder(self) -> None:
+        """This kind of data's encoder as last chosen, else its default (weights from the cache)."""
+        saved = self.saved_encoders.get(self.modality, {})
+        self.weights.setText(saved.get("weights", ""))
+        self._set_combo_data(self.backbone, saved.get("backbone") or self.default_backbones.get(self.modality, "auto"))
+        self._backbone_changed()
 
     def _show_modality_widgets(self) -> None:
         view = VIEWS[self.modality]
@@ -423,6 +440,7 @@ class RunSetupPanel(QWidget):
             knob_values[self.knob_form_objective] = self.knob_form.values()
         by_modality = dict(getattr(self, "saved_objectives", {}))
         by_modality[self.modality] = self.objective.currentText()
+        encoders = {**getattr(self, "saved_encoders", {}), self.modality: self._encoder_choice()}
         return {
             "objective": self.objective.currentText(),
             "objectives_by_modality": by_modality,
@@ -430,6 +448,7 @@ class RunSetupPanel(QWidget):
             "knobs": knob_values,
             "backbone": self.backbone.currentData(),
             "weights": self.weights.text().strip(),
+            "encoders_by_modality": encoders,
             "device": self.device.currentData(),
             "image_size": self.image_size.value(),
             "batch_size": self.batch_size.value(),
