@@ -334,3 +334,20 @@ def test_one_label_a_class_trains_a_classifier_and_says_there_is_no_estimate(pre
     assert describe(estimate_event).text.startswith("linear: no estimate: every class has a single label")
     assert events[-1].status == "completed" and "no estimate" in events[-1].message
     assert np.isnan(load_adapted(tmp_path / "one", torch.device("cpu")).info["estimate"]["accuracy"])
+
+
+def test_setfit_with_one_label_a_class_skips_the_pair_stage_and_is_the_linear_probe(pretrained_run, tmp_path):
+    """No pair of one class exists: tuning on self-pairs and negatives measured worse than no
+    tuning (bench/ladder.py), so the head fits the untuned features as the probe does."""
+    folder, run = pretrained_run
+    labels = folder_labels(folder, 1)
+    probabilities = {}
+    for method in ("linear", "setfit"):
+        events = list(adapt(AdaptRequest(run, folder, labels, method, out_dir=tmp_path / method)))
+        assert events[-1].status == "completed"
+        fits = [e for e in events if type(e).__name__ == "AdaptProgress" and e.phase == "final"]
+        assert [(e.done, e.total) for e in fits] == [(1, 1)]  # one step: no pair training
+        probabilities[method] = next(e for e in events if type(e).__name__ == "AdaptPredictions")
+    assert list(probabilities["setfit"].items) == list(probabilities["linear"].items)
+    np.testing.assert_allclose(probabilities["setfit"].confidence, probabilities["linear"].confidence, atol=1e-4)
+    assert (probabilities["setfit"].predicted == probabilities["linear"].predicted).all()
