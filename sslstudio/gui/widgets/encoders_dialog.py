@@ -41,7 +41,7 @@ class EncodersDialog(QDialog):
             text.setToolTip(extra["hub"])
             grid.addWidget(text, row, 0)
             grid.addWidget(QLabel(f"{extra['megabytes']} MB"), row, 1)
-            grid.addWidget(QLabel(extra["source"]), row, 2)
+            grid.addWidget(QLabel(extra.get("offer_source", extra["source"])), row, 2)
             grid.addWidget(QLabel(extra["licence"]), row, 3)
             button = QPushButton("On disk" if extra["cached"] else "Download…")
             button.setEnabled(not extra["cached"])
@@ -49,6 +49,7 @@ class EncodersDialog(QDialog):
             self.buttons[name] = button
             grid.addWidget(button, row, 4)
         grid.setColumnStretch(0, 1)
+        grid.setColumnMinimumWidth(0, 300)  # the names wrap onto two lines, never cut
         table = QWidget()
         table.setLayout(grid)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -58,7 +59,7 @@ class EncodersDialog(QDialog):
         layout.addWidget(table)
         layout.addWidget(close)
         self.setWindowModality(Qt.WindowModality.NonModal)
-        self.resize(760, self.sizeHint().height())
+        self.resize(820, self.sizeHint().height())
 
     def mark_on_disk(self, name: str) -> None:
         button = self.buttons.get(name)
