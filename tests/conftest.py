@@ -77,3 +77,18 @@ def make_text_folder(root: Path, per_class: int = 12, seed: int = 0) -> Path:
 @pytest.fixture
 def text_folder(tmp_path: Path) -> Path:
     return make_text_folder(tmp_path / "texts")
+
+
+def fake_snapshot_download(hub: Path, fill, asked: list):
+    """huggingface_hub.snapshot_download as it leaves the cache (the snapshot folder, filled by
+    `fill`, and refs/main naming it), recording what was asked for; no network."""
+
+    def download(repo, allow_patterns=None):
+        asked.append((repo, sorted(allow_patterns)))
+        root = hub / ("models--" + repo.replace("/", "--"))
+        fill(root / "snapshots" / "abc")
+        (root / "refs").mkdir()
+        (root / "refs" / "main").write_text("abc")
+        return str(root / "snapshots" / "abc")
+
+    return download

@@ -4,9 +4,11 @@ expect, continued training that keeps BatchNorm statistics, and Hugging Face BER
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import fake_snapshot_download
 from safetensors.torch import save_file
 
 from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
@@ -264,8 +266,6 @@ def test_masked_language_modelling_continues_a_bert_folder(text_folder, tmp_path
 
 def test_the_text_encoder_is_downloaded_only_when_asked_and_then_offered_from_the_cache(
         tmp_path, monkeypatch, capsys):
-    import json
-
     import huggingface_hub
 
     from sslstudio.cli import main
@@ -279,20 +279,14 @@ def test_the_text_encoder_is_downloaded_only_when_asked_and_then_offered_from_th
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     asked = []
 
-    def fake_snapshot_download(repo, allow_patterns=None):
-        # What huggingface_hub leaves: the snapshot folder and refs/main naming it.
-        asked.append((repo, sorted(allow_patterns)))
-        root = tmp_path / "hub" / ("models--" + repo.replace("/", "--"))
-        snapshot = root / "snapshots" / "abc"
+    def bert_folder(snapshot: Path) -> None:
         snapshot.mkdir(parents=True)
         (snapshot / "config.json").write_text(json.dumps({"model_type": "bert"}))
         for name in ("model.safetensors", "tokenizer.json"):
             (snapshot / name).write_bytes(b"x")
-        (root / "refs").mkdir()
-        (root / "refs" / "main").write_text("abc")
-        return str(snapshot)
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        fake_snapshot_download(tmp_path / "hub", bert_folder, asked))
     assert cached_text_encoder() is None
     assert main(["weights", "list"]) == 0
     assert "not on disk (`sslstudio weights download text`)" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from conftest import make_image_folder
+from conftest import fake_snapshot_download, make_image_folder
 from sslstudio.core.control import RunControl
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.zeroshot import ZeroShotRequest, class_descriptions, zero_shot
@@ -206,16 +206,8 @@ def test_clip_is_downloaded_only_when_asked_and_then_found_in_the_cache(tmp_path
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     asked = []
 
-    def fake_snapshot_download(repo, allow_patterns=None):
-        # What huggingface_hub leaves: the snapshot folder and refs/main naming it.
-        asked.append((repo, sorted(allow_patterns)))
-        root = tmp_path / "hub" / ("models--" + repo.replace("/", "--"))
-        make_clip_folder(root / "snapshots" / "abc")
-        (root / "refs").mkdir()
-        (root / "refs" / "main").write_text("abc")
-        return str(root / "snapshots" / "abc")
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        fake_snapshot_download(tmp_path / "hub", make_clip_folder, asked))
     assert cached_clip_folder() is None
     assert main(["weights", "list"]) == 0
     assert "not on disk (`sslstudio weights download clip`)" in capsys.readouterr().out
