@@ -1201,6 +1201,38 @@ def test_stop_says_what_it_does_to_each_kind_of_job_it_can_stop():
     assert [kind for kind, words in STOPPING_WORDS.items() if "checkpoint" in words] == ["train"]
 
 
+def test_pre_labels_for_texts_offer_the_sentence_encoder_and_never_an_image_model(qtbot, window, tmp_path,
+                                                                                    monkeypatch):
+    import sslstudio.core.backbones.pretrained as pretrained
+    from tests.conftest import make_text_folder
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no sentence encoder cached
+    w = window()
+    w.settings.setValue("zeroshot/image_model", str(tmp_path / "clip"))  # chosen for an image project
+    w.open_data_folder(make_text_folder(tmp_path / "reviews"))
+    wait_for_data(qtbot, w)
+    for name in ("bad", "good"):
+        w.label_store.add_class(name)
+    w.refresh_labels()
+    w.label_panel.zeroshot_button.click()
+    dialog = w.labelling.zeroshot_dialog
+    assert dialog.isVisible() and dialog.model.text() == ""  # not the CLIP of the image project
+    assert dialog.download_button.isVisible() and "all-MiniLM-L6-v2 (about 91 MB)" in dialog.download_button.text()
+    fetched = []
+    monkeypatch.setattr(pretrained, "download_text_encoder", lambda: fetched.append(1) or tmp_path / "minilm")
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.No))
+    dialog.download_button.click()
+    assert not fetched and not w.controller.busy()
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.model.text() == str(tmp_path / "minilm"),
+                    timeout=30000)
+    assert fetched == [1] and not dialog.download_button.isVisible()
+    # The text run's encoder can start from it too.
+    assert w.setup.all_backbones["pretrained_bert"][2]["cached"] == str(tmp_path / "minilm")
+    dialog.reject()
+
+
 def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undone(qtbot, window, tmp_path,
                                                                                  monkeypatch):
     from test_zeroshot import make_clip_folder
@@ -1240,7 +1272,7 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     dialog.accept()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.label_panel.has_pre_labels, timeout=60000)
     session = w.labelling.session
-    assert w.settings.value("zeroshot/model") == str(tmp_path / "clip")
+    assert w.settings.value("zeroshot/image_model") == str(tmp_path / "clip")
     assert "299 unlabelled items have a pre-label" in w.label_panel.zeroshot_text.text()
     assert w.predicted is not None and (w.predicted >= 0).all()  # shown as predictions
     assert w.label_store.label_names() == {by_hand: "boot"}  # nothing is a label until accepted

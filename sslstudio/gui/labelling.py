@@ -50,6 +50,18 @@ def _rgb(colour: str) -> tuple[int, int, int]:
     return c.red(), c.green(), c.blue()
 
 
+def offered_model(offer: str) -> tuple[str, str, Path | None]:
+    """(name, download size, folder in the cache or None) of a model the app offers to fetch for
+    zero-shot pre-labels: "clip" for images, "text" (the sentence encoder) for texts."""
+    if offer == "clip":
+        from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder  # torch: on use
+
+        return "CLIP ViT-B/32", CLIP_DOWNLOAD["size"], cached_clip_folder()
+    from sslstudio.core.backbones.pretrained import TEXT_ENCODER_DOWNLOAD, cached_text_encoder
+
+    return "all-MiniLM-L6-v2", TEXT_ENCODER_DOWNLOAD["size"], cached_text_encoder()
+
+
 class LabellingHost(Protocol):
     """The main window as the labelling panels see it. It is a QWidget: their dialogs and
     actions belong to it."""
@@ -63,8 +75,13 @@ class LabellingHost(Protocol):
     data_set: object | None  # None before a folder is loaded and while one is scanned
     engine: dict | None  # None until the training engine has loaded
 
+    encoders_dialog: QWidget | None  # the pretrained-encoders dialog, once it has been shown
+
     def reveal(self, widget: QWidget) -> None:
         """Bring the dock or the tab that holds `widget` to the front."""
+
+    def download_weights(self, name: str) -> None:
+        """Ask, then fetch a pretrained encoder's weights (the text encoder: "pretrained_bert")."""
 
 
 class LabellingPanels(QObject):
@@ -440,10 +457,7 @@ class LabellingPanels(QObject):
     def _task_result(self, kind: str, value) -> None:
         if kind == "clip":
             self.host.progress.hide()
-            dialog = getattr(self, "zeroshot_dialog", None)
-            if dialog is not None:
-                dialog.model.setText(str(value))
-                dialog.download_button.hide()
+            self.model_downloaded("clip", str(value))
             if self.host.encoders_dialog is not None:
                 self.host.encoders_dialog.mark_on_disk("clip")
             self._say(f"CLIP downloaded: {value}")
@@ -486,33 +500,43 @@ class LabellingPanels(QObject):
             self._say("Open a data folder first")
             return
         settings = getattr(self.host, "settings", None)
-        remembered = str(settings.value("zeroshot/model", "") or "") if settings is not None else ""
         view = view_of(self.host.data_set)
+        # One model per kind of data: a CLIP folder cannot read texts, nor a sentence encoder images.
+        key = f"zeroshot/{view.name}_model"
+        remembered = str(settings.value(key, "") or "") if settings is not None else ""
         if not remembered and view.run_reads_descriptions and self._selected_run is not None:
             remembered = str(self._selected_run.folder.path)
         download_text = ""
-        if view.offers_clip_download and self.host.engine is not None:
-            from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder  # torch
-
-            cached = cached_clip_folder()
+        offer = view.zero_shot_download
+        if offer and self.host.engine is not None:
+            title, size, cached = offered_model(offer)
             remembered = remembered or (str(cached) if cached else "")
             if cached is None:
-                download_text = f"Download CLIP ViT-B/32 ({CLIP_DOWNLOAD['size']})…"
+                download_text = f"Download {title} ({size})…"
         dialog = ZeroShotDialog([c.name for c in self.session.classes()], view, remembered,
                                 self.host, download_text)
-        dialog.download_requested.connect(self.download_clip)
+        dialog.offer = offer
+        dialog.download_requested.connect(
+            self.download_clip if offer == "clip" else lambda: self.host.download_weights("pretrained_bert"))
 
         def chosen(result: int) -> None:
             if result != ZeroShotDialog.DialogCode.Accepted:
                 return
             model, descriptions = dialog.chosen()
             if settings is not None:
-                settings.setValue("zeroshot/model", model)
+                settings.setValue(key, model)
             self.start_zero_shot(Path(model), descriptions)
 
         dialog.finished.connect(chosen)
         dialog.open()  # not exec(): the window keeps drawing while it is up
         self.zeroshot_dialog = dialog
+
+    def model_downloaded(self, offer: str, folder: str) -> None:
+        """A model the pre-label dialog offers is on disk now: the open dialog points at it."""
+        dialog = getattr(self, "zeroshot_dialog", None)
+        if dialog is not None and getattr(dialog, "offer", "") == offer:
+            dialog.model.setText(folder)
+            dialog.download_button.hide()
 
     def download_clip(self) -> None:
         """Fetch the CLIP the app offers, only after a yes; the dialog then points at it."""

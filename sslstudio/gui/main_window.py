@@ -657,6 +657,8 @@ class MainWindow(QMainWindow):
             self.setup.mark_downloaded(name, path)
             if self.encoders_dialog is not None:
                 self.encoders_dialog.mark_on_disk(name)
+            if name == TEXT_ENCODER:
+                self.labelling.model_downloaded("text", path)
             self.status_text.setText(f"Weights of {name} downloaded: {path}")
         elif kind == "try" and self.export_dialog is not None:
             result, neighbours = value

@@ -33,11 +33,11 @@ class ModalityView:
     load: Callable  # (folder, thumbnail size, cache folder, control) -> a generator of the data set
     # Zero-shot pre-labels: the model folders that read these items and text alike, how a bare
     # class name is put into words, whether a run of this kind reads class descriptions itself,
-    # and whether the app offers to fetch a model (CLIP) after a yes.
+    # and which model the app offers to fetch after a yes ("clip" or "text", the sentence encoder).
     zero_shot_models: str = ""
     zero_shot_template: str = "{}"
     run_reads_descriptions: bool = False
-    offers_clip_download: bool = False
+    zero_shot_download: str = ""
 
 
 VIEWS = {
@@ -45,12 +45,12 @@ VIEWS = {
                           image_knobs=True, text_knobs=False, load=_load_images,
                           zero_shot_models="a CLIP model folder (Hugging Face layout: config.json, "
                                            "model.safetensors, tokenizer.json)",
-                          zero_shot_template="a photo of a {}.", offers_clip_download=True),
+                          zero_shot_template="a photo of a {}.", zero_shot_download="clip"),
     "text": ModalityView("text", "texts", textual=True, weights_in_folder=True,
                          image_knobs=False, text_knobs=True, load=_load_texts,
                          zero_shot_models="a sentence-encoder folder such as all-MiniLM-L6-v2, or "
                                           "a text run of this project",
-                         run_reads_descriptions=True),
+                         run_reads_descriptions=True, zero_shot_download="text"),
 }
 
 

@@ -19,7 +19,7 @@ class ZeroShotDialog(QDialog):
         kind = view.zero_shot_models
         intro = QLabel(f"Every item gets the class whose description is nearest, with a "
                        f"confidence; nothing becomes a label until you accept it. The model: {kind}. "
-                       "Nothing is downloaded.")
+                       "Nothing is downloaded unless you ask.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
         model_row = QHBoxLayout()
