@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -219,6 +220,9 @@ def test_adapt_estimates_saves_and_predicts_like_the_saved_model(pretrained_run,
     estimate_event = next(e for e in events if type(e).__name__ == "AdaptEstimate")
     assert 0 <= estimate_event.ci_low <= estimate_event.accuracy <= estimate_event.ci_high <= 1
     assert estimate_event.num_labels == 15
+    # Only SetFit's estimate carries a caution (measured running opposite to the truth), saved too.
+    assert bool(estimate_event.caution) == (method == "setfit")
+    assert json.loads((out / "estimate.json").read_text())["caution"] == estimate_event.caution
     if method not in ("linear", "setfit"):
         # No epoch is chosen on the folds (that flattered the estimate): the folds and the final
         # fit train the whole schedule, so the estimate measures what is saved.

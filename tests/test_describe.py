@@ -291,3 +291,9 @@ def test_an_interval_that_reaches_chance_says_so():
                          "beats guessing; more labels narrow it")
     assert estimate(ci_low=0.70).chance_words() == ""
     assert estimate(num_labels=0, support=np.array([0, 0])).chance_words() == ""
+
+
+def test_an_estimate_with_a_caution_says_it_on_its_headline():
+    line = format_estimate(estimate(method="setfit", caution="it can run opposite to the truth")).splitlines()[0]
+    assert line.endswith("; caution: it can run opposite to the truth")
+    assert "caution" not in format_estimate(estimate())

@@ -183,6 +183,8 @@ def format_estimate(event: AdaptEstimate) -> str:
              f"{event.scheme}{trained}"]
     if event.chance_words():
         lines[0] += f"; {event.chance_words()}"
+    if event.caution:
+        lines[0] += f"; caution: {event.caution}"
     width = max([len("class"), *(len(n) for n in event.class_names)])
     lines.append(f"  {'class':<{width}}  labels  recall  precision")
     for name, support, recall, precision in zip(event.class_names, event.support, event.recall,

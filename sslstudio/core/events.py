@@ -170,6 +170,7 @@ class AdaptEstimate:
     confusion: np.ndarray  # (C, C) rows true, columns predicted; mean counts per repeat
     repeat_accuracies: np.ndarray  # one per repeat: the spread the folds give
     epochs: int = 0  # for trained networks: the epochs each fit trained
+    caution: str = ""  # the method's own measured reason to doubt this kind of estimate
 
     @property
     def estimated(self) -> bool:

@@ -340,13 +340,14 @@ class AdaptedFolder:
             saved["ci_low"], saved["ci_high"], saved["balanced_accuracy"],
             tuple(saved["class_names"]), np.array(saved["recall"]), np.array(saved["precision"]),
             np.array(saved["support"]), np.array(saved["confusion"]),
-            np.array(saved.get("repeat_accuracies", [])), saved.get("epochs", 0))
+            np.array(saved.get("repeat_accuracies", [])), saved.get("epochs", 0), saved.get("caution", ""))
 
     def write_estimate(self, estimate) -> None:
         atomic_write_text(self.estimate_path, json.dumps({
             "method": estimate.method, "scheme": estimate.scheme, "num_labels": estimate.num_labels,
             "accuracy": estimate.accuracy, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
             "balanced_accuracy": estimate.balanced_accuracy, "epochs": estimate.epochs,
+            "caution": estimate.caution,
             "class_names": list(estimate.class_names), "recall": estimate.recall.tolist(),
             "precision": estimate.precision.tolist(), "support": estimate.support.tolist(),
             "confusion": estimate.confusion.tolist(),

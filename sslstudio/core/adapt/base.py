@@ -90,6 +90,8 @@ class Adapter:
     config_cls: type = AdaptConfig
     default_repeats = 2
     trains_network = True
+    # Said beside the method's estimate when measurements showed cross-validation misleads for it.
+    estimate_caution = ""
 
     def __init__(self, task: AdaptTask, config):
         self.task = task

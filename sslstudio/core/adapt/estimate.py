@@ -79,7 +79,7 @@ def wilson_interval(correct: float, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def summarize(method: str, scheme: Scheme, targets: np.ndarray, class_names: tuple,
-              val_proba: list[list[np.ndarray]], epochs: int = 0) -> AdaptEstimate:
+              val_proba: list[list[np.ndarray]], epochs: int = 0, caution: str = "") -> AdaptEstimate:
     """The estimate from each fold's probabilities on its validation items."""
     num_classes = len(class_names)
     confusion = np.zeros((num_classes, num_classes), np.float64)
@@ -106,4 +106,5 @@ def summarize(method: str, scheme: Scheme, targets: np.ndarray, class_names: tup
     balanced = float(recall[present].mean()) if present.any() else float("nan")
     return AdaptEstimate(method, scheme.description, n, accuracy, low, high, balanced,
                          tuple(class_names), recall, precision, support.round().astype(np.int64),
-                         confusion, np.asarray(repeat_accuracies), epochs)
+                         confusion, np.asarray(repeat_accuracies), epochs,
+                         caution if repeat_accuracies else "")

@@ -212,7 +212,8 @@ def estimate(task: AdaptTask, method: str, config, scheme, control: RunControl) 
             control.checkpoint()
         per_repeat.append(probas)
     epochs = int(getattr(config, "epochs", 0)) if adapter.trains_network else 0
-    return summarize(method, scheme, task.targets, task.class_names, per_repeat, epochs)
+    return summarize(method, scheme, task.targets, task.class_names, per_repeat, epochs,
+                     adapter.estimate_caution)
 
 
 def default_scheme(task: AdaptTask, methods: list[str], configs: dict) -> object:

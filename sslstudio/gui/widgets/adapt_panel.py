@@ -210,7 +210,8 @@ class AdaptPanel(QWidget):
                 f"(95% interval {event.ci_low:.0%} to {event.ci_high:.0%}), balanced "
                 f"{event.balanced_accuracy:.1%}.<br>By {event.scheme}{stop}. Every labelled item was "
                 f"scored by a model that never saw it; the interval is wide because labels are few.{trainable}"
-                + (f"<br><b>Note</b>: {event.chance_words()}." if event.chance_words() else ""))
+                + (f"<br><b>Note</b>: {event.chance_words()}." if event.chance_words() else "")
+                + (f"<br><b>Caution</b>: {event.caution}." if event.caution else ""))
         else:
             self.headline.setText(
                 f"<b>{event.method}</b>: {event.scheme}.<br>The classifier still trains "
@@ -220,8 +221,10 @@ class AdaptPanel(QWidget):
             self.comparison.insertRow(row)
             cells = ((f"{event.accuracy:.1%}", f"{event.ci_low:.0%}-{event.ci_high:.0%}",
                       f"{event.balanced_accuracy:.1%}") if event.estimated else ("none", "", ""))
-            for column, text in enumerate((event.method, *cells)):
-                self.comparison.setItem(row, column, QTableWidgetItem(text))
+            for column, text in enumerate((event.method + (" (see caution)" if event.caution else ""), *cells)):
+                item = QTableWidgetItem(text)
+                item.setToolTip(event.caution)
+                self.comparison.setItem(row, column, item)
         names = list(event.class_names)
         self.per_class.setRowCount(len(names))
         for row, name in enumerate(names):
