@@ -1208,9 +1208,22 @@ def test_stop_says_what_it_does_to_each_kind_of_job_it_can_stop():
     assert [kind for kind, words in STOPPING_WORDS.items() if "checkpoint" in words] == ["train"]
 
 
+def download_only_after_a_yes(qtbot, w, dialog, monkeypatch, download: str, folder: Path) -> None:
+    """The pre-label dialog's download button: "no" fetches nothing; "yes" fetches (`download`
+    faked to return `folder`) and the dialog then points at the folder."""
+    fetched = []
+    monkeypatch.setattr(download, lambda: fetched.append(1) or folder)
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.No))
+    dialog.download_button.click()
+    assert not fetched and not w.controller.busy()
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.model.text() == str(folder), timeout=30000)
+    assert fetched == [1] and not dialog.download_button.isVisible()
+
+
 def test_pre_labels_for_texts_offer_the_sentence_encoder_and_never_an_image_model(qtbot, window, tmp_path,
                                                                                     monkeypatch):
-    import sslstudio.core.backbones.pretrained as pretrained
     from tests.conftest import make_text_folder
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no sentence encoder cached
@@ -1225,16 +1238,8 @@ def test_pre_labels_for_texts_offer_the_sentence_encoder_and_never_an_image_mode
     dialog = w.labelling.zeroshot_dialog
     assert dialog.isVisible() and dialog.model.text() == ""  # not the CLIP of the image project
     assert dialog.download_button.isVisible() and "all-MiniLM-L6-v2 (about 91 MB)" in dialog.download_button.text()
-    fetched = []
-    monkeypatch.setattr(pretrained, "download_text_encoder", lambda: fetched.append(1) or tmp_path / "minilm")
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.No))
-    dialog.download_button.click()
-    assert not fetched and not w.controller.busy()
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
-    dialog.download_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.model.text() == str(tmp_path / "minilm"),
-                    timeout=30000)
-    assert fetched == [1] and not dialog.download_button.isVisible()
+    download_only_after_a_yes(qtbot, w, dialog, monkeypatch,
+                              "sslstudio.core.backbones.pretrained.download_text_encoder", tmp_path / "minilm")
     # The text run's encoder can start from it too.
     assert w.setup.all_backbones["pretrained_bert"][2]["cached"] == str(tmp_path / "minilm")
     dialog.reject()
@@ -1264,17 +1269,8 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     assert dialog.descriptions["bag"].placeholderText() == "a photo of a bag."
     # The app can fetch a CLIP, after a yes only; "no" downloads nothing.
     assert dialog.download_button.isVisible() and "605 MB" in dialog.download_button.text()
-    fetched = []
-    monkeypatch.setattr("sslstudio.core.zeroshot.clip.download_clip",
-                        lambda: fetched.append(1) or tmp_path / "clip")
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.No))
-    dialog.download_button.click()
-    assert not fetched and not w.controller.busy()
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
-    dialog.download_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and dialog.model.text() == str(tmp_path / "clip"),
-                    timeout=30000)
-    assert fetched == [1] and not dialog.download_button.isVisible()
+    download_only_after_a_yes(qtbot, w, dialog, monkeypatch, "sslstudio.core.zeroshot.clip.download_clip",
+                              tmp_path / "clip")
     dialog.descriptions["boot"].setText("a photo of a boot")
     dialog.accept()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.label_panel.has_pre_labels, timeout=60000)
