@@ -119,12 +119,7 @@ class SetFit(NetworkAdapter):
         train_features = encode(encoder, task, train)
         mean = train_features.mean(0)
         std = np.maximum(train_features.std(0), 1e-6)
-        weight, bias = fit_logistic((train_features - mean) / std, task.targets[train], task.num_classes,
-                                    config.regularization)
-        raw_weight, raw_bias = folded_head(weight, bias, mean.astype(np.float64), std.astype(np.float64))
-        with torch.no_grad():
-            model.head.weight.copy_(torch.from_numpy(raw_weight))
-            model.head.bias.copy_(torch.from_numpy(raw_bias))
+        self._fit_head(model, train_features, task.targets[train], mean, std)
         return Fitted(model, predict_proba(model, task, val), lambda idx: predict_proba(model, task, idx))
 
     def _head_only(self, model: Classifier, train: np.ndarray, val: np.ndarray):
@@ -134,16 +129,20 @@ class SetFit(NetworkAdapter):
         Tomatoes 0.480 against 0.517). The untuned encoder's features then go to the head,
         standardised as the linear probe does it: SetFit becomes the probe."""
         task = self.task
-        weight, bias = fit_logistic((task.features[train] - task.feature_mean) / task.feature_std,
-                                    task.targets[train], task.num_classes, self.config.regularization)
-        raw_weight, raw_bias = folded_head(weight, bias, task.feature_mean.astype(np.float64),
-                                           task.feature_std.astype(np.float64))
-        with torch.no_grad():
-            model.head.weight.copy_(torch.from_numpy(raw_weight))
-            model.head.bias.copy_(torch.from_numpy(raw_bias))
+        self._fit_head(model, task.features[train], task.targets[train], task.feature_mean, task.feature_std)
         model.eval()
         yield AdaptProgress(self.name, "fit", 1, 1)
         return Fitted(model, predict_proba(model, task, val), lambda idx: predict_proba(model, task, idx))
+
+    def _fit_head(self, model: Classifier, features: np.ndarray, targets: np.ndarray,
+                  mean: np.ndarray, std: np.ndarray) -> None:
+        """Logistic regression on standardised features, folded into the model's Linear head."""
+        weight, bias = fit_logistic((features - mean) / std, targets, self.task.num_classes,
+                                    self.config.regularization)
+        raw_weight, raw_bias = folded_head(weight, bias, mean.astype(np.float64), std.astype(np.float64))
+        with torch.no_grad():
+            model.head.weight.copy_(torch.from_numpy(raw_weight))
+            model.head.bias.copy_(torch.from_numpy(raw_bias))
 
 
 @torch.inference_mode()
