@@ -56,10 +56,10 @@ def offered_model(offer: str) -> tuple[str, str, Path | None]:
     if offer == "clip":
         from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder  # torch: on use
 
-        return "CLIP ViT-B/32", CLIP_DOWNLOAD["size"], cached_clip_folder()
+        return CLIP_DOWNLOAD["title"], CLIP_DOWNLOAD["size"], cached_clip_folder()
     from sslstudio.core.backbones.pretrained import TEXT_ENCODER_DOWNLOAD, cached_text_encoder
 
-    return "all-MiniLM-L6-v2", TEXT_ENCODER_DOWNLOAD["size"], cached_text_encoder()
+    return TEXT_ENCODER_DOWNLOAD["title"], TEXT_ENCODER_DOWNLOAD["size"], cached_text_encoder()
 
 
 class LabellingHost(Protocol):

@@ -321,8 +321,8 @@ class MainWindow(QMainWindow):
 
             clip = cached_clip_folder()
             offers = {**self.engine["backbones"], CLIP_OFFER: (
-                "CLIP ViT-B/32", "image",
-                {"offer": "CLIP ViT-B/32: pre-labels images from class names, no labels needed",
+                CLIP_DOWNLOAD["title"], "image",
+                {"offer": f"{CLIP_DOWNLOAD['title']}: pre-labels images from class names, no labels needed",
                  "hub": CLIP_DOWNLOAD["repo"], "megabytes": CLIP_DOWNLOAD["megabytes"], "source": "OpenAI",
                  "licence": CLIP_DOWNLOAD["licence"], "cached": str(clip) if clip else ""})}
             self.encoders_dialog = EncodersDialog(offers, self.download_weights, self)
@@ -522,7 +522,7 @@ class MainWindow(QMainWindow):
         if name == TEXT_ENCODER:
             what = (f"the sentence encoder {TEXT_ENCODER_DOWNLOAD['repo']} ({TEXT_ENCODER_DOWNLOAD['size']}, "
                     f"licence {TEXT_ENCODER_DOWNLOAD['licence']})")
-            short, fetch = "all-MiniLM-L6-v2", lambda n: (n, str(download_text_encoder()))
+            short, fetch = TEXT_ENCODER_DOWNLOAD["title"], lambda n: (n, str(download_text_encoder()))
         else:
             info = PRETRAINED[name][1]
             what = f"the {info.source} weights of {info.arch} ({info.hf_hub_id}, licence {info.licence})"

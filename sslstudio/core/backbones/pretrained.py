@@ -250,8 +250,8 @@ def download_weights(name: str, progress=None) -> Path:
 # The sentence encoder the app offers to fetch, only after the user agrees: the folder a text
 # run starts from (the strongest text path on a laptop) and that gives zero-shot labels to texts;
 # the files those read and nothing else.
-TEXT_ENCODER_DOWNLOAD = {"repo": "sentence-transformers/all-MiniLM-L6-v2", "size": "about 91 MB",
-                         "megabytes": 91, "licence": "Apache-2.0",
+TEXT_ENCODER_DOWNLOAD = {"repo": "sentence-transformers/all-MiniLM-L6-v2", "title": "all-MiniLM-L6-v2",
+                         "size": "about 91 MB", "megabytes": 91, "licence": "Apache-2.0",
                          "files": ("config.json", "model.safetensors", "tokenizer.json",
                                    "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")}
 

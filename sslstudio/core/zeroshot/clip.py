@@ -206,7 +206,7 @@ class Clip(nn.Module):
 
 # The CLIP the app offers to fetch, only after the user agrees: OpenAI's ViT-B/32 in Hugging
 # Face's layout, the files zero-shot reads and nothing else.
-CLIP_DOWNLOAD = {"repo": "openai/clip-vit-base-patch32", "size": "about 605 MB", "megabytes": 605, "licence": "MIT",
+CLIP_DOWNLOAD = {"repo": "openai/clip-vit-base-patch32", "title": "CLIP ViT-B/32", "size": "about 605 MB", "megabytes": 605, "licence": "MIT",
                  "files": ("config.json", "model.safetensors", "tokenizer.json",
                            "preprocessor_config.json")}
 

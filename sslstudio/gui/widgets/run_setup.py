@@ -520,7 +520,7 @@ def engine_info() -> dict:
             extra = {"source": "sentence-transformers, or a Hugging Face model folder you choose",
                      "licence": TEXT_ENCODER_DOWNLOAD["licence"], "cached": str(found) if found else "",
                      "hub": TEXT_ENCODER_DOWNLOAD["repo"], "megabytes": TEXT_ENCODER_DOWNLOAD["megabytes"],
-                     "offer": "all-MiniLM-L6-v2: English sentence encoder, for folders of texts",
+                     "offer": f"{TEXT_ENCODER_DOWNLOAD['title']}: English sentence encoder, for folders of texts",
                      "offer_source": "1 billion sentence pairs"}
         backbones[name] = (spec.description, spec.modality, extra)
     devices = [("auto", f"auto ({best})")]
