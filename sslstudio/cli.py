@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "and the run keeps the encoder that scored best")
     train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
                        help="continue a stopped run (RUN, or the --out folder)")
+    train.add_argument("--other-data", action="store_true",
+                       help="with --resume: continue on a --data folder other than the one the "
+                            "run was trained on (refused without it)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     embed = commands.add_parser("embed", help="features of every image in a folder")
@@ -70,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--device", default="auto")
     embed.add_argument("--batch-size", type=int, default=256)
     embed.add_argument("--overwrite", action="store_true", help="replace FEATS.npy/.paths.txt if they exist")
+    embed.add_argument("--other-data", action="store_true",
+                       help="embed a folder other than the one the run was trained on (refused "
+                            "without it)")
 
     adapt = commands.add_parser("adapt", help="train a classifier from a few labels on a run's encoder")
     adapt.add_argument("run", help="a run folder made by `sslstudio train`")
@@ -169,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         from sslstudio.core.export import ExportError
 
         export_errors = (ExportError,)
+    from sslstudio.core import locks
+
+    locks.holder_name = f"sslstudio {args.command}"  # what a second writer is told
     handlers = {"train": cmd_train, "embed": cmd_embed, "objectives": cmd_objectives,
                 "devices": cmd_devices, "adapt": cmd_adapt, "predict": cmd_predict,
                 "methods": cmd_methods, "export": cmd_export, "weights": cmd_weights,
@@ -211,7 +220,22 @@ def report_crash(command: str) -> int:
     return EXIT_CRASH
 
 
+def no_display_reason() -> str:
+    """Why no window can open here, or "". Qt itself aborts the process (SIGABRT, a screen of
+    its text) when it finds no display, so this is asked first."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return ""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return ""
+    return ("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are not set): run it "
+            "on a desktop or over `ssh -X`, or use the commands that need none (`sslstudio --help`)")
+
+
 def cmd_gui(project: str | None, sample: bool = False) -> int:
+    reason = no_display_reason()
+    if reason:
+        print(f"sslstudio: error: {reason}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         from sslstudio.gui.app import run
     except ImportError as error:
@@ -367,6 +391,8 @@ def _project_for(args):
                 raise UsageError(f"the project {folder} would lie inside the data folder {args.data}, "
                                  "which SSL Studio never writes into: put it elsewhere")
             project = Project.create(folder, "")
+        if _is_main_process():
+            args.project_lock = _lock_project(project.path)
         if not args.data:
             if not project.data_dir:
                 raise UsageError(f"the project {project.path} has no data folder yet: give --data DIR")
@@ -386,6 +412,10 @@ def cmd_train(args) -> int:
 
     train_config, objective_config, resume = _build_configs(args)
     resolve_device(train_config.device)  # an unavailable device fails before any work
+    project_lock = getattr(args, "project_lock", None)
+    if project_lock is None and _is_main_process():
+        project = RunFolder(Path(train_config.out)).project_dir
+        project_lock = _lock_project(project) if project is not None else None
     control = RunControl()
     printer = ProgressPrinter(enabled=not args.quiet and _is_main_process())
     previous = signal.getsignal(signal.SIGINT)
@@ -399,24 +429,46 @@ def cmd_train(args) -> int:
     signal.signal(signal.SIGINT, on_interrupt)
     finished = None
     try:
-        for event in train(train_config, objective_config, control, resume=resume):
+        for event in train(train_config, objective_config, control, resume=resume,
+                           other_data=args.other_data):
             if distributed.rank() == 0:
                 printer.show(event)
             if isinstance(event, RunFinished):
                 finished = event
     finally:
         signal.signal(signal.SIGINT, previous)
+        if project_lock is not None:
+            project_lock.release()
     if finished is None:
         return 1
     return 0 if finished.status in ("completed", "cancelled") else 1
+
+
+def _lock_project(project: Path):
+    """A run inside a project writes into the project (its runs and its cache): it takes the
+    project's lock, which the app holds while the project is open, for as long as it trains."""
+    from sslstudio.core.locks import ProjectLock, ProjectLocked
+
+    try:
+        return ProjectLock.acquire(project)
+    except ProjectLocked as locked:
+        raise UsageError(f"{locked}, which writes to it; close the project there first, or give "
+                         "--out outside the project") from None
+
+
+def _named(path: str, flag: str = "--out") -> Path:
+    if not path.strip():
+        raise UsageError(f"{flag} is empty: give a file name")
+    return Path(path)
 
 
 def cmd_embed(args) -> int:
     from sslstudio.core.embed import embed_folder
 
     printer = ProgressPrinter(enabled=True)
-    for event in embed_folder(Path(args.run), Path(args.data), Path(args.out), args.device,
-                              args.batch_size, overwrite=args.overwrite):
+    for event in embed_folder(Path(args.run), Path(args.data), _named(args.out), args.device,
+                              args.batch_size, overwrite=args.overwrite,
+                              other_data=args.other_data):
         printer.show(event)
     return 0
 
@@ -499,7 +551,7 @@ def cmd_predict(args) -> int:
     if not Path(args.data).is_dir():
         raise UsageError(f"data folder not found: {args.data}")
     printer = ProgressPrinter(enabled=True)
-    for event in predict_folder(Path(args.adapted), Path(args.data), Path(args.out), args.device,
+    for event in predict_folder(Path(args.adapted), Path(args.data), _named(args.out), args.device,
                                 overwrite=args.overwrite):
         printer.show(event)
     return 0
@@ -515,7 +567,7 @@ def cmd_zeroshot(args) -> int:
     printer = ProgressPrinter(enabled=True)
     finished = None
     for event in zero_shot(ZeroShotRequest(Path(args.model), Path(args.data), list(args.classes),
-                                           args.template, Path(args.out), args.device, args.overwrite)):
+                                           args.template, _named(args.out), args.device, args.overwrite)):
         printer.show(event)
         finished = event
     return 0 if finished is not None and getattr(finished, "status", "") == "completed" else 1
@@ -590,7 +642,7 @@ def cmd_weights(args) -> int:
 def cmd_export(args) -> int:
     from sslstudio.core.export import ExportRequest, export_model
 
-    request = ExportRequest(Path(args.source), Path(args.out), args.encoder, args.quantize or "",
+    request = ExportRequest(Path(args.source), _named(args.out), args.encoder, args.quantize or "",
                             Path(args.data) if args.data else None, overwrite=args.overwrite)
     printer = ProgressPrinter(enabled=True)
     finished = None

@@ -1114,7 +1114,7 @@ def test_the_encoders_dialog_offers_the_text_encoder_and_clip_and_puts_each_down
 
 def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, window, monkeypatch):
     from sslstudio.core.labels import LabelStore
-    from sslstudio.core.project_lock import ProjectLock
+    from sslstudio.core.locks import ProjectLock
 
     w = window()
     open_sample(qtbot, w)

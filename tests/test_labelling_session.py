@@ -17,7 +17,7 @@ from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPrediction
                                    FeaturesReady)
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
-from sslstudio.core.project_lock import ProjectLock, ProjectLocked
+from sslstudio.core.locks import ProjectLock, ProjectLocked
 from sslstudio.core.run_folder import AdaptedFolder, RunFolder
 from sslstudio.core.train import train
 from sslstudio.core.train_config import TrainConfig

@@ -18,15 +18,40 @@ if [ ! -x "$here/SSLStudio" ]; then
 fi
 mkdir -p "$(dirname "$entry")" "$(dirname "$icon")" "$(dirname "$command")"
 
+case "$here" in
+  *"
+"*) echo "install.sh: the folder's path holds a line break, which a menu entry cannot name; move the folder" >&2
+      exit 1 ;;
+esac
+
 ours=0  # the menu entry is this script's: so is the icon beside it
 if [ -e "$entry" ] && ! grep -q "^$marker" "$entry"; then
   echo "install.sh: $entry exists and was not made by this script; left as it is" >&2
 else
   ours=1
-  # The program's path is quoted, so a folder with spaces in its name works.
-  sed -e "s|^Exec=.*|Exec=\"$here/SSLStudio\" gui %f|" "$here/$app.desktop" > "$entry.tmp"
-  echo "$marker" >> "$entry.tmp"
-  mv "$entry.tmp" "$entry"
+  tmp="$entry.tmp.$$"
+  trap 'rm -f "$tmp"' EXIT
+  # The program's path goes in as a quoted argument, escaped as the desktop-entry spec says:
+  # inside the quotes \ " ` $ take a backslash, which the string rule doubles again, and % is
+  # doubled. The path reaches awk through the environment, which (unlike -v or sed) leaves
+  # every character as it is.
+  SSLSTUDIO_PROGRAM="$here/SSLStudio" awk '
+    function quoted(s,    out, i, c) {
+      out = ""
+      for (i = 1; i <= length(s); i++) {
+        c = substr(s, i, 1)
+        if (c == "\\") out = out "\\\\\\\\"
+        else if (c == "\"" || c == "`" || c == "$") out = out "\\\\" c
+        else if (c == "%") out = out "%%"
+        else out = out c
+      }
+      return "\"" out "\""
+    }
+    /^Exec=/ { print "Exec=" quoted(ENVIRON["SSLSTUDIO_PROGRAM"]) " gui %f"; next }
+    { print }' "$here/$app.desktop" > "$tmp"
+  echo "$marker" >> "$tmp"
+  mv "$tmp" "$entry"
+  trap - EXIT
   echo "menu entry: $entry"
 fi
 

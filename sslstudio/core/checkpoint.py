@@ -103,6 +103,7 @@ def write_verified(path: Path, data: bytes, keep_previous: bool = True) -> None:
     try:
         _verify(_read_file(partial), partial)
     except CheckpointError as error:
+        partial.unlink(missing_ok=True)
         raise OSError(f"the checkpoint written to {partial} does not read back intact ({error}); "
                       "the disk may be failing") from None
     if path.exists() and keep_previous:

@@ -21,9 +21,10 @@ class ConfigError(ValueError):
 
 
 def knob(default: Any, *, help: str, low: float | None = None, high: float | None = None,
-         choices: tuple[str, ...] | None = None) -> Any:
-    """A config field with the range a user may set it to and a one-line explanation."""
-    meta = {"help": help, "low": low, "high": high, "choices": choices}
+         choices: tuple[str, ...] | None = None, auto: float | None = None) -> Any:
+    """A config field with the range a user may set it to and a one-line explanation; `auto`,
+    a value outside the range that asks the program to choose."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "auto": auto}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -37,6 +38,8 @@ def describe_knob(field: dataclasses.Field) -> str:
         allowed = "|".join(meta["choices"])
     elif meta.get("low") is not None or meta.get("high") is not None:
         allowed = f"{_fmt(meta.get('low'))}..{_fmt(meta.get('high'))}"
+        if meta.get("auto") is not None:
+            allowed = f"{_fmt(meta['auto'])} or {allowed}"
     else:
         allowed = ""
     rng = f" [{allowed}]" if allowed else ""
@@ -86,9 +89,12 @@ def check_range(field: dataclasses.Field, value: Any) -> None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value != value:  # NaN
             raise ConfigError(f"{field.name} cannot be NaN")
+        if meta.get("auto") is not None and value == meta["auto"]:
+            return
         if (low is not None and value < low) or (high is not None and value > high):
+            auto = f"{_fmt(meta['auto'])} (auto) or " if meta.get("auto") is not None else ""
             raise ConfigError(
-                f"{field.name}={_fmt(value)} is out of range; allowed {_fmt(low)}..{_fmt(high)}"
+                f"{field.name}={_fmt(value)} is out of range; allowed {auto}{_fmt(low)}..{_fmt(high)}"
             )
 
 

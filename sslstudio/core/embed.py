@@ -13,11 +13,12 @@ import torch
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.checkpoint import CheckpointError, encoder_state
 from sslstudio.core.control import RunControl
-from sslstudio.core.data import item_keys
+from sslstudio.core.data import DataIdentity, item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
-from sslstudio.core.events import EmbedFinished, EmbedProgress
+from sslstudio.core.events import EmbedFinished, EmbedProgress, RunWarning
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text, path_line
+from sslstudio.core.locks import OutputLock
 from sslstudio.core.outputs import check_output_file
 from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run_folder import RunFolder
@@ -81,17 +82,32 @@ def embedding_paths(out_path: Path) -> tuple[Path, Path]:
 
 def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "auto",
                  batch_size: int = 256, control: RunControl | None = None,
-                 overwrite: bool = False) -> Iterator:
-    """Write features (N, D) float32 in sorted-path order to `out_path`, paths beside it."""
+                 overwrite: bool = False, other_data: bool = False) -> Iterator:
+    """Write features (N, D) float32 in sorted-path order to `out_path`, paths beside it. The
+    folder must be the one the run was trained on, unless `other_data`."""
     control = control or RunControl()
     out_path, paths_file = embedding_paths(out_path)
-    for path in (out_path, paths_file):
-        check_output_file(path, overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
-    torch_device = resolve_device(device)
-    encoder, preprocess = load_encoder(run_dir, torch_device)
-    data = yield from preprocess.load(data_dir, run_dir, control)
-    features = yield from encode_items(encoder, data, preprocess, torch_device, control,
-                                       batch_size=batch_size)
+    # One lock for the pair: features and paths from two processes would not match row for row.
+    with OutputLock.acquire(out_path, "the features file") as lock:
+        if lock.taken_over_from:
+            yield RunWarning("data", lock.note(f"features file {out_path}"))
+        for path in (out_path, paths_file):
+            check_output_file(path, overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
+        folder = RunFolder(run_dir)
+        folder.check_data_place(Path(data_dir), other_data)
+        torch_device = resolve_device(device)
+        encoder, preprocess = load_encoder(run_dir, torch_device)
+        data = yield from preprocess.load(data_dir, run_dir, control)
+        note = folder.compare_data(DataIdentity.of(data_dir, item_keys(data)), other_data)
+        if note:
+            yield RunWarning("data", note)
+        features = yield from encode_items(encoder, data, preprocess, torch_device, control,
+                                           batch_size=batch_size)
+        yield from _write_features(out_path, paths_file, data, features, encoder.feature_dim)
+
+
+def _write_features(out_path: Path, paths_file: Path, data, features: np.ndarray,
+                    feature_dim: int) -> Iterator:
     buffer = io.BytesIO()
     np.save(buffer, features)
     # The paths first: features without their paths are worse than none (rows cannot be told apart).
@@ -99,4 +115,4 @@ def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "a
     atomic_write_text(paths_file, "".join(path_line(str(data.root / key)) + "\n"
                                          for key in item_keys(data)))
     atomic_write_bytes(out_path, buffer.getvalue())
-    yield EmbedFinished(str(out_path), len(data), encoder.feature_dim)
+    yield EmbedFinished(str(out_path), len(data), feature_dim)

@@ -38,7 +38,8 @@ from sslstudio.core.events import (
     ExportLatency,
     ExportProgress,
 )
-from sslstudio.core.fileio import write_durably
+from sslstudio.core.fileio import new_partial_file, write_durably
+from sslstudio.core.locks import OutputLock
 from sslstudio.core.outputs import OutputError, check_output_file
 from sslstudio.core.preprocess import Preprocess, PreprocessError
 from sslstudio.core.run_folder import AdaptedFolder, RunFolder
@@ -259,8 +260,13 @@ def _write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: 
 
 
 def export_model(request: ExportRequest, control: RunControl | None = None) -> Iterator:
-    """Write NAME.onnx (+ NAME.int8.onnx) and NAME.json, verified; yields progress and figures."""
-    control = control or RunControl()
+    """Write NAME.onnx (+ NAME.int8.onnx) and NAME.json, verified; yields progress and figures.
+    One export at a time writes a NAME: the files of two would not belong together."""
+    with OutputLock.acquire(export_paths(request.out)[0], "the export"):
+        yield from _export_model(request, control or RunControl())
+
+
+def _export_model(request: ExportRequest, control: RunControl) -> Iterator:
     source = load_source(Path(request.source), request.encoder_only)
     data_dir = Path(request.data_dir) if request.data_dir else source.data_dir
     out, int8_path, json_path, tokenizer_path = export_paths(request.out)
@@ -281,7 +287,7 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
     wrapped = exported_model(source)
     name = source.input_name
     # Fresh names made now: a file that happens to share a fixed temporary name is never touched.
-    partial = [_new_partial(out), _new_partial(int8_path)]
+    partial = [new_partial_file(out), new_partial_file(int8_path)]
     written: list[Path] = []
     try:
         yield ExportProgress("exporting", f"{source.kind} of {source.description['backbone']} to ONNX")
@@ -334,7 +340,7 @@ def export_model(request: ExportRequest, control: RunControl | None = None) -> I
         if keep_int8:
             finals[partial[1]] = int8_path
         for path, text in {**extras, json_path: json.dumps(_json_safe(facts), indent=1)}.items():
-            staged = _new_partial(path)
+            staged = new_partial_file(path)
             partial.append(staged)
             write_durably(staged, text.encode("utf-8", "surrogateescape"))
             finals[staged] = path
@@ -425,12 +431,6 @@ def export_paths(out: Path) -> tuple[Path, Path, Path, Path]:
         out = out.with_name(out.name + ".onnx")
     return (out, out.with_name(out.stem + ".int8.onnx"), out.with_suffix(".json"),
             out.with_name(out.stem + ".tokenizer.json"))
-
-
-def _new_partial(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    return Path(name)
 
 
 def _labelled_items(source: ExportSource, data_dir: Path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +16,22 @@ def _umask() -> int:
     return mask
 
 
-# mkstemp makes files only the owner can read; the files we write are ordinary documents.
+# mkstemp and mkdtemp make files and folders only the owner can read; what we write are
+# ordinary documents and folders.
 _FILE_MODE = 0o666 & ~_umask()
+FOLDER_MODE = 0o777 & ~_umask()
+
+
+def new_partial_file(path: Path) -> Path:
+    """A fresh hidden file beside `path`, with an ordinary file's mode, to be renamed to `path`
+    when complete: made by us now, so ours to remove."""
+    fd, name = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".partial", dir=Path(path).parent)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
+    return Path(name)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -37,21 +53,58 @@ def atomic_write_with(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        written = _size(tmp)
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if is_disk_full(error):
+            raise disk_full(path.parent, written, at_least=True) from None
         raise
     fsync_dir(path.parent)
 
 
+class DiskFull(OSError):
+    """No room where an output goes. Its message (strerror) names the folder, the space needed
+    and the space free, and says what to do."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(folder: Path, needed_bytes: int | None, at_least: bool = False) -> DiskFull:
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    needed = "" if not needed_bytes or needed_bytes < 2**20 // 10 else \
+        f"{'more than ' if at_least else ''}{needed_bytes / 2**20:.1f} MB needed, "
+    return DiskFull(errno.ENOSPC, f"no space left on the disk that holds {folder} ({needed}"
+                    f"{free}); free some space there, or choose a folder on another disk")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def write_durably(path: Path, data: bytes) -> None:
-    """Write `data` to `path` (a name of ours, such as a partial file) and flush it to disk."""
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Write `data` to `path` (a name of ours, such as a partial file) and flush it to disk. A
+    failed write removes what it wrote: a half file kept on a full disk keeps the disk full."""
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as error:
+        Path(path).unlink(missing_ok=True)
+        if is_disk_full(error):
+            raise disk_full(Path(path).parent, len(data)) from None
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

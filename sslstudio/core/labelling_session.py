@@ -27,7 +27,7 @@ from sslstudio.core.events import (
     ZeroShotPredictions,
 )
 from sslstudio.core.labels import ImportReport, LabelClass, LabelError, LabelStore
-from sslstudio.core.project_lock import ProjectLock, ProjectLocked
+from sslstudio.core.locks import ProjectLock, ProjectLocked
 from sslstudio.core.run_folder import AdaptedFolder, RunFolder
 
 # The labelling map shows every item up to this, then a sample plus every labelled item. The map

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+from sslstudio.core.fileio import FOLDER_MODE
+
 
 class OutputError(ValueError):
     """An output path that cannot or must not be written; the message says what to do."""
@@ -57,6 +59,15 @@ def check_writable_place(path: Path, what: str) -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {what} {path}: {ancestor} is not writable; choose "
                           "another place")
+    # access() says yes to root in places no file can be made (/proc, /sys, some network
+    # mounts): a file of our own, made and removed now, is the only sure test.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sslstudio-probe-", dir=ancestor)
+    except OSError as error:
+        raise OutputError(f"cannot write {what} {path}: no file can be made in {ancestor} "
+                          f"({error.strerror or error}); choose another place") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_output_file(path: Path, *, overwrite: bool = False, data_dirs: Iterable[Path] = (),
@@ -106,24 +117,50 @@ def check_output_folder(path: Path, *, ours: Callable[[Path], bool], kind: str,
 
 
 def new_sibling_folder(path: Path) -> Path:
-    """A fresh hidden folder beside `path` for building it: made by us now, so ours to remove."""
+    """A fresh hidden folder beside `path` for building it: made by us now, so ours to remove.
+    It gets an ordinary folder's mode (mkdtemp's is the owner's alone), since it becomes `path`."""
     path = _resolved(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    built = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    built.chmod(FOLDER_MODE)
+    return built
 
 
-def replace_folder(built: Path, target: Path, *, ours: Callable[[Path], bool]) -> None:
-    """Move a completely built folder to `target`. An existing `target` must be one of ours (the
-    caller checked it and had the user's yes); it is set aside first and removed only once the
-    new one is in place, so a crash in between leaves one whole copy."""
+def move_into_place(built: Path, target: Path, *, ours: Callable[[Path], bool],
+                    own_names: Callable[[Path], set[str]], marker: str) -> list[str]:
+    """Move a completely built folder to `target`, and return the names of the user's files
+    left in it.
+
+    A new `target` is one rename. An existing one must be ours (the caller checked it and had
+    the user's yes): only the files this program wrote there (`own_names(target)`) are replaced,
+    and anything the user added stays where it is. `marker` (the file that makes the folder
+    whole) goes first and comes back last, so that no reader takes a folder of old and new
+    files for a whole one; the old files are removed only once the new ones are in."""
     target = _resolved(target)
     if not target.exists():
         os.replace(built, target)
-        return
+        return []
     if not ours(target):
         raise OutputError(f"{target} appeared while working and is not ours; the result is left "
                           f"in {built}")
+    old = own_names(target) | {marker}
+    new = sorted(p.name for p in built.iterdir())
+    theirs = [name for name in new if name not in old and _exists(target / name)]
+    if theirs:
+        raise OutputError(f"{target} holds {', '.join(theirs)}, which SSL Studio did not write and "
+                          f"will not replace; move it away or choose another name (the result is "
+                          f"left in {built})")
     set_aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-    os.replace(target, set_aside / target.name)
-    os.replace(built, target)
+    for name in [marker, *sorted(old - {marker})]:
+        if _exists(target / name):
+            os.replace(target / name, set_aside / name)
+    for name in [*(n for n in new if n != marker), marker]:
+        if _exists(built / name):
+            os.replace(built / name, target / name)
+    built.rmdir()
     shutil.rmtree(set_aside, ignore_errors=True)
+    return sorted(p.name for p in target.iterdir() if p.name not in new)
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()

@@ -58,8 +58,18 @@ class Project:
         file = path / PROJECT_FILE
         if not file.exists():
             raise ProjectError(f"{path} is not an SSL Studio project (no {PROJECT_FILE})")
-        values = read_toml(file)
-        return cls(path, values.get("name", path.name), values.get("data_dir", ""))
+        try:
+            values = read_toml(file)
+        except (OSError, ValueError) as error:  # binary, cut short, not TOML
+            raise ProjectError(f"{file} cannot be read as an SSL Studio project ({error}); "
+                               "fix or remove that file, or open another folder") from None
+        name, data_dir = values.get("name", path.name), values.get("data_dir", "")
+        for key, value in (("name", name), ("data_dir", data_dir)):
+            if not isinstance(value, str):
+                raise ProjectError(f"{file}: {key} = {value!r} should be text in quotes (a "
+                                   f"{'folder path' if key == 'data_dir' else 'name'}); fix that "
+                                   "line, or open another folder")
+        return cls(path, name, data_dir)
 
     def save(self) -> None:
         write_toml(self.path / PROJECT_FILE, {"name": self.name, "data_dir": self.data_dir,

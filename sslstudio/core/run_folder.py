@@ -4,7 +4,8 @@ Everything else asks these two classes for paths or for typed contents. Importin
 costs no torch, so the app can list runs before its engine has loaded.
 
     RUN/
-      config.toml            every setting, the objective's knobs, the plan and the preprocessing
+      config.toml            every setting, the objective's knobs, the plan, the preprocessing and
+                             the data folder's identity (absolute path, item count, listing hash)
       metrics.csv            one row per logged step
       status.json            how the run ended (absent while it runs, or if it was killed)
       skipped.csv            files of the folder that could not be used, with their reasons
@@ -24,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from sslstudio.core.config import read_toml, write_toml
+from sslstudio.core.data import DataError, DataIdentity, absolute_data_path
 from sslstudio.core.events import AdaptEstimate
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
 from sslstudio.core.labels import read_label_csv
@@ -108,14 +111,20 @@ class RunFolder:
         return self.path / self.CACHE
 
     @property
+    def project_dir(self) -> Path | None:
+        """The project the run (or the adapted model, one level deeper) lies in, if any."""
+        for ancestor in list(Path(os.path.abspath(self.path)).parents)[:4]:
+            if (ancestor / PROJECT_FILE).is_file():
+                return ancestor
+        return None
+
+    @property
     def data_cache_dir(self) -> Path:
         """Where the data folder's decoded items are kept between scans: the project's cache when
-        the run (or the adapted model, one level deeper) lies in a project's runs, so that every
-        run and job of the project reuses one scan; else the run's own."""
-        for ancestor in list(self.path.parents)[:4]:
-            if (ancestor / PROJECT_FILE).is_file():
-                return ancestor / PROJECT_CACHE
-        return self.cache_dir
+        the run lies in a project's runs, so that every run and job of the project reuses one
+        scan; else the run's own."""
+        project = self.project_dir
+        return project / PROJECT_CACHE if project is not None else self.cache_dir
 
     @property
     def features_cache_path(self) -> Path:
@@ -172,10 +181,49 @@ class RunFolder:
 
         return load_run_config(self.config_path)
 
-    def write_config(self, train, objective, preprocess: dict, plan: dict | None = None) -> None:
+    def write_config(self, train, objective, preprocess: dict, plan: dict | None = None,
+                     data: DataIdentity | None = None) -> None:
         from sslstudio.core.train_config import save_run_config
 
-        save_run_config(self.config_path, train, objective, preprocess, plan)
+        save_run_config(self.config_path, train, objective, preprocess, plan,
+                        data.to_table() if data else None)
+
+    def data_identity(self) -> DataIdentity | None:
+        """The folder the run was trained on, as it was; None for runs made before it was kept."""
+        try:
+            table = self.settings().get("data")
+        except (OSError, ValueError):
+            return None
+        return DataIdentity.from_table(table) if isinstance(table, dict) else None
+
+    def check_data_place(self, data_dir: Path, other_data: bool) -> None:
+        """Before a scan: `data_dir` is the folder the run was trained on, unless asked. Where
+        that folder is gone (moved, renamed), the scan's listing decides (`compare_data`)."""
+        known = self.data_identity()
+        if known is None or other_data or known.same_place(data_dir):
+            return
+        if Path(known.path).is_dir():
+            raise DataError(f"{self.path} was trained on {known.path}, not on "
+                            f"{absolute_data_path(data_dir)}; pass --other-data to use another "
+                            "folder all the same")
+
+    def compare_data(self, identity: DataIdentity, other_data: bool) -> str:
+        """After a scan: how the folder differs from the one the run knows, as a note ("" when
+        it does not), or a DataError when it is another folder and the user did not ask."""
+        known = self.data_identity()
+        if known is None or known == identity:
+            return ""
+        if known.same_items(identity):
+            return f"the data folder moved from {known.path} to {identity.path}; its items are the same"
+        if known.same_place(identity.path):
+            return (f"{identity.path} changed since the run read it ({known.items} items then, "
+                    f"{identity.items} now); going on with the folder as it is now")
+        if not other_data:
+            raise DataError(f"{self.path} was trained on {known.path} ({known.items} items), not on "
+                            f"{identity.path} ({identity.items} items, other files); pass "
+                            "--other-data to use it all the same")
+        return (f"using {identity.path} ({identity.items} items), not {known.path} "
+                f"({known.items} items) that the run was trained on, as asked")
 
     def status(self) -> RunStatus:
         if self.status_path.exists():
@@ -259,12 +307,12 @@ class RunFolder:
                  if not p.name.startswith(".") and AdaptedFolder(p).is_adapted()]
         return sorted(found, key=lambda a: a.modified())
 
-    def new_adapted_folder(self, method: str) -> "AdaptedFolder":
+    def adapted_folder_names(self, method: str, tries: int = 1000):
+        """Names for a new adapted model, in the order to try them: TIME-METHOD, then -2, -3..."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        candidate, suffix = self.adapted_dir / f"{stamp}-{method}", 2
-        while candidate.exists():
-            candidate, suffix = self.adapted_dir / f"{stamp}-{method}-{suffix}", suffix + 1
-        return AdaptedFolder(candidate)
+        yield AdaptedFolder(self.adapted_dir / f"{stamp}-{method}")
+        for suffix in range(2, tries + 1):
+            yield AdaptedFolder(self.adapted_dir / f"{stamp}-{method}-{suffix}")
 
 
 @dataclass(frozen=True)
@@ -317,6 +365,18 @@ class AdaptedFolder:
 
     def is_adapted(self) -> bool:
         return self.info_path.is_file()
+
+    def written_names(self) -> set[str]:
+        """The files SSL Studio wrote here: adapted.toml's list, or for a model saved before
+        it kept one, every name an adapted model may hold (a method's weights among them)."""
+        try:
+            listed = self.info().get("files", {}).get("written")
+        except (OSError, ValueError, AttributeError):
+            listed = None
+        if isinstance(listed, list) and all(isinstance(name, str) for name in listed):
+            return set(listed)
+        return {self.INFO, self.MODEL, self.ESTIMATE, self.LABELS, self.PREDICTIONS,
+                TOKENIZER_FILE, *(p.name for p in self.path.glob("*.safetensors"))}
 
     def is_complete(self) -> bool:
         return self.is_adapted() and self.model_path.is_file()

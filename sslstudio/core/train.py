@@ -38,7 +38,7 @@ from sslstudio.core.checkpoint import (
     save_encoder,
 )
 from sslstudio.core.control import Cancelled, RunControl
-from sslstudio.core.data import item_keys
+from sslstudio.core.data import DataIdentity, absolute_data_path, item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.data.text_folder import detect_modality
 from sslstudio.core.devices import describe, resolve_device
@@ -50,8 +50,9 @@ from sslstudio.core.events import (
     RunWarning,
     StepMetrics,
 )
-from sslstudio.core.fileio import atomic_write_text
+from sslstudio.core.fileio import DiskFull, atomic_write_text, disk_full, is_disk_full
 from sslstudio.core.labels import LABELS_FILE, LabelError, LabelStore, parse_label_csv
+from sslstudio.core.locks import OutputLock
 from sslstudio.core.monitor import (
     collapse_metrics,
     knn_accuracy,
@@ -328,10 +329,11 @@ class _Setup:
 
 # -- running ----------------------------------------------------------------------------------
 def train(config: TrainConfig, objective_config=None, control: RunControl | None = None,
-          resume: bool = False) -> Iterator:
+          resume: bool = False, other_data: bool = False) -> Iterator:
     """Pretrain `config.backbone` on `config.data` with `config.objective`, yielding events.
 
-    With `resume`, the run folder's checkpoint is loaded and training continues from its step.
+    With `resume`, the run folder's checkpoint is loaded and training continues from its step,
+    on the folder the run was trained on unless `other_data`.
     """
     control = control or RunControl()
     owns_process_group = False
@@ -341,8 +343,27 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
         dist.init_process_group("nccl" if wants_cuda else "gloo")
         owns_process_group = True
     run_dir = config.run_dir
-    if distributed.rank() == 0:
-        check_run_folder(run_dir, Path(config.data), resume)
+    lock = None
+    try:
+        if distributed.rank() == 0:
+            # Taken before the folder is checked, so that two writers cannot both pass the check.
+            lock = OutputLock.acquire(run_dir, "the run folder")
+            check_run_folder(run_dir, Path(config.data), resume)
+            if resume:
+                RunFolder(run_dir).check_data_place(Path(config.data), other_data)
+            if lock.taken_over_from:
+                yield RunWarning("lock", lock.note(f"run folder {run_dir}"))
+        yield from _train_in_folder(config, objective_config, control, resume, other_data)
+    finally:
+        if lock is not None:
+            lock.release()
+        if owns_process_group:
+            dist.destroy_process_group()
+
+
+def _train_in_folder(config: TrainConfig, objective_config, control: RunControl, resume: bool,
+                     other_data: bool) -> Iterator:
+    run_dir = config.run_dir
     restart_note = ""
     if resume and not RunFolder(run_dir).has_checkpoint():
         # Stopped before its first checkpoint: continuing it is starting it again.
@@ -358,7 +379,7 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
     try:
         if restart_note:
             yield RunWarning("resume", restart_note)
-        for event in _train(config, objective_config, control, resume):
+        for event in _train(config, objective_config, control, resume, other_data):
             started = started or isinstance(event, RunStarted)
             yield event
     except BaseException:
@@ -366,18 +387,21 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
             # Failed before training began: leave no husk of a run behind.
             _remove_run_files(run_dir, keep_folder=existed)
         raise
-    finally:
-        if owns_process_group:
-            dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, objective_config, control: RunControl, resume: bool):
+def _train(config: TrainConfig, objective_config, control: RunControl, resume: bool,
+           other_data: bool = False):
     """Plan, build, loop."""
     setup = _Setup.of(config)
     run = setup.run
     objective_config = objective_config or setup.objective_cls.config_cls()
     data = yield from setup.preprocess_type.load_training_data(config, setup.backbone, setup.device,
                                                                run, control)
+    identity = DataIdentity.of(config.data, item_keys(data))
+    if resume and setup.main:
+        note = run.compare_data(identity, other_data)
+        if note:
+            yield RunWarning("data", note)
     if setup.main:
         run.write_scan_report(data.report)
         if data.report.skipped:
@@ -403,7 +427,7 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
     if setup.main:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(_resolved_config(config, loop.plan, preprocess), objective_config,
-                         preprocess.to_table(), loop.plan.to_table())
+                         preprocess.to_table(), loop.plan.to_table(), identity)
         run.clear_status()
         loop.metrics_log = _MetricsLog(run.metrics_path, loop.state.step if resume else None)
     yield RunStarted(str(run.path), config.objective, plan.backbone, plan.device, len(data),
@@ -416,7 +440,7 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
 def _resolved_config(config: TrainConfig, plan: RunPlan, preprocess: Preprocess) -> TrainConfig:
     """The settings as resolved, so that a resumed run reads the choices the plan made."""
     facts = preprocess.plan_facts()
-    resolved = dataclasses.replace(config, backbone=plan.backbone, batch_size=plan.batch_size,
+    resolved = dataclasses.replace(config, data=absolute_data_path(config.data), backbone=plan.backbone, batch_size=plan.batch_size,
                                    minutes=plan.minutes or config.minutes,
                                    image_size=facts.get("image_size", 0))
     if "max_length" in facts:
@@ -635,6 +659,13 @@ class _TrainingLoop:
             status, message = "failed", str(diverged)
         except DataError as error:
             status, message = "failed", str(error)
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            full = error if isinstance(error, DiskFull) else disk_full(setup.run.path, None)
+            status, message = "failed", (
+                f"{full.strerror}. Training stopped at step {state.step} and keeps its last "
+                f"checkpoint: resume it once there is room (`sslstudio train --resume {setup.run.path}`)")
         except Cancelled:
             status, message = "cancelled", "stopped by the user; resume to continue"
             # Stopped during the first step: the weights it started from are still judged, so
@@ -646,7 +677,11 @@ class _TrainingLoop:
             if self.metrics_log is not None:
                 self.metrics_log.close()
         if setup.main:
-            setup.run.write_status(status, state.step, message)
+            try:
+                setup.run.write_status(status, state.step, message)
+            except OSError as error:
+                if not is_disk_full(error):
+                    raise  # on a full disk the status is lost; the event below still says why
         checkpoint = setup.run.checkpoint_path
         yield RunFinished(status, state.step, message, str(checkpoint) if checkpoint.exists() else "")
 
@@ -1160,8 +1195,7 @@ class _Monitor:
         return RunWarning("collapse", (
             f"embeddings look collapsed (std {metrics['embedding_std']:.4f} against "
             f"{metrics['embedding_std_reference']:.4f} when healthy, effective rank "
-            f"{metrics['effective_rank']:.1f}): lower lr, raise augmentation_strength, or use "
-            "moco or simclr, which cannot collapse this way"), step)
+            f"{metrics['effective_rank']:.1f}): {self.objective.collapse_hint}"), step)
 
     def score(self) -> float:
         """What the best-encoder rule compares: the few-label probe on the sample's labels, or

@@ -27,7 +27,8 @@ class TrainConfig:
                                       "weights are on disk, else small_cnn; resnet18 on a GPU")
     weights: str = knob("", help="start the backbone from this .safetensors or .pth state dict")
     device: str = knob("auto", help="auto, cpu, cuda:N or mps")
-    image_size: int = knob(0, low=0, high=1024,
+    # Images under 8 px are skipped by the scan as unusable; a run may not train on less either.
+    image_size: int = knob(0, low=8, high=1024, auto=0,
                            help="training resolution in px; 0: from the data (32-64 on a CPU)")
     batch_size: int = knob(0, low=0, high=65536, help="items per step per process; 0: up to 256, sized by timed steps to the memory and the budget")
     epochs: int = knob(0, low=0, high=100000, help="passes over the data; 0: use minutes")
@@ -71,11 +72,13 @@ class TrainConfig:
 
 
 def save_run_config(path: Path, train: TrainConfig, objective: Any, preprocess: dict,
-                    plan: dict | None = None) -> None:
+                    plan: dict | None = None, data: dict | None = None) -> None:
     tables = {"train": cfg.to_dict(train), "objective": cfg.to_dict(objective),
               "preprocess": preprocess}
     if plan:
         tables["plan"] = plan
+    if data:
+        tables["data"] = data
     cfg.write_toml(path, tables)
 
 

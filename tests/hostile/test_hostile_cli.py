@@ -197,7 +197,8 @@ def test_resume_on_a_folder_smaller_than_the_batch_trains_and_ends(guard, capsys
     small.mkdir()
     for path in sorted(made["data"].rglob("*.png"))[:4]:
         shutil.copy(path, small / path.name)
-    code = main(["train", "--resume", str(run), "--data", str(small), "--epochs", "2", "--quiet"])
+    code = main(["train", "--resume", str(run), "--data", str(small), "--other-data", "--epochs", "2",
+                 "--quiet"])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "batch size 8 is larger than the 4 images per process; using 4" in out.err

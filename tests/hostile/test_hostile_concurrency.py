@@ -17,7 +17,7 @@ import pytest
 
 from sslstudio.cli import main
 from sslstudio.core.labels import LabelError, LabelStore
-from sslstudio.core.project_lock import ProjectLock, ProjectLocked
+from sslstudio.core.locks import ProjectLock, ProjectLocked
 from tests.conftest import make_image_folder
 
 
@@ -79,7 +79,7 @@ def test_a_project_has_one_writer_and_a_killed_holder_frees_it(tmp_path):
     lock.release()
     script = textwrap.dedent(f"""
         import sys, time
-        from sslstudio.core.project_lock import ProjectLock
+        from sslstudio.core.locks import ProjectLock
         lock = ProjectLock.acquire({str(project)!r}, holder="sslstudio adapt")
         print("held", flush=True)
         time.sleep(60)

@@ -20,7 +20,8 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from sslstudio import __version__
 from sslstudio.core import config as cfg
@@ -42,14 +43,17 @@ from sslstudio.core.events import (
     MapReady,
     RunWarning,
 )
-from sslstudio.core.fileio import atomic_write_with
+from sslstudio.core.fileio import atomic_write_bytes, atomic_write_with
 from sslstudio.core.monitor import project_2d
 from sslstudio.core.projection import aligned, neighbour_map
+from sslstudio.core.locks import OutputLock, OutputLocked
 from sslstudio.core.outputs import (
+    OutputError,
     check_output_file,
     check_output_folder,
+    check_writable_place,
+    move_into_place,
     new_sibling_folder,
-    replace_folder,
 )
 from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run_folder import AdaptedFolder, RunFolder, write_predictions
@@ -255,9 +259,11 @@ def scheme_label_count(task: AdaptTask) -> int:
 def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
     control = control or RunControl()
     config = method_config(request.method, request.overrides)
-    out_dir = check_adapted_out(request)
+    out_dir, lock = reserve_adapted_out(request)
     partial: Path | None = None
     try:
+        if lock.taken_over_from:
+            yield RunWarning("lock", lock.note(f"adapted model {out_dir}"))
         task, preprocess = yield from prepare_task(request, control)
         adapter = ADAPTERS.get(request.method)(task, config)
         scheme = default_scheme(task, [request.method], {request.method: config})
@@ -274,14 +280,20 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
         # Built under a fresh hidden name made now, so removing it on failure touches only ours.
         partial = new_sibling_folder(out_dir)
         _save(partial, request, task, preprocess, config, fitted, result, proba)
-        replace_folder(partial, out_dir, ours=is_adapted_folder)
+        kept = move_into_place(partial, out_dir, ours=is_adapted_folder,
+                               own_names=lambda folder: AdaptedFolder(folder).written_names(),
+                               marker=AdaptedFolder.INFO)
         partial = None
+        if kept:
+            yield RunWarning("output", f"{out_dir} was replaced except for {len(kept)} files that "
+                             f"SSL Studio did not write, which stay as they were: {', '.join(kept)}")
     except Cancelled:
         yield AdaptFinished("cancelled", request.method, message="stopped by the user; nothing saved")
         return
     finally:
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
+        lock.release()
     yield AdaptFinished("completed", request.method, str(out_dir),
                         f"{result.words()} estimated" if result.estimated else result.words())
 
@@ -294,10 +306,36 @@ def check_adapted_out(request: AdaptRequest) -> Path:
     """Where the adapted model will go, checked before any work: a new folder, or (with
     overwrite) an adapted model of ours; never inside the data folder."""
     if not request.out_dir:
-        return _new_adapted_dir(request)
+        return RunFolder(request.run_dir).adapted_dir
     return check_output_folder(Path(request.out_dir), ours=is_adapted_folder, kind="an adapted model",
                                overwrite=request.overwrite, data_dirs=[Path(request.data_dir)],
                                what="--out")
+
+
+def reserve_adapted_out(request: AdaptRequest) -> tuple[Path, OutputLock]:
+    """The adapted model's folder and the lock that makes this job its one writer. A default
+    name is the first free one of the run's time-method names: one that exists, or that another
+    job holds, is passed over, so two jobs started in the same second never share a folder."""
+    if request.out_dir:
+        out = Path(request.out_dir)
+        lock = OutputLock.acquire(out, "the adapted model")
+        try:
+            check_adapted_out(request)
+        except BaseException:
+            lock.release()
+            raise
+        return out, lock
+    check_writable_place(RunFolder(request.run_dir).adapted_dir / "x", "the adapted model")
+    for candidate in RunFolder(request.run_dir).adapted_folder_names(request.method):
+        try:
+            lock = OutputLock.acquire(candidate.path, "the adapted model")
+        except OutputLocked:
+            continue
+        if candidate.path.exists() or candidate.path.is_symlink():
+            lock.release()
+            continue
+        return candidate.path, lock
+    raise OutputError(f"no free name for an adapted model in {RunFolder(request.run_dir).adapted_dir}")
 
 
 def _as_phase(job, method: str, phase: str):
@@ -330,14 +368,8 @@ def _predict_all(fitted, task: AdaptTask, method: str, control: RunControl) -> I
     return np.concatenate(chunks).astype(np.float32)
 
 
-def _new_adapted_dir(request: AdaptRequest) -> Path:
-    return RunFolder(request.run_dir).new_adapted_folder(request.method).path
-
-
 def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
           result: AdaptEstimate, proba: np.ndarray) -> None:
-
-
     folder = AdaptedFolder(path)
     folder.path.mkdir(parents=True, exist_ok=True)
     run = RunFolder(request.run_dir)
@@ -345,9 +377,19 @@ def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
         # The adapted model reads text through the run's tokenizer; it travels with the model.
         shutil.copyfile(run.tokenizer_path, folder.tokenizer_path)
     state = {k: v.detach().cpu().contiguous() for k, v in fitted.classifier.state_dict().items()}
-    save_file(state, str(folder.model_path))
+    # As bytes through our own writer: safetensors' save_file makes files only the owner can read.
+    atomic_write_bytes(folder.model_path, save_safetensors(state))
     if fitted.extra_state:
-        save_file({k: v.contiguous() for k, v in fitted.extra_state.items()}, str(folder.own_weights_path(request.method)))
+        atomic_write_bytes(folder.own_weights_path(request.method),
+                           save_safetensors({k: v.contiguous() for k, v in fitted.extra_state.items()}))
+    folder.write_estimate(result)
+    items = item_keys(task.images)
+    labelled = np.flatnonzero(task.targets >= 0)
+    folder.write_labels([items[i] for i in labelled],
+                        [task.class_names[task.targets[i]] for i in labelled])
+    folder.write_predictions(items, task.class_names, proba)
+    # Last, since it makes the folder an adapted model, and with the names of every file written:
+    # a later --overwrite replaces those and leaves anything the user added.
     folder.write_info({
         "adapt": {"method": request.method, "run": str(run.path.resolve()),
                   "data": str(Path(request.data_dir).resolve()), "backbone": task.backbone,
@@ -360,13 +402,8 @@ def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
                      "ci_low": result.ci_low, "ci_high": result.ci_high,
                      "balanced_accuracy": result.balanced_accuracy},
         "preprocess": preprocess.to_table(),
+        "files": {"written": sorted([p.name for p in folder.path.iterdir()] + [AdaptedFolder.INFO])},
     })
-    folder.write_estimate(result)
-    items = item_keys(task.images)
-    labelled = np.flatnonzero(task.targets >= 0)
-    folder.write_labels([items[i] for i in labelled],
-                        [task.class_names[task.targets[i]] for i in labelled])
-    folder.write_predictions(items, task.class_names, proba)
 
 
 # -- loading and predicting -------------------------------------------------------------------
@@ -401,14 +438,15 @@ def predict_folder(adapted_dir: Path, data_dir: Path, out_csv: Path, device: str
                    control: RunControl | None = None, overwrite: bool = False) -> Iterator:
     """Classify every image of a folder; writes path,label,confidence (absolute paths)."""
     control = control or RunControl()
-    check_output_file(Path(out_csv), overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
-    torch_device = resolve_device(device)
-    adapted = load_adapted(Path(adapted_dir), torch_device)
-    data = yield from adapted.preprocess.load(Path(data_dir), Path(adapted_dir), control)
-    proba = yield from encode_items(adapted.model, data, adapted.preprocess, torch_device, control,
-                                    probabilities=True)
-    names = [str(Path(data.root).resolve() / key) for key in item_keys(data)]
-    write_predictions(Path(out_csv), names, adapted.class_names, proba)
+    with OutputLock.acquire(Path(out_csv), "the predictions file"):
+        check_output_file(Path(out_csv), overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
+        torch_device = resolve_device(device)
+        adapted = load_adapted(Path(adapted_dir), torch_device)
+        data = yield from adapted.preprocess.load(Path(data_dir), Path(adapted_dir), control)
+        proba = yield from encode_items(adapted.model, data, adapted.preprocess, torch_device,
+                                        control, probabilities=True)
+        names = [str(Path(data.root).resolve() / key) for key in item_keys(data)]
+        write_predictions(Path(out_csv), names, adapted.class_names, proba)
     yield predictions_event(names, proba)
     yield AdaptFinished("completed", adapted.info["adapt"]["method"], str(out_csv),
                         f"{len(data)} items classified")

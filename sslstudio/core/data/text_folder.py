@@ -732,6 +732,11 @@ class _Cursor:
         self.wide_codec = wide_codec
         self.fallback: str | None = None
         self.any_text = False
+        # The lines of the row being read (bounded by MAX_RECORD_BYTES), and whether the file
+        # ran out while reading it: csv.reader only asks past a row's last line when a quote
+        # is still open, so a row it returns after that is one a quote left open swallowed.
+        self.row_lines: list = []
+        self.exhausted = False
 
 
 def _csv_documents(lines: Iterator, text_field: str, wide_codec: str | None
@@ -752,32 +757,51 @@ def _csv_documents(lines: Iterator, text_field: str, wide_codec: str | None
     delimiter = _csv_delimiter("".join(e[2] for e in head if e[2] is not None)[:CSV_SNIFF_CHARS],
                                text_field)
     cursor = _Cursor(head[0][0], wide_codec)
-    reader = csv.reader(_csv_feed(itertools.chain(head, lines), cursor), delimiter=delimiter)
+    pending: Iterator = itertools.chain(head, lines)
     header: list[str] | None = None
     column = -1
     number = attempted = usable = 0
     cut = False
+    problems: dict[str, None] = {}
     try:
-        for row in reader:
-            start, cursor.row_start = cursor.row_start, cursor.end
-            if header is None:
+        while pending is not None:
+            reader = csv.reader(_csv_feed(pending, cursor), delimiter=delimiter)
+            pending = None
+            for row in reader:
+                start, cursor.row_start = cursor.row_start, cursor.end
+                row_lines, cursor.row_lines = cursor.row_lines, []
+                if cursor.exhausted and len(row_lines) > 1:
+                    if header is None:
+                        raise SkipItem("malformed CSV: a quote left open in the header row")
+                    # A quote left open swallowed the lines after this row's first: the row is
+                    # unusable, and those lines are read again as rows of their own.
+                    number += 1
+                    attempted += 1
+                    problems[f"a quote left open in row {number}"] = None
+                    cursor.exhausted = False
+                    cursor.row_start = row_lines[1][0]
+                    pending = iter(row_lines[1:])
+                    break
+                if header is None:
+                    if _is_blank(row):
+                        continue
+                    header = row
+                    column = _column_index(header, text_field)
+                    if column < 0:
+                        raise SkipItem(f"no '{text_field}' column ({_names('columns', header)})")
+                    continue
+                # Blank rows still count, so that row n stays the n-th line under the header.
+                number += 1
                 if _is_blank(row):
                     continue
-                header = row
-                column = _column_index(header, text_field)
-                if column < 0:
-                    raise SkipItem(f"no '{text_field}' column ({_names('columns', header)})")
-                continue
-            # Blank rows still count, so that row n stays the n-th line under the header.
-            number += 1
-            if _is_blank(row):
-                continue
-            attempted += 1
-            cell = _csv_cell(row, column, len(header), delimiter)
-            if cell:
-                cut = cut or len(cell) > MAX_DOCUMENT_CHARS
-                usable += 1
-                yield number, start, cursor.row_start, _cap(cell)
+                attempted += 1
+                cell = _csv_cell(row, column, len(header), delimiter)
+                if cell:
+                    cut = cut or len(cell) > MAX_DOCUMENT_CHARS
+                    usable += 1
+                    yield number, start, cursor.row_start, _cap(cell)
+                else:
+                    problems[f"empty '{text_field}' cell"] = None
     except csv.Error as error:
         raise SkipItem(f"malformed CSV: {error}") from None
     if header is None:
@@ -786,17 +810,20 @@ def _csv_documents(lines: Iterator, text_field: str, wide_codec: str | None
     if not attempted:
         raise SkipItem("no rows under the header")
     if not usable:
-        raise SkipItem(f"'{text_field}' column is empty in every row")
-    problems = {f"empty '{text_field}' cell": None}
+        raise SkipItem(f"'{text_field}' column is empty in every row"
+                       if list(problems) == [f"empty '{text_field}' cell"]
+                       else f"no usable '{text_field}' values ({', '.join(problems)})")
     return ((delimiter, column, len(header)), cursor.fallback,
             _partly_unusable(usable, attempted, problems), cut)
 
 
 def _csv_feed(lines: Iterable, cursor: _Cursor) -> Iterator[str]:
     limit = _record_limit()
-    for start, end, text, fallback in lines:
+    for entry in lines:
+        start, end, text, fallback = entry
         if text is None:
             raise SkipItem(f"malformed CSV: a line over {limit}")
+        cursor.row_lines.append(entry)
         cursor.fallback = _worse(cursor.fallback, fallback)
         cursor.any_text = cursor.any_text or bool(text.strip())
         pieces = _csv_pieces(text)
@@ -810,6 +837,7 @@ def _csv_feed(lines: Iterable, cursor: _Cursor) -> Iterator[str]:
                 # A quote left open swallows the rest of the file into one cell.
                 raise SkipItem(f"malformed CSV: a row over {limit} (a quote left open?)")
             yield piece
+    cursor.exhausted = True
 
 
 def _record_limit() -> str:

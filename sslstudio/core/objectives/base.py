@@ -48,6 +48,9 @@ class Objective(nn.Module):
     # Whether small, aligned features mean collapse. Skip-gram's vectors start tiny and aligned
     # by design and its negatives keep them apart, so the meter would cry wolf there.
     can_collapse = True
+    # What to change when the meter says collapsed. Non-contrastive and pretext objectives have
+    # nothing that pushes features apart; contrastive ones do, so their advice differs.
+    collapse_hint = "lower lr, raise augmentation_strength, or use moco or simclr, which cannot collapse this way"
     smallest_batch = 16  # the least a budget-sized batch may shrink to (in-batch negatives)
 
     def __init__(self, encoder: nn.Module, config, augment):

@@ -42,6 +42,7 @@ class MoCo(Objective):
                "work. Among the strongest with few labels on longer (GPU) runs.")
     config_cls = MoCoConfig
     divergence_hint = "raise temperature or lower lr"
+    collapse_hint = "lower lr or raise augmentation_strength; a longer queue gives more negatives"
 
     def __init__(self, encoder, config: MoCoConfig, augment):
         super().__init__(encoder, config, augment)

@@ -41,6 +41,8 @@ class SimCLR(Objective):
                "apart. The fastest learner on a CPU in minutes (the default); wants batches of 256+.")
     config_cls = SimCLRConfig
     divergence_hint = "raise temperature or lower lr"
+    collapse_hint = ("lower lr or raise augmentation_strength; more negatives help too (a larger "
+                     "batch, or moco's queue)")
 
     def __init__(self, encoder, config: SimCLRConfig, augment):
         super().__init__(encoder, config, augment)

@@ -44,6 +44,8 @@ class SimCSE(Objective):
     config_cls = SimCSEConfig
     modalities = ("text",)
     divergence_hint = "raise temperature or lower lr"
+    collapse_hint = ("lower lr or raise augmentation_strength; more negatives help too (a larger "
+                     "batch, or moco's queue)")
     views = 2  # each text is encoded twice per step
     smallest_batch = 8  # a pretrained text encoder's step is long on a CPU; 7 negatives still teach
 

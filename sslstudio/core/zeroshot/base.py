@@ -17,12 +17,14 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from sslstudio.core.control import Cancelled, RunControl
 from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import EmbedProgress, ZeroShotFinished, ZeroShotPredictions
+from sslstudio.core.locks import OutputLock
 from sslstudio.core.outputs import check_output_file
 from sslstudio.core.registry import Registry
 from sslstudio.core.run_folder import write_predictions
@@ -91,7 +93,14 @@ def open_zero_shot_model(path: Path, device: torch.device) -> ZeroShotModel:
     for name in ZERO_SHOT_MODELS.names():
         model_cls = ZERO_SHOT_MODELS.get(name)
         if model_cls.recognises(path):
-            return model_cls(path, device)
+            try:
+                return model_cls(path, device)
+            except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as error:
+                # A folder that looks like a model but whose files are damaged or of another kind.
+                what = f"{type(error).__name__}: {error}" if isinstance(error, KeyError) else str(error)
+                raise DataError(f"{path} looks like a model folder but cannot be read "
+                                f"({what.splitlines()[0][:200]}); download it again, or pick "
+                                "another folder") from None
     kinds = "; ".join(ZERO_SHOT_MODELS.get(n).description() for n in ZERO_SHOT_MODELS.names())
     raise DataError(f"{path} cannot give zero-shot labels: it needs a model that reads both the "
                     f"items and the class descriptions: {kinds}")
@@ -130,6 +139,14 @@ class ZeroShotRequest:
 def zero_shot(request: ZeroShotRequest, control: RunControl | None = None) -> Iterator:
     """Yields scan and embedding progress, ZeroShotPredictions, then ZeroShotFinished."""
     control = control or RunControl()
+    if not request.out_csv:
+        yield from _zero_shot(request, control)
+        return
+    with OutputLock.acquire(Path(request.out_csv), "the labels file"):
+        yield from _zero_shot(request, control)
+
+
+def _zero_shot(request: ZeroShotRequest, control: RunControl) -> Iterator:
     if request.out_csv:
         check_output_file(Path(request.out_csv), overwrite=request.overwrite,
                           data_dirs=[Path(request.data_dir)], what="--out")
