@@ -1,4 +1,5 @@
 """Fault benchmark: does a training run killed at a random moment resume to the same weights?
+(`python bench/faults.py concurrency ...`: many writers at once; see bench/concurrency.py.)
 
     python bench/faults.py [--trials 20] [--startup-kills 3] [--seed 0] [--data DIR]
                            [--epochs 24] [--objective simclr] [--threads 1] [--workdir DIR]
@@ -521,6 +522,11 @@ def draw_trials(args, reference_step: int, startup_s: float) -> list[Trial]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["concurrency"]:  # many writers at once, not kills: bench/concurrency.py
+        import concurrency
+
+        return concurrency.main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--startup-kills", type=int, default=3,
