@@ -100,11 +100,13 @@ def setup(workdir: Path, env: dict) -> dict:
 
 
 def command_for(kind: str, made: dict, workdir: Path, epochs: int) -> list[str]:
+    """`epochs` differs between commands of a kind, so that two writers of one run would leave
+    a config, a checkpoint and a status that disagree (two identical writers leave no trace)."""
     data, project, run, labels = made["data"], made["project"], made["run"], made["labels"]
     return {
         "train-new": sslstudio("train", "--project", str(project), "--epochs", "1", *TRAIN),
         "train-twin": sslstudio("train", "--data", str(data), "--out", str(project / "runs" / "twin"),
-                                "--epochs", "1", *TRAIN),
+                                "--epochs", str(1 + epochs % 3), *TRAIN),
         "resume": sslstudio("train", "--resume", str(run), "--epochs", str(epochs), "--quiet"),
         "adapt": sslstudio("adapt", str(run), "--data", str(data), "--labels", str(labels)),
         "adapt-shared": sslstudio("adapt", str(run), "--data", str(data), "--labels", str(labels),
@@ -117,8 +119,9 @@ def command_for(kind: str, made: dict, workdir: Path, epochs: int) -> list[str]:
 
 def run_trial(index: int, rng: random.Random, made: dict, workdir: Path, env: dict, args) -> TrialResult:
     result = TrialResult(index)
-    epochs = 1 + index + 1  # each trial's resumes extend the run by one more epoch
-    commands = sorted((Command(kind, rng.uniform(0, args.window), command_for(kind, made, workdir, epochs))
+    # Each trial's resumes extend the run to 2-4 epochs past the trial's number, each its own.
+    commands = sorted((Command(kind, rng.uniform(0, args.window),
+                               command_for(kind, made, workdir, 2 + index + rng.randrange(3)))
                        for kind in (rng.choice(KINDS) for _ in range(args.processes))),
                       key=lambda c: c.start_s)
     result.commands = commands
@@ -174,7 +177,7 @@ def check_outputs(result: TrialResult, made: dict, workdir: Path) -> None:
         steps = folder.metrics()["step"]
         status = folder.status()
         try:
-            checkpoint_step = read_checkpoint(folder.checkpoint_path).loop.step
+            checkpoint_step = json.loads(read_checkpoint(folder.checkpoint_path).metadata["loop"])["step"]
         except Exception as error:  # noqa: BLE001 - a damaged checkpoint is a finding
             result.mixed.append(f"{run.name}: checkpoint unreadable ({error})")
             continue
@@ -183,6 +186,14 @@ def check_outputs(result: TrialResult, made: dict, workdir: Path) -> None:
         elif not (status.step == checkpoint_step == int(steps[-1])):
             result.mixed.append(f"{run.name}: status step {status.step}, checkpoint step "
                                 f"{checkpoint_step}, last metrics step {int(steps[-1])}")
+        # A completed epochs run ends at epochs x steps per epoch of its own config: a config
+        # written by one process beside a checkpoint of another does not.
+        train = folder.settings()["train"]
+        usable = json.loads((run / RunFolder.SCAN_REPORT).read_text())["usable"]
+        expected = int(train["epochs"]) * (usable // int(train["batch_size"]))
+        if status.status == "completed" and train["epochs"] and checkpoint_step != expected:
+            result.mixed.append(f"{run.name}: config.toml asks {train['epochs']} epochs ({expected} "
+                                f"steps), the checkpoint is at step {checkpoint_step}")
     adapted = [p for p in (made["run"] / "adapted").glob("*") if AdaptedFolder(p).is_adapted()]
     adapted += [p for p in [workdir / "adapted" / "shared"] if AdaptedFolder(p).is_adapted()]
     for path in adapted:
