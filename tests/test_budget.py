@@ -131,7 +131,7 @@ def test_the_encoder_that_scored_best_is_the_runs_result(image_folder, tmp_path,
     events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True)))
     assert events[-1].status == "completed" and events[-1].step == 6
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
-    assert notes and "step 2 scored best" in notes[0].message
+    assert notes and "step 2 is kept" in notes[0].message and "better than the last step's 0.400" in notes[0].message
     best = encoder_state(RunFolder(run).best_path, fallback=False)
     last = encoder_state(RunFolder(run).checkpoint_path)
     assert any(not torch.equal(best[k], last[k]) for k in best)

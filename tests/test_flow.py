@@ -13,8 +13,10 @@ def test_each_step_of_the_first_hour_names_the_next_action():
         (FlowFacts(scanning=True, job="scan"), "Data", ""),
         (FlowFacts(items=300), "Pretrain", "train"),
         (FlowFacts(items=300, job="train"), "Pretrain", "stop"),
-        (FlowFacts(items=300, runs_with_checkpoint=1), "Label", "label"),
-        (FlowFacts(items=300, runs_with_checkpoint=1, classes=1, labelled=4), "Label", "label"),
+        (FlowFacts(items=300, runs_with_checkpoint=1), "Label", "add_class"),
+        (FlowFacts(items=300, runs_with_checkpoint=1, class_names=("boot", "bag")), "Label", "label"),
+        (FlowFacts(items=300, runs_with_checkpoint=1, classes=1, labelled=4,
+                   class_names=("boot", "bag")), "Label", "label"),
         (FlowFacts(items=300, runs_with_checkpoint=1, classes=2, labelled=6), "Classify", "classify"),
         (FlowFacts(items=300, runs_with_checkpoint=1, classes=2, labelled=20, classifiers=1),
          "Export", "export"),
@@ -51,3 +53,26 @@ def test_few_labels_are_told_how_many_make_an_estimate_worth_reading():
     few = flow_state(FlowFacts(items=300, runs_with_checkpoint=1, classes=2, labelled=3))
     enough = flow_state(FlowFacts(items=300, runs_with_checkpoint=1, classes=2, labelled=12))
     assert "about 5 a class" in few.next_text and "about" not in enough.next_text
+
+
+def test_the_label_step_asks_for_classes_first_and_names_each_key():
+    """Someone who has never labelled is not told to press 1-9 before a class exists."""
+    bare = flow_state(FlowFacts(items=300, runs_with_checkpoint=1))
+    assert bare.next_action == "add_class" and "1-9" not in bare.next_text
+    folders = flow_state(FlowFacts(items=300, runs_with_checkpoint=1,
+                                   folder_classes=("bag", "boot", "coat", "dress", "shirt")))
+    assert folders.next_action == "folder_classes" and folders.next_button == "Use the folder names"
+    assert "5 subfolder names (bag, boot, coat, dress, …)" in folders.next_text
+    one = flow_state(FlowFacts(items=300, runs_with_checkpoint=1, class_names=("boot",)))
+    assert one.next_action == "add_class" and "\u201cboot\u201d" in one.next_text
+    two = flow_state(FlowFacts(items=300, runs_with_checkpoint=1, class_names=("boot", "bag")))
+    assert "(1 boot, 2 bag)" in two.next_text and two.next_button == "Go to labels"
+    there = flow_state(FlowFacts(items=300, runs_with_checkpoint=1, class_names=("boot", "bag"),
+                                 labels_shown=True))
+    assert there.next_action == "" and there.next_text == two.next_text  # already at the labels
+
+
+def test_a_paused_run_reads_paused():
+    state = flow_state(FlowFacts(items=300, job="train", paused=True))
+    assert state.step("Pretrain").detail == "paused" and "paused" in state.next_text
+    assert state.next_action == "stop"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QScrollArea  # noqa: E402
 
 from sslstudio.gui.worker import JobWorker  # noqa: E402
+from tests.conftest import make_image_folder  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "fashion-mnist"
 
@@ -136,6 +138,9 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
 
     w.toggle_pause()
     assert w.pause_button.text() == "Resume"
+    # Every place that shows the run's state says paused (it said "running" and "training…").
+    assert "paused" in w.runs_list.currentItem().text() and "running" not in w.runs_list.currentItem().text()
+    assert w.flow_bar.state.step("Pretrain").detail == "paused" and "paused" in w.flow_bar.next_text.text()
     time.sleep(0.3)
     QApplication.processEvents()
     paused_at = w.controller.history.size
@@ -152,10 +157,10 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     assert summary.status == "cancelled" and summary.resumable
     # Every place that shows the run agrees, right away (the list said "running" until a restart):
     # the list, the toolbar, the Run setup's buttons and the flow.
-    assert "cancelled" in w.runs_list.currentItem().text()
+    assert "stopped" in w.runs_list.currentItem().text()
     assert "running" not in w.runs_list.currentItem().text()
     assert w.start_action.isEnabled() and not w.stop_action.isEnabled() and not w.stop_button.isEnabled()
-    assert flow_now(w) == ("Label", "label") and w.flow_bar.state.step("Pretrain").detail == "1 run"
+    assert flow_now(w) == ("Label", "folder_classes") and w.flow_bar.state.step("Pretrain").detail == "1 run"
     stopped_at = summary.step
     assert w.resume_button.isEnabled()
 
@@ -671,11 +676,14 @@ def lasso_around(view, xy, radius):
         box.mouseDragEvent(FakeDrag(scene, i))
 
 
-def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot, window, monkeypatch):
+def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot, window, monkeypatch,
+                                                                         tmp_path):
     import numpy as np
     from PySide6.QtWidgets import QInputDialog
 
     w = window()
+    w.resize(1280, 800)
+    size = (w.width(), w.height())
     assert flow_now(w) == ("Data", "open")
     open_sample(qtbot, w)
     assert flow_now(w) == ("Pretrain", "train")
@@ -692,8 +700,9 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     w.flow_bar.next_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
-    assert summary.status == "cancelled" and "cancelled" in w.runs_list.currentItem().text()
-    assert flow_now(w) == ("Label", "label")
+    assert summary.status == "cancelled" and "stopped" in w.runs_list.currentItem().text()
+    # The sample has subfolders: the Label step offers their names as classes before any key.
+    assert flow_now(w) == ("Label", "folder_classes") and "1-9" not in w.flow_bar.next_text.text()
     names = iter(["boot", "bag"])
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
     w.label_panel.add_button.click()
@@ -712,8 +721,8 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
     w.gallery.select_items(boots)
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_1)
-    assert flow_now(w) == ("Label", "label")  # one class labelled: a second is asked for
-    assert "one more class" in w.flow_bar.next_text.text()
+    assert flow_now(w)[0] == "Label"  # one class labelled: a second is asked for
+    assert "one more class" in w.flow_bar.next_text.text() and "(1 boot, 2 bag)" in w.flow_bar.next_text.text()
     w.gallery.select_items(bags[:7])
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_2)
     names_now = w.label_store.label_names()
@@ -783,8 +792,9 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     assert w.adapt_panel.comparison.rowCount() == 5
     assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora", "adapter", "setfit"}
-    # Which classifier is in use stays plain: the box moves to the best method, the headline
-    # says the comparison kept no model and names the one still in use. SetFit's estimate comes
+    # Which classifier is in use stays plain: the box stays on the method the user chose, the
+    # headline names the best, says the comparison kept no model and names the one still in
+    # use; the tables say whose they are, in shares, not fractional counts. SetFit's estimate comes
     # with its caution (it measured running opposite to the truth), in the table and, when it
     # ranks first, in the headline.
     estimates = w.adapt_panel.estimates
@@ -792,7 +802,12 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     setfit_row = next(r for r in range(5) if w.adapt_panel.comparison.item(r, 0).text().startswith("setfit"))
     assert w.adapt_panel.comparison.item(setfit_row, 0).text() == "setfit (see caution)"
     best = max(estimates.values(), key=lambda e: e.accuracy).method
-    assert w.adapt_panel.method.currentText() == best
+    assert w.adapt_panel.method.currentText() == "linear"  # as it was set before Compare
+    last = list(estimates)[-1]
+    assert w.adapt_panel.per_class_title.text() == f"Per class, {last}"
+    assert w.adapt_panel.confusion_title.text().startswith(f"Confusion matrix of {last}")
+    cells = [w.adapt_panel.confusion.item(r, c).text() for r in range(2) for c in range(2)]
+    assert all(text == "" or (text.endswith("%") and "." not in text) for text in cells), cells
     headline = w.adapt_panel.headline.text()
     assert f"{best} is best" in headline and f"still {w.adapted_path.name}" in headline
     assert ("comes with a caution" in headline) == (best == "setfit")
@@ -848,7 +863,7 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=30000)  # Try it's job ends
     run_item = w.runs_list.currentItem()
     stopped_at = run_item.data(Qt.ItemDataRole.UserRole).step
-    assert "cancelled" in run_item.text() and w.resume_button.isEnabled()
+    assert "stopped" in run_item.text() and w.resume_button.isEnabled()
     w.resume_selected_run()
     qtbot.waitUntil(lambda: w.controller.history.size > 0 and
                     w.controller.history.column("step")[-1] > stopped_at, timeout=60000)
@@ -860,11 +875,28 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
     assert summary.status == "cancelled" and summary.step > stopped_at
-    assert "cancelled" in w.runs_list.currentItem().text()
+    assert "stopped" in w.runs_list.currentItem().text()
     assert "running" not in w.runs_list.currentItem().text()
-    assert w.status_text.text().startswith(f"Run cancelled at step {summary.step}")
+    assert w.status_text.text().startswith(f"Run stopped at step {summary.step}")
     assert w.start_action.isEnabled() and not w.stop_action.isEnabled() and not w.pause_action.isEnabled()
     assert w.flow_bar.state.step("Pretrain").detail == "1 run" and flow_now(w)[0] != "Pretrain"
+
+    # Another folder after all that: nothing of the sample's project shows anywhere.
+    w._warning("best_encoder", "the encoder of step 3 is kept")  # a banner of the sample's run
+    other = tmp_path / "other-folder"
+    make_image_folder(other, classes=2, per_class=6)
+    w.open_data_folder(other)
+    wait_for_data(qtbot, w)
+    assert len(w.data_set) == 12 and w.runs_list.count() == 0
+    assert [flow_now(w)[0], w.flow_bar.state.step("Classify").detail,
+            w.flow_bar.state.step("Export").detail] == ["Pretrain", "none yet", "not yet"]
+    assert not w.banner.isVisibleTo(w) and len(w.map.indices) == 0
+    assert w.controller.history.size == 0 and w.curves.curves["loss"].xData is None
+    assert w.adapt_panel.trained.count() == 0 and "estimated" not in w.adapt_panel.headline.text()
+    assert "Labelling with" not in w.label_panel.encoder_text.text()
+    assert w.adapted_path is None and w.label_store.label_names() == {}
+    # Through every step the window kept the size it was given.
+    assert (w.width(), w.height()) == size
 
 
 def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, window, tmp_path):
@@ -1311,8 +1343,8 @@ def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_th
     small_run(w, epochs=1)
     w.flow_bar.next_button.click()  # Start training
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
-    assert flow_now(w) == ("Label", "label")
-    w.flow_bar.next_button.click()  # Go to labels
+    assert flow_now(w) == ("Label", "folder_classes")
+    w.reveal(w.label_panel)  # this newcomer names their own two classes instead
     names = iter(["boot", "bag"])
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
     w.label_panel.add_button.click()
@@ -1354,7 +1386,7 @@ def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_th
     w.stop_action.trigger()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "stopping the classifier's training: nothing of it is kept" in w.log.toPlainText()
-    assert w.adapted_path == in_use and "cancelled" in w.status_text.text()
+    assert w.adapted_path == in_use and "stopped" in w.status_text.text()
 
 
 def test_small_things_of_the_first_hour(qtbot, window, tmp_path):
@@ -1433,3 +1465,83 @@ def test_at_1280_by_800_the_docks_hold_their_panels_without_sideways_scrolling(q
         qtbot.waitUntil(lambda: panel.isVisible(), timeout=5000)
         assert panel.minimumSizeHint().width() <= dock.width(), type(panel).__name__
     assert w.centralWidget().width() >= 400  # the docks leave the curves and the map their room
+
+
+def test_the_mouse_wheel_over_the_form_changes_no_value(qtbot, window):
+    """Scrolling the Run setup form passed over its fields and changed them (projection dim
+    128 -> 123 -> 115): a field takes the wheel only when it has the focus."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QAbstractSpinBox, QComboBox
+
+    w = window()
+    open_sample(qtbot, w)
+    fields = [f for f in w.setup.findChildren(QAbstractSpinBox) + w.setup.findChildren(QComboBox)
+              if f.isEnabled()]
+    assert len(fields) > 5
+
+    def wheel(field):
+        centre = QPointF(field.rect().center())
+        event = QWheelEvent(centre, QPointF(field.mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                            QPoint(0, -120), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                            Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(field, event)
+
+    def value(field):
+        return field.currentIndex() if isinstance(field, QComboBox) else field.value()
+
+    before = [value(f) for f in fields]
+    for field in fields:
+        wheel(field)
+    assert [value(f) for f in fields] == before
+    focused = next(f for f in fields if isinstance(f, QAbstractSpinBox) and f.value() < f.maximum())
+    focused.setFocus()
+    qtbot.waitUntil(focused.hasFocus, timeout=5000)
+    start = focused.value()
+    wheel(focused)
+    assert focused.value() != start  # a field the user is in still takes the wheel
+
+
+def test_start_pressed_before_the_engine_has_loaded_starts_when_it_has(qtbot, tmp_path, monkeypatch):
+    from sslstudio.gui.main_window import MainWindow
+
+    monkeypatch.setattr("sslstudio.gui.main_window.default_projects_root", lambda: tmp_path / "projects")
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings.setValue("welcome/encoders_offered", True)
+    # The form fills from these once the engine is there (it is disabled until then).
+    settings.setValue("run/choices", json.dumps({"objective": "simclr", "image_size": 16, "batch_size": 32,
+                                                 "epochs": 1, "budget": "epochs"}))
+    import threading
+
+    import sslstudio.gui.main_window as main_window
+
+    arrive = threading.Event()
+    real_engine_info = main_window.engine_info
+
+    def slow_engine_info():  # torch takes its time: here, until the test lets it arrive
+        arrive.wait(60)
+        return real_engine_info()
+
+    monkeypatch.setattr(main_window, "engine_info", slow_engine_info)
+    w = MainWindow(None, settings=settings)
+    w.skip_close_question = True
+    qtbot.addWidget(w)
+    w.show()
+    open_sample(qtbot, w)
+    assert w.engine is None and w.start_button.isEnabled()
+    w.flow_bar.next_button.click()  # Start training, in the first second
+    assert "as soon as the training engine has loaded" in w.status_text.text()
+    arrive.set()  # the engine arrives
+    qtbot.waitUntil(lambda: w.controller.busy() or w.runs_list.count() > 0, timeout=60000)
+    qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
+    assert w.runs_list.count() == 1 and w.runs_list.item(0).data(Qt.ItemDataRole.UserRole).status == "completed"
+    w.close()
+
+
+def test_the_banner_can_be_closed_and_goes_with_its_run(qtbot, window):
+    w = window()
+    open_sample(qtbot, w)
+    w._warning("best_encoder", "the encoder of step 3 is kept")
+    assert w.banner.isVisibleTo(w)
+    w.banner.close_button.click()
+    assert not w.banner.isVisibleTo(w)

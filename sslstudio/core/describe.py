@@ -36,6 +36,14 @@ from sslstudio.core.events import (
 )
 from sslstudio.core.text import format_duration
 
+# How a job's status reads. "cancelled" is the word on disk (status.json) and in events; a person
+# pressed Stop, so the words say stopped.
+STATUS_WORDS = {"cancelled": "stopped"}
+
+
+def status_word(status: str) -> str:
+    return STATUS_WORDS.get(status, status)
+
 # progress: superseded by the next progress line (a terminal rewrites it; the app has bars and plots).
 # note:     a line of the log.
 # warning:  a line the user must not miss (a terminal sends it to stderr).
@@ -86,7 +94,7 @@ def describe(event, total_steps: int = -1) -> Description:
         case Checkpointed():
             return Description(f"checkpoint at step {event.step}", "detail")
         case RunFinished():
-            text = f"run {event.status} at step {event.step}"
+            text = f"run {status_word(event.status)} at step {event.step}"
             if event.message:
                 text += f": {event.message}"
             if event.checkpoint:
@@ -123,13 +131,13 @@ def describe(event, total_steps: int = -1) -> Description:
             methods = event.method.split(",")
             what = (f"comparing {', '.join(methods[:-1])} and {methods[-1]}" if len(methods) > 1
                     else event.method)
-            return Description(f"{what} {event.status}{where}{why}", "note")
+            return Description(f"{what} {status_word(event.status)}{where}{why}", "note")
         case ZeroShotPredictions():
             return Description(f"zero-shot labels for {len(event.items)} items", "data")
         case ZeroShotFinished():
             where = f" -> {event.path}" if event.path else ""
             why = f" ({event.message})" if event.message else ""
-            return Description(f"zero-shot {event.status}{where}{why}", "note")
+            return Description(f"zero-shot {status_word(event.status)}{where}{why}", "note")
         case ExportProgress():
             return Description(f"{event.phase}: {event.message}", "note")
         case ExportCheck():
@@ -141,7 +149,7 @@ def describe(event, total_steps: int = -1) -> Description:
                                f"({speedup:.2f}x)", "note")
         case ExportFinished():
             files = "".join(f"\n  {f}" for f in event.files)
-            return Description(f"export {event.status}: {event.message}{files}", "note")
+            return Description(f"export {status_word(event.status)}: {event.message}{files}", "note")
         case _:
             # An event this module has not learnt yet: named in the app's log, where a developer
             # notices it, and kept out of a terminal's output.

@@ -438,3 +438,4 @@ class LabellingSession:
     def _forget_predictions(self) -> None:
         self.predicted = self.confidence = self.margin = None
         self.pre_labels = self.pre_confidence = None
+        self.adapted_path = None  # the classifier the predictions came from goes with them

@@ -15,3 +15,8 @@ def format_duration(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds // 60}m {seconds % 60:02d}s"
     return f"{seconds}s"
+
+
+def counted(count: float, noun: str) -> str:
+    """'1 epoch', '3 epochs', '2.5 minutes': the noun agrees with the number."""
+    return f"{count:g} {noun}{'' if count == 1 else 's'}"

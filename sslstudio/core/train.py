@@ -63,6 +63,7 @@ from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.outputs import OutputError, check_output_folder, check_outside_data
 from sslstudio.core.preprocess import PREPROCESSES, Preprocess, is_text_model_folder
 from sslstudio.core.run_folder import RunFolder
+from sslstudio.core.text import counted
 from sslstudio.core.train_config import CPU_MINUTES, TrainConfig
 
 METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
@@ -166,9 +167,11 @@ class RunPlan:
         return table
 
     def describe(self) -> str:
-        budget = (f"{self.epochs} epochs of {self.steps_per_epoch} steps" if self.epochs
-                  else f"{self.minutes:g} minutes")
-        inputs = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.inputs.items())
+        budget = (f"{counted(self.epochs, 'epoch')} of {counted(self.steps_per_epoch, 'step')}"
+                  if self.epochs else counted(self.minutes, "minute"))
+        # A yes/no fact reads as its name when true ("grey"), and is left out when false.
+        inputs = ", ".join(k.replace("_", " ") if v is True else f"{k.replace('_', ' ')} {v}"
+                           for k, v in self.inputs.items() if v is not False)
         start = f"from {self.weights}" if self.weights else "from scratch"
         text = (f"plan: {self.objective} on {self.backbone} ({start}), {inputs}; batch "
                 f"{self.batch_size}, {budget}, on {self.device}")
@@ -935,9 +938,15 @@ class _BestEncoder:
             return (f"continuing did not help: the pretrained encoder as it came scored "
                     f"{self.score:.3f} ({metric}), the last step {self.latest_score:.3f}{within}; "
                     "embed, adapt and export use the encoder as it came")
-        return (f"the encoder of step {self.step} scored best ({metric} {self.score:.3f}, the last "
-                f"step {self.latest_score:.3f}); embed, adapt and export use it, and the last "
-                "checkpoint stays for resuming")
+        # The words say the rule: a later encoder must beat the kept one by more than the judge's
+        # noise, so "scored best" beside a higher last score read as a contradiction.
+        margin = self.monitor.score_margin(self.score)
+        compared = (f"the last step's {self.latest_score:.3f} is not better by more than the "
+                    f"{margin:.3f} that so few labelled items can tell apart"
+                    if self.latest_score > self.score else
+                    f"better than the last step's {self.latest_score:.3f}")
+        return (f"the encoder of step {self.step} is kept ({metric} {self.score:.3f}; {compared}): "
+                "embed, adapt and export use it, and the last checkpoint stays for resuming")
 
 
 class _MetricsLog:

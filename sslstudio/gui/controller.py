@@ -182,6 +182,10 @@ class TrainingController(QObject):
         worker.start()
         self.busy_changed.emit(True)
 
+    @property
+    def paused(self) -> bool:
+        return self.busy() and self.worker.control.paused
+
     def pause(self) -> None:
         if self.busy():
             self.worker.pause()

@@ -22,8 +22,12 @@ class FlowFacts:
     item_noun: str = "images"
     scanning: bool = False
     job: str = ""  # the running job's kind ("train", "adapt", ...), "" when idle
+    paused: bool = False  # the running job is paused
     runs_with_checkpoint: int = 0
     classes: int = 0  # classes with at least one label
+    class_names: tuple[str, ...] = ()  # the project's classes, in key order (1-9)
+    folder_classes: tuple[str, ...] = ()  # the folder's subfolder names, offered as classes
+    labels_shown: bool = False  # the Labels panel is on screen: "Go to labels" has nothing to do
     labelled: int = 0
     classifiers: int = 0  # trained from the selected run
     current_classifier: str = ""
@@ -59,7 +63,7 @@ def flow_state(facts: FlowFacts) -> FlowState:
     details = {
         "Data": ("scanning…" if facts.scanning else
                  f"{facts.items:,} {facts.item_noun}" if data_done else "no folder open"),
-        "Pretrain": ("training…" if training else
+        "Pretrain": ("paused" if training and facts.paused else "training…" if training else
                      f"{facts.runs_with_checkpoint} run{'s' if facts.runs_with_checkpoint != 1 else ''}"
                      if pretrain_done else "no run yet"),
         "Label": (f"{facts.labelled} labelled, {facts.classes} class{'es' if facts.classes != 1 else ''}"
@@ -77,6 +81,10 @@ def flow_state(facts: FlowFacts) -> FlowState:
     elif not data_done:
         current, text, action, button = ("Data", "Open a folder of images or texts (or Help > Open "
                                          "sample dataset) to begin.", "open", "Open a folder…")
+    elif training and facts.paused:
+        current, text, action, button = ("Pretrain", "Training is paused: Resume (Pause again) to "
+                                         "go on, or stop it; the best encoder so far is kept.",
+                                         "stop", "Stop training")
     elif training:
         current, text, action, button = ("Pretrain", "The encoder is learning your data: watch the "
                                          "curves and the map; stop when you like, the best "
@@ -85,11 +93,7 @@ def flow_state(facts: FlowFacts) -> FlowState:
         current, text, action, button = ("Pretrain", "Pretrain an encoder on your folder: the "
                                          "defaults suit this machine.", "train", "Start training")
     elif not label_done:
-        needed = 2 - facts.classes
-        current, text, action, button = (
-            "Label", f"Label a few items of {'two classes' if needed == 2 else 'one more class'}: "
-            "select them in the gallery or lasso them on the map, then press 1-9.", "label",
-            "Go to labels")
+        current, text, action, button = ("Label", *label_step(facts))
     elif not classify_done:
         few = facts.labelled < LABELS_PER_CLASS_HINT * facts.classes
         current, text, action, button = (
@@ -110,3 +114,25 @@ def flow_state(facts: FlowFacts) -> FlowState:
     steps = tuple(FlowStep(title, CURRENT if title == current else DONE if done[title] else TO_DO,
                            details[title]) for title in STEPS)
     return FlowState(steps, text, action, button)
+
+
+def label_step(facts: FlowFacts) -> tuple[str, str, str]:
+    """The Label step's words and action for someone who has never labelled: classes first (the
+    folder's subfolder names when it has them), then which key labels with which class."""
+    defined = facts.class_names
+    if not defined and facts.folder_classes:
+        shown = ", ".join(facts.folder_classes[:4]) + (", …" if len(facts.folder_classes) > 4 else "")
+        return (f"Name your classes first: take the folder's {len(facts.folder_classes)} subfolder "
+                f"names ({shown}), or add your own in the Labels panel.", "folder_classes",
+                "Use the folder names")
+    if not defined:
+        return ("Add your first class: one for each kind of item you want told apart (you will "
+                "label a few of each).", "add_class", "Add a class…")
+    if len(defined) < 2:
+        return (f"Add a second class beside \u201c{defined[0]}\u201d: a classifier tells at least "
+                "two apart.", "add_class", "Add a class…")
+    keys = ", ".join(f"{number} {name}" for number, name in enumerate(defined[:9], 1))
+    needed = "two classes" if facts.classes == 0 else "one more class"
+    text = (f"Label a few items of {needed}: select them in the gallery or lasso them on the map, "
+            f"then press the class's key ({keys}).")
+    return (text, "", "") if facts.labels_shown else (text, "label", "Go to labels")

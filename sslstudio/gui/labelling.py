@@ -34,7 +34,7 @@ from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.widgets.adapt_panel import AdaptPanel
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.gallery import GalleryView
-from sslstudio.gui.widgets.label_panel import LabelPanel
+from sslstudio.gui.widgets.label_panel import NO_RUN_TEXT, LabelPanel
 from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.zeroshot_dialog import ZeroShotDialog
 from sslstudio.gui.modalities import view_of
@@ -165,6 +165,15 @@ class LabellingPanels(QObject):
         self.session.set_items(item_keys(data) if data is not None else [])
         self._show_labels()
 
+    def forget_project_view(self) -> None:
+        """What the panels show of the last project goes: its run, classifier and results."""
+        self._selected_run = None
+        self.clear_map()
+        self.label_panel.set_encoder(NO_RUN_TEXT, False)
+        self.adapt_panel.clear_results(False)
+        self.adapt_panel.forget_results()
+        self.adapt_panel.set_classifiers([], "")
+
     def clear_map(self) -> None:
         """Training starts: the map will show its snapshots, not the labelling run's items."""
         self.session.forget_features()
@@ -269,6 +278,19 @@ class LabellingPanels(QObject):
         name, ok = QInputDialog.getText(self.host, "Add class", "Name of the new class:")
         if ok:
             self._label_action(lambda: self.session.add_class(name))
+
+    def add_folder_classes(self, names: tuple[str, ...]) -> None:
+        """The folder's subfolder names as classes (those not there yet), in their order."""
+        if self.session.store is None:
+            return
+        have = {c.name for c in self.session.classes()}
+
+        def add_all():
+            for name in names:
+                if name not in have:
+                    self.session.add_class(name)
+
+        self._label_action(add_all)
 
     def rename_class_dialog(self, class_id: int) -> None:
         current = self.session.class_by_id(class_id)
@@ -729,10 +751,10 @@ class LabellingPanels(QObject):
         self.refresh_classifiers()
         estimates = self.adapt_panel.estimates
         if event.status == "completed" and "," in event.method and estimates:
-            # A comparison estimates; it trains nothing to keep. The method box moves to the
-            # best, and the panel says which classifier is still the one in use.
+            # A comparison estimates; it trains nothing to keep. The method box stays as the user
+            # set it (it moved to the best unasked); the panel names the best and says which
+            # classifier is still the one in use.
             best = max(estimates.values(), key=lambda e: e.accuracy if e.estimated else -1.0)
-            self.adapt_panel.method.setCurrentText(best.method)
             current = (f"the classifier in use is still {self.session.adapted_path.name}"
                        if self.session.adapted_path is not None else "no classifier is trained yet")
             # A cautioned estimate still ranks (on Rotten Tomatoes SetFit was at least as good
@@ -740,8 +762,10 @@ class LabellingPanels(QObject):
             caution = f" Its estimate comes with a caution: {best.caution}." if best.caution else ""
             self.adapt_panel.headline.setText(
                 f"<b>Compared on the same folds: {best.method} is best, {best.accuracy:.1%}</b> "
-                f"(table below).{caution} A comparison keeps no model: {current}. Train classifier fits "
-                f"{best.method} on every label and makes it the one in use.")
+                f"(table below).{caution} A comparison keeps no model: {current}. To use "
+                f"{best.method}, choose it above and Train classifier. Every method here was "
+                "scored on the same folds, so these figures differ a little from the estimate saved "
+                "with a classifier, made on folds of its own; both are within their intervals.")
 
     # -- state --------------------------------------------------------------------------------
     def update_actions(self) -> None:

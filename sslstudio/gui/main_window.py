@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from sslstudio import __version__
 from sslstudio.core.config import ConfigError
+from sslstudio.core.describe import status_word
 from sslstudio.core.data.text_folder import detect_modality, snippet
 from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import format_duration
@@ -41,6 +42,7 @@ from sslstudio.gui.flow import FlowFacts, flow_state
 from sslstudio.gui.history import RunHistory
 from sslstudio.gui.labelling import LabellingPanels
 from sslstudio.gui.modalities import view_of
+from sslstudio.gui.widgets.banner import Banner
 from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.elided_label import ElidedLabel
@@ -87,10 +89,12 @@ class MainWindow(QMainWindow):
         self.encoders_dialog: EncodersDialog | None = None
         self.data_set = None
         self.engine = None
+        self._start_when_engine_ready = False  # Start was pressed before the engine loaded
         self.controller = TrainingController(self)
         self._engine_loader: JobWorker | None = None
         self._closing = False
         self._exported_to = ""  # where this project's last export went ("" none yet)
+        self._exported_source = ""  # the classifier or run that export was made of
         self._map_after_run: Path | None = None  # a run just completed: its t-SNE map comes next
         self._pending_data_dir: Path | None = None
         self.setAcceptDrops(True)
@@ -118,10 +122,7 @@ class MainWindow(QMainWindow):
         self.labelling = LabellingPanels(self)
         self.log = LogPanel()
 
-        self.banner = QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setStyleSheet(BANNER_STYLES["problem"])
-        self.banner.hide()
+        self.banner = Banner()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.curves, "Training curves")
         self.tabs.addTab(self.map, "Embedding map")
@@ -148,6 +149,8 @@ class MainWindow(QMainWindow):
         self.setup_dock = self._dock("Run setup", setup_box, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setup_dock.setMinimumWidth(320)
         self.labels_dock = self._dock("Labels", self.label_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        # The Label step's Next ("Go to labels") has nothing to do while the panel is in view.
+        self.labels_dock.visibilityChanged.connect(lambda _visible: self.refresh_flow())
         self.classifier_dock = self._dock("Classifier", self.adapt_panel,
                                           Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.setup_dock, self.labels_dock)
@@ -307,7 +310,10 @@ class MainWindow(QMainWindow):
         self.log.add("training engine ready: " + ", ".join(
             description for _, description in info["devices"][1:]))
         self._update_actions()
-        if not self.settings.value("welcome/encoders_offered", False, type=bool):
+        if self._start_when_engine_ready:
+            self._start_when_engine_ready = False
+            self.start_training()
+        elif not self.settings.value("welcome/encoders_offered", False, type=bool):
             # Once, on the first run: the weights are not part of the app.
             self.settings.setValue("welcome/encoders_offered", True)
             self.show_encoders()
@@ -338,12 +344,32 @@ class MainWindow(QMainWindow):
 
     # -- projects and folders -----------------------------------------------------------------
     def set_project(self, project: Project) -> None:
+        if self.project is not None and self.project.path != project.path:
+            self._forget_shown_project()
         self.project = project
         self.labelling.set_project(project)
-        # A model exported in an earlier session still counts as the flow's last step done.
-        exported = next((project.path / "exports").glob("**/*.onnx"), None)
-        self._exported_to = str(exported.parent) if exported is not None else ""
+        # A model exported in an earlier session still counts as the flow's last step done, for
+        # the run it was made of (its .json says which).
+        exports = sorted((project.path / "exports").glob("**/*.onnx"), key=lambda p: p.stat().st_mtime)
+        self._exported_to, self._exported_source = "", ""
+        if exports:
+            self._exported_to = str(exports[-1].parent)
+            try:
+                model = json.loads(exports[-1].with_suffix(".json").read_text()).get("model", {})
+                self._exported_source = str(model.get("adapted") or model.get("run") or "")
+            except (OSError, ValueError, AttributeError):
+                pass
         self.refresh_flow()
+
+    def _forget_shown_project(self) -> None:
+        """Another project opens: nothing of the last one may show (its banner, map, curves,
+        classifier, labelling run), since the window would say what is not true of this one."""
+        self.banner.dismiss()
+        self.map.clear()
+        self.controller.history = RunHistory()
+        self.curves.set_history(self.controller.history)
+        self.labelling.forget_project_view()
+        self._exported_to = self._exported_source = ""
 
     def release_project(self) -> None:
         """Close the labels and let another window have the project."""
@@ -462,7 +488,13 @@ class MainWindow(QMainWindow):
 
     # -- training -----------------------------------------------------------------------------
     def start_training(self) -> None:
-        if self.controller.busy() or self.engine is None:
+        if self.engine is None and not self.controller.busy():
+            # A click in the first seconds, before torch has loaded, is kept, not lost.
+            self._start_when_engine_ready = True
+            self.status_text.setText("Starting training as soon as the training engine has "
+                                     "loaded (a few seconds)…")
+            return
+        if self.controller.busy():
             return
         if self.data_set is None or self.project is None:
             QMessageBox.information(self, APP_NAME, "Open a folder of images first "
@@ -480,7 +512,7 @@ class MainWindow(QMainWindow):
             # run keeps the encoder that scored best.
             train_config = dataclasses.replace(train_config, labels=str(self.label_store.path))
         self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
-        self.banner.hide()
+        self.banner.dismiss()
         self.map.clear()
         self.labelling.clear_map()
         self.controller.start_training(train_config, objective_config)
@@ -493,13 +525,13 @@ class MainWindow(QMainWindow):
             return
         summary = item.data(Qt.ItemDataRole.UserRole)
         if not summary.resumable:
-            QMessageBox.information(self, APP_NAME, f"Run {summary.name} is {summary.status}; "
+            QMessageBox.information(self, APP_NAME, f"Run {summary.name} is {status_word(summary.status)}; "
                                     "only stopped or interrupted runs can be resumed.")
             return
 
         train_config, objective_config, _ = summary.folder.read_config()
         history = RunHistory.from_metrics(summary.folder.metrics())
-        self.banner.hide()
+        self.banner.dismiss()
         self.controller.start_training(train_config, objective_config, resume=True)
         self.controller.history = history  # keep the curve drawn so far; new points append to it
         self.curves.set_history(history)
@@ -608,9 +640,8 @@ class MainWindow(QMainWindow):
         # earlier encoder kept because continuing did not help.
         if kind in ("collapse", "non_finite", "best_encoder"):
             # Red for a run gone wrong; an earlier encoder kept is news, not an error.
-            self.banner.setStyleSheet(BANNER_STYLES["notice" if kind == "best_encoder" else "problem"])
-            self.banner.setText(message)
-            self.banner.show()
+            self.banner.say(message, BANNER_STYLES["notice" if kind == "best_encoder" else "problem"],
+                            self.controller.training_run or "")
 
     def _busy_changed(self, busy: bool) -> None:
         if not busy and self.controller.job_kind == "map":
@@ -629,7 +660,7 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         if event.status == "completed" and self.controller.run_dir is not None:
             self._map_after_run = Path(self.controller.run_dir)
-        self.status_text.setText(f"Run {event.status} at step {event.step}"
+        self.status_text.setText(f"Run {status_word(event.status)} at step {event.step}"
                                  + (f": {event.message}" if event.message else ""))
         if not self._closing:
             self.refresh_runs(select_path=self.controller.run_dir)
@@ -664,11 +695,18 @@ class MainWindow(QMainWindow):
             result, neighbours = value
             self.export_dialog.show_try_result(result, neighbours, self._thumbnail_by_name)
 
-    def _paused_changed(self, paused: bool) -> None:
+    def _show_pause_words(self, paused: bool) -> None:
         self.pause_action.setText("&Resume" if paused else "&Pause")
         self.pause_button.setText("Resume" if paused else "Pause")
+
+    def _paused_changed(self, paused: bool) -> None:
+        self._show_pause_words(paused)
         if paused:
             self.status_text.setText("Paused")
+        # Every place that shows the run's state says paused, not running.
+        live = self.controller.training_run
+        self.refresh_runs(select_path=Path(live) if live else None)
+        self.refresh_flow()
 
     # -- runs list ----------------------------------------------------------------------------
     def refresh_runs(self, select_path: Path | None = None, select_latest: bool = False) -> None:
@@ -679,8 +717,10 @@ class MainWindow(QMainWindow):
         # One source for a run's state: on disk, unless this window is training it right now.
         live = self.controller.training_run
         for summary in runs:
-            status = "running" if live is not None and summary.path == Path(live) else summary.status
-            step = "" if status == "running" else f", step {summary.step}"
+            live_here = live is not None and summary.path == Path(live)
+            status = ("paused" if self.controller.paused else "running") if live_here \
+                else status_word(summary.status)
+            step = "" if live_here else f", step {summary.step}"
             item = QListWidgetItem(f"{summary.name}  ·  {summary.objective} on {summary.backbone}  ·  "
                                    f"{status}{step}")
             item.setData(Qt.ItemDataRole.UserRole, summary)
@@ -696,7 +736,10 @@ class MainWindow(QMainWindow):
 
     def _run_selected(self, item, _previous=None) -> None:
         if item is not None:
-            self.labelling.run_selected(item.data(Qt.ItemDataRole.UserRole))
+            summary = item.data(Qt.ItemDataRole.UserRole)
+            if self.banner.run and Path(self.banner.run) != summary.path:
+                self.banner.dismiss()  # it spoke of another run
+            self.labelling.run_selected(summary)
         self._update_actions()
         if item is None or self.controller.busy():
             return
@@ -738,7 +781,8 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         busy = self.controller.busy()
         training = busy and self.controller.job_kind in STOPPABLE_JOBS
-        can_start = not busy and self.engine is not None and self.data_set is not None
+        # Before the engine has loaded, Start is taken and kept until it has (start_training).
+        can_start = not busy and self.data_set is not None
         self.start_action.setEnabled(can_start)
         self.start_button.setEnabled(can_start)
         for widget in (self.pause_action, self.pause_button, self.stop_action, self.stop_button):
@@ -748,7 +792,7 @@ class MainWindow(QMainWindow):
                              (self.stop_action, "Stop"), (self.stop_button, "Stop")):
             widget.setToolTip(f"{verb} {words}" if words else verb)
         if not training:
-            self._paused_changed(False)
+            self._show_pause_words(False)
         item = self.runs_list.currentItem()
         resumable = item is not None and item.data(Qt.ItemDataRole.UserRole).resumable
         self.resume_button.setEnabled(resumable and not busy and self.engine is not None)
@@ -771,13 +815,20 @@ class MainWindow(QMainWindow):
         return FlowFacts(
             items=len(self.data_set) if self.data_set is not None else 0,
             item_noun="texts" if getattr(self.data_set, "modality", "image") == "text" else "images",
-            scanning=job == "scan", job=job,
+            scanning=job == "scan", job=job, paused=self.controller.paused,
             runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
+            class_names=tuple(c.name for c in session.classes()) if session.store is not None else (),
+            folder_classes=tuple(getattr(self.data_set, "class_names", ()) or ()),
+            labels_shown=self.label_panel.isVisible(),
             labelled=int(len(labelled)),
             classifiers=len(session.classifiers(run.path)) if run is not None else 0,
             current_classifier=self.labelling.classifier_words(current),
-            exported=self._exported_to)
+            # An export counts for the flow while it is of the selected run (its encoder or one
+            # of its classifiers): after another run is made or chosen, Export is to do again.
+            exported=self._exported_to if run is not None and self._exported_source and (
+                Path(self._exported_source) == run.path
+                or run.path in Path(self._exported_source).parents) else "")
 
     def refresh_flow(self) -> None:
         if hasattr(self, "flow_bar"):
@@ -805,6 +856,13 @@ class MainWindow(QMainWindow):
         elif action == "label":
             self.reveal(self.label_panel)
             self.gallery.list.setFocus()
+            self.refresh_flow()
+        elif action == "add_class":
+            self.reveal(self.label_panel)
+            self.labelling.add_class_dialog()
+        elif action == "folder_classes":
+            self.reveal(self.label_panel)
+            self.labelling.add_folder_classes(tuple(getattr(self.data_set, "class_names", ()) or ()))
         elif action == "classify":
             self.reveal(self.adapt_panel)
             if self.adapt_panel.train_button.isEnabled():
@@ -815,6 +873,8 @@ class MainWindow(QMainWindow):
     def _export_event(self, event) -> None:
         if type(event).__name__ == "ExportFinished" and event.status == "completed" and event.path:
             self._exported_to = str(Path(event.path).parent)
+            chosen = self.export_dialog.source.currentData() if self.export_dialog is not None else None
+            self._exported_source = str(chosen[0]) if chosen else ""
             self.refresh_flow()
 
     def _update_title(self) -> None:

@@ -129,7 +129,7 @@ def load_image_folder(
         listing = list_folder(root, IMAGE_EXTENSIONS, labels_from_folders)
     if not listing.paths and listing.skipped:
         report = ScanReport(str(listing.root), len(listing.skipped), 0, listing.ignored,
-                            list(listing.skipped))
+                            list(listing.skipped), ignored_names=listing.ignored_names)
         raise DataError(f"none of the {len(listing.skipped)} image files in {listing.root} could "
                         f"be read: {report.summary()}")
     if not listing.paths:
@@ -169,7 +169,7 @@ def load_image_folder(
     # of the cache index, which covers the decoded candidates only.
     all_skipped = sorted(listing.skipped + list(skipped))
     report = ScanReport(str(listing.root), total + len(listing.skipped), len(usable_rows),
-                        listing.ignored, all_skipped)
+                        listing.ignored, all_skipped, ignored_names=listing.ignored_names)
     yield ScanFinished(report.total_files, len(usable_rows), len(all_skipped),
                        report.skipped_by_reason(), time.monotonic() - started,
                        changes.reused, changes.new, changes.changed, changes.removed)
@@ -188,7 +188,7 @@ def _listed_only(listing, image_size: int, cache_dir: Path, started: float):
     images = LazyThumbnails(listing, image_size, cache_dir)
     yield ScanProgress(total, total, len(listing.skipped), "")
     report = ScanReport(str(listing.root), total + len(listing.skipped), total, listing.ignored,
-                        sorted(listing.skipped))
+                        sorted(listing.skipped), ignored_names=listing.ignored_names)
     yield ScanFinished(report.total_files, total, len(listing.skipped), report.skipped_by_reason(),
                        time.monotonic() - started, lazy=True)
     labels = np.asarray(listing.labels, dtype=np.int64)

@@ -51,6 +51,9 @@ class FolderPaths(Sequence):
         return FolderPaths(self.root, [relatives[row] for row in rows])
 
 
+IGNORED_NAMES_KEPT = 3
+
+
 @dataclass
 class FolderListing:
     root: Path
@@ -64,6 +67,7 @@ class FolderListing:
     # (size, modification time in ns) of each path, as listed; (-1, -1) where stat failed. What a
     # cache of decoded items is keyed by, so a rescan decodes only what changed.
     signatures: list[tuple[int, int]] = field(default_factory=list)
+    ignored_names: tuple[str, ...] = ()  # the first few ignored files, to name in the report
 
     @property
     def relatives(self) -> list[str]:
@@ -78,6 +82,7 @@ class ScanReport:
     usable: int
     ignored: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    ignored_names: tuple[str, ...] = ()  # the first few of the ignored files
 
     def skipped_by_reason(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -92,7 +97,10 @@ class ScanReport:
             reasons = ", ".join(f"{n} {reason}" for reason, n in self.skipped_by_reason().items())
             text += f"; {len(self.skipped)} skipped ({reasons})"
         if self.ignored:
-            text += f"; {self.ignored} other files ignored"
+            names = ", ".join(self.ignored_names)
+            more = ", ..." if self.ignored > len(self.ignored_names) else ""
+            text += (f"; {self.ignored} other file{'s' if self.ignored != 1 else ''} ignored"
+                     + (f" ({names}{more})" if names else ""))
         return text
 
 
@@ -144,6 +152,7 @@ def list_folder(root: Path, extensions: frozenset[str], labels_from_folders: boo
     found: list[tuple[str, tuple[int, int]]] = []
     skipped: list[tuple[str, str]] = []
     ignored = 0
+    ignored_names: list[str] = []
 
     def unlistable(error: OSError, relative_folder: str) -> None:
         if error.errno in (errno.EACCES, errno.EPERM):
@@ -184,6 +193,8 @@ def list_folder(root: Path, extensions: frozenset[str], labels_from_folders: boo
             dot = name.rfind(".")
             if dot < 0 or name[dot:].lower() not in extensions:
                 ignored += 1
+                if len(ignored_names) < IGNORED_NAMES_KEPT:
+                    ignored_names.append(relative)
                 continue
             try:
                 # stat, never open: opening a pipe blocks until a writer comes, and opening some
@@ -210,4 +221,4 @@ def list_folder(root: Path, extensions: frozenset[str], labels_from_folders: boo
         class_names = ()
         labels = [-1] * len(paths)
     return FolderListing(root, paths, labels, class_names, ignored, skipped,
-                         [signature for _, signature in found])
+                         [signature for _, signature in found], tuple(sorted(ignored_names)))

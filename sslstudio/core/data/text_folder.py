@@ -146,7 +146,8 @@ def load_text_folder(
     unopened = list(getattr(listing, "skipped", []))  # pipes, devices: never opened
     if not listing.paths:
         if unopened:
-            report = ScanReport(str(listing.root), len(unopened), 0, listing.ignored, unopened)
+            report = ScanReport(str(listing.root), len(unopened), 0, listing.ignored, unopened,
+                                ignored_names=listing.ignored_names)
             raise DataError(f"none of the {len(unopened)} text files in {listing.root} could be "
                             f"read: {report.summary()}")
         raise DataError(_nothing_to_read(listing.root, listing.ignored, text_field))
@@ -196,7 +197,7 @@ def load_text_folder(
 
     all_skipped = sorted(unopened + skipped)
     report = ScanReport(str(listing.root), total + len(unopened), len(sources), listing.ignored,
-                        all_skipped)
+                        all_skipped, ignored_names=listing.ignored_names)
     yield ScanFinished(report.total_files, len(sources), len(all_skipped),
                        report.skipped_by_reason(), time.monotonic() - started)
     if control is not None:

@@ -38,7 +38,8 @@ class SimCLRConfig(ContrastiveConfig):
 class SimCLR(Objective):
     name = "simclr"
     summary = ("Contrastive: pulls two views of an image together and pushes the rest of the batch "
-               "apart. The fastest learner on a CPU in minutes (the default); wants batches of 256+.")
+               "apart. The fastest learner on a CPU in minutes (the default); more items a batch give it more "
+               "negatives (256+ where memory allows).")
     config_cls = SimCLRConfig
     divergence_hint = "raise temperature or lower lr"
     collapse_hint = ("lower lr or raise augmentation_strength; more negatives help too (a larger "

@@ -11,7 +11,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLay
                                QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from sslstudio.gui.widgets.wheel_guard import guard_wheel
 from sslstudio.gui.widgets.run_setup import KnobForm
+
+
+NO_RESULT_TEXT = "Label at least two classes, then train a classifier."
 
 
 class AdaptPanel(QWidget):
@@ -61,7 +65,7 @@ class AdaptPanel(QWidget):
 
         result_box = QGroupBox("Estimate")
         result_layout = QVBoxLayout(result_box)
-        self.headline = QLabel("Label at least two classes, then train a classifier.")
+        self.headline = QLabel(NO_RESULT_TEXT)
         self.headline.setWordWrap(True)
         self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.comparison = QTableWidget(0, 4)
@@ -69,7 +73,8 @@ class AdaptPanel(QWidget):
         self.per_class = QTableWidget(0, 4)
         self.per_class.setHorizontalHeaderLabels(["class", "labels", "recall", "precision"])
         self.confusion = QTableWidget(0, 0)
-        self.confusion.setToolTip("Rows: true class; columns: predicted (mean count per repeat)")
+        self.confusion.setToolTip("Rows: true class; columns: predicted. Each cell is the share of "
+                                  "the row's labelled items (their mean count per repeat in its tooltip)")
         for table in (self.comparison, self.per_class, self.confusion):
             table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
             table.verticalHeader().setVisible(table is self.confusion)
@@ -77,9 +82,11 @@ class AdaptPanel(QWidget):
         self.comparison.hide()
         result_layout.addWidget(self.headline)
         result_layout.addWidget(self.comparison)
-        result_layout.addWidget(QLabel("Per class"))
+        self.per_class_title = QLabel("Per class")
+        self.confusion_title = QLabel("Confusion matrix (rows true, columns predicted)")
+        result_layout.addWidget(self.per_class_title)
         result_layout.addWidget(self.per_class)
-        result_layout.addWidget(QLabel("Confusion matrix (rows true, columns predicted)"))
+        result_layout.addWidget(self.confusion_title)
         result_layout.addWidget(self.confusion)
 
         # Every classifier trained from this run, the current one in bold: what the gallery and
@@ -99,6 +106,7 @@ class AdaptPanel(QWidget):
         layout.addWidget(method_box)
         layout.addWidget(trained_box)
         layout.addWidget(result_box, 1)
+        guard_wheel(self)
         self.set_ready(False, "")
 
     def set_classifiers(self, entries: list[tuple[str, str]], current: str) -> None:
@@ -180,6 +188,14 @@ class AdaptPanel(QWidget):
             button.setEnabled(ready)
             button.setToolTip(button.toolTip().split("\n")[0] + (f"\n{reason}" if reason else ""))
 
+    def forget_results(self) -> None:
+        """Another project: no estimate, table or matrix of the last one stays."""
+        self.headline.setText(NO_RESULT_TEXT)
+        for table in (self.per_class, self.confusion):
+            table.setRowCount(0)
+        self.confusion.setColumnCount(0)
+        self.started = None
+
     def clear_results(self, comparing: bool) -> None:
         self.estimates = {}
         self.comparing = comparing
@@ -226,6 +242,10 @@ class AdaptPanel(QWidget):
                 item.setToolTip(event.caution)
                 self.comparison.setItem(row, column, item)
         names = list(event.class_names)
+        # Which method the tables belong to: after a comparison they show its last method's.
+        self.per_class_title.setText(f"Per class, {event.method}")
+        self.confusion_title.setText(f"Confusion matrix of {event.method} (rows: true class, % of "
+                                     "its labelled items; columns: predicted)")
         self.per_class.setRowCount(len(names))
         for row, name in enumerate(names):
             for column, text in enumerate((name, str(int(event.support[row])),
@@ -236,12 +256,16 @@ class AdaptPanel(QWidget):
         self.confusion.setColumnCount(len(names))
         self.confusion.setHorizontalHeaderLabels(names)
         self.confusion.setVerticalHeaderLabels(names)
-        peak = max(float(confusion.max(initial=0)), 1e-9)
+        # Shares of each true class, not counts: the counts are means over repeats (13.5 items
+        # read as a bug), and a share compares across classes of any size.
+        rows = np.maximum(confusion.sum(1, keepdims=True), 1e-9)
+        shares = confusion / rows
         for r in range(len(names)):
             for c in range(len(names)):
-                value = float(confusion[r, c])
-                cell = QTableWidgetItem(f"{value:.3g}" if value else "")
-                shade = int(200 * value / peak)
+                value = float(shares[r, c])
+                cell = QTableWidgetItem(f"{value:.0%}" if confusion[r, c] else "")
+                cell.setToolTip(f"{float(confusion[r, c]):.3g} items a repeat")
+                shade = int(200 * value)
                 colour = QColor(40, 120, 60, shade) if r == c else QColor(180, 50, 40, shade)
                 cell.setBackground(QBrush(colour))
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)

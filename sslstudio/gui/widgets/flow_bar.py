@@ -40,6 +40,10 @@ class FlowBar(QWidget):
         layout.addSpacing(12)
         self.next_text = QLabel()
         self.next_text.setWordWrap(True)
+        # Room for three lines whatever the text: a bar whose height followed its text moved
+        # everything below it by 12-25 px between steps, and clicks landed on the wrong item.
+        self.next_text.setFixedHeight(3 * self.next_text.fontMetrics().lineSpacing() + 2)
+        self.next_text.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.next_text, 1)
         self.next_button = QPushButton()
         self.next_button.clicked.connect(lambda: self.next_clicked.emit(self._next_action))
@@ -57,6 +61,7 @@ class FlowBar(QWidget):
             button.setStyleSheet(f"QToolButton {{ {STYLES[step.state]} padding: 2px 6px; }}")
             button.setToolTip(f"{step.title}: {step.state}. Click to show its panel.")
         self.next_text.setText(f"<b>Next:</b> {state.next_text}")
+        self.next_text.setToolTip(state.next_text)
         self._next_action = state.next_action
         self.next_button.setText(state.next_button)
         self.next_button.setVisible(bool(state.next_action))

@@ -41,7 +41,7 @@ def shortcut_rows(actions: list[QAction]) -> list[tuple[str, str]]:
         keys = action.shortcut()
         if keys.isEmpty():
             continue
-        name = action.text().replace("&", "").rstrip("…").strip()
+        name = (action.property("guide_name") or action.text()).replace("&", "").rstrip("…").strip()
         rows.append((keys.toString(QKeySequence.SequenceFormat.NativeText), name))
     return rows
 

@@ -20,6 +20,9 @@ ZEROSHOT_TIP = ("A model that reads items and text (CLIP for images, a sentence 
                 "correct")
 
 
+NO_RUN_TEXT = "Select a finished run in the Runs list, then prepare labelling."
+
+
 class LabelPanel(QWidget):
     prepare_requested = Signal()
     add_requested = Signal()
@@ -39,7 +42,7 @@ class LabelPanel(QWidget):
 
         encoder_box = QGroupBox("Encoder")
         encoder_layout = QVBoxLayout(encoder_box)
-        self.encoder_text = QLabel("Select a finished run in the Runs list, then prepare labelling.")
+        self.encoder_text = QLabel(NO_RUN_TEXT)
         self.encoder_text.setWordWrap(True)
         self.prepare_button = QPushButton("Prepare labelling with the selected run")
         self.prepare_button.setToolTip("Embeds every item with the run's encoder (kept for next "

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.core.config import knobs
+from sslstudio.gui.widgets.wheel_guard import guard_wheel
 from sslstudio.gui.modalities import VIEWS
 import math
 from sslstudio.core.train_config import (
@@ -111,6 +112,7 @@ class KnobForm(QWidget):
             label = QLabel(field.name.replace("_", " "))
             label.setToolTip(made[0].toolTip())
             layout.addRow(label, made[0])
+        guard_wheel(self)
 
     def values(self) -> dict:
         return {name: getter() for name, (_, getter, _) in self.editors.items()}
@@ -265,6 +267,7 @@ class RunSetupPanel(QWidget):
         self.body_layout.addWidget(self.text_box)
         self.body_layout.addStretch(1)
         let_combos_shrink(self)
+        guard_wheel(self)
         self.setEnabled(False)
 
     def populate(self, info: dict, choices: dict) -> None:
