@@ -73,13 +73,11 @@ def capture(app, window, size: str, seconds: float, data: Path | None, out: Path
         wait(lambda: True)
         shoot(2, "pretrain")
         w.flow_bar.next_button.click()  # "Stop training"
-        wait(lambda: not w.controller.busy() and w.flow_bar.state.next_action == "label")
+        wait(lambda: not w.controller.busy() and w.flow_bar.state.next_action == "folder_classes")
+        w.flow_bar.next_button.click()  # "Use the folder names": the classes, keys 1-9 in order
 
-        folders = list(w.data_set.class_names)[:2]
+        folders = [c.name for c in w.label_store.classes()][:2]
         keys = w.item_keys
-        for name in folders:
-            w.label_store.add_class(name)
-        w.refresh_labels()
         for position, name in enumerate(folders):
             items = [i for i, key in enumerate(keys) if key.startswith(name + "/")][:8]
             w.gallery.select_items(items)

@@ -114,7 +114,7 @@ CASES = {
     "adapt_finished": (AdaptFinished(status="completed", method="linear", path="/runs/r1/adapted/x"),
                        "linear completed -> /runs/r1/adapted/x", "note"),
     "adapt_cancelled": (AdaptFinished(status="cancelled", method="lora", message="stopped by the user"),
-                        "lora cancelled (stopped by the user)", "note"),
+                        "lora stopped by the user", "note"),
     # A comparison finished as "finetune,linear,lora completed" before.
     "compare_finished": (AdaptFinished(status="completed", method="finetune,linear,lora"),
                          "comparing finetune, linear and lora completed", "note"),

@@ -44,6 +44,13 @@ STATUS_WORDS = {"cancelled": "stopped"}
 def status_word(status: str) -> str:
     return STATUS_WORDS.get(status, status)
 
+
+def stopped_words(message: str) -> str:
+    """A job the user stopped: "stopped by the user (nothing saved)", not "stopped (stopped by
+    the user; nothing saved)"."""
+    rest = message.removeprefix("stopped by the user").lstrip("; :,").strip()
+    return "stopped by the user" + (f" ({rest})" if rest else "")
+
 # progress: superseded by the next progress line (a terminal rewrites it; the app has bars and plots).
 # note:     a line of the log.
 # warning:  a line the user must not miss (a terminal sends it to stderr).
@@ -94,9 +101,13 @@ def describe(event, total_steps: int = -1) -> Description:
         case Checkpointed():
             return Description(f"checkpoint at step {event.step}", "detail")
         case RunFinished():
-            text = f"run {status_word(event.status)} at step {event.step}"
-            if event.message:
-                text += f": {event.message}"
+            if event.status == "cancelled":
+                rest = stopped_words(event.message).removeprefix("stopped by the user")
+                text = f"run stopped by the user at step {event.step}{rest}"
+            else:
+                text = f"run {status_word(event.status)} at step {event.step}"
+                if event.message:
+                    text += f": {event.message}"
             if event.checkpoint:
                 text += f"\ncheckpoint: {event.checkpoint}"
             return Description(text, "note")
@@ -131,6 +142,8 @@ def describe(event, total_steps: int = -1) -> Description:
             methods = event.method.split(",")
             what = (f"comparing {', '.join(methods[:-1])} and {methods[-1]}" if len(methods) > 1
                     else event.method)
+            if event.status == "cancelled":
+                return Description(f"{what} {stopped_words(event.message)}{where}", "note")
             return Description(f"{what} {status_word(event.status)}{where}{why}", "note")
         case ZeroShotPredictions():
             return Description(f"zero-shot labels for {len(event.items)} items", "data")

@@ -92,6 +92,7 @@ class LabellingSession:
         self.features = self.coords = self.groups = self.suggestions = None
         self.map_method = ""
         self._forget_predictions()
+        self.adapted_path = None  # a classifier of another project is not in use here
         self.reload_labels()
         return ProjectOpened(read_only_reason, labels_error)
 
@@ -438,4 +439,3 @@ class LabellingSession:
     def _forget_predictions(self) -> None:
         self.predicted = self.confidence = self.margin = None
         self.pre_labels = self.pre_confidence = None
-        self.adapted_path = None  # the classifier the predictions came from goes with them

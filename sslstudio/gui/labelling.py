@@ -32,7 +32,7 @@ from sslstudio.core.labels import LabelError
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.widgets.adapt_panel import AdaptPanel
-from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+from sslstudio.gui.widgets.embedding_map import GROUP_PALETTE, EmbeddingMap
 from sslstudio.gui.widgets.gallery import GalleryView
 from sslstudio.gui.widgets.label_panel import NO_RUN_TEXT, LabelPanel
 from sslstudio.gui.widgets.log_panel import LogPanel
@@ -487,7 +487,7 @@ class LabellingPanels(QObject):
             self.host.progress.hide()
             k = self.session.groups_found(value)
             self.host.map.set_item_colouring(
-                "Colour by group", self.session.groups, show=True,
+                "Colour by group", self.session.groups, GROUP_PALETTE, show=True,
                 names=[f"group {g + 1}" for g in range(int(self.session.groups.max(initial=-1)) + 1)])
             self._say(f"{k} groups found; select an item and label its whole group, then fix the "
                       "mistakes")

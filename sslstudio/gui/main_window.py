@@ -34,7 +34,7 @@ from sslstudio.core.config import ConfigError
 from sslstudio.core.describe import status_word
 from sslstudio.core.data.text_folder import detect_modality, snippet
 from sslstudio.core.project import Project, ProjectError
-from sslstudio.core.text import format_duration
+from sslstudio.core.text import counted, format_duration
 from sslstudio.resources import sample_dataset_path
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
@@ -533,6 +533,14 @@ class MainWindow(QMainWindow):
         history = RunHistory.from_metrics(summary.folder.metrics())
         self.banner.dismiss()
         self.controller.start_training(train_config, objective_config, resume=True)
+        # A resume goes on with the run's own settings, whatever the form shows now (it showed
+        # "1 epoch" while a 5-minute run went on for its 5 minutes, saying nothing).
+        budget = (counted(train_config.epochs, "epoch") if train_config.epochs
+                  else counted(train_config.minutes, "minute"))
+        note = (f"Resuming {summary.name} with its own settings ({budget} in all, "
+                f"{train_config.objective}); the Run setup form is for new runs")
+        self.status_text.setText(note)
+        self.log.add(note)
         self.controller.history = history  # keep the curve drawn so far; new points append to it
         self.curves.set_history(history)
 

@@ -69,6 +69,11 @@ class CurvesView(QWidget):
                                                             (230, 160, 40))]),
         ]
         for i, (key, title, series) in enumerate(specs):
+            if len(series) > 1:
+                # The lines are named in the title, in their colours: a legend inside the plot
+                # covered the curves it named.
+                title += ": " + ", ".join(
+                    f'<span style="color: rgb{colour}">\u2501 {name}</span>' for _, name, colour in series)
             view = pg.PlotWidget(title=title)
             view.setMinimumSize(140, 110)  # the grid shrinks with the window instead of being cut
             grid.addWidget(view, i // 2, i % 2)
@@ -87,10 +92,6 @@ class CurvesView(QWidget):
             plot.getViewBox().sigRangeChangedManually.connect(
                 lambda *_args, k=key: self._user_zoomed.add(k))
             self.plots[key] = plot
-            if len(series) > 1:
-                # Names the lines (which is kNN, which the probe), bottom right: accuracy rises
-                # towards the top right as a run goes.
-                plot.addLegend(offset=(-6, -6))
             for column, name, colour in series:
                 # Monitor columns are sparse: draw them as connected dots over their finite values.
                 sparse = column in ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy")
@@ -151,10 +152,11 @@ class CurvesView(QWidget):
         span = max(high - low, abs(high) * 1e-3, 1e-12)
         if low < y0 or high > y1 or (high - low) < (y1 - y0) / 3:
             plot.setYRange(low - 0.1 * span, high + 0.1 * span, padding=0)
-        right = float(x.max())
-        if right > x1 or float(x.min()) < x0 or right < x0 + (x1 - x0) / 3:
-            plot.setXRange(float(x.min()), float(x.min()) + max(1.0, (right - float(x.min())) * 1.5),
-                           padding=0)
+        left, right = float(x.min()), float(x.max())
+        if right >= x1 or left <= x0 or right < x0 + (x1 - x0) / 3:
+            width = max(1.0, (right - left) * 1.5)
+            # A margin on the left too: a first point drawn on the axis was hard to see.
+            plot.setXRange(left - 0.05 * width, left + width, padding=0)
 
     def stop(self) -> None:
         self.timer.stop()

@@ -19,6 +19,11 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
            (57, 59, 121), (173, 73, 74), (99, 121, 57), (206, 109, 189), (82, 84, 163)]
 UNKNOWN = (150, 150, 150)
+# Groups found by k-means are not classes: drawn in the class palette, group 1 took class 1's
+# blue and sat on another class's items. Their own colours, none of the first five classes'.
+GROUP_PALETTE = [(204, 121, 167), (230, 190, 0), (0, 190, 190), (120, 70, 20), (90, 90, 90),
+                 (170, 210, 120), (255, 160, 122), (0, 0, 128), (128, 128, 0), (160, 0, 80),
+                 (120, 120, 200), (0, 90, 60), (255, 190, 230), (60, 40, 90), (200, 140, 60)]
 FOLDER, GROUPS, ONE_COLOUR = "Colour by folder label", "Colour by group", "One colour"
 MAX_LASSO_VERTICES = 400
 POINT_RADIUS = 2  # pixels: a disc 5 px across
@@ -271,6 +276,11 @@ class EmbeddingMap(QWidget):
         self.colour_by.addItems([FOLDER, GROUPS, ONE_COLOUR])
         self.colour_by.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.colour_by.currentIndexChanged.connect(self._recolour)
+        # The colouring the user chose: when a new run or another run takes it away for a while,
+        # it comes back as soon as it is there again (the map fell back to "One colour").
+        self.preferred_colouring = FOLDER
+        self.colour_by.activated.connect(
+            lambda _index: setattr(self, "preferred_colouring", self.colour_by.currentText()))
         self.label_mode = QToolButton()
         self.label_mode.setText("Label mode")
         self.label_mode.setCheckable(True)
@@ -390,9 +400,17 @@ class EmbeddingMap(QWidget):
             self.colour_by.insertItem(self.colour_by.count() - 1, name)
         if show:
             self.colour_by.setCurrentText(name)
+            self.preferred_colouring = name
+        elif groups is not None and name == self.preferred_colouring:
+            self.colour_by.setCurrentText(name)
+        elif groups is None and self.colour_by.currentText() != self.preferred_colouring:
+            # What was shown went away: back to the user's choice where it is offered.
+            if self.colour_by.findText(self.preferred_colouring) >= 0:
+                self.colour_by.setCurrentText(self.preferred_colouring)
+            else:
+                self.colour_by.setCurrentText(FOLDER)
         self.colour_by.blockSignals(False)
-        if show or self.colour_by.currentText() == name:
-            self._recolour()
+        self._recolour()
 
     def _recolour(self) -> None:
         mode = self.colour_by.currentText()

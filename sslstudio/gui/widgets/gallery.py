@@ -23,7 +23,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -244,6 +244,13 @@ class GalleryView(QWidget):
         self.list.setModel(self.model)
         self.list.setItemDelegate(LabelDelegate(self.model, self.list))
         self.list.installEventFilter(self)
+        self.list.viewport().installEventFilter(self)
+        # The selection's colour is not a class's: the default highlight blue was all but class
+        # 1's blue (Tableau's), and a labelled item looked selected.
+        palette = self.list.palette()
+        palette.setColor(QPalette.ColorRole.Highlight, QColor(70, 70, 78))
+        palette.setColor(QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))
+        self.list.setPalette(palette)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._context_menu)
         self.list.selectionModel().currentChanged.connect(self._current_changed)
@@ -256,6 +263,7 @@ class GalleryView(QWidget):
         # Two lines that never wrap (a wrapped path broke mid-word and pushed under the image):
         # the item's path in the folder, shortened in the middle to fit, whole in the tooltip.
         self.caption.setWordWrap(False)
+        self.caption.setIndent(6)  # off the panel's edge
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         preview_box = QWidget()
         preview_layout = QVBoxLayout(preview_box)
@@ -280,8 +288,8 @@ class GalleryView(QWidget):
         text = view_of(data_set).textual
         # Texts read best as a list of one-line snippets; images as a grid of thumbnails.
         self.list.setViewMode(QListView.ViewMode.ListMode if text else QListView.ViewMode.IconMode)
-        side = self.size_slider.value()
-        self.list.setGridSize(QSize() if text else QSize(side + 8, side + 8))
+        self.list.setGridSize(QSize())
+        self._fit_grid()
         self.size_slider.setVisible(not text)
         self.list.setWordWrap(False)
         self.preview.setWordWrap(text)
@@ -300,8 +308,18 @@ class GalleryView(QWidget):
     def set_thumbnail_side(self, side: int) -> None:
         self.model.set_side(side)
         self.list.setIconSize(QSize(side, side))
-        if self.list.viewMode() == QListView.ViewMode.IconMode:
-            self.list.setGridSize(QSize(side + 8, side + 8))
+        self._fit_grid()
+
+    def _fit_grid(self) -> None:
+        """Cells share the row's width out, so the columns fill it instead of leaving a gutter
+        of up to a cell's width at the right."""
+        if self.list.viewMode() != QListView.ViewMode.IconMode:
+            return
+        cell = self.size_slider.value() + 8
+        width = self.list.viewport().width()
+        fitted = QSize(max(cell, width // max(1, width // cell)), cell)
+        if self.list.gridSize() != fitted:
+            self.list.setGridSize(fitted)
 
     def _fill_filters(self) -> None:
         """The fixed filters, then one per folder class and one per label class."""
@@ -419,6 +437,8 @@ class GalleryView(QWidget):
         self._menu = menu
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.list.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_grid()
         if watched is self.list and event.type() == QEvent.Type.KeyPress:
             key = event.key()
             if Qt.Key.Key_1 <= key <= Qt.Key.Key_9 and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
