@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLay
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from sslstudio.gui.widgets.wheel_guard import guard_wheel
-from sslstudio.gui.widgets.run_setup import KnobForm
+from sslstudio.gui.widgets.run_setup import KnobForm, let_combos_shrink
 
 
 NO_RESULT_TEXT = "Label at least two classes, then train a classifier."
@@ -36,6 +36,9 @@ class AdaptPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # The panel follows the dock's width, as Run setup does: no sideways scroll bar at 1280
+        # or 1400 px (the classifiers' list needed one).
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         scroll.setWidget(body)
         outer.addWidget(scroll)
@@ -84,6 +87,8 @@ class AdaptPanel(QWidget):
         result_layout.addWidget(self.comparison)
         self.per_class_title = QLabel("Per class")
         self.confusion_title = QLabel("Confusion matrix (rows true, columns predicted)")
+        for title in (self.per_class_title, self.confusion_title):
+            title.setWordWrap(True)  # one long line held the panel wider than its dock
         result_layout.addWidget(self.per_class_title)
         result_layout.addWidget(self.per_class)
         result_layout.addWidget(self.confusion_title)
@@ -94,12 +99,17 @@ class AdaptPanel(QWidget):
         trained_box = QGroupBox("Your classifiers")
         trained_layout = QVBoxLayout(trained_box)
         self.trained = QListWidget()
+        # An entry wraps rather than scroll sideways: "linear · 16 labels · 93.8% (72%-99%) ·
+        # 06 Dec 05:35" was wider than the dock at 1280 and 1400 px.
+        self.trained.setWordWrap(True)
+        self.trained.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.trained.setMaximumHeight(120)
         self.trained.setToolTip("Every classifier trained from the selected run: method, labels "
                                 "used, estimated accuracy, when. Click one to show its predictions")
         self.trained.itemActivated.connect(self._chosen)
         self.trained.itemClicked.connect(self._chosen)
         self.trained_hint = QLabel("None yet: Train classifier fits one on every label.")
+        self.trained_hint.setWordWrap(True)
         trained_layout.addWidget(self.trained)
         trained_layout.addWidget(self.trained_hint)
 
@@ -107,6 +117,7 @@ class AdaptPanel(QWidget):
         layout.addWidget(trained_box)
         layout.addWidget(result_box, 1)
         guard_wheel(self)
+        let_combos_shrink(self)
         self.set_ready(False, "")
 
     def set_classifiers(self, entries: list[tuple[str, str]], current: str) -> None:

@@ -64,7 +64,7 @@ class CurvesView(QWidget):
             ("collapse", "Collapse (1 = healthy)",
              [("std_ratio", "std × √d", (220, 90, 90))]),
             ("rank", "Effective rank", [("effective_rank", "rank", (170, 120, 220))]),
-            ("knn", "Few-label accuracy", [("knn_accuracy", "kNN", (60, 190, 190)),
+            ("knn", "Accuracy", [("knn_accuracy", "kNN", (60, 190, 190)),
                                                            ("probe_accuracy", "10-shot probe",
                                                             (230, 160, 40))]),
         ]
@@ -72,7 +72,7 @@ class CurvesView(QWidget):
             if len(series) > 1:
                 # The lines are named in the title, in their colours: a legend inside the plot
                 # covered the curves it named.
-                title += ": " + ", ".join(
+                title += ": " + " ".join(
                     f'<span style="color: rgb{colour}">\u2501 {name}</span>' for _, name, colour in series)
             view = pg.PlotWidget(title=title)
             view.setMinimumSize(140, 110)  # the grid shrinks with the window instead of being cut

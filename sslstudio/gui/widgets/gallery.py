@@ -316,7 +316,9 @@ class GalleryView(QWidget):
         if self.list.viewMode() != QListView.ViewMode.IconMode:
             return
         cell = self.size_slider.value() + 8
-        width = self.list.viewport().width()
+        # A few pixels short of the width: a row exactly as wide as the viewport wraps its last
+        # cell onto the next row.
+        width = self.list.viewport().width() - 4
         fitted = QSize(max(cell, width // max(1, width // cell)), cell)
         if self.list.gridSize() != fitted:
             self.list.setGridSize(fitted)

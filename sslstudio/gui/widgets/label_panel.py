@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 
 def swatch(colour: str) -> QIcon:
@@ -20,7 +20,8 @@ ZEROSHOT_TIP = ("A model that reads items and text (CLIP for images, a sentence 
                 "correct")
 
 
-NO_RUN_TEXT = "Select a finished run in the Runs list, then prepare labelling."
+NO_RUN_TEXT = ("Select a finished run in the Runs list: its encoder embeds the items when a "
+               "button below needs it.")
 
 
 class LabelPanel(QWidget):
@@ -37,14 +38,23 @@ class LabelPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        layout = QVBoxLayout(self)
+        # In a scroll area, as Run setup and the Classifier are: at 1280x800 the panel's last row
+        # was cut off with no way to reach it. As wide as its rows need (see the end).
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        body = QWidget()
+        scroll.setWidget(body)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
 
         encoder_box = QGroupBox("Encoder")
         encoder_layout = QVBoxLayout(encoder_box)
         self.encoder_text = QLabel(NO_RUN_TEXT)
         self.encoder_text.setWordWrap(True)
-        self.prepare_button = QPushButton("Prepare labelling with the selected run")
+        self.prepare_button = QPushButton("Map every item with the selected run")
         self.prepare_button.setToolTip("Embeds every item with the run's encoder (kept for next "
                                        "time) and maps them all, so you can label on the map")
         self.prepare_button.clicked.connect(self.prepare_requested)
@@ -138,6 +148,9 @@ class LabelPanel(QWidget):
         layout.addWidget(groups_box)
         layout.addWidget(suggest_box)
         layout.addWidget(zeroshot_box)
+        # The dock stays as wide as the rows of buttons need; only the height scrolls.
+        scroll.setMinimumWidth(body.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 2)
         self.has_pre_labels = False
         self.features_ready = False
         self._update_buttons()
@@ -164,6 +177,9 @@ class LabelPanel(QWidget):
     def set_encoder(self, text: str, features_ready: bool) -> None:
         self.encoder_text.setText(text)
         self.features_ready = features_ready
+        # Once every item is embedded there is nothing left to prepare; before, the buttons that
+        # need features compute them themselves, so this one is only a shortcut to the map.
+        self.prepare_button.setVisible(not features_ready)
         self._update_buttons()
 
     def set_features_available(self, available: bool) -> None:
