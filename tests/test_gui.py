@@ -620,6 +620,12 @@ def test_the_accuracy_plot_names_its_two_lines(qtbot):
     # One point is drawn inside the plot, not on its left edge.
     (x0, x1), _ = curves.plots["loss"].getViewBox().viewRange()
     assert x0 < 1 < x1 and (1 - x0) > 0.02 * (x1 - x0)
+    # Both accuracy lines inside the view (fitted to the probe alone, kNN fell below it).
+    history.append(step=2, loss=1.9, knn_accuracy=0.30, probe_accuracy=0.90)
+    history.append(step=3, loss=1.8, knn_accuracy=0.35, probe_accuracy=0.92)
+    curves.redraw()
+    _, (y0, y1) = curves.plots["knn"].getViewBox().viewRange()
+    assert y0 < 0.30 and y1 > 0.92
     # Narrow, as the centre of a 1280 x 800 window with both docks: every plot fits its place
     # (a title wider than the plot used to push it past the grid's edge, cut on the right).
     curves.resize(445, 460)

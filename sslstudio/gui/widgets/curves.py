@@ -137,7 +137,13 @@ class CurvesView(QWidget):
             curve.setData(x, y)
             key = self._plot_of[column]
             if key not in self._user_zoomed:
-                self._fit(self.plots[key], x, y)
+                # On every line of the plot: fitted to the probe alone, the kNN line fell out
+                # of the accuracy plot.
+                shown = [c.getData() for k, c in self.curves.items() if self._plot_of[k] == key]
+                shown = [(dx, dy) for dx, dy in shown if dx is not None and len(dx)]
+                if shown:
+                    self._fit(self.plots[key], np.concatenate([d[0] for d in shown]),
+                              np.concatenate([d[1] for d in shown]))
 
     @staticmethod
     def _fit(plot, x: np.ndarray, y: np.ndarray) -> None:

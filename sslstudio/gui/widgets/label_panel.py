@@ -47,6 +47,7 @@ class LabelPanel(QWidget):
         body = QWidget()
         scroll.setWidget(body)
         outer.addWidget(scroll)
+        self._body = body
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
 
@@ -154,6 +155,11 @@ class LabelPanel(QWidget):
         self.has_pre_labels = False
         self.features_ready = False
         self._update_buttons()
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        # What the rows want, as before the scroll area: the window lays its docks out by it
+        # (with a scroll area's small hint the bottom docks took 120 px of the centre's height).
+        return self._body.sizeHint().grownBy(self.layout().contentsMargins())
 
     def set_classes(self, classes, counts: dict[int, int]) -> None:
         current = self.current_class_id()
