@@ -47,3 +47,22 @@ def test_projection_is_aligned_to_the_previous_snapshot():
     assert np.abs(second - first).max() < 1e-3
     unaligned = project_2d(features @ rotation, None)
     assert np.abs(unaligned - first).max() > 0.1
+
+
+def test_a_loss_that_sits_at_zero_is_said_once_and_shown_with_its_exponent():
+    """A continued MiniLM printed "loss 0.0000" at all 216 steps and lost 6 points (issue 27):
+    the line shows such a loss as it is, and the run says once that it informs nothing."""
+    from sslstudio.core.objectives.simcse import SimCSE
+    from sslstudio.core.text import format_loss
+    from sslstudio.core.train import FlatLoss
+
+    assert format_loss(3.2e-6) == "3.2e-06" and format_loss(0.25) == "0.2500" and format_loss(0.0) == "0.0000"
+    flat = FlatLoss()
+    assert not any(flat.sat_at_zero(0.5, step) for step in range(100))
+    assert not any(flat.sat_at_zero(1e-5, step) for step in range(100, 100 + FlatLoss.LOGS - 1))
+    assert not flat.sat_at_zero(0.2, 200)  # a loss that comes back starts the count again
+    said = [step for step in range(300, 400) if flat.sat_at_zero(1e-6, step)]
+    assert said == [300 + FlatLoss.LOGS - 1]  # once, after LOGS low logs in a row
+    message = flat.message(8, SimCSE)
+    assert "since step 300" in message and "batch of 8" in message and "simcse" in message
+    assert not flat.sat_at_zero(float("nan"), 500)

@@ -34,7 +34,7 @@ from sslstudio.core.events import (
     ZeroShotFinished,
     ZeroShotPredictions,
 )
-from sslstudio.core.text import format_duration
+from sslstudio.core.text import format_duration, format_loss
 
 # How a job's status reads. "cancelled" is the word on disk (status.json) and in events; a person
 # pressed Stop, so the words say stopped.
@@ -129,7 +129,7 @@ def describe(event, total_steps: int = -1) -> Description:
                                f"classes; estimate by {event.scheme}; {event.trainable_parameters:,} of "
                                f"{event.total_parameters:,} parameters train ({share:.1%})", "note")
         case AdaptProgress():
-            loss = "" if event.loss != event.loss else f" | loss {event.loss:.4f}"
+            loss = "" if event.loss != event.loss else f" | loss {format_loss(event.loss)}"
             return Description(f"{event.method} {event.phase} {event.done}/{event.total}{loss}",
                                "progress")
         case AdaptEstimate():
@@ -174,7 +174,7 @@ def _step_line(event: StepMetrics, total_steps: int) -> str:
     monitor = "" if event.knn_accuracy != event.knn_accuracy else f" | kNN {event.knn_accuracy:.3f}"
     if event.probe_accuracy == event.probe_accuracy:
         monitor += f" | 10-shot probe {event.probe_accuracy:.3f}"
-    return (f"step {event.step}{total} | epoch {event.epoch} | loss {event.loss:.4f} | "
+    return (f"step {event.step}{total} | epoch {event.epoch} | loss {format_loss(event.loss)} | "
             f"lr {event.lr:.2e} | {event.samples_per_s:.0f} img/s{monitor} | "
             f"{event.progress * 100:.0f}% | ETA {format_duration(event.eta_s)}")
 

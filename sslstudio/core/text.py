@@ -20,3 +20,9 @@ def format_duration(seconds: float) -> str:
 def counted(count: float, noun: str) -> str:
     """'1 epoch', '3 epochs', '2.5 minutes': the noun agrees with the number."""
     return f"{count:g} {noun}{'' if count == 1 else 's'}"
+
+
+def format_loss(loss: float) -> str:
+    """4 decimals, and for a loss under 0.001 its exponent: "0.0000" hid a loss of 3e-6 that sat
+    near zero for a whole run, which is worth seeing."""
+    return f"{loss:.1e}" if 0 < abs(loss) < 1e-3 else f"{loss:.4f}"

@@ -475,6 +475,7 @@ class _TrainingLoop:
         self.save_seconds = 0.0
         self.best: _BestEncoder | None = None
         self.initial: _InitialWeights | None = None  # while the step-0 snapshot is owed
+        self.flat_loss = FlatLoss()
 
     @classmethod
     def build(cls, config, objective_config, setup, plan, preprocess, data, weights):
@@ -798,6 +799,9 @@ class _TrainingLoop:
             self.metrics_log.write(event)
         yield event
         yield from snapshot_events
+        if self.setup.main and self.flat_loss.sat_at_zero(loss, self.state.step):
+            yield RunWarning("loss_zero", self.flat_loss.message(self.batch_size, self.objective),
+                             self.state.step)
 
     def _save(self) -> Iterator:
         if not self.setup.main:
@@ -823,6 +827,40 @@ class _TrainingLoop:
         note = self.best.note(bool(self.plan.weights))
         if note:
             yield RunWarning("best_encoder", note, self.state.step)
+
+
+class FlatLoss:
+    """A loss that sits at zero informs nothing: the objective's task has become trivial (with
+    few negatives in a small batch, say), its gradient is all but noise, and an optimizer like
+    AdamW still takes lr-sized steps on it. A continued MiniLM printed "loss 0.0000" for all its
+    216 steps of 8 and lost 6 points (issue 27). Said once a run, after LOGS such logs in a row."""
+
+    LIMIT = 1e-3
+    LOGS = 20
+
+    def __init__(self) -> None:
+        self.low_logs = 0
+        self.since = -1
+        self.warned = False
+
+    def sat_at_zero(self, loss: float, step: int) -> bool:
+        if self.warned or not math.isfinite(loss):
+            return False
+        if loss >= self.LIMIT:
+            self.low_logs = 0
+            return False
+        if self.low_logs == 0:
+            self.since = step
+        self.low_logs += 1
+        self.warned = self.low_logs >= self.LOGS
+        return self.warned
+
+    def message(self, batch_size: int, objective) -> str:
+        return (f"the loss has sat under {self.LIMIT:g} since step {self.since}: the objective's "
+                f"task is too easy here (a batch of {batch_size} gives {objective.name} few items "
+                "to tell apart), so its gradient is mostly noise and the encoder may drift rather "
+                "than learn; a larger batch (for texts a shorter max_length lets more fit) or "
+                "another objective gives the loss something to say")
 
 
 class _InitialWeights:

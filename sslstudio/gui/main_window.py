@@ -34,7 +34,7 @@ from sslstudio.core.config import ConfigError
 from sslstudio.core.describe import status_word
 from sslstudio.core.data.text_folder import detect_modality, snippet
 from sslstudio.core.project import Project, ProjectError
-from sslstudio.core.text import counted, format_duration
+from sslstudio.core.text import counted, format_duration, format_loss
 from sslstudio.resources import sample_dataset_path
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
@@ -635,7 +635,7 @@ class MainWindow(QMainWindow):
         self.progress.setValue(int(event.progress * 1000))
         self.progress.setFormat(f"{event.progress * 100:.0f}%  ETA {format_duration(event.eta_s)}")
         memory = (f" | GPU {event.gpu_memory_bytes / 2**30:.1f} GiB" if event.gpu_memory_bytes else "")
-        self.status_text.setText(f"step {event.step} | epoch {event.epoch} | loss {event.loss:.4f} | "
+        self.status_text.setText(f"step {event.step} | epoch {event.epoch} | loss {format_loss(event.loss)} | "
                                  f"{event.samples_per_s:,.0f} images/s{memory}")
 
     def _snapshot(self, event) -> None:
@@ -646,7 +646,7 @@ class MainWindow(QMainWindow):
     def _warning(self, kind: str, message: str) -> None:
         # What changes what the run hands over stays in view: collapse, divergence, and an
         # earlier encoder kept because continuing did not help.
-        if kind in ("collapse", "non_finite", "best_encoder"):
+        if kind in ("collapse", "non_finite", "best_encoder", "loss_zero"):
             # Red for a run gone wrong; an earlier encoder kept is news, not an error.
             self.banner.say(message, BANNER_STYLES["notice" if kind == "best_encoder" else "problem"],
                             self.controller.training_run or "")
