@@ -168,8 +168,8 @@ def output_named(kind: str, text: str, made: dict, workdir: Path) -> str:
 
 # -- checks ----------------------------------------------------------------------------------------
 def check_outputs(result: TrialResult, made: dict, workdir: Path) -> None:
-    from sslstudio.core.checkpoint import read_checkpoint
-    from sslstudio.core.run_folder import AdaptedFolder, RunFolder
+    from sslstudio.core.run.checkpoint import read_checkpoint
+    from sslstudio.core.run.folder import AdaptedFolder, RunFolder
 
     runs = [p for p in (made["project"] / "runs").iterdir() if RunFolder(p).is_run()]
     for run in runs:
@@ -231,7 +231,7 @@ def check_results(result: TrialResult, made: dict) -> None:
     """Every output a successful command named is there and whole, and no later process replaced
     it: a run a later train (not a resume) wrote again, an adapted model or an export overwritten
     (no command here passes --overwrite, so any such replacement would be silent)."""
-    from sslstudio.core.run_folder import AdaptedFolder, RunFolder
+    from sslstudio.core.run.folder import AdaptedFolder, RunFolder
 
     succeeded = [c for c in result.commands if c.rc == 0]
     for command in succeeded:

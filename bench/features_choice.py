@@ -53,14 +53,14 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (bench/quality.py: the probing protocol and the label reading)
 
-from sslstudio.core.checkpoint import read_checkpoint  # noqa: E402
+from sslstudio.core.run.checkpoint import read_checkpoint  # noqa: E402
 from sslstudio.core.control import RunControl, run_to_end  # noqa: E402
 from sslstudio.core.data import item_keys  # noqa: E402
 from sslstudio.core.backbones import build_backbone  # noqa: E402
 from sslstudio.core.embed import run_encoder_state  # noqa: E402
 from sslstudio.core.preprocess import Preprocess  # noqa: E402
 from sslstudio.core.objectives.heads import mlp_head  # noqa: E402
-from sslstudio.core.run_folder import RunFolder  # noqa: E402
+from sslstudio.core.run.folder import RunFolder  # noqa: E402
 
 KINDS = ("random", "scratch", "pretrained", "pretrained224", "continued")
 VARIANTS = {

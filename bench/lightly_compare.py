@@ -11,7 +11,7 @@ has both:
 lightly's loop is its examples/pytorch/simclr.py: torchvision ResNet-18 (ImageNet stem) without
 its classifier, SimCLRProjectionHead(512, 512, 128), NTXentLoss, SGD at lr 0.06, batch 256,
 SimCLRTransform at 32 px, a DataLoader with a worker per core. Ours runs the same model through
-`sslstudio.core.train.train` (cache, batched augmentation, events, metrics, monitor): the backbone
+`sslstudio.core.run.train.train` (cache, batched augmentation, events, metrics, monitor): the backbone
 is registered here under a bench-only name so both sides compute exactly the same network.
 """
 
@@ -85,8 +85,8 @@ def register_lightly_backbone() -> str:
 def engine_rate(data: Path, steps: int, batch: int, size: int, backbone: str) -> float:
     from sslstudio.core.events import StepMetrics
     from sslstudio.core.objectives.simclr import SimCLRConfig
-    from sslstudio.core.train import train
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.train import train
+    from sslstudio.core.run.config import TrainConfig
 
     objective = SimCLRConfig(optimizer="sgd", lr=0.06, weight_decay=0.0, temperature=0.5,
                              projection_hidden_dim=512, projection_dim=128, projection_layers=2)

@@ -131,7 +131,7 @@ def next_stage():
             w.gallery.list.viewport().repaint()
         next_stage()
     elif name == "train":
-        from sslstudio.core.train_config import TrainConfig
+        from sslstudio.core.run.config import TrainConfig
         from sslstudio.core.objectives import OBJECTIVES
         config = TrainConfig(data=w.project.data_dir, out=str(w.project.new_run_dir("simclr")),
                              objective="simclr", backbone="small_cnn", image_size=64,

@@ -199,8 +199,8 @@ from pathlib import Path
 from sslstudio.cli import default_objective_for
 from sslstudio.core.control import RunControl
 from sslstudio.core.events import RunStarted
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig
 
 args = sys.argv[1:]
 options = dict(zip(args[::2], args[1::2]))

@@ -79,8 +79,8 @@ def run_start(data: Path, out: Path) -> tuple[float, float]:
     logged step (a 1-minute budget, stopped there)."""
     from sslstudio.core.control import RunControl
     from sslstudio.core.events import RunStarted, StepMetrics
-    from sslstudio.core.train import train
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.train import train
+    from sslstudio.core.run.config import TrainConfig
 
     control = RunControl()
     started = time.monotonic()

@@ -3,7 +3,7 @@
     python bench/throughput.py [--data DIR] [--objective simclr] [--backbone small_cnn]
                                [--batch-size 256] [--image-size 28] [--steps 20]
 
-1. The engine (`sslstudio.core.train.train`, with its events, metrics file and monitor) against
+1. The engine (`sslstudio.core.run.train.train`, with its events, metrics file and monitor) against
    a bare PyTorch loop over the same cached batches, model, augmentation and optimizer.
 2. The augmentation pipeline's images/s against the model's training appetite (images/s).
 
@@ -38,8 +38,8 @@ def synthetic_folder(root: Path, count: int = 4096, size: int = 28) -> Path:
 
 def engine_rate(args, data_dir: Path, out: Path, monitor: bool = True) -> float:
     from sslstudio.core.events import StepMetrics
-    from sslstudio.core.train import train
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.train import train
+    from sslstudio.core.run.config import TrainConfig
 
     config = TrainConfig(data=str(data_dir), out=str(out), objective=args.objective,
                          backbone=args.backbone, image_size=args.image_size,
@@ -59,7 +59,7 @@ def build_bare(args, data):
     from sslstudio.core.backbones import build_backbone
     from sslstudio.core.data.augment import AugmentSettings, BatchAugment
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.train import _make_optimizer
+    from sslstudio.core.run.loop import make_optimizer
 
     device = torch.device(args.device if args.device != "auto" else "cpu")
     torch.manual_seed(0)
@@ -69,7 +69,7 @@ def build_bare(args, data):
     cls = OBJECTIVES.get(args.objective)
     objective = cls(build_backbone(args.backbone, args.image_size), cls.config_cls(), augment).to(device)
     objective = objective.to(memory_format=torch.channels_last)  # as the engine does
-    return objective, augment, _make_optimizer(objective, objective.config), device
+    return objective, augment, make_optimizer(objective, objective.config), device
 
 
 def bare_rate(args, data, parts) -> float:

@@ -5,7 +5,7 @@
 
 Both train the same run (SimCLR, small_cnn, batch 256, the folder's own size, a minutes budget
 long enough not to end) for --seconds after their first logged step:
-  headless: `sslstudio.core.train.train` iterated in a process of its own;
+  headless: `sslstudio.core.run.train.train` iterated in a process of its own;
   window:   the app's window on a project of the folder, its gallery filled with every item and
             scrolled now and then, the map showing a snapshot the size of the folder (up to
             200,000 points) as labelling would, while it trains through its worker.
@@ -33,8 +33,8 @@ import sys, time
 import numpy as np
 from sslstudio.core.control import RunControl
 from sslstudio.core.events import StepMetrics
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig
 data, out, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 control = RunControl()
 speeds, first = [], None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sslstudio.core.describe import describe
 from sslstudio.core.events import AdaptFinished, ExportFinished, RunFinished, RunStarted
-from sslstudio.core.run_folder import RunFolder
+from sslstudio.core.run.folder import RunFolder
 
 # Each command imports the engine when it runs, not at the top: torch, timm and onnxruntime take
 # about 2.8 s to import here (measured), which `sslstudio --help`, `sslstudio objectives` and the
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in (None, "gui"):
         return cmd_gui(getattr(args, "project", None), getattr(args, "sample", False))
     from sslstudio.core.backbones import WeightsError
-    from sslstudio.core.checkpoint import CheckpointError
+    from sslstudio.core.run.checkpoint import CheckpointError
     from sslstudio.core.config import ConfigError
     from sslstudio.core.data import DataError
     from sslstudio.core.devices import DeviceError
@@ -248,7 +248,7 @@ def cmd_gui(project: str | None, sample: bool = False) -> int:
 def cmd_objectives(args) -> int:
     from sslstudio.core.config import describe_knob, knobs
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.train_config import DEFAULT_OBJECTIVE
+    from sslstudio.core.run.config import DEFAULT_OBJECTIVE
 
     for name in OBJECTIVES.names():
         cls = OBJECTIVES.get(name)
@@ -273,7 +273,7 @@ def cmd_devices(args) -> int:
 def _split_overrides(pairs: list[str], objective_cls):
     """--set KEY=VALUE goes to the objective's knobs first, then the run's."""
     from sslstudio.core.config import ConfigError, knobs, parse_set_options
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.config import TrainConfig
 
     values = parse_set_options(pairs)
     objective_names = {f.name for f in knobs(objective_cls.config_cls)}
@@ -294,7 +294,7 @@ def default_objective_for(data_dir: Path, weights: str | None = None) -> str:
     """SimCLR for an image folder; for a text folder skip-gram from scratch, SimCSE to continue
     a pretrained encoder."""
     from sslstudio.core.data.text_folder import detect_modality
-    from sslstudio.core.train_config import (
+    from sslstudio.core.run.config import (
         CONTINUING_OBJECTIVES,
         DEFAULT_OBJECTIVE,
         DEFAULT_TEXT_OBJECTIVE,
@@ -309,7 +309,7 @@ def default_objective_for(data_dir: Path, weights: str | None = None) -> str:
 def _build_configs(args):
     from sslstudio.core.config import validate, with_overrides
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.config import TrainConfig
 
     resume = args.resume
     if resume:
@@ -376,7 +376,7 @@ def _build_configs(args):
 def _project_for(args):
     from sslstudio.core.outputs import is_within
     from sslstudio.core.project import Project, ProjectError
-    from sslstudio.core.run_folder import PROJECT_FILE
+    from sslstudio.core.run.folder import PROJECT_FILE
 
     folder = Path(args.project).expanduser().resolve()
     try:
@@ -408,7 +408,7 @@ def cmd_train(args) -> int:
     from sslstudio.core import distributed
     from sslstudio.core.control import RunControl
     from sslstudio.core.devices import resolve_device
-    from sslstudio.core.train import train
+    from sslstudio.core.run.train import train
 
     train_config, objective_config, resume = _build_configs(args)
     resolve_device(train_config.device)  # an unavailable device fails before any work
@@ -480,7 +480,7 @@ def cmd_methods(args) -> int:
     unfit, backbone = {}, ""
     if args.run:
         from sslstudio.core.adapt.job import unfit_methods_for_run
-        from sslstudio.core.run_folder import RunFolder
+        from sslstudio.core.run.folder import RunFolder
 
         folder = RunFolder(Path(args.run))
         if not folder.is_run():

@@ -98,8 +98,8 @@ def _window(sample: Path, work: Path) -> str:
 
 
 def _train(sample: Path, work: Path) -> str:
-    from sslstudio.core.train import train
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.train import train
+    from sslstudio.core.run.config import TrainConfig
 
     events = list(train(TrainConfig(data=str(sample), out=str(work / "run"), objective="simclr",
                                     backbone="small_cnn", epochs=1, batch_size=64, image_size=28,

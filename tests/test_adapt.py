@@ -32,8 +32,8 @@ from sslstudio.core.backbones import build_backbone
 from sslstudio.core.config import ConfigError
 from sslstudio.core.control import RunControl
 from sslstudio.core.logistic import fit_logistic
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig
 
 
 @pytest.mark.parametrize("backbone", ["small_cnn", "vit_tiny"])

@@ -59,6 +59,8 @@ def code_references(text: str) -> list[str]:
 
 
 def exists(reference: str, names: set[str]) -> bool:
+    if reference.endswith(".py") and "/" not in reference:  # a module by its file name
+        return reference.removesuffix(".py") in names
     if "/" in reference:
         head, _, attribute = reference.partition(".") if reference.count(".") > 1 or (
             "." in reference and not reference.endswith(".py")) else (reference, "", "")

@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from sslstudio.core.checkpoint import encoder_info, encoder_state
+from sslstudio.core.run.checkpoint import encoder_info, encoder_state
 from sslstudio.core.embed import load_encoder
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.events import RunFinished, RunWarning, StepMetrics
 from sslstudio.core.objectives import OBJECTIVES
-from sslstudio.core.run_folder import RunFolder
-from sslstudio.core.train import (BUDGET_STEPS, RunPlan, _Monitor, _TrainingLoop, check_pairing,
-                                  fit_to_budget, train)
-from sslstudio.core.train_config import TrainConfig
+from sslstudio.core.run.folder import RunFolder
+from sslstudio.core.run.judge import Monitor
+from sslstudio.core.run.loop import TrainingLoop
+from sslstudio.core.run.plan import BUDGET_STEPS, check_pairing, fit_to_budget, RunPlan
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig
 from test_train import config_for, of_type
 
 
@@ -73,7 +75,7 @@ def test_a_minutes_run_ends_within_its_budget_when_steps_are_slow(image_folder, 
 
 
 def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folder, tmp_path, monkeypatch):
-    real = _TrainingLoop._seconds_per_item
+    real = TrainingLoop._seconds_per_item
     seen = {}
 
     def checked(self, allowance, plan_for):
@@ -87,7 +89,7 @@ def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folde
         seen["seconds"] = result
         return result
 
-    monkeypatch.setattr(_TrainingLoop, "_seconds_per_item", checked)
+    monkeypatch.setattr(TrainingLoop, "_seconds_per_item", checked)
     config = config_for(image_folder, tmp_path / "run", epochs=0, minutes=0.05, batch_size=0)
     events = list(train(config))
     assert events[-1].status == "completed"
@@ -101,13 +103,13 @@ def test_the_planned_batch_is_timed_only_when_its_figure_can_change_the_plan():
     timed = []
     loop = types.SimpleNamespace(objective=torch.nn.Linear(2, 2), generators={}, batch_size=256,
                                  _timed_pass=lambda count, measure_memory=False: timed.append(count) or count * 1e-3)
-    seconds = _TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: "the same plan")
+    seconds = TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: "the same plan")
     assert timed == [8, 32] and seconds == pytest.approx(1e-3)
     timed.clear()
-    seconds = _TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: round(seconds_per_item, 6))
+    seconds = TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: round(seconds_per_item, 6))
     assert timed == [8, 32, 256] and seconds == pytest.approx(1e-3)
     timed.clear()
-    _TrainingLoop._seconds_per_item(loop, 0.01, lambda seconds_per_item: round(seconds_per_item, 6))
+    TrainingLoop._seconds_per_item(loop, 0.01, lambda seconds_per_item: round(seconds_per_item, 6))
     assert timed == [8, 32]  # no room in the allowance
 
 
@@ -120,13 +122,13 @@ def _scores(monkeypatch, values):
         calls["n"] += 1
         return value
 
-    monkeypatch.setattr(_Monitor, "score", score)
+    monkeypatch.setattr(Monitor, "score", score)
 
 
 def test_the_encoder_that_scored_best_is_the_runs_result(image_folder, tmp_path, monkeypatch):
     # step 0 (taken after step 1), step 2, then worse to the end
     _scores(monkeypatch, [0.5, 0.9, 0.4])
-    monkeypatch.setattr(_Monitor, "due", lambda self: True)  # a snapshot at every step
+    monkeypatch.setattr(Monitor, "due", lambda self: True)  # a snapshot at every step
     run = tmp_path / "run"
     events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True)))
     assert events[-1].status == "completed" and events[-1].step == 6
@@ -271,7 +273,7 @@ def test_the_monitor_judges_at_the_size_the_features_are_read(image_folder, tmp_
     preprocess = ImagePreprocess(16, [0.5] * 3, [0.25] * 3, feature_size=32)
     assert preprocess.features_cost() == 4.0
     objective = _RecordingObjective()
-    monitor = _Monitor(data, config_for(image_folder, tmp_path / "run"), torch.device("cpu"),
+    monitor = Monitor(data, config_for(image_folder, tmp_path / "run"), torch.device("cpu"),
                        objective, preprocess, RunFolder(tmp_path / "run"), chunk=8, items=16)
     list(monitor.run(0, 0.0))
     assert 16 in objective.encoder.sides and 32 in objective.encoder.sides
@@ -283,7 +285,7 @@ def test_the_monitor_judges_at_the_size_the_features_are_read(image_folder, tmp_
         knn_accuracy(judged, torch.from_numpy(monitor.labels)))
     # Without a feature size, one pass at the training size serves everything.
     objective.encoder.sides.clear()
-    same = _Monitor(data, config_for(image_folder, tmp_path / "run"), torch.device("cpu"),
+    same = Monitor(data, config_for(image_folder, tmp_path / "run"), torch.device("cpu"),
                     objective, ImagePreprocess(16, [0.5] * 3, [0.25] * 3), RunFolder(tmp_path / "run"),
                     chunk=8, items=16)
     list(same.run(0, 0.0))
@@ -311,7 +313,7 @@ def test_a_later_encoder_must_beat_the_kept_one_by_more_than_the_judges_noise(im
                                                                                monkeypatch):
     # 24 labelled items can not tell 0.50 from 0.55: the encoder as it came stays.
     _scores(monkeypatch, [0.50, 0.55, 0.56])
-    monkeypatch.setattr(_Monitor, "due", lambda self: True)
+    monkeypatch.setattr(Monitor, "due", lambda self: True)
     run = tmp_path / "run"
     events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True,
                                    monitor_items=24)))

@@ -299,7 +299,7 @@ def test_a_cancelled_rescan_keeps_the_last_cache_and_leaves_no_partial_file(imag
 
 def test_runs_and_adapted_models_of_a_project_share_its_scan(tmp_path):
     from sslstudio.core.project import Project
-    from sslstudio.core.run_folder import RunFolder
+    from sslstudio.core.run.folder import RunFolder
 
     project = Project.create(tmp_path / "project")
     run = project.new_run_dir("simclr")

@@ -18,9 +18,9 @@ from sslstudio.core.events import (AdaptEstimate, AdaptFinished, AdaptPrediction
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
 from sslstudio.core.locks import ProjectLock, ProjectLocked
-from sslstudio.core.run_folder import AdaptedFolder, RunFolder
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig
+from sslstudio.core.run.folder import AdaptedFolder, RunFolder
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig
 from tests.conftest import make_image_folder
 
 KEYS = [f"group_{g}/{i:02d}.png" for g in range(3) for i in range(10)]

@@ -15,8 +15,8 @@ from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
 from sslstudio.core.backbones.pretrained import PRETRAINED, cached_weights, convert_known_format
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.events import RunFinished, StepMetrics
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig, load_run_config
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig, load_run_config
 
 
 def saved_random_weights(tmp_path, name, size=32, head=True):
@@ -136,7 +136,7 @@ def test_continued_pretraining_keeps_batchnorm_statistics_and_the_preprocessing(
     _, _, preprocess = load_run_config(run / "config.toml")
     assert preprocess["mean"] == [0.485, 0.456, 0.406] and preprocess["std"] == [0.229, 0.224, 0.225]
     assert preprocess["pretrained"]["architecture"] == "mobilenetv3_large_100"
-    from sslstudio.core.checkpoint import encoder_state
+    from sslstudio.core.run.checkpoint import encoder_state
 
     trained = encoder_state(run / "checkpoints" / "last.safetensors")
     running = [k for k in state if k.endswith("running_mean")]
@@ -202,7 +202,7 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
 
 def test_auto_on_a_cpu_picks_the_pretrained_encoder_found_on_disk(tmp_path, monkeypatch):
     from sslstudio.core.preprocess import training_image_size as resolve_image_size
-    from sslstudio.core.train import resolve_backbone
+    from sslstudio.core.run.plan import resolve_backbone
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -86,8 +86,8 @@ def test_aligned_undoes_a_rotation_and_a_mirror():
 def test_labelling_gets_the_pca_map_at_once_then_the_tsne_map_kept_in_the_run(image_folder, tmp_path):
     from sslstudio.core.adapt.job import prepare_labelling
     from sslstudio.core.events import FeaturesReady, MapReady
-    from sslstudio.core.run_folder import RunFolder
-    from sslstudio.core.train import train
+    from sslstudio.core.run.folder import RunFolder
+    from sslstudio.core.run.train import train
     from test_train import config_for
 
     run = tmp_path / "run"
@@ -108,8 +108,8 @@ def test_a_completed_runs_map_is_made_from_its_saved_sample_and_kept(tmp_path):
     from conftest import make_image_folder
     from sslstudio.core.events import EmbeddingSnapshot
     from sslstudio.core.projection import run_neighbour_map
-    from sslstudio.core.run_folder import RunFolder
-    from sslstudio.core.train import train
+    from sslstudio.core.run.folder import RunFolder
+    from sslstudio.core.run.train import train
     from test_train import config_for
 
     folder = make_image_folder(tmp_path / "images", classes=3, per_class=20)
@@ -129,7 +129,7 @@ def test_a_completed_runs_map_is_made_from_its_saved_sample_and_kept(tmp_path):
 
 def test_a_run_without_saved_features_gets_no_map(tmp_path):
     from sslstudio.core.projection import run_neighbour_map
-    from sslstudio.core.run_folder import RunFolder
+    from sslstudio.core.run.folder import RunFolder
 
     run = tmp_path / "old-run"
     run.mkdir()

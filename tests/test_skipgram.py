@@ -14,8 +14,8 @@ from sslstudio.core.backbones.word_vectors import WordVectors
 from sslstudio.core.events import RunFinished, RunStarted, StepMetrics
 from sslstudio.core.objectives.skipgram import SkipGram, SkipGramConfig, skipgram_loss
 from sslstudio.core.tokenizer import TextVocab
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig, load_run_config
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig, load_run_config
 
 VOCAB = TextVocab(size=60, pad_id=0, unk_id=1, cls_id=2, sep_id=3, mask_id=4)
 

@@ -15,8 +15,8 @@ from sslstudio.core.objectives.masking import corrupt, masked_token_loss
 from sslstudio.core.objectives.mlm import choose_positions
 from sslstudio.core.objectives.simcse import simcse_loss
 from sslstudio.core.tokenizer import TextVocab, configure, load_tokenizer, train_tokenizer
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig, load_run_config
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig, load_run_config
 from tests import references
 
 VOCAB = TextVocab(size=200, pad_id=0, unk_id=1, cls_id=2, sep_id=3, mask_id=4)

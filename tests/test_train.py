@@ -15,8 +15,9 @@ from sslstudio.core.control import RunControl
 from sslstudio.core.events import (Checkpointed, EmbeddingSnapshot, RunFinished, RunStarted,
                                    RunWarning, ScanFinished, StepMetrics)
 from sslstudio.core.objectives import OBJECTIVES
-from sslstudio.core.train import lr_factor, train
-from sslstudio.core.train_config import TrainConfig, load_run_config
+from sslstudio.core.run.loop import lr_factor
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig, load_run_config
 
 
 def config_for(folder, out, **overrides) -> TrainConfig:
@@ -28,9 +29,9 @@ def config_for(folder, out, **overrides) -> TrainConfig:
 
 def no_timing_passes(monkeypatch) -> None:
     """Skip the passes a fresh run times before its first step (they call forward too)."""
-    from sslstudio.core.train import _TrainingLoop
+    from sslstudio.core.run.loop import TrainingLoop
 
-    monkeypatch.setattr(_TrainingLoop, "fit_to_budget", lambda self: None)
+    monkeypatch.setattr(TrainingLoop, "fit_to_budget", lambda self: None)
 
 
 def of_type(events, kind):
@@ -66,17 +67,17 @@ def test_every_objective_trains_three_steps(image_folder, tmp_path, name):
 
 def test_the_step_0_snapshot_follows_the_first_step_and_judges_the_starting_weights(
         image_folder, tmp_path, monkeypatch):
-    from sslstudio.core.train import _Monitor
+    from sslstudio.core.run.judge import Monitor
 
     seen = []  # (step, the encoder's first parameter) at each snapshot
-    original = _Monitor.run
+    original = Monitor.run
 
     def run(self, step, progress):
         seen.append((step, next(self.objective.encoder.parameters()).detach().clone()))
         yield from original(self, step, progress)
 
-    monkeypatch.setattr(_Monitor, "run", run)
-    monkeypatch.setattr(_Monitor, "due", lambda self: True)  # a snapshot at every step
+    monkeypatch.setattr(Monitor, "run", run)
+    monkeypatch.setattr(Monitor, "due", lambda self: True)  # a snapshot at every step
     config = config_for(image_folder, tmp_path / "run", labels_from_folders=True)
     torch.manual_seed(0)
     events = list(train(config))
@@ -98,10 +99,10 @@ def test_the_step_0_snapshot_follows_the_first_step_and_judges_the_starting_weig
 
 
 def test_the_starting_weights_are_lent_for_the_snapshot_and_the_trained_ones_come_back():
-    from sslstudio.core.train import _InitialWeights
+    from sslstudio.core.run.loop import InitialWeights
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
-    initial = _InitialWeights(model)
+    initial = InitialWeights(model)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     model(torch.randn(8, 3)).sum().backward()
@@ -115,10 +116,10 @@ def test_the_starting_weights_are_lent_for_the_snapshot_and_the_trained_ones_com
 
 def encoder_state_at_start(config) -> torch.Tensor:
     """The encoder's first parameter as a run of `config` builds it (seeded by the config)."""
-    from sslstudio.core.train import _TrainingLoop
+    from sslstudio.core.run.loop import TrainingLoop
 
     seen = []
-    original = _TrainingLoop.run
+    original = TrainingLoop.run
 
     def run(self, control, first_snapshot):
         seen.append(next(self.objective.encoder.parameters()).detach().clone())
@@ -127,7 +128,7 @@ def encoder_state_at_start(config) -> torch.Tensor:
 
     import unittest.mock
 
-    with unittest.mock.patch.object(_TrainingLoop, "run", run):
+    with unittest.mock.patch.object(TrainingLoop, "run", run):
         list(train(dataclasses.replace(config, out=config.out + "-start")))
     return seen[0]
 
@@ -304,7 +305,7 @@ def test_kill_minus_nine_loses_only_the_steps_since_the_last_checkpoint(image_fo
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert checkpoint.exists()
-    from sslstudio.core.checkpoint import read_checkpoint
+    from sslstudio.core.run.checkpoint import read_checkpoint
     import json
 
     metadata = read_checkpoint(checkpoint).metadata  # verified: every tensor matches its checksum

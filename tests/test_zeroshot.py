@@ -179,8 +179,8 @@ def test_cli_zeroshot_writes_a_csv_and_refuses_to_overwrite(tmp_path, capsys):
 
 
 def test_a_text_run_labels_its_folder_zero_shot(tmp_path):
-    from sslstudio.core.train import train
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.train import train
+    from sslstudio.core.run.config import TrainConfig
 
     data = tmp_path / "texts"
     data.mkdir()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sslstudio.core.backbones import build_backbone
-from sslstudio.core.checkpoint import CheckpointError, encoder_state
+from sslstudio.core.run.checkpoint import CheckpointError, encoder_state
 from sslstudio.core.control import RunControl
 from sslstudio.core.data import DataIdentity, item_keys
 from sslstudio.core.data.scan import DataError
@@ -21,7 +21,7 @@ from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text, path_li
 from sslstudio.core.locks import OutputLock
 from sslstudio.core.outputs import check_output_file
 from sslstudio.core.preprocess import Preprocess
-from sslstudio.core.run_folder import RunFolder
+from sslstudio.core.run.folder import RunFolder
 
 
 def load_encoder(run_dir: Path, device: torch.device):

@@ -42,7 +42,7 @@ from sslstudio.core.fileio import new_partial_file, write_durably
 from sslstudio.core.locks import OutputLock
 from sslstudio.core.outputs import OutputError, check_output_file
 from sslstudio.core.preprocess import Preprocess, PreprocessError
-from sslstudio.core.run_folder import AdaptedFolder, RunFolder
+from sslstudio.core.run.folder import AdaptedFolder, RunFolder
 
 FORMAT = "sslstudio-onnx/1"
 OPSET = 17

@@ -28,7 +28,7 @@ from sslstudio.core.events import (
 )
 from sslstudio.core.labels import ImportReport, LabelClass, LabelError, LabelStore
 from sslstudio.core.locks import ProjectLock, ProjectLocked
-from sslstudio.core.run_folder import AdaptedFolder, RunFolder
+from sslstudio.core.run.folder import AdaptedFolder, RunFolder
 
 # The labelling map shows every item up to this, then a sample plus every labelled item. The map
 # paints 200,000 points in about 20-35 ms a frame (bench/map_frames.py).

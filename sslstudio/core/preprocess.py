@@ -43,7 +43,7 @@ from sslstudio.core.data.text_folder import load_text_folder
 from sslstudio.core.data.text_tokens import load_text_data
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.registry import Registry
-from sslstudio.core.run_folder import TOKENIZER_FILE, RunFolder
+from sslstudio.core.run.folder import TOKENIZER_FILE, RunFolder
 from sslstudio.core.tokenizer import (
     configure,
     load_tokenizer,

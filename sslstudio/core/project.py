@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sslstudio.core.config import read_toml, write_toml
 from sslstudio.core.outputs import is_within
-from sslstudio.core.run_folder import PROJECT_CACHE, PROJECT_FILE, RunFolder
+from sslstudio.core.run.folder import PROJECT_CACHE, PROJECT_FILE, RunFolder
 
 
 class ProjectError(ValueError):

@@ -20,7 +20,7 @@ import numpy as np
 
 from sslstudio.core.control import RunControl
 from sslstudio.core.events import EmbeddingSnapshot, MapProgress
-from sslstudio.core.run_folder import RunFolder
+from sslstudio.core.run.folder import RunFolder
 
 PCA_DIMENSIONS = 50  # features are reduced first: neighbours are found faster, and no less well
 PERPLEXITY = 30.0

@@ -102,7 +102,7 @@ class TrainingController(QObject):
     def start_training(self, train_config, objective_config, resume: bool = False) -> None:
         def job(control):
             # torch loads here, off the GUI thread
-            from sslstudio.core.train import train
+            from sslstudio.core.run.train import train
 
             yield from train(train_config, objective_config, control, resume=resume)
 

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from sslstudio.core.data import item_keys
 from sslstudio.core.describe import describe
-from sslstudio.core.run_folder import AdaptedFolder, RunFolder
+from sslstudio.core.run.folder import AdaptedFolder, RunFolder
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
 from sslstudio.gui.actions import make_action

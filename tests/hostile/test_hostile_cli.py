@@ -207,12 +207,13 @@ def test_resume_on_a_folder_smaller_than_the_batch_trains_and_ends(guard, capsys
 
 @pytest.mark.timeout(120)
 def test_a_loop_that_can_make_no_step_ends_with_a_reason(image_folder, tmp_path, monkeypatch):
-    from sslstudio.core import train as train_module
     from sslstudio.core.events import RunFinished, StepMetrics
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run import loop
+    from sslstudio.core.run import train as train_module
+    from sslstudio.core.run.config import TrainConfig
 
     # An epoch order with no room for a batch (as a shrunken folder or a lost rank gives).
-    monkeypatch.setattr(train_module, "_epoch_order", lambda count, *a: np.arange(min(count, 3)))
+    monkeypatch.setattr(loop, "epoch_order", lambda count, *a: np.arange(min(count, 3)))
     config = TrainConfig(data=str(image_folder), out=str(tmp_path / "run"), objective="simclr",
                          minutes=0.05, batch_size=8, image_size=16, backbone="small_cnn")
     events = list(train_module.train(config))
@@ -289,7 +290,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(guard, capsys,
 def test_a_tensor_replaced_with_nan_in_an_old_unchecksummed_file_is_caught(guard, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from sslstudio.core.checkpoint import CheckpointError, read_checkpoint
+    from sslstudio.core.run.checkpoint import CheckpointError, read_checkpoint
 
     made = guard
     path = tmp_path / "checkpoints" / "last.safetensors"
@@ -320,7 +321,7 @@ def test_no_usable_checkpoint_is_one_clear_line(guard, capsys, tmp_path):
 
 
 def test_a_checkpoint_that_does_not_read_back_never_replaces_the_good_one(tmp_path, monkeypatch):
-    from sslstudio.core import checkpoint as ckpt
+    from sslstudio.core.run import checkpoint as ckpt
 
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -446,9 +447,9 @@ def test_resuming_a_finished_run_changes_nothing(guard, capsys, tmp_path):
 
 def test_taking_back_a_failed_run_leaves_what_someone_else_put_in_its_folder(image_folder, tmp_path,
                                                                             monkeypatch):
-    from sslstudio.core import train as train_module
+    from sslstudio.core.run import train as train_module
     from sslstudio.core.data.scan import DataError
-    from sslstudio.core.train_config import TrainConfig
+    from sslstudio.core.run.config import TrainConfig
 
     out = tmp_path / "run"
     out.mkdir()

@@ -20,11 +20,11 @@ import pytest
 from sslstudio.cli import main
 from sslstudio.core.adapt.job import AdaptRequest, adapt
 from sslstudio.core.config import read_toml
-from sslstudio.core.events import AdaptFinished, RunFinished, RunStarted, RunWarning
-from sslstudio.core.locks import OutputLock, ProjectLock, lock_path_for
-from sslstudio.core.run_folder import RunFolder
-from sslstudio.core.train import train
-from sslstudio.core.train_config import TrainConfig
+from sslstudio.core.events import AdaptFinished, RunFinished, RunStarted
+from sslstudio.core.locks import lock_path_for
+from sslstudio.core.run.folder import RunFolder
+from sslstudio.core.run.train import train
+from sslstudio.core.run.config import TrainConfig
 from tests.conftest import make_image_folder
 from tests.hostile.test_hostile_cli import TRAIN_FAST, one_line_error
 

@@ -56,7 +56,7 @@ from sslstudio.core.outputs import (
     new_sibling_folder,
 )
 from sslstudio.core.preprocess import Preprocess
-from sslstudio.core.run_folder import AdaptedFolder, RunFolder, write_predictions
+from sslstudio.core.run.folder import AdaptedFolder, RunFolder, write_predictions
 
 
 @dataclass

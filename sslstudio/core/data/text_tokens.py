@@ -18,7 +18,7 @@ from sslstudio.core.events import ScanProgress
 from sslstudio.core.tokenizer import CHARS_PER_TOKEN, token_lengths
 from sslstudio.core.tokenizer import READ_BLOCK, take
 from sslstudio.core.data.text_folder import load_text_folder
-from sslstudio.core.run_folder import RunFolder
+from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.tokenizer import configure, encode_all, load_tokenizer, train_tokenizer, vocab_of
 from sslstudio.core.fileio import atomic_write_text
 

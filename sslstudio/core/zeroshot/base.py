@@ -27,7 +27,7 @@ from sslstudio.core.events import EmbedProgress, ZeroShotFinished, ZeroShotPredi
 from sslstudio.core.locks import OutputLock
 from sslstudio.core.outputs import check_output_file
 from sslstudio.core.registry import Registry
-from sslstudio.core.run_folder import write_predictions
+from sslstudio.core.run.folder import write_predictions
 
 BATCH = 64
 

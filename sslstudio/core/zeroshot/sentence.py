@@ -23,7 +23,7 @@ from sslstudio.core.data.text_folder import load_text_folder
 from sslstudio.core.data.text_tokens import TokenizedTexts, auto_max_length
 from sslstudio.core.events import ScanProgress
 from sslstudio.core.preprocess import Preprocess
-from sslstudio.core.run_folder import TOKENIZER_FILE, RunFolder
+from sslstudio.core.run.folder import TOKENIZER_FILE, RunFolder
 from sslstudio.core.tokenizer import configure, encode_all, load_tokenizer
 from sslstudio.core.zeroshot.base import ZeroShotModel, register_zero_shot_model
 

@@ -29,12 +29,12 @@ from sslstudio.core.config import knobs
 from sslstudio.gui.widgets.wheel_guard import guard_wheel
 from sslstudio.gui.modalities import VIEWS
 import math
-from sslstudio.core.train_config import (
+from sslstudio.core.run.config import (
     CONTINUING_OBJECTIVES,
     DEFAULT_OBJECTIVE,
     DEFAULT_TEXT_OBJECTIVE,
 )
-from sslstudio.core.train_config import TrainConfig
+from sslstudio.core.run.config import TrainConfig
 from PySide6.QtWidgets import QFileDialog
 from sslstudio.core.config import validate, with_overrides
 

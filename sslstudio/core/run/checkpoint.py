@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load, save
 
 from sslstudio.core.fileio import fsync_dir, write_durably
-from sslstudio.core.run_folder import PREVIOUS
+from sslstudio.core.run.folder import PREVIOUS
 
 FORMAT = "sslstudio-checkpoint-1"
 _PARTIAL = ".last.safetensors.partial"

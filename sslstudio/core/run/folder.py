@@ -177,13 +177,13 @@ class RunFolder:
 
     def read_config(self):
         """(TrainConfig, objective config, preprocess table) as the run saved them."""
-        from sslstudio.core.train_config import load_run_config
+        from sslstudio.core.run.config import load_run_config
 
         return load_run_config(self.config_path)
 
     def write_config(self, train, objective, preprocess: dict, plan: dict | None = None,
                      data: DataIdentity | None = None) -> None:
-        from sslstudio.core.train_config import save_run_config
+        from sslstudio.core.run.config import save_run_config
 
         save_run_config(self.config_path, train, objective, preprocess, plan,
                         data.to_table() if data else None)
