@@ -433,13 +433,16 @@ class TrainingLoop:
 
 
 class FlatLoss:
-    """A loss that sits at zero informs nothing: the objective's task has become trivial (with
-    few negatives in a small batch, say), its gradient is all but noise, and an optimizer like
-    AdamW still takes lr-sized steps on it. A continued MiniLM printed "loss 0.0000" for all its
-    216 steps of 8 and lost 6 points (issue 27). Said once a run, after LOGS such logs in a row."""
+    """A loss that sits at zero informs nothing: the objective's task has become trivial, its
+    gradient is all but noise, and AdamW still takes steps of about lr whatever the gradient's
+    scale. Measured on Rotten Tomatoes with all-MiniLM-L6-v2 and SimCSE at its temperature 0.05
+    (issue 27): the loss fell to 1e-6 within a few steps at batch 8, 32 and 128 alike, gradients
+    of different batches were uncorrelated (cosine -0.06 to 0.02), and with the encoder at the
+    heads' learning rate the 10-label probe lost 6 points; at temperature 0.2 the loss stayed
+    near 0.08. Said once a run, after LOGS such logs in a row (a 15-step run logs 15)."""
 
     LIMIT = 1e-3
-    LOGS = 20
+    LOGS = 8
 
     def __init__(self) -> None:
         self.low_logs = 0
@@ -462,7 +465,7 @@ class FlatLoss:
         return (f"the loss has sat under {self.LIMIT:g} since step {self.since}: the objective's "
                 f"task is too easy here (a batch of {batch_size} gives {objective.name} few items "
                 "to tell apart), so its gradient is mostly noise and the encoder may drift rather "
-                "than learn; a larger batch (for texts a shorter max_length lets more fit) or "
+                "than learn; a higher temperature (contrastive methods), a larger batch or "
                 "another objective gives the loss something to say")
 
 
