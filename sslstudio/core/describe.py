@@ -45,11 +45,12 @@ def status_word(status: str) -> str:
     return STATUS_WORDS.get(status, status)
 
 
-def stopped_words(message: str) -> str:
-    """A job the user stopped: "stopped by the user (nothing saved)", not "stopped (stopped by
-    the user; nothing saved)"."""
+def stopped_aside(message: str) -> str:
+    """What a stop message adds after "stopped by the user", as " (...)" or "": a job the user
+    stopped reads "stopped by the user (nothing saved)", not "stopped (stopped by the user;
+    nothing saved)"."""
     rest = message.removeprefix("stopped by the user").lstrip("; :,").strip()
-    return "stopped by the user" + (f" ({rest})" if rest else "")
+    return f" ({rest})" if rest else ""
 
 # progress: superseded by the next progress line (a terminal rewrites it; the app has bars and plots).
 # note:     a line of the log.
@@ -102,8 +103,7 @@ def describe(event, total_steps: int = -1) -> Description:
             return Description(f"checkpoint at step {event.step}", "detail")
         case RunFinished():
             if event.status == "cancelled":
-                rest = stopped_words(event.message).removeprefix("stopped by the user")
-                text = f"run stopped by the user at step {event.step}{rest}"
+                text = f"run stopped by the user at step {event.step}{stopped_aside(event.message)}"
             else:
                 text = f"run {status_word(event.status)} at step {event.step}"
                 if event.message:
@@ -143,7 +143,8 @@ def describe(event, total_steps: int = -1) -> Description:
             what = (f"comparing {', '.join(methods[:-1])} and {methods[-1]}" if len(methods) > 1
                     else event.method)
             if event.status == "cancelled":
-                return Description(f"{what} {stopped_words(event.message)}{where}", "note")
+                return Description(f"{what} stopped by the user{stopped_aside(event.message)}{where}",
+                                   "note")
             return Description(f"{what} {status_word(event.status)}{where}{why}", "note")
         case ZeroShotPredictions():
             return Description(f"zero-shot labels for {len(event.items)} items", "data")

@@ -90,7 +90,7 @@ def embed_folder(run_dir: Path, data_dir: Path, out_path: Path, device: str = "a
     # One lock for the pair: features and paths from two processes would not match row for row.
     with OutputLock.acquire(out_path, "the features file") as lock:
         if lock.taken_over_from:
-            yield RunWarning("data", lock.note(f"features file {out_path}"))
+            yield RunWarning("lock", lock.note(f"features file {out_path}"))
         for path in (out_path, paths_file):
             check_output_file(path, overwrite=overwrite, data_dirs=[Path(data_dir)], what="--out")
         folder = RunFolder(run_dir)

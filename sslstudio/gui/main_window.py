@@ -826,7 +826,7 @@ class MainWindow(QMainWindow):
             runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
             class_names=tuple(c.name for c in session.classes()) if session.store is not None else (),
-            folder_classes=tuple(getattr(self.data_set, "class_names", ()) or ()),
+            folder_classes=self._folder_classes(),
             labels_shown=self.label_panel.isVisible(),
             labelled=int(len(labelled)),
             classifiers=len(session.classifiers(run.path)) if run is not None else 0,
@@ -836,6 +836,10 @@ class MainWindow(QMainWindow):
             exported=self._exported_to if run is not None and self._exported_source and (
                 Path(self._exported_source) == run.path
                 or run.path in Path(self._exported_source).parents) else "")
+
+    def _folder_classes(self) -> tuple[str, ...]:
+        """The open folder's subfolder names, which the Label step offers as classes."""
+        return tuple(getattr(self.data_set, "class_names", ()) or ())
 
     def refresh_flow(self) -> None:
         if hasattr(self, "flow_bar"):
@@ -869,7 +873,7 @@ class MainWindow(QMainWindow):
             self.labelling.add_class_dialog()
         elif action == "folder_classes":
             self.reveal(self.label_panel)
-            self.labelling.add_folder_classes(tuple(getattr(self.data_set, "class_names", ()) or ()))
+            self.labelling.add_folder_classes(self._folder_classes())
         elif action == "classify":
             self.reveal(self.adapt_panel)
             if self.adapt_panel.train_button.isEnabled():

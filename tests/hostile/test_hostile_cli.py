@@ -45,16 +45,23 @@ def one_line_error(capsys, code: int, *needles: str) -> str:
     return err
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """A data folder, a run trained on it, its labels and an adapted model, made once."""
-    root = tmp_path_factory.mktemp("hostile")
-    data = make_image_folder(root / "data", classes=2, per_class=10)
+def trained_and_labelled(root: Path, per_class: int) -> dict:
+    """A data folder of two classes, a run trained on it, and a labels CSV of every item."""
+    data = make_image_folder(root / "data", classes=2, per_class=per_class)
     run = root / "run"
     assert main(["train", "--data", str(data), "--out", str(run), *TRAIN_FAST]) == 0
     labels = root / "labels.csv"
     labels.write_text("path,label\n" + "".join(
         f"{p.relative_to(data).as_posix()},{p.parent.name}\n" for p in sorted(data.rglob("*.png"))))
+    return {"root": root, "data": data, "run": run, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A data folder, a run trained on it, its labels and an adapted model, made once."""
+    root = tmp_path_factory.mktemp("hostile")
+    made = trained_and_labelled(root, per_class=10)
+    data, run, labels = made["data"], made["run"], made["labels"]
     adapted = root / "adapted"
     assert main(["adapt", str(run), "--data", str(data), "--labels", str(labels),
                  "--out", str(adapted)]) == 0

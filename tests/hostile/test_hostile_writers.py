@@ -26,19 +26,12 @@ from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.run.train import train
 from sslstudio.core.run.config import TrainConfig
 from tests.conftest import make_image_folder
-from tests.hostile.test_hostile_cli import TRAIN_FAST, one_line_error
+from tests.hostile.test_hostile_cli import TRAIN_FAST, one_line_error, trained_and_labelled
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    root = tmp_path_factory.mktemp("writers")
-    data = make_image_folder(root / "data", classes=2, per_class=8)
-    run = root / "run"
-    assert main(["train", "--data", str(data), "--out", str(run), *TRAIN_FAST]) == 0
-    labels = root / "labels.csv"
-    labels.write_text("path,label\n" + "".join(
-        f"{p.relative_to(data).as_posix()},{p.parent.name}\n" for p in sorted(data.rglob("*.png"))))
-    return {"root": root, "data": data, "run": run, "labels": labels}
+    return trained_and_labelled(tmp_path_factory.mktemp("writers"), per_class=8)
 
 
 def _holder(lock_line: str, tmp_path: Path) -> subprocess.Popen:

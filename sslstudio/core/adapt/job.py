@@ -51,7 +51,6 @@ from sslstudio.core.outputs import (
     OutputError,
     check_output_file,
     check_output_folder,
-    check_writable_place,
     move_into_place,
     new_sibling_folder,
 )
@@ -325,7 +324,6 @@ def reserve_adapted_out(request: AdaptRequest) -> tuple[Path, OutputLock]:
             lock.release()
             raise
         return out, lock
-    check_writable_place(RunFolder(request.run_dir).adapted_dir / "x", "the adapted model")
     for candidate in RunFolder(request.run_dir).adapted_folder_names(request.method):
         try:
             lock = OutputLock.acquire(candidate.path, "the adapted model")

@@ -770,8 +770,8 @@ def _csv_documents(lines: Iterator, text_field: str, wide_codec: str | None
             pending = None
             for row in reader:
                 start, cursor.row_start = cursor.row_start, cursor.end
-                row_lines, cursor.row_lines = cursor.row_lines, []
-                if cursor.exhausted and len(row_lines) > 1:
+                if cursor.exhausted and len(cursor.row_lines) > 1:
+                    row_lines, cursor.row_lines = cursor.row_lines, []
                     if header is None:
                         raise SkipItem("malformed CSV: a quote left open in the header row")
                     # A quote left open swallowed the lines after this row's first: the row is
@@ -783,6 +783,7 @@ def _csv_documents(lines: Iterator, text_field: str, wide_codec: str | None
                     cursor.row_start = row_lines[1][0]
                     pending = iter(row_lines[1:])
                     break
+                cursor.row_lines.clear()  # csv.reader reads no further than the row it returns
                 if header is None:
                     if _is_blank(row):
                         continue
