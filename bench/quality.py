@@ -277,7 +277,8 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
 
     # The order of items is the app's: the first trained row fixes it, and every baseline
     # follows it, so every row's draws pick the same items.
-    scratch_facts = app.train(folder, work / "scratch", "--minutes", minutes)
+    settings = [option for knob in args.set for option in ("--set", knob)]
+    scratch_facts = app.train(folder, work / "scratch", "--minutes", minutes, *settings)
     scratch_features, paths = app.embed(work / "scratch", folder)
     labels = labels_of(paths, folder)
     print(f"\n## {name}: {len(paths)} items, {len(np.unique(labels))} classes ({modality})",
@@ -287,11 +288,15 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
     else:
         rows.append(Row("TF-IDF", probe_all(tfidf(paths), labels, args.draws, sparse=True)))
     report(name, rows[-1])
-    features_row("random init (default encoder)", work / "random", app.as_is(folder, work / "random"))
+    if not args.scratch_only:
+        features_row("random init (default encoder)", work / "random",
+                     app.as_is(folder, work / "random"))
     row = Row(f"from scratch, defaults, {args.minutes:g} min",
               probe_all(scratch_features, labels, args.draws), scratch_facts)
     rows.append(row)
     report(name, row)
+    if args.scratch_only:
+        return rows
     judged: tuple[str, ...] = ()
     if args.judge:
         # What a user of the app has: ten labels a class in the project, which the monitor's
@@ -413,6 +418,102 @@ def goals(paths: list[Path]) -> None:
     print(f"| mean | | | {100 * np.mean(scratch_gains):+.1f} | | | {100 * np.mean(continued_gains):+.1f} |")
 
 
+# -- leave-one-out ----------------------------------------------------------------------------
+def modality_of_rows(rows: list[dict]) -> str:
+    return "text" if any(row["name"] == "TF-IDF" for row in rows) else "image"
+
+
+def leave_one_out(scores: dict[str, dict[str, float]]) -> dict[str, str]:
+    """For each set, the candidate with the best mean rank over the other sets (ties: the higher
+    mean score there): what a folder nobody tuned for would get. scores[set][candidate]."""
+    chosen = {}
+    for held_out in scores:
+        others = [name for name in scores if name != held_out]
+        candidates = list(scores[held_out])
+        if not others:
+            chosen[held_out] = candidates[0]
+            continue
+        ranks = {c: [] for c in candidates}
+        means = {c: [] for c in candidates}
+        for name in others:
+            ordered = sorted(candidates, key=lambda c: -scores[name].get(c, float("-inf")))
+            for rank, candidate in enumerate(ordered, 1):
+                ranks[candidate].append(rank)
+                means[candidate].append(scores[name].get(candidate, float("nan")))
+        chosen[held_out] = min(candidates, key=lambda c: (np.mean(ranks[c]), -np.nanmean(means[c])))
+    return chosen
+
+
+def in_sample(scores: dict[str, dict[str, float]]) -> str:
+    """The candidate with the best mean rank over every set, the held-out one included."""
+    candidates = list(next(iter(scores.values())))
+    ranks = {c: np.mean([sorted(candidates, key=lambda x: -s.get(x, float("-inf"))).index(c) + 1
+                         for s in scores.values()]) for c in candidates}
+    return min(candidates, key=lambda c: (ranks[c], -np.mean([s[c] for s in scores.values()])))
+
+
+def print_leave_one_out(scores: dict[str, dict[str, float]], baseline: dict[str, float],
+                        current: str, metric: str = "acc@10") -> dict:
+    """The held-out table (what a new folder sees) beside the in-sample one; `current` is the
+    default before the choice, `baseline` the raw-pixels or TF-IDF figure per set."""
+    held = leave_one_out(scores)
+    everywhere = in_sample(scores)
+    candidates = list(next(iter(scores.values())))
+    print(f"candidates: {', '.join(candidates)}; {metric}; in-sample choice: {everywhere}")
+    print("| held-out set | baseline | " + " | ".join(candidates)
+          + " | chosen on the others | its score | gain over baseline |")
+    print("| --- | --- | " + " | ".join("---" for _ in candidates) + " | --- | --- | --- |")
+    held_scores, in_scores, current_scores, gains = [], [], [], []
+    for name, row in scores.items():
+        pick = held[name]
+        cells = " | ".join(f"{row[c]:.3f}" for c in candidates)
+        gain = row[pick] - baseline.get(name, float("nan"))
+        print(f"| {name} | {baseline.get(name, float('nan')):.3f} | {cells} | {pick} | "
+              f"{row[pick]:.3f} | {100 * gain:+.1f} |")
+        held_scores.append(row[pick])
+        in_scores.append(row[everywhere])
+        current_scores.append(row[current])
+        gains.append(gain)
+    print(f"| mean | | " + " | ".join(f"{np.mean([r[c] for r in scores.values()]):.3f}"
+                                     for c in candidates)
+          + f" | | {np.mean(held_scores):.3f} | {100 * np.nanmean(gains):+.1f} |")
+    verdict = {"held_out_mean": float(np.mean(held_scores)),
+               "in_sample_mean": float(np.mean(in_scores)),
+               "current_mean": float(np.mean(current_scores)), "in_sample_choice": everywhere,
+               "held_out_choices": held}
+    keep = everywhere if all(pick == everywhere for pick in held.values()) else None
+    print(f"held-out mean {verdict['held_out_mean']:.3f}, in-sample {verdict['in_sample_mean']:.3f}, "
+          f"current default ({current}) {verdict['current_mean']:.3f}: "
+          + (f"{keep} wins with every set held out" if keep else
+             "the choice changes with the held-out set"))
+    return verdict
+
+
+def leave_one_out_of_results(paths: list[Path], current: str, row_prefix: str) -> None:
+    """Candidate runs of `bench/quality.py --candidate NAME --set KNOB=V`: one table per
+    modality, the row whose name starts with `row_prefix` scored per candidate."""
+    by_candidate: dict[str, dict] = {}
+    for path in paths:
+        content = json.loads(Path(path).read_text())
+        by_candidate.setdefault(content.get("candidate", Path(path).parent.name), {}).update(content["sets"])
+    sets = sorted(set.intersection(*(set(v) for v in by_candidate.values())))
+    for modality in ("image", "text"):
+        chosen_sets = [n for n in sets if modality_of_rows(next(iter(by_candidate.values()))[n]) == modality]
+        if len(chosen_sets) < 2:
+            continue
+        scores, baseline = {}, {}
+        for name in chosen_sets:
+            scores[name] = {}
+            for candidate, sets_rows in by_candidate.items():
+                row = next(r for r in sets_rows[name] if r["name"].startswith(row_prefix))
+                scores[name][candidate] = row["scores"]["acc@10"][0]
+            first = next(iter(by_candidate.values()))[name]
+            baseline[name] = first[0]["scores"]["acc@10"][0]
+        print(f"\n### {modality}: {row_prefix}")
+        print_leave_one_out(scores, baseline, current if current in by_candidate else
+                            next(iter(by_candidate)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path.home() / "data")
@@ -435,7 +536,20 @@ def main() -> None:
     parser.add_argument("--after", nargs="+", type=Path, default=[], metavar="RESULTS.json")
     parser.add_argument("--goals", nargs="+", type=Path, metavar="RESULTS.json",
                         help="the issue's goals per set at 10 labels a class, from these results")
+    parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                        help="a knob for the from-scratch run (repeatable): one candidate default")
+    parser.add_argument("--candidate", default="",
+                        help="this run's name among the candidates, kept in results.json")
+    parser.add_argument("--scratch-only", action="store_true",
+                        help="the baseline and the from-scratch row only (candidate sweeps)")
+    parser.add_argument("--leave-one-out", nargs="+", type=Path, metavar="RESULTS.json",
+                        help="candidate runs' results: each default chosen with one set held out")
+    parser.add_argument("--current", default="",
+                        help="with --leave-one-out: the candidate that is the default now")
     args = parser.parse_args()
+    if args.leave_one_out:
+        leave_one_out_of_results(args.leave_one_out, args.current, "from scratch")
+        return
     if args.goals:
         goals(args.goals)
         return
@@ -452,7 +566,8 @@ def main() -> None:
         rows = bench_set(name, args.data / name, args, app)
         results[name] = [row.__dict__ for row in rows]
         results_file.write_text(json.dumps({"minutes": args.minutes, "per_class": args.per_class,
-                                            "draws": args.draws, "sets": results}, indent=1))
+                                            "draws": args.draws, "candidate": args.candidate,
+                                            "settings": args.set, "sets": results}, indent=1))
         print(f"({name}: {time.monotonic() - set_started:.0f} s)", flush=True)
     print_tables({name: results[name] for name in args.sets})
     print(f"\nall sets: {time.monotonic() - started:.0f} s", flush=True)

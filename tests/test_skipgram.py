@@ -166,14 +166,16 @@ def test_skipgram_run_trains_embeds_and_exports(text_folder, tmp_path):
     from sslstudio.core.export import ExportRequest, export_model
 
     run = tmp_path / "run"
-    events = list(train(config(text_folder, run, labels_from_folders=True)))
+    events = list(train(config(text_folder, run, labels_from_folders=True, lexical_buckets=64)))
     steps = [e for e in events if isinstance(e, StepMetrics)]
     assert [s.step for s in steps] == list(range(1, 7)) and all(np.isfinite(s.loss) for s in steps)
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
     started = next(e for e in events if isinstance(e, RunStarted))
-    assert started.backbone == "word_vectors" and started.feature_dim == 16
+    buckets = 64
+    assert started.backbone == "word_vectors" and started.feature_dim == 16 + buckets
     train_config, _, preprocess = load_run_config(run / "config.toml")
     assert train_config.backbone == "word_vectors" and preprocess["layers"] == 0
+    assert preprocess.get("lexical_buckets", 0) == buckets
 
     encoder, _ = load_encoder(run, torch.device("cpu"))
     weights = encoder.token_weight
@@ -213,3 +215,65 @@ def test_skipgram_run_resumes_to_the_same_weights(text_folder, tmp_path):
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "stopped")
     assert a.keys() == b.keys() and any("output" in k for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def reference_lexical(ids: torch.Tensor, special: set[int], buckets: int) -> np.ndarray:
+    """TF-IDF of hashed pieces and neighbouring pairs, written out text by text: sublinear term
+    frequency 1 + log tf, smooth idf log((1 + n) / (1 + df)) + 1 over these texts, unit rows."""
+    def bucket(key: int) -> int:
+        return key * 2654435761 % buckets
+
+    counts = np.zeros((len(ids), buckets))
+    for row, text in enumerate(ids.tolist()):
+        kept = [t if t not in special else None for t in text]
+        for t in kept:
+            if t is not None:
+                counts[row, bucket(t)] += 1
+        for a, b in zip(kept, kept[1:]):
+            if a is not None and b is not None:
+                counts[row, bucket((a * 1000003 + b) % 2147483647)] += 1
+    documents = (counts > 0).sum(0)
+    idf = np.log((1 + len(ids)) / (1 + documents)) + 1
+    tf = np.where(counts > 0, 1 + np.log(np.maximum(counts, 1)), 0)
+    weighted = tf * idf
+    return weighted / np.linalg.norm(weighted, axis=1, keepdims=True)
+
+
+def test_lexical_part_is_the_tfidf_of_hashed_pieces_and_pairs():
+    shape = TextShape(VOCAB.size, max_length=12, layers=0, width=8, heads=0, lexical_buckets=64)
+    encoder = WordVectors(shape)
+    objective = SkipGram(encoder, SkipGramConfig(subsample=0.0), VOCAB)
+    ids = corpus()
+    ids[:5, 3] = VOCAB.sep_id  # a special piece inside a text breaks its pairs
+    objective.observe_corpus(ids.numpy())
+    with torch.no_grad():
+        features = encoder(ids)
+    assert features.shape == (len(ids), 8 + 64) and encoder.feature_dim == 72
+    expected = reference_lexical(ids, set(VOCAB.special_ids), 64)
+    np.testing.assert_allclose(features[:, 8:].numpy(), expected, rtol=1e-5, atol=1e-6)
+    # The learned part is the pooled mean, as without the lexical part.
+    plain = WordVectors(TextShape(VOCAB.size, 12, 0, 8, 0))
+    plain.load_state_dict({k: v for k, v in encoder.state_dict().items() if k != "bucket_weight"})
+    with torch.no_grad():
+        torch.testing.assert_close(features[:, :8], plain(ids))
+
+
+def test_a_run_from_before_the_lexical_part_resumes_without_it(text_folder, tmp_path):
+    from sslstudio.core import config as cfg
+    from sslstudio.core.control import RunControl
+    from sslstudio.core.embed import load_encoder
+
+    run = tmp_path / "old"
+    control = RunControl()
+    for event in train(config(text_folder, run, lexical_buckets=0), control=control):
+        if isinstance(event, StepMetrics) and event.step == 2:
+            control.cancel()
+    # As an earlier version wrote it: no lexical_buckets anywhere.
+    tables = cfg.read_toml(run / "config.toml")
+    del tables["train"]["lexical_buckets"]
+    tables["preprocess"].pop("lexical_buckets", None)
+    cfg.write_toml(run / "config.toml", tables)
+    events = list(train(config(text_folder, run), resume=True))
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
+    encoder, _ = load_encoder(run, torch.device("cpu"))
+    assert encoder.feature_dim == 16 and not hasattr(encoder, "bucket_weight")

@@ -410,6 +410,7 @@ class TextPreprocess(Preprocess):
     bert_config: str = ""  # a BERT folder's config.json, verbatim; empty for the app's own
     pretrained: dict = field(default_factory=dict)
     tokenizer_file: str = TOKENIZER_FILE  # beside the run, the adapted model or the export
+    lexical_buckets: int = 0  # word vectors: hashed TF-IDF buckets in the features (0: none)
 
     @classmethod
     def _from_table(cls, table: dict) -> "TextPreprocess":
@@ -419,7 +420,7 @@ class TextPreprocess(Preprocess):
                    0 if bert else int(table.get("vocab_size", 0)), int(table.get("layers", 0)),
                    int(table.get("width", 0)), int(table.get("heads", 0)),
                    table.get("bert_config", "") if bert else "", dict(table.get("pretrained", {})),
-                   table.get("tokenizer", TOKENIZER_FILE))
+                   table.get("tokenizer", TOKENIZER_FILE), int(table.get("lexical_buckets", 0)))
 
     def to_table(self) -> dict:
         table: dict = {"modality": "text"}
@@ -430,6 +431,8 @@ class TextPreprocess(Preprocess):
         else:
             table.update(vocab_size=self.vocab_size, layers=self.layers, width=self.width,
                          heads=self.heads)
+            if self.lexical_buckets:
+                table["lexical_buckets"] = self.lexical_buckets
         table.update(tokenizer=self.tokenizer_file, max_length=self.max_length,
                      text_field=self.text_field, class_names=list(self.class_names))
         return table
@@ -529,23 +532,38 @@ class TextPreprocess(Preprocess):
                          layers=(config.text_layers or (2 if cpu else 6)) if attention else 0,
                          width=width,
                          heads=(config.text_heads or max(1, width // 64)) if attention else 0,
+                         lexical_buckets=0 if attention else cls._lexical_buckets(config, run, resume),
                          **common)
         return preprocess, config.weights or None
+
+    @staticmethod
+    def _lexical_buckets(config, run, resume: bool) -> int:
+        """A resumed run keeps the features it started with: runs from before the lexical part
+        recorded none, and their checkpoints hold no bucket weights."""
+        if not resume:
+            return config.lexical_buckets
+        try:
+            return int(run.settings().get("preprocess", {}).get("lexical_buckets", 0))
+        except (OSError, ValueError):
+            return 0
 
     def encoder_shape(self):
         if self.bert_config:
             return BertShape(self.bert_config, self.max_length)
 
-        return TextShape(self.vocab_size, self.max_length, self.layers, self.width, self.heads)
+        return TextShape(self.vocab_size, self.max_length, self.layers, self.width, self.heads,
+                         lexical_buckets=self.lexical_buckets)
 
     def make_objective(self, objective_cls, encoder, objective_config, config, data, run, device,
                        generator):
         objective = objective_cls(encoder, objective_config, self._vocab(run))
         objective.generator = generator  # masking draws from it: resumable like augmentation
-        observe = getattr(objective, "observe_corpus", None)
+        # Skip-gram's noise distribution and pooling weights (and through them the encoder's),
+        # or the encoder's own corpus statistics; a resumed run's checkpoint then restores the
+        # ones it started with.
+        observe = (getattr(objective, "observe_corpus", None)
+                   or getattr(encoder, "observe_corpus", None))
         if observe is not None:
-            # Skip-gram's noise distribution and pooling weights; a resumed run's checkpoint
-            # then restores the ones it started with.
             observe(data.ids)
         return objective
 
@@ -581,7 +599,7 @@ class TextPreprocess(Preprocess):
             facts["encoder"] = "BERT model folder"
         else:
             facts.update(vocab_size=self.vocab_size, layers=self.layers, width=self.width,
-                         heads=self.heads)
+                         heads=self.heads, lexical_buckets=self.lexical_buckets)
         return facts
 
 

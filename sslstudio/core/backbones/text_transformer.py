@@ -21,6 +21,7 @@ class TextShape:
     heads: int = 4
     dropout: float = 0.1
     pad_id: int = 0
+    lexical_buckets: int = 0  # word vectors only: hashed TF-IDF buckets beside the mean
 
 
 class SelfAttention(HeadAttention):

@@ -71,7 +71,7 @@ class SkipGram(Objective):
         if not hasattr(encoder, "token_vectors"):
             raise DataError(f"skipgram trains the {WORD_VECTORS} backbone (backbone auto picks it)")
         self.vocab = vocab
-        self.output = nn.Embedding(vocab.size, encoder.feature_dim)
+        self.output = nn.Embedding(vocab.size, encoder.token_width)
         nn.init.zeros_(self.output.weight)
         regular = torch.ones(vocab.size)
         regular[list(vocab.special_ids)] = 0.0
@@ -99,6 +99,7 @@ class SkipGram(Objective):
         weight = a / (a + frequency) if a else torch.ones_like(frequency)
         # Special pieces ([CLS], [SEP], ...) mark every text alike and are never trained.
         self.encoder.token_weight.copy_(torch.where(regular, weight, 0.0))
+        self.encoder.observe_corpus(ids)
 
     def forward(self, ids: torch.Tensor):
         generator = self.generator

@@ -65,6 +65,9 @@ class TrainConfig:
     text_layers: int = knob(0, low=0, high=48, help="text: Transformer layers; 0: 2 on a CPU, 6 on a GPU")
     text_width: int = knob(0, low=0, high=4096, help="text: Transformer width; 0: 128 on a CPU, 384 on a GPU")
     text_heads: int = knob(0, low=0, high=64, help="text: attention heads; 0: width / 64")
+    lexical_buckets: int = knob(0, low=0, high=1 << 20,
+                                help="text, word vectors: hashed TF-IDF buckets of pieces and "
+                                     "pairs kept beside the learned mean (0: none)")
 
     @property
     def run_dir(self) -> Path:

@@ -158,6 +158,7 @@ def resolved_config(config: TrainConfig, plan: RunPlan, preprocess: Preprocess) 
     if "layers" in facts:
         resolved.text_layers, resolved.text_width = facts["layers"], facts["width"]
         resolved.text_heads = facts["heads"]
+        resolved.lexical_buckets = facts["lexical_buckets"]
     return resolved
 
 

@@ -40,7 +40,7 @@ from sslstudio.core.config import validate, with_overrides
 
 # The run's knobs that only text folders use, shown in their own group.
 TEXT_KNOBS = ("text_field", "tokenizer", "vocab_size", "max_length", "text_layers", "text_width",
-              "text_heads")
+              "text_heads", "lexical_buckets")
 
 
 def _decimals_for(value: float, low: float | None) -> int:

@@ -1,0 +1,98 @@
+"""Should the word-vector encoder keep a hashed TF-IDF part beside its learned mean, and how many
+buckets? Each candidate chosen with one text set held out (`quality.leave_one_out`).
+
+    python bench/text_lexical.py --data ~/data --out /tmp/lexical \
+        [--sets rotten-tomatoes debates wordnet-glosses ...] [--minutes 5] [--per-class 1000]
+
+Per set: `sslstudio train --minutes M --set lexical_buckets=0` (the default objective, skip-gram,
+from scratch), then the run's encoder read with each bucket count: the learned part is the same
+run's, the lexical part has no trained weights (its idf comes from the folder, as a run computes
+it), so one run serves every candidate. Probed as bench/quality.py probes (10 labels a class,
+logistic regression on standardised features, accuracy on the rest, mean of the draws), beside
+TF-IDF on words and word pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quality import App, labels_of, print_leave_one_out, probe_all, subset_folder, tfidf
+
+CANDIDATES = (0, 256, 1024, 4096)
+
+
+def features_with_buckets(run: Path, folder: Path, paths: list[str], buckets: int) -> np.ndarray:
+    import dataclasses
+
+    from sslstudio.core.backbones import build_backbone
+    from sslstudio.core.embed import load_encoder
+
+    trained, preprocess = load_encoder(run, torch.device("cpu"))
+    preprocess = dataclasses.replace(preprocess, lexical_buckets=buckets)
+    encoder = build_backbone("word_vectors", preprocess.encoder_shape())
+    state = {k: v for k, v in trained.state_dict().items() if k != "bucket_weight"}
+    encoder.load_state_dict(state, strict=False)
+    root = Path(os.path.abspath(folder))
+    keys = [Path(os.path.abspath(p.split("#")[0])).relative_to(root).as_posix()
+            + (f"#{p.split('#', 1)[1]}" if "#" in p else "") for p in paths]
+    ids, names = preprocess.folder_inputs(folder, len(keys), run, wanted=keys)
+    assert names == keys, "the folder's items are not the embedded ones"
+    encoder.observe_corpus(ids)  # as a run does, on every item of the folder
+    with torch.no_grad():
+        return torch.cat([encoder(torch.from_numpy(ids[i:i + 512]))
+                          for i in range(0, len(ids), 512)]).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path.home() / "data")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/lexical"))
+    parser.add_argument("--sets", nargs="+", default=["rotten-tomatoes", "debates", "wordnet-glosses"])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--per-class", type=int, default=1000)
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--current", type=int, default=0, help="the bucket count before the choice")
+    args = parser.parse_args()
+    app = App(args.out)
+    results_file = args.out / "lexical.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    for name in args.sets:
+        if name in results:
+            continue
+        work = args.out / name
+        folder = subset_folder(args.data / name, work / "folder", args.per_class)
+        facts = app.train(folder, work / "scratch", "--minutes", str(args.minutes),
+                          "--set", "lexical_buckets=0")
+        _, paths = app.embed(work / "scratch", folder)
+        labels = labels_of(paths, folder)
+        row = {"TF-IDF": probe_all(tfidf(paths), labels, args.draws, sparse=True), "facts": facts,
+               "items": len(paths)}
+        for buckets in CANDIDATES:
+            features = features_with_buckets(work / "scratch", folder, paths, buckets)
+            row[str(buckets)] = probe_all(features, labels, args.draws)
+            print(name, buckets, f"{row[str(buckets)]['acc@10'][0]:.3f}", flush=True)
+        results[name] = row
+        results_file.write_text(json.dumps(results, indent=1))
+    for shots in (10, 5, 1):
+        metric = f"acc@{shots}"
+        scores = {name: {f"{b} buckets": results[name][str(b)][metric][0] for b in CANDIDATES}
+                  for name in args.sets}
+        baseline = {name: results[name]["TF-IDF"][metric][0] for name in args.sets}
+        print(f"\n### {metric}, baseline TF-IDF")
+        print_leave_one_out(scores, baseline, f"{args.current} buckets", metric)
+    print("\n| set | items | skip-gram run |")
+    print("| --- | --- | --- |")
+    for name in args.sets:
+        facts = results[name]["facts"]
+        print(f"| {name} | {results[name]['items']} | {facts.get('steps')} steps of {facts.get('batch')}, "
+              f"{facts.get('resolution', '')}, trained {facts.get('train_s', 0):.0f} s |")
+
+
+if __name__ == "__main__":
+    main()
