@@ -8,7 +8,8 @@ them with `dpkg -x` (nothing is installed), and writes a class-per-subfolder fol
 OUTDIR/<name>/<class>/<item>.png|.txt. Everything is drawn with a fixed seed, so a rebuild from
 the same package versions gives the same files. Needs numpy and Pillow (with FreeType and raqm
 for the script shaping); `xfig-drawings` also needs Ghostscript (`gs`, which fig2dev calls for PNG
-output); `--check` needs scikit-learn. These are local dev data: never bundle them in the repo.
+output), and `manpages-de` groff; `--check` needs scikit-learn. These are local dev data: never
+bundle them in the repo.
 
   OUTDIR/xfig-drawings/<library>/<figure>.png
       Technical line art: the xfig clip-art libraries (electronic schematics and parts, maps,
@@ -33,14 +34,59 @@ output); `--check` needs scikit-learn. These are local dev data: never bundle th
       noun.artifact, noun.person, noun.location, noun.body, noun.substance, noun.communication,
       noun.act, verb.motion, verb.communication), 250 each by default.  Source: Debian
       wordnet-base (WordNet 3.0 licence: permissive, BSD-like, Princeton University).
+  OUTDIR/code-by-language/<language>/<i>.txt
+      Source code by programming language: chunks of 15-30 consecutive non-blank lines (blank
+      runs kept as one blank line, common indent removed) from real library sources, at most 4
+      chunks a file, the files of a class's packages taken in turn. A file's leading comment
+      block is skipped, and chunks that name a licence or copyright, are mostly comments, have
+      a line over 160 characters (minified) or are mostly not letters (tables) are refused;
+      exact duplicates are dropped. 15 classes, 300 each by default: c (glibc-source 2.36,
+      LGPL-2.1+; gnulib 20230209, mostly GPL/LGPL), cpp (libstdc++-12-dev headers, GPL-3+ with
+      the GCC runtime exception; libeigen3-dev 3.4.0, MPL-2.0), go (golang-1.19-src, BSD-3-clause
+      "Go"), rust (rust-src 1.63.0: library and compiler, MIT or Apache-2.0), java
+      (openjdk-17-source src.zip, GPL-2 with Classpath exception), python (libpython3.11-stdlib,
+      PSF-2; python3-docutils 0.19, public domain; python3-setuptools 66.1, MIT),
+      perl (perl-modules-5.36, POD removed, GPL-1+ or Artistic), ruby (libruby3.1, Ruby or
+      BSD-2-clause; ruby-rack 2.2, MIT), javascript (node-lodash 4.17, eslint 6.4, node-acorn 8.8,
+      node-commander 9.4, node-yargs 16.2, node-express 4.18; all MIT), php (php-twig 3.5,
+      php-symfony-console 5.4, php-guzzlehttp-psr7 2.4, php-phpseclib 2.0; all MIT), shell
+      (bash-completion 2.11, dracut-core 059, initramfs-tools-core 0.142, libtool 2.4.7
+      ltmain.sh; GPL-2+), elisp (emacs-el 28.2, GPL-3+), tcl (tcllib 1.21, BSD), scheme
+      (guile-3.0-libs 3.0.8, LGPL-3+), lua (lua-penlight 1.13, lua-busted 2.1, lua-luassert 1.9,
+      lua-ldoc 1.4.6; all MIT). Go test files, testdata, glibc's iconvdata/localedata and
+      jdk.localedata are left out.
+  OUTDIR/manpages-de/<section>/<page>_<n>.txt
+      German prose: single paragraphs (15-250 words) of the German translations of the Linux and
+      GNU man pages, rendered by groff (one paragraph a line, no hyphenation), from the sections
+      that describe things (not NAME, SYNOPSIS, SEE ALSO, EXAMPLES, STANDARDS, VERSIONS,
+      ATTRIBUTES, authors, bug-report and translator boilerplate); paragraphs left in English
+      are dropped (German/English function-word count). Class = man section: 1_commands,
+      2_system_calls, 3_library_calls, 5_file_formats, 7_overviews, 8_administration; at most 4
+      paragraphs a page, the pages taken in turn; 300 a class by default (7_overviews has
+      fewer pages and gives about 270). Needs groff (Debian groff-base).  Source: Debian
+      manpages-de and manpages-de-dev 4.18.1 (manpages-l10n; GPL-3+, the English originals under
+      their own free licences).
+  OUTDIR/app-screenshots/<application>/<i>_<figure>.png
+      UI screenshots by application: the figures of the English user manuals (dialogs, windows,
+      menus, panels; GIMP's filter example photos and tutorials, KiCad's icon folder and images
+      under 100x200 px are left out; exact duplicates dropped), alpha flattened on white,
+      longest side capped at 512 px. 6 classes, at most 300 each: gimp (GTK 2; Debian
+      gimp-help-en 2.10.34, GFDL-1.2+), kicad (wxWidgets; kicad-doc-en 6.0.11, GPL-3+), gnumeric
+      (GTK 3; gnumeric-doc 1.12.55, GFDL-1.1+; about 260), gnucash (GTK 3; gnucash-docs 4.13,
+      GFDL-1.1+; about 220), qtcreator (Qt, many dark-themed; qtcreator-doc 9.0.2, GFDL-1.3),
+      kstars (KDE; kstars-data 3.6.2, GFDL-1.2+; about 150). Downloads about 320 MB of packages
+      (gnucash-docs and kstars-data are most of it).
 
 Check a build (counts per class, and the baseline of the shared protocol with k labels per class:
 raw pixels at 32x32 RGB + StandardScaler, or TF-IDF, then LogisticRegression; accuracy on all
 other items, mean of 5 draws):
 
     python bench/dev_datasets.py ~/data --check-only
+
+Without --only, --check-only checks every set folder in OUTDIR, the shared tool's sets too.
 """
-import argparse, gettext, glob, os, random, shutil, subprocess, sys, tempfile, unicodedata
+import argparse, fnmatch, gettext, glob, gzip, hashlib, io, os, random, re, shutil, subprocess, sys, tarfile
+import tempfile, textwrap, unicodedata, zipfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -265,7 +311,317 @@ def wordnet_glosses(out, cache, per_class):
                 g.write(gloss + "\n")
 
 
-RECIPES = {"xfig-drawings": xfig_drawings, "scripts": scripts, "wordnet-glosses": wordnet_glosses}
+# --------------------------------------------------------------------------------------------
+# code-by-language
+
+# class -> [(Debian package, glob under the unpacked root), ...]; "ARCHIVE::MEMBER-GLOB" reads
+# the members of a .tar.xz or .zip that the package ships. A class with several sources draws
+# from them in turn, so that no one project's house style stands for the language.
+CODE_SOURCES = {
+    "c": [("glibc-source", "usr/src/glibc/glibc-*.tar.xz::*.c"), ("gnulib", "usr/share/gnulib/lib/**/*.c")],
+    "cpp": [("libstdc++-12-dev", "usr/include/c++/12/**/*"), ("libeigen3-dev", "usr/include/eigen3/**/*.h")],
+    "go": [("golang-1.19-src", "usr/share/go-1.19/src/**/*.go")],
+    "rust": [("rust-src", "usr/src/rustc-*/library/**/*.rs"), ("rust-src", "usr/src/rustc-*/compiler/**/*.rs")],
+    "java": [("openjdk-17-source", "usr/lib/jvm/openjdk-17/lib/src.zip::java.*.java"),
+             ("openjdk-17-source", "usr/lib/jvm/openjdk-17/lib/src.zip::jdk.*.java")],
+    "python": [("libpython3.11-stdlib", "usr/lib/python3.11/**/*.py"),
+               ("python3-docutils", "usr/lib/python3/dist-packages/docutils/**/*.py"),
+               ("python3-setuptools", "usr/lib/python3/dist-packages/setuptools/**/*.py")],
+    "perl": [("perl-modules-5.36", "usr/share/perl/5.36/**/*.pm")],
+    "ruby": [("libruby3.1", "usr/lib/ruby/3.1.0/**/*.rb"), ("ruby-rack", "usr/share/rubygems-integration/all/gems/rack-*/lib/**/*.rb")],
+    "javascript": [("node-lodash", "usr/share/nodejs/lodash/*.js"), ("eslint", "usr/share/nodejs/eslint/lib/**/*.js"),
+                   ("node-acorn", "usr/share/nodejs/acorn*/**/*.js"), ("node-commander", "usr/share/nodejs/commander/**/*.js"),
+                   ("node-yargs", "usr/share/nodejs/yargs/**/*.js"), ("node-express", "usr/share/nodejs/express/**/*.js")],
+    "php": [("php-twig", "usr/share/php/Twig/**/*.php"), ("php-symfony-console", "usr/share/php/Symfony/**/*.php"),
+            ("php-guzzlehttp-psr7", "usr/share/php/GuzzleHttp/**/*.php"), ("php-phpseclib", "usr/share/php/phpseclib/**/*.php")],
+    "shell": [("bash-completion", "usr/share/bash-completion/completions/*"), ("dracut-core", "usr/lib/dracut/modules.d/**/*.sh"),
+              ("initramfs-tools-core", "usr/share/initramfs-tools/**/*"), ("libtool", "usr/share/libtool/build-aux/ltmain.sh")],
+    "elisp": [("emacs-el", "usr/share/emacs/28.2/lisp/**/*.el.gz")],
+    "tcl": [("tcllib", "usr/share/tcltk/tcllib*/**/*.tcl")],
+    "scheme": [("guile-3.0-libs", "usr/share/guile/3.0/**/*.scm")],
+    "lua": [("lua-penlight", "usr/share/lua/5.1/pl/*.lua"), ("lua-busted", "usr/share/lua/5.1/busted*/**/*.lua"),
+            ("lua-luassert", "usr/share/lua/5.1/luassert/**/*.lua"), ("lua-ldoc", "usr/share/lua/5.1/ldoc*/**/*.lua")],
+}
+# language -> (line-comment prefixes, (block-comment open, close) or None)
+_CSTYLE = (("//", "/*", "*"), ("/*", "*/"))
+CODE_COMMENTS = {
+    "c": _CSTYLE, "cpp": _CSTYLE, "go": _CSTYLE, "rust": _CSTYLE, "java": _CSTYLE, "javascript": _CSTYLE,
+    "php": (("//", "#", "/*", "*"), ("/*", "*/")), "python": (("#",), None), "perl": (("#",), None),
+    "ruby": (("#",), ("=begin", "=end")), "shell": (("#",), None), "tcl": (("#",), None), "elisp": ((";",), None),
+    "scheme": ((";",), ("#|", "|#")), "lua": (("--",), ("--[[", "]]")),
+}
+CODE_SKIP = re.compile(r"/(testdata|localedata|iconvdata|test-data)/|^jdk\.localedata/|_test\.go$|\.min\.js$")
+CODE_LEGAL = re.compile(r"copyright|licen[cs]e|spdx|warranty|free software foundation|all rights reserved", re.I)
+CODE_MAX_PER_FILE = 4
+
+
+def _code_files(root, pattern):
+    """(name, read) for each file a source pattern names: plain files under root, or archive members."""
+    if "::" in pattern:
+        arch, member = pattern.split("::")
+        path = sorted(glob.glob(os.path.join(root, arch)))[0]
+        if path.endswith(".zip"):
+            z = zipfile.ZipFile(path)
+            names = sorted(n for n in z.namelist() if fnmatch.fnmatch(n, member) and not CODE_SKIP.search(n))
+            return [(n, (lambda n=n: z.read(n))) for n in names]
+        data = {}
+        with tarfile.open(path) as t:  # one pass through the compressed stream
+            for m in t:
+                if m.isfile() and fnmatch.fnmatch(m.name, member) and not CODE_SKIP.search(m.name):
+                    data[m.name] = t.extractfile(m).read()
+        return [(n, (lambda n=n: data[n])) for n in sorted(data)]
+    out, real = [], set()
+    top = os.path.realpath(root)
+    for f in sorted(glob.glob(os.path.join(root, pattern), recursive=True)):
+        r = os.path.realpath(f)
+        rel = os.path.relpath(f, root)
+        if (not r.startswith(top + os.sep) or r in real or not os.path.isfile(r) or CODE_SKIP.search(rel)):
+            continue
+        real.add(r)
+        out.append((rel, (lambda r=r: gzip.open(r).read() if r.endswith(".gz") else open(r, "rb").read())))
+    return out
+
+
+def _comment_flags(lines, lang):
+    prefixes, block = CODE_COMMENTS[lang]
+    flags, inside = [], False
+    for ln in lines:
+        s = ln.strip()
+        if inside:
+            flags.append(True)
+            inside = block[1] not in s
+        elif block and s.startswith(block[0]):
+            flags.append(True)
+            inside = block[1] not in s[len(block[0]):]
+        else:
+            flags.append(s.startswith(prefixes))
+    return flags
+
+
+def _code_chunks(raw, lang, name):
+    """Up to CODE_MAX_PER_FILE non-overlapping chunks of 15-30 consecutive non-blank lines, in a
+    random order; the file's leading comment block (licence header) is skipped, and a chunk is
+    refused when it names a licence or copyright, is mostly comments, has a line over 160
+    characters (minified or generated code) or is mostly not letters (tables)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return []
+    lines = text.expandtabs(8).splitlines() if lang == "go" else text.splitlines()
+    if lang in ("perl", "ruby"):  # drop the data/POD after __END__, and POD blocks
+        for i, ln in enumerate(lines):
+            if ln.startswith(("__END__", "__DATA__")):
+                lines = lines[:i]
+                break
+    if lang == "perl":
+        kept, pod = [], False
+        for ln in lines:
+            if re.match(r"=[a-zA-Z]", ln):
+                pod = not ln.startswith("=cut")
+                continue
+            if not pod:
+                kept.append(ln)
+        lines = kept
+    lines = [ln.rstrip() for ln in lines]
+    comment = _comment_flags(lines, lang)
+    nb = [i for i, ln in enumerate(lines) if ln.strip()]
+    head = 0
+    while head < len(nb) and (comment[nb[head]] or lines[nb[head]].startswith(("#!", "<?php"))):
+        head += 1
+    rng = random.Random(f"{SEED}-{name}")
+    starts = list(range(head, len(nb) - 15 + 1))
+    rng.shuffle(starts)
+    used, chunks = [], []
+    for p in starts[:60]:
+        n = rng.randint(15, 30)
+        if p + n > len(nb):
+            n = len(nb) - p
+        if any(p < b and a < p + n for a, b in used):
+            continue
+        idx = nb[p:p + n]
+        body = lines[idx[0]:idx[-1] + 1]
+        joined = "\n".join(body)
+        letters = sum(c.isalpha() for c in joined)
+        if (max(len(ln) for ln in body) > 160 or CODE_LEGAL.search(joined)
+                or sum(comment[i] for i in idx) > 0.5 * n or letters < 0.3 * len(joined.replace(" ", ""))):
+            continue
+        out = []
+        for ln in body:  # runs of blank lines become one
+            if ln or (out and out[-1]):
+                out.append(ln)
+        chunks.append(textwrap.dedent("\n".join(out)).strip("\n") + "\n")
+        used.append((p, p + n))
+        if len(chunks) >= CODE_MAX_PER_FILE:
+            break
+    return chunks
+
+
+def code_by_language(out, cache, per_class):
+    per_class = per_class or 300
+    root = debs(cache, *sorted({pkg for srcs in CODE_SOURCES.values() for pkg, _ in srcs}))
+    dest = fresh(out, "code-by-language")
+    seen = set()
+    for lang, sources in CODE_SOURCES.items():
+        pools = []
+        for i, (_, pattern) in enumerate(sources):
+            files = _code_files(root, pattern)
+            random.Random(f"{SEED}-{lang}-{i}").shuffle(files)
+            pools.append(files)
+        d = os.path.join(dest, lang)
+        os.makedirs(d, exist_ok=True)
+        chunks, n = {}, 0
+        # round r takes the r-th chunk of each file, the sources' files taken in turn
+        for r in range(CODE_MAX_PER_FILE):
+            pos = [0] * len(pools)
+            while n < per_class and any(p < len(f) for p, f in zip(pos, pools)):
+                for s, files in enumerate(pools):
+                    if pos[s] >= len(files) or n >= per_class:
+                        continue
+                    name, read = files[pos[s]]
+                    pos[s] += 1
+                    if name not in chunks:
+                        chunks[name] = _code_chunks(read(), lang, name)
+                    if r >= len(chunks[name]):
+                        continue
+                    key = " ".join(chunks[name][r].split())
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    with open(os.path.join(d, f"{n:04d}.txt"), "w", encoding="utf-8") as g:
+                        g.write(chunks[name][r])
+                    n += 1
+            if n >= per_class:
+                break
+        print(f"code-by-language/{lang}: {n} chunks from {sum(1 for c in chunks.values() if c)} files", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# manpages-de
+
+MAN_SECTIONS = {"1": "1_commands", "2": "2_system_calls", "3": "3_library_calls", "5": "5_file_formats",
+                "7": "7_overviews", "8": "8_administration"}
+# headings whose paragraphs are boilerplate, lists of names or code, not running German text
+MAN_SKIP = re.compile(r"^(BEZEICHNUNG|ÜBERSICHT|SIEHE AUCH|ÜBERSETZUNG|FEHLER (MELDEN|BERICHTEN)|KOLOPHON|COLOPHON|"
+                      r"AUTORE?N?|COPYRIGHT|BIBLIOTHEK|STANDARDS|KONFORM ZU|VERSIONEN|ATTRIBUTE|BEISPIEL|GESCHICHTE)")
+DE_WORDS = set("der die das und ist nicht den mit von wird werden für ein eine sie zu auf dem des oder auch bei kann "
+               "wenn als wurde sind diese dieser".split())
+EN_WORDS = set("the and of to is that with for are this be by which an if or not".split())
+
+
+def _man_paragraphs(path):
+    """Prose paragraphs of one page, rendered by groff (one paragraph a line), outside MAN_SKIP."""
+    with gzip.open(path) as f:
+        src = f.read()
+    if src.lstrip().startswith(b".so "):  # an alias of another page
+        return []
+    r = subprocess.run(["groff", "-k", "-t", "-mandoc", "-Tutf8", "-P-cbou", "-rLL=3000n", "-rHY=0"],
+                       input=src, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    paras, skip = [], True
+    for ln in r.stdout.decode("utf-8", "replace").splitlines():
+        if not ln.strip() or "    " in ln.strip():  # blank, or the running head and foot
+            continue
+        if not ln[0].isspace():
+            skip = bool(MAN_SKIP.match(ln.strip()))
+            continue
+        words = ln.split()
+        if skip or not 15 <= len(words) <= 250:
+            continue
+        low = [w.strip(".,;:()»«").lower() for w in words]
+        de, en = sum(w in DE_WORDS for w in low), sum(w in EN_WORDS for w in low)
+        if de >= 3 and de > 2 * en:
+            paras.append(" ".join(words))
+    return paras
+
+
+def manpages_de(out, cache, per_class):
+    per_class = per_class or 300
+    if not shutil.which("groff"):
+        sys.exit("manpages-de needs groff (Debian groff-base) to render the pages")
+    root = debs(cache, "manpages-de", "manpages-de-dev")
+    dest = fresh(out, "manpages-de")
+    seen = set()
+    for sec, cls in MAN_SECTIONS.items():
+        pages = sorted(glob.glob(os.path.join(root, f"usr/share/man/de/man{sec}/*.gz")))
+        rng = random.Random(f"{SEED}-man{sec}")
+        rng.shuffle(pages)
+        d = os.path.join(dest, cls)
+        os.makedirs(d, exist_ok=True)
+        paras, n = {}, 0
+        for r in range(4):  # round r takes the r-th paragraph (in a random order) of each page
+            for page in pages:
+                if n >= per_class:
+                    break
+                if page not in paras:
+                    paras[page] = _man_paragraphs(page)
+                    random.Random(f"{SEED}-{os.path.basename(page)}").shuffle(paras[page])
+                if r >= len(paras[page]) or paras[page][r] in seen:
+                    continue
+                seen.add(paras[page][r])
+                stem = os.path.basename(page).split(".")[0]
+                with open(os.path.join(d, f"{stem}_{r}.txt"), "w", encoding="utf-8") as g:
+                    g.write(paras[page][r] + "\n")
+                n += 1
+        print(f"manpages-de/{cls}: {n} paragraphs from {sum(1 for p in paras.values() if p)} pages", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# app-screenshots
+
+# class -> (Debian package, globs of the English manual's figures, path parts to leave out)
+SCREENSHOT_APPS = {
+    "gimp": ("gimp-help-en", ["usr/share/gimp/2.0/help/en/images/" + d + "/**/*" for d in
+                              ("dialogs", "filters", "menus", "preferences", "tool-options", "toolbox", "using")],
+             ("/examples/",)),
+    "kicad": ("kicad-doc-en", ["usr/share/doc/kicad/help/en/images/**/*"], ("/icons/",)),
+    "gnumeric": ("gnumeric-doc", ["usr/share/help/C/gnumeric/figures/**/*"], ()),
+    "gnucash": ("gnucash-docs", ["usr/share/help/C/gnucash-*/figures/**/*"], ()),
+    "qtcreator": ("qtcreator-doc", ["usr/share/qtcreator/doc/qtcreator/images/**/*"], ()),
+    "kstars": ("kstars-data", ["usr/share/doc/HTML/en/kstars/**/*"], ()),
+}
+
+
+def app_screenshots(out, cache, per_class):
+    per_class = per_class or 300
+    root = debs(cache, *[pkg for pkg, _, _ in SCREENSHOT_APPS.values()])
+    dest = fresh(out, "app-screenshots")
+    seen = set()
+    for cls, (_, patterns, leave) in SCREENSHOT_APPS.items():
+        files = sorted({f for pat in patterns for f in glob.glob(os.path.join(root, pat), recursive=True)
+                        if f.lower().endswith((".png", ".jpg", ".jpeg")) and os.path.isfile(f) and not os.path.islink(f)
+                        and not any(x in f for x in leave)})
+        random.Random(f"{SEED}-{cls}").shuffle(files)
+        d = os.path.join(dest, cls)
+        os.makedirs(d, exist_ok=True)
+        n = 0
+        for src in files:
+            if n >= per_class:
+                break
+            with open(src, "rb") as f:
+                raw = f.read()
+            if hashlib.md5(raw).digest() in seen:
+                continue
+            seen.add(hashlib.md5(raw).digest())
+            try:
+                im = Image.open(io.BytesIO(raw))
+                im.load()
+            except OSError:
+                continue
+            if min(im.size) < 100 or max(im.size) < 200:  # icons, buttons, bullets
+                continue
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im).convert("RGB")
+            if np.asarray(im.convert("L")).std() < 4:  # blank
+                continue
+            im.thumbnail((512, 512), Image.LANCZOS)
+            name = os.path.splitext(os.path.basename(src))[0]
+            im.save(os.path.join(d, f"{n:04d}_{name}.png"))
+            n += 1
+        print(f"app-screenshots/{cls}: {n} of {len(files)} figures", file=sys.stderr)
+
+
+RECIPES = {"xfig-drawings": xfig_drawings, "scripts": scripts, "wordnet-glosses": wordnet_glosses,
+           "code-by-language": code_by_language, "manpages-de": manpages_de, "app-screenshots": app_screenshots}
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,9 +672,12 @@ if __name__ == "__main__":
     p.add_argument("--only", nargs="+", choices=sorted(RECIPES), help="build only these sets")
     p.add_argument("--per-class", type=int, default=0, help="items per class (0: each recipe's default)")
     p.add_argument("--check", action="store_true", help="after building, print counts and the 10-label baseline")
-    p.add_argument("--check-only", action="store_true", help="only check sets already built in OUTDIR")
+    p.add_argument("--check-only", action="store_true",
+                   help="only check sets already built in OUTDIR (without --only: every set folder there)")
     a = p.parse_args()
     names = a.only or sorted(RECIPES)
+    if a.check_only and not a.only:  # the shared tool's sets too
+        names = sorted(n for n in os.listdir(a.outdir) if os.path.isdir(os.path.join(a.outdir, n)))
     os.makedirs(a.outdir, exist_ok=True)
     if not a.check_only:
         with tempfile.TemporaryDirectory() as cache:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,26 @@ def test_a_loss_that_sits_at_zero_is_said_once_and_shown_with_its_exponent():
     message = flat.message(8, SimCSE)
     assert "since step 300" in message and "batch of 8" in message and "simcse" in message
     assert not flat.sat_at_zero(float("nan"), 500)
+
+
+def test_uniformity_is_the_log_mean_gaussian_potential_over_pairs():
+    from sslstudio.core.monitor import uniformity
+
+    unit = torch.nn.functional.normalize(torch.randn(12, 5), dim=1)
+    pairs = [math.exp(-2.0 * float(((unit[i] - unit[j]) ** 2).sum()))
+             for i in range(12) for j in range(12) if i != j]
+    assert uniformity(unit) == pytest.approx(math.log(sum(pairs) / len(pairs)), rel=1e-6)
+    assert uniformity(unit[:1].repeat(6, 1)) == pytest.approx(0.0, abs=1e-9)  # all in one place
+
+
+def test_spectrum_alpha_reads_the_eigenvalue_decay():
+    from sslstudio.core.monitor import singular_values, spectrum_alpha
+
+    generator = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(64, 64, generator=generator, dtype=torch.float64))
+    for alpha in (0.5, 1.0, 2.0):
+        scale = torch.arange(1, 65, dtype=torch.float64) ** (-alpha / 2)  # eigenvalues i^-alpha
+        features = (basis * scale) @ basis.T  # square, so its Gram has exactly those eigenvalues
+        assert spectrum_alpha(singular_values(features)) == pytest.approx(alpha, rel=1e-6)
+    torch.testing.assert_close(singular_values(features),
+                               torch.linalg.svdvals(features), rtol=1e-6, atol=1e-9)

@@ -93,6 +93,8 @@ class StepMetrics:
     embedding_std_reference: float = NAN  # 1/sqrt(d): what non-collapsed features come close to
     effective_rank: float = NAN
     mean_cosine: float = NAN
+    uniformity: float = NAN  # log mean exp(-2 |u_i - u_j|^2) of unit features: lower, more spread
+    spectrum_alpha: float = NAN  # eigenvalue decay exponent of the features (α-ReQ)
     knn_accuracy: float = NAN
     probe_accuracy: float = NAN  # 10-shot linear probe on the monitor sample's folder labels
     extra: dict = field(default_factory=dict)  # objective-specific metrics (e.g. accuracy)

@@ -43,7 +43,7 @@ from sslstudio.core.run.plan import (
 
 METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
                   "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
-                  "knn_accuracy", "probe_accuracy"]
+                  "knn_accuracy", "probe_accuracy", "uniformity", "spectrum_alpha"]
 MONITOR_CHUNK = 512
 AUTO_LOG_INTERVAL_S = 0.2
 
