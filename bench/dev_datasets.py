@@ -62,8 +62,8 @@ bundle them in the repo.
       ATTRIBUTES, authors, bug-report and translator boilerplate); paragraphs left in English
       are dropped (German/English function-word count). Class = man section: 1_commands,
       2_system_calls, 3_library_calls, 5_file_formats, 7_overviews, 8_administration; at most 4
-      paragraphs a page, the pages taken in turn; 300 a class by default (7_overviews has
-      fewer pages and gives about 270). Needs groff (Debian groff-base).  Source: Debian
+      paragraphs a page, the pages taken in turn; 300 a class by default. Needs groff (Debian
+      groff-base).  Source: Debian
       manpages-de and manpages-de-dev 4.18.1 (manpages-l10n; GPL-3+, the English originals under
       their own free licences).
   OUTDIR/app-screenshots/<application>/<i>_<figure>.png
@@ -557,7 +557,9 @@ def manpages_de(out, cache, per_class):
                 if r >= len(paras[page]) or paras[page][r] in seen:
                     continue
                 seen.add(paras[page][r])
-                stem = os.path.basename(page).split(".")[0]
+                stem = re.sub(r"\.[0-9][^.]*\.gz$", "", os.path.basename(page))  # systemd.exec.5.gz -> systemd.exec
+                while os.path.exists(os.path.join(d, f"{stem}_{r}.txt")):  # foo.1 and foo.1p
+                    stem += "_"
                 with open(os.path.join(d, f"{stem}_{r}.txt"), "w", encoding="utf-8") as g:
                     g.write(paras[page][r] + "\n")
                 n += 1

@@ -102,7 +102,8 @@ def test_the_planned_batch_is_timed_only_when_its_figure_can_change_the_plan():
 
     timed = []
     loop = types.SimpleNamespace(objective=torch.nn.Linear(2, 2), generators={}, batch_size=256,
-                                 _timed_pass=lambda count, measure_memory=False: timed.append(count) or count * 1e-3)
+                                 _timed_pass=lambda count, measure_memory=False: timed.append(count) or count * 1e-3,
+                                 _give_the_loss_something_to_say=lambda count: None)
     seconds = TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: "the same plan")
     assert timed == [8, 32] and seconds == pytest.approx(1e-3)
     timed.clear()
@@ -324,3 +325,41 @@ def test_a_later_encoder_must_beat_the_kept_one_by_more_than_the_judges_noise(im
     other = tmp_path / "other"
     list(train(config_for(image_folder, other, epochs=2, labels_from_folders=True, monitor_items=24)))
     assert encoder_info(RunFolder(other).best_path)["step"] > 0
+
+
+def test_a_contrastive_loss_at_zero_gets_a_temperature_that_informs():
+    """Views a pretrained encoder already tells apart (the same vector twice, the others
+    orthogonal): at SimCSE's 0.05 the loss is ~1e-7, and the plan raises the temperature until
+    the same batch's loss says something (issue 27)."""
+    import dataclasses
+    import types
+
+    from sslstudio.core.objectives.simcse import SimCSEConfig, simcse_loss
+    from sslstudio.core.run.loop import INFORMATIVE_LOSS, informative_temperature
+    from sslstudio.core.run.plan import RunPlan
+
+    z = torch.eye(8, 16)
+    config = SimCSEConfig()
+    assert float(simcse_loss(z, z, config.temperature)) < 1e-6
+    chosen, loss = informative_temperature(lambda t: float(simcse_loss(z, z, t)), config.temperature)
+    assert chosen == 0.2 and loss >= INFORMATIVE_LOSS > float(simcse_loss(z, z, 0.1))
+
+    class Model:
+        def __call__(self, inputs):
+            return simcse_loss(inputs, inputs, config.temperature), {}
+
+    plan = RunPlan("simcse", "text", "pretrained_bert", "cpu", 1, 8, 8, 1, 0, 5.0, "w", 0.1)
+    loop = types.SimpleNamespace(
+        objective_config=config, calibration_loss=float(simcse_loss(z, z, 0.05)), model=Model(),
+        preprocess=types.SimpleNamespace(training_inputs=lambda batch, device: batch),
+        data=types.SimpleNamespace(batch=lambda indices: z[indices]),
+        setup=types.SimpleNamespace(device=torch.device("cpu")), plan=plan)
+    TrainingLoop._give_the_loss_something_to_say(loop, 8)
+    assert config.temperature == 0.2
+    assert "temperature 0.2: at 0.05 a measured batch's loss was" in loop.plan.reasons[-1]
+    # A temperature the user chose stays, and so does a loss that informs.
+    for chosen_config, measured in ((SimCSEConfig(temperature=0.07), 1e-7), (SimCSEConfig(), 0.5)):
+        loop.objective_config, loop.calibration_loss, loop.plan = chosen_config, measured, plan
+        before = dataclasses.asdict(chosen_config)
+        TrainingLoop._give_the_loss_something_to_say(loop, 8)
+        assert dataclasses.asdict(chosen_config) == before and loop.plan is plan

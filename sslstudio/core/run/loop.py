@@ -152,6 +152,7 @@ class TrainingLoop:
             # then the planned one if the allowance leaves room.
             middle = min(self.batch_size, 32)
             seconds_per_item = self._timed_pass(middle, measure_memory=True) / middle
+            self._give_the_loss_something_to_say(middle)
             spent = time.monotonic() - started
             # Per item, the planned batch costs at most what the middle one did and at least
             # middle/batch of it (were the middle step all overhead). A plan that comes out the
@@ -171,6 +172,37 @@ class TrainingLoop:
             torch.set_rng_state(cpu_rng)
         return seconds_per_item
 
+    def _give_the_loss_something_to_say(self, count: int) -> None:
+        """A contrastive loss that is already near zero on a measured batch (a pretrained encoder
+        tells its own two views apart at once) cannot inform training: its temperature is raised,
+        when it is the objective's default, until the same batch's loss says something. Runs
+        inside the calibration, whose weights and random states are restored afterwards."""
+        config = self.objective_config
+        loss = getattr(self, "calibration_loss", math.nan)
+        if not (loss < FlatLoss.LIMIT) or not hasattr(config, "temperature"):
+            return
+        default = type(config)().temperature
+        if config.temperature != default:
+            return  # the user's choice stands; the monitor says if the loss sits at zero
+        inputs = self.preprocess.training_inputs(self.data.batch(np.arange(count)), self.setup.device)
+
+        def loss_at(temperature: float) -> float:
+            config.temperature = temperature
+            with torch.no_grad(), _autocast(self.setup.device):
+                return float(self.model(inputs)[0])
+
+        try:
+            chosen, informed = informative_temperature(loss_at, default)
+        finally:
+            config.temperature = default
+        if chosen == default:
+            return
+        config.temperature = chosen
+        self.plan = dataclasses.replace(self.plan, reasons=self.plan.reasons + (
+            f"temperature {chosen:g}: at {default:g} a measured batch's loss was {loss:.1e}, too "
+            f"small to teach anything (this encoder already tells each item's views apart), at "
+            f"{chosen:g} it is {informed:.3f}",))
+
     def _timed_pass(self, count: int, measure_memory: bool = False) -> float:
         """Seconds of one forward and backward pass over `count` items; with `measure_memory`,
         also what autograd kept for the backward pass, per item (the bulk of a step's memory,
@@ -188,6 +220,7 @@ class TrainingLoop:
         started = time.monotonic()
         with _autocast(device), hooks:
             loss, _ = self.model(inputs)
+        self.calibration_loss = float(loss.detach())
         if measure_memory:
             self.saved_bytes_per_item = saved[0] / count
         loss.backward()
@@ -430,6 +463,22 @@ class TrainingLoop:
         note = self.best.note(bool(self.plan.weights))
         if note:
             yield RunWarning("best_encoder", note, self.state.step)
+
+
+TEMPERATURE_LADDER = (0.1, 0.2, 0.5, 1.0)
+INFORMATIVE_LOSS = 1e-2
+
+
+def informative_temperature(loss_at, current: float) -> tuple[float, float]:
+    """The lowest temperature of the ladder above `current` whose loss (`loss_at(t)`) reaches
+    INFORMATIVE_LOSS, or the ladder's top; returns it with its loss."""
+    loss = math.nan
+    chosen = current
+    for temperature in (t for t in TEMPERATURE_LADDER if t > current):
+        chosen, loss = temperature, loss_at(temperature)
+        if loss >= INFORMATIVE_LOSS:
+            break
+    return chosen, loss
 
 
 class FlatLoss:
