@@ -1,98 +1,68 @@
-"""Which label-free judge ranks a continued encoder's checkpoints as a few-label probe does?
-Chosen with one dev set held out (`quality.leave_one_out`).
+"""Without labels, can the app tell whether continuing a pretrained encoder helped? Each
+label-free judge picks between the encoder as it came and the continued one, from their features
+alone; its score is the 10-label probe accuracy of the one it picks. The judge is chosen with one
+dev set held out (`quality.leave_one_out`).
 
-    python bench/label_free_judge.py --data ~/data --models ~/models --out /tmp/judge \
-        [--sets stamps rotten-tomatoes ...] [--minutes 5] [--per-class 300]
+    python bench/label_free_judge.py /tmp/quality [/tmp/quality-text ...]
 
-Per set: the pretrained encoder (EfficientNet-Lite0 for images, all-MiniLM-L6-v2 for texts)
-continued for M minutes through the CLI with `--labels-from-folders`, so that the monitor's
-few-label probe (10 labels a class, tested on the rest of its 2,000-item sample, at the feature
-resolution) scores every snapshot; the label-free judges are logged at the same snapshots
-(metrics.csv). Each judge picks one snapshot (step 0, the encoder as it came, included); its score
-is that snapshot's probe accuracy. Candidates: the last encoder (the rule without labels before),
-the encoder as it came, and the snapshot with the highest RankMe (effective rank), the lowest
-uniformity, α-ReQ's exponent nearest 1, or the lowest mean cosine.
+Reads bench/quality.py's output folders (results.json, and each row's features beside its run):
+the pretrained encoder as it is, read at its own resolution (`pretrained224.npy` for images,
+`pretrained.npy` for texts), and continued with no labels (`continued.npy`). Judges: always the
+continued encoder (the app's rule without labels until now), always the encoder as it came, and
+the one with the higher RankMe (effective rank), the lower uniformity, α-ReQ's exponent nearer 1,
+or the lower mean cosine, each on an evenly spread sample of 2,000 items.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
-from quality import App, modality_of, print_leave_one_out, subset_folder
+from quality import label_free_judges, print_leave_one_out
 
-
-def snapshots(run: Path) -> list[dict]:
-    with open(run / "metrics.csv", newline="") as handle:
-        rows = [{k: float(v) if v else float("nan") for k, v in row.items()}
-                for row in csv.DictReader(handle)]
-    return [row for row in rows if np.isfinite(row.get("probe_accuracy", float("nan")))]
-
+AS_IT_CAME = {"image": "EfficientNet-Lite0 as is at 224 px", "text": "all-MiniLM-L6-v2 as is"}
+FILES = {"image": "pretrained224.npy", "text": "pretrained.npy"}
 
 JUDGES = {
-    "last": lambda rows: len(rows) - 1,
-    "as it came": lambda rows: 0,
-    "RankMe": lambda rows: int(np.nanargmax([r["effective_rank"] for r in rows])),
-    "uniformity": lambda rows: int(np.nanargmin([r["uniformity"] for r in rows])),
-    "alpha near 1": lambda rows: int(np.nanargmin([abs(r["spectrum_alpha"] - 1.0) for r in rows])),
-    "mean cosine": lambda rows: int(np.nanargmin([r["mean_cosine"] for r in rows])),
+    "continued (no judge)": lambda came, cont: 1,
+    "as it came": lambda came, cont: 0,
+    "RankMe": lambda came, cont: int(cont["effective_rank"] > came["effective_rank"]),
+    "uniformity": lambda came, cont: int(cont["uniformity"] < came["uniformity"]),
+    "alpha near 1": lambda came, cont: int(abs(cont["spectrum_alpha"] - 1) < abs(came["spectrum_alpha"] - 1)),
+    "mean cosine": lambda came, cont: int(cont["mean_cosine"] < came["mean_cosine"]),
 }
-
-
-def spearman(a, b) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    if np.std(ra) == 0 or np.std(rb) == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path.home() / "data")
-    parser.add_argument("--models", type=Path, default=Path.home() / "models")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/judge"))
-    parser.add_argument("--sets", nargs="+", required=True)
-    parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--per-class", type=int, default=300)
+    parser.add_argument("outs", nargs="+", type=Path, help="bench/quality.py --out folders")
     args = parser.parse_args()
-    app = App(args.out)
-    scores, first, correlations = {}, {}, {}
-    for name in args.sets:
-        work = args.out / name
-        folder = subset_folder(args.data / name, work / "folder", args.per_class)
-        if modality_of(folder) == "image":
-            options = ("--backbone", "pretrained_efficientnet_lite0",
-                       "--weights", str(args.models / "lite0.pth"))
-        else:
-            options = ("--weights", str(args.models / "all-MiniLM-L6-v2"))
-        app.train(folder, work / "continued", "--minutes", str(args.minutes), *options,
-                  "--labels-from-folders")
-        rows = snapshots(work / "continued")
-        if len(rows) < 2:
-            print(f"{name}: {len(rows)} probed snapshots, nothing to judge")
-            continue
-        probe = [r["probe_accuracy"] for r in rows]
-        scores[name] = {judge: probe[pick(rows)] for judge, pick in JUDGES.items()}
-        first[name] = probe[0]
-        correlations[name] = {column: spearman([r[column] for r in rows], probe)
-                              for column in ("effective_rank", "uniformity", "spectrum_alpha",
-                                             "mean_cosine")}
-        print(f"{name}: {len(rows)} snapshots, steps {int(rows[0]['step'])}..{int(rows[-1]['step'])}, "
-              f"probe {min(probe):.3f}..{max(probe):.3f}; "
-              + ", ".join(f"{j} {s:.3f}" for j, s in scores[name].items()), flush=True)
-    (args.out / "judges.json").write_text(json.dumps({"scores": scores,
-                                                      "correlations": correlations}, indent=1))
-    print("\n### the probe accuracy of the snapshot each judge keeps (baseline: as it came)")
-    print_leave_one_out(scores, first, "last")
-    print("\n### Spearman correlation of each quantity with the probe, over a run's snapshots")
-    print("| set | effective rank | uniformity | alpha | mean cosine |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, row in correlations.items():
-        print(f"| {name} | " + " | ".join(f"{v:+.2f}" for v in row.values()) + " |")
+    scores, came_scores = {}, {}
+    print("| set | as it came | continued, no labels | " + " | ".join(
+        f"{k}: came / continued" for k in ("effective_rank", "uniformity", "spectrum_alpha", "mean_cosine")) + " |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for out in args.outs:
+        results = json.loads((out / "results.json").read_text())["sets"]
+        for name, rows in results.items():
+            modality = "text" if any(r["name"] == "TF-IDF" for r in rows) else "image"
+            came_row = next((r for r in rows if r["name"] == AS_IT_CAME[modality]), None)
+            cont_row = next((r for r in rows if "continued" in r["name"]
+                             and "judged" not in r["name"]), None)
+            if came_row is None or cont_row is None:
+                continue
+            came = label_free_judges(np.load(out / name / FILES[modality]))
+            cont = label_free_judges(np.load(out / name / "continued.npy"))
+            probes = (came_row["scores"]["acc@10"][0], cont_row["scores"]["acc@10"][0])
+            scores[name] = {judge: probes[pick(came, cont)] for judge, pick in JUDGES.items()}
+            came_scores[name] = probes[0]
+            print(f"| {name} | {probes[0]:.3f} | {probes[1]:.3f} | " + " | ".join(
+                f"{came[k]:.3g} / {cont[k]:.3g}" for k in came) + " |")
+    print("\n### the probe accuracy (10 labels a class) of the encoder each judge keeps; "
+          "baseline: as it came")
+    print_leave_one_out(scores, came_scores, "continued (no judge)")
 
 
 if __name__ == "__main__":

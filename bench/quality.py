@@ -10,7 +10,8 @@ For each dev set (a class-per-subfolder folder; the classes are hidden from pret
   - `sslstudio train --minutes M` with no other option (from scratch: no weights on disk), then
     `sslstudio embed`;
   - the pretrained encoder used as it is, at the app's resolution and at its own (224 px), and
-    continued for M minutes through the CLI (`--backbone/--weights`), then embedded;
+    continued for M minutes through the CLI (`--backbone/--weights`) with no labels, and with
+    --judge again with 10 labels a class for the best-encoder rule, then embedded;
 and probes each with 1, 5 and 10 labels per class: logistic regression on those, accuracy and
 balanced accuracy on every other item, mean over the draws. Each trained row says its budget,
 steps, batch and resolution, read from the run folder. Everything lands under --out, with
@@ -122,6 +123,18 @@ def probe_all(features, labels, count, sparse=False) -> dict:
     for shots in SHOTS:
         scores.update(probe(features, labels, shots, count, sparse))
     return scores
+
+
+def label_free_judges(features: np.ndarray, items: int = 2000) -> dict:
+    """What a judge without labels reads from the features (on an evenly spread sample, as the
+    monitor's): RankMe, uniformity, the eigenvalue decay exponent, the mean cosine."""
+    import torch
+
+    from sslstudio.core.monitor import collapse_metrics
+
+    picks = np.unique(np.linspace(0, len(features) - 1, min(items, len(features))).astype(int))
+    metrics = collapse_metrics(torch.from_numpy(np.asarray(features[picks], np.float32)), None)
+    return {k: metrics[k] for k in ("effective_rank", "uniformity", "spectrum_alpha", "mean_cosine")}
 
 
 # -- baselines --------------------------------------------------------------------------------
@@ -270,7 +283,8 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
     def features_row(label: str, run: Path, facts: dict) -> np.ndarray:
         features, run_paths = app.embed(run, folder)
         assert run_paths == paths, f"{run}: item order differs from the first row's"
-        row = Row(label, probe_all(features, labels, args.draws), facts)
+        row = Row(label, probe_all(features, labels, args.draws),
+                  {**facts, "label_free": label_free_judges(features)})
         rows.append(row)
         report(name, row)
         return features
@@ -306,6 +320,17 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
         labels_csv = work / "judging-labels.csv"
         labels_csv.write_text("".join(f"{paths[i]},{Path(paths[i]).parent.name}\n" for i in chosen))
         judged = ("--labels", str(labels_csv))
+    def continued_rows(encoder: str, pretrained: tuple[str, ...]) -> None:
+        """Continued with no labels (what the CLI's default gives, and most folders have), and,
+        with --judge, again with the 10 labels the best-encoder rule judges by."""
+        features_row(f"{encoder} + {args.minutes:g} min continued, no labels", work / "continued",
+                     app.train(folder, work / "continued", "--minutes", minutes, *pretrained))
+        if judged:
+            features_row(f"{encoder} + {args.minutes:g} min continued, judged by 10 labels/class",
+                         work / "continued-judged",
+                         app.train(folder, work / "continued-judged", "--minutes", minutes,
+                                   *pretrained, *judged))
+
     if modality == "image":
         weights = str(args.models / "lite0.pth")
         pretrained = ("--backbone", "pretrained_efficientnet_lite0", "--weights", weights)
@@ -313,15 +338,12 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
                      app.as_is(folder, work / "pretrained", *pretrained))
         features_row("EfficientNet-Lite0 as is at 224 px", work / "pretrained224",
                      app.as_is(folder, work / "pretrained224", *pretrained, "--image-size", "224"))
-        features_row(f"EfficientNet-Lite0 + {args.minutes:g} min continued", work / "continued",
-                     app.train(folder, work / "continued", "--minutes", minutes, *pretrained, *judged))
+        continued_rows("EfficientNet-Lite0", pretrained)
     else:
         weights = str(args.models / "all-MiniLM-L6-v2")
         features_row("all-MiniLM-L6-v2 as is", work / "pretrained",
                      app.as_is(folder, work / "pretrained", "--weights", weights))
-        features_row(f"all-MiniLM-L6-v2 + {args.minutes:g} min continued", work / "continued",
-                     app.train(folder, work / "continued", "--minutes", minutes, "--weights", weights,
-                               *judged))
+        continued_rows("all-MiniLM-L6-v2", ("--weights", weights))
     return rows
 
 
