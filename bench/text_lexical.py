@@ -24,7 +24,18 @@ import torch
 
 from quality import App, labels_of, print_leave_one_out, probe_all, subset_folder, tfidf
 
-CANDIDATES = (0, 256, 1024, 4096)
+CANDIDATES = ("0", "256", "1024", "4096", "rp256")  # rpK: 16,384 buckets randomly projected to K
+PROJECTED_BUCKETS = 16384
+
+
+def projected(features: np.ndarray, width: int, dense: int, seed: int = 0) -> np.ndarray:
+    """The learned part, then the lexical part times a random ±1/sqrt(K) matrix (Achlioptas):
+    K dense columns whose dot products keep the TF-IDF vectors' (Johnson-Lindenstrauss), so that
+    standardising them does not blow up rare buckets as it does the sparse counts."""
+    rng = np.random.default_rng(seed)
+    lexical = features[:, dense:]
+    matrix = rng.choice(np.float32([-1.0, 1.0]), size=(lexical.shape[1], width)) / np.sqrt(width)
+    return np.hstack([features[:, :dense], lexical @ matrix])
 
 
 def features_with_buckets(run: Path, folder: Path, paths: list[str], buckets: int) -> np.ndarray:
@@ -63,7 +74,7 @@ def main() -> None:
     results_file = args.out / "lexical.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     for name in args.sets:
-        if name in results:
+        if name in results and all(c in results[name] for c in CANDIDATES):
             continue
         work = args.out / name
         folder = subset_folder(args.data / name, work / "folder", args.per_class)
@@ -71,18 +82,23 @@ def main() -> None:
                           "--set", "lexical_buckets=0")
         _, paths = app.embed(work / "scratch", folder)
         labels = labels_of(paths, folder)
-        row = {"TF-IDF": probe_all(tfidf(paths), labels, args.draws, sparse=True), "facts": facts,
-               "items": len(paths)}
-        for buckets in CANDIDATES:
-            features = features_with_buckets(work / "scratch", folder, paths, buckets)
-            row[str(buckets)] = probe_all(features, labels, args.draws)
-            print(name, buckets, f"{row[str(buckets)]['acc@10'][0]:.3f}", flush=True)
+        row = results.get(name) or {"TF-IDF": probe_all(tfidf(paths), labels, args.draws, sparse=True),
+                                    "facts": facts, "items": len(paths)}
+        for candidate in (c for c in CANDIDATES if c not in row):
+            if candidate.startswith("rp"):
+                features = features_with_buckets(work / "scratch", folder, paths, PROJECTED_BUCKETS)
+                dense = features.shape[1] - PROJECTED_BUCKETS
+                features = projected(features, int(candidate[2:]), dense)
+            else:
+                features = features_with_buckets(work / "scratch", folder, paths, int(candidate))
+            row[candidate] = probe_all(features, labels, args.draws)
+            print(name, candidate, f"{row[candidate]['acc@10'][0]:.3f}", flush=True)
         results[name] = row
         results_file.write_text(json.dumps(results, indent=1))
     for shots in (10, 5, 1):
         metric = f"acc@{shots}"
-        scores = {name: {f"{b} buckets": results[name][str(b)][metric][0] for b in CANDIDATES}
-                  for name in args.sets}
+        scores = {name: {f"{b} buckets": results[name][b][metric][0] for b in CANDIDATES
+                         if b in results[name]} for name in args.sets}
         baseline = {name: results[name]["TF-IDF"][metric][0] for name in args.sets}
         print(f"\n### {metric}, baseline TF-IDF")
         print_leave_one_out(scores, baseline, f"{args.current} buckets", metric)
