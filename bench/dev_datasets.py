@@ -59,8 +59,9 @@ bundle them in the repo.
       German prose: single paragraphs (15-250 words) of the German translations of the Linux and
       GNU man pages, rendered by groff (one paragraph a line, no hyphenation), from the sections
       that describe things (not NAME, SYNOPSIS, SEE ALSO, EXAMPLES, STANDARDS, VERSIONS,
-      ATTRIBUTES, authors, bug-report and translator boilerplate); paragraphs left in English
-      are dropped (German/English function-word count). Class = man section: 1_commands,
+      ATTRIBUTES, AVAILABILITY, authors, bug-report and translator boilerplate); paragraphs left
+      in English are dropped (German/English function-word count), and so are repeats (equal
+      but for numbers) within and across sections. Class = man section: 1_commands,
       2_system_calls, 3_library_calls, 5_file_formats, 7_overviews, 8_administration; at most 4
       paragraphs a page, the pages taken in turn; 300 a class by default. Needs groff (Debian
       groff-base).  Source: Debian
@@ -502,7 +503,8 @@ MAN_SECTIONS = {"1": "1_commands", "2": "2_system_calls", "3": "3_library_calls"
                 "7": "7_overviews", "8": "8_administration"}
 # headings whose paragraphs are boilerplate, lists of names or code, not running German text
 MAN_SKIP = re.compile(r"^(BEZEICHNUNG|ÜBERSICHT|SIEHE AUCH|ÜBERSETZUNG|FEHLER (MELDEN|BERICHTEN)|KOLOPHON|COLOPHON|"
-                      r"AUTORE?N?|COPYRIGHT|BIBLIOTHEK|STANDARDS|KONFORM ZU|VERSIONEN|ATTRIBUTE|BEISPIEL|GESCHICHTE)")
+                      r"AUTORE?N?|COPYRIGHT|BIBLIOTHEK|STANDARDS|KONFORM ZU|VERSIONEN|ATTRIBUTE|BEISPIEL|GESCHICHTE|"
+                      r"VERFÜGBARKEIT)")
 DE_WORDS = set("der die das und ist nicht den mit von wird werden für ein eine sie zu auf dem des oder auch bei kann "
                "wenn als wurde sind diese dieser".split())
 EN_WORDS = set("the and of to is that with for are this be by which an if or not".split())
@@ -554,9 +556,12 @@ def manpages_de(out, cache, per_class):
                 if page not in paras:
                     paras[page] = _man_paragraphs(page)
                     random.Random(f"{SEED}-{os.path.basename(page)}").shuffle(paras[page])
-                if r >= len(paras[page]) or paras[page][r] in seen:
+                if r >= len(paras[page]):
                     continue
-                seen.add(paras[page][r])
+                key = " ".join(w for w in paras[page][r].split() if not any(c.isdigit() for c in w))
+                if key in seen:  # the same paragraph, or one that differs only in numbers (ISO 8859-n)
+                    continue
+                seen.add(key)
                 stem = re.sub(r"\.[0-9][^.]*\.gz$", "", os.path.basename(page))  # systemd.exec.5.gz -> systemd.exec
                 while os.path.exists(os.path.join(d, f"{stem}_{r}.txt")):  # foo.1 and foo.1p
                     stem += "_"

@@ -335,7 +335,7 @@ def test_a_contrastive_loss_at_zero_gets_a_temperature_that_informs():
     import types
 
     from sslstudio.core.objectives.simcse import SimCSEConfig, simcse_loss
-    from sslstudio.core.run.loop import INFORMATIVE_LOSS, informative_temperature
+    from sslstudio.core.run.judge import INFORMATIVE_LOSS, informative_temperature
     from sslstudio.core.run.plan import RunPlan
 
     z = torch.eye(8, 16)

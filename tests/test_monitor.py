@@ -56,7 +56,7 @@ def test_a_loss_that_sits_at_zero_is_said_once_and_shown_with_its_exponent():
     the line shows such a loss as it is, and the run says once that it informs nothing."""
     from sslstudio.core.objectives.simcse import SimCSE
     from sslstudio.core.text import format_loss
-    from sslstudio.core.run.loop import FlatLoss
+    from sslstudio.core.run.judge import FlatLoss
 
     assert format_loss(3.2e-6) == "3.2e-06" and format_loss(0.25) == "0.2500" and format_loss(0.0) == "0.0000"
     flat = FlatLoss()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ import numpy as np
 
 from sslstudio.core.config import read_toml, write_toml
 from sslstudio.core.data import DataError, DataIdentity, absolute_data_path
-from sslstudio.core.events import AdaptEstimate
+from sslstudio.core.events import AdaptEstimate, StepMetrics
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text
 from sslstudio.core.labels import read_label_csv
 
@@ -455,3 +456,36 @@ def _csv_text(header: list[str], rows) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
+                  "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
+                  "knn_accuracy", "probe_accuracy", "uniformity", "spectrum_alpha"]
+
+
+class MetricsLog:
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            # Steps after the checkpoint will run again; drop their rows so the curve stays clean.
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            text_rows = [",".join(str(r.get(c, "")) for c in METRIC_COLUMNS) for r in rows]
+            atomic_write_text(path, "\n".join([",".join(METRIC_COLUMNS)] + text_rows) + "\n")
+        elif not path.exists() or resume_step is None:
+            atomic_write_text(path, ",".join(METRIC_COLUMNS) + "\n")
+        self.handle = open(path, "a", newline="")
+
+    def write(self, event: StepMetrics) -> None:
+        values = [getattr(event, c) for c in METRIC_COLUMNS]
+        self.handle.write(",".join(_csv_number(v) for v in values) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _csv_number(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)

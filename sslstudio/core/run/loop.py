@@ -4,7 +4,6 @@ is where pause and cancel act.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import time
@@ -26,13 +25,14 @@ from sslstudio.core.events import (
     RunWarning,
     StepMetrics,
 )
-from sslstudio.core.fileio import DiskFull, atomic_write_text, disk_full, is_disk_full
+from sslstudio.core.fileio import DiskFull, disk_full, is_disk_full
 from sslstudio.core.run.checkpoint import (
     LoopState,
     load_checkpoint,
     save_checkpoint,
 )
-from sslstudio.core.run.judge import BestEncoder, Monitor
+from sslstudio.core.run.folder import MetricsLog
+from sslstudio.core.run.judge import BestEncoder, FlatLoss, Monitor, informative_temperature
 from sslstudio.core.run.plan import (
     CALIBRATION_SHARE,
     CPU_ACTIVATION_BUDGET,
@@ -41,9 +41,6 @@ from sslstudio.core.run.plan import (
     fit_to_budget,
 )
 
-METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
-                  "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
-                  "knn_accuracy", "probe_accuracy", "uniformity", "spectrum_alpha"]
 MONITOR_CHUNK = 512
 AUTO_LOG_INTERVAL_S = 0.2
 
@@ -465,59 +462,6 @@ class TrainingLoop:
             yield RunWarning("best_encoder", note, self.state.step)
 
 
-TEMPERATURE_LADDER = (0.1, 0.2, 0.5, 1.0)
-INFORMATIVE_LOSS = 1e-2
-
-
-def informative_temperature(loss_at, current: float) -> tuple[float, float]:
-    """The lowest temperature of the ladder above `current` whose loss (`loss_at(t)`) reaches
-    INFORMATIVE_LOSS, or the ladder's top; returns it with its loss."""
-    loss = math.nan
-    chosen = current
-    for temperature in (t for t in TEMPERATURE_LADDER if t > current):
-        chosen, loss = temperature, loss_at(temperature)
-        if loss >= INFORMATIVE_LOSS:
-            break
-    return chosen, loss
-
-
-class FlatLoss:
-    """A loss that sits at zero informs nothing: the objective's task has become trivial, its
-    gradient is all but noise, and AdamW still takes steps of about lr whatever the gradient's
-    scale. Measured on Rotten Tomatoes with all-MiniLM-L6-v2 and SimCSE at its temperature 0.05
-    (issue 27): the loss fell to 1e-6 within a few steps at batch 8, 32 and 128 alike, gradients
-    of different batches were uncorrelated (cosine -0.06 to 0.02), and with the encoder at the
-    heads' learning rate the 10-label probe lost 6 points; at temperature 0.2 the loss stayed
-    near 0.08. Said once a run, after LOGS such logs in a row (a 15-step run logs 15)."""
-
-    LIMIT = 1e-3
-    LOGS = 8
-
-    def __init__(self) -> None:
-        self.low_logs = 0
-        self.since = -1
-        self.warned = False
-
-    def sat_at_zero(self, loss: float, step: int) -> bool:
-        if self.warned or not math.isfinite(loss):
-            return False
-        if loss >= self.LIMIT:
-            self.low_logs = 0
-            return False
-        if self.low_logs == 0:
-            self.since = step
-        self.low_logs += 1
-        self.warned = self.low_logs >= self.LOGS
-        return self.warned
-
-    def message(self, batch_size: int, objective) -> str:
-        return (f"the loss has sat under {self.LIMIT:g} since step {self.since}: the objective's "
-                f"task is too easy here (a batch of {batch_size} gives {objective.name} few items "
-                "to tell apart), so its gradient is mostly noise and the encoder may drift rather "
-                "than learn; a higher temperature (contrastive methods), a larger batch or "
-                "another objective gives the loss something to say")
-
-
 class InitialWeights:
     """The objective's weights and buffers as the run started, to be judged after its first step."""
 
@@ -579,34 +523,6 @@ class Clock:
     def elapsed(self) -> float:
         return self.offset + time.monotonic() - self.started - self.control.paused_seconds
 
-
-
-class MetricsLog:
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
-        if resume_step is not None and path.exists():
-            # Steps after the checkpoint will run again; drop their rows so the curve stays clean.
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            text_rows = [",".join(str(r.get(c, "")) for c in METRIC_COLUMNS) for r in rows]
-            atomic_write_text(path, "\n".join([",".join(METRIC_COLUMNS)] + text_rows) + "\n")
-        elif not path.exists() or resume_step is None:
-            atomic_write_text(path, ",".join(METRIC_COLUMNS) + "\n")
-        self.handle = open(path, "a", newline="")
-
-    def write(self, event: StepMetrics) -> None:
-        values = [getattr(event, c) for c in METRIC_COLUMNS]
-        self.handle.write(",".join(_csv_number(v) for v in values) + "\n")
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def _csv_number(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
 
 
 class Diverged(Exception):

@@ -33,7 +33,8 @@ from sslstudio.core.outputs import OutputError, check_output_folder, check_outsi
 from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run.config import TrainConfig
 from sslstudio.core.run.folder import RunFolder
-from sslstudio.core.run.loop import MetricsLog, TrainingLoop
+from sslstudio.core.run.folder import MetricsLog
+from sslstudio.core.run.loop import TrainingLoop
 from sslstudio.core.run.plan import RunPlan, Setup, make_plan, user_labels
 
 
