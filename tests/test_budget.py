@@ -363,3 +363,36 @@ def test_a_contrastive_loss_at_zero_gets_a_temperature_that_informs():
         before = dataclasses.asdict(chosen_config)
         TrainingLoop._give_the_loss_something_to_say(loop, 8)
         assert dataclasses.asdict(chosen_config) == before and loop.plan is plan
+
+
+def test_the_resolution_is_the_largest_whose_steps_reach_the_wanted_count(monkeypatch):
+    from sslstudio.core import preprocess
+
+    monkeypatch.setattr(preprocess, "STEPS_WANTED", 800)
+    cost = lambda size: 1e-3 * (size / 32) ** 2  # noqa: E731 - seconds per item grow with pixels
+    # 64 px: 0.9 * 300 / (128 * 4e-3) = 527 steps; 48 px: 937; 32 px: 2,109.
+    size, reason = preprocess.affordable_image_size([64, 48, 32], cost, 300.0, 128)
+    assert size == 48
+    assert reason.startswith("image size 48: at 64 px the budget buys about 527 steps of 128")
+    assert "at 48 px about 937" in reason
+    assert preprocess.affordable_image_size([64, 48, 32], cost, 3000.0, 128) == (64, "")
+    assert preprocess.affordable_image_size([64, 48, 32], cost, 10.0, 128)[0] == 32  # the smallest
+
+
+def test_a_run_from_scratch_trades_pixels_for_steps_and_says_so(tmp_path, monkeypatch):
+    from sslstudio.core import preprocess
+    from sslstudio.core.events import RunStarted
+    from sslstudio.core.run.config import load_run_config
+    from conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "images", size=48)
+    monkeypatch.setattr(preprocess, "STEPS_WANTED", 10**9)  # no resolution buys enough
+    config = config_for(folder, tmp_path / "run", epochs=0, minutes=0.05, batch_size=0, image_size=0)
+    events = list(train(config))
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert "image size 32" in started.plan and "image size 32: at 48 px the budget buys about" in started.plan
+    assert load_run_config(tmp_path / "run" / "config.toml")[2]["image_size"] == 32
+    monkeypatch.setattr(preprocess, "STEPS_WANTED", 0)  # resolution by the images alone
+    events = list(train(config_for(folder, tmp_path / "run2", epochs=0, minutes=0.05, batch_size=0,
+                                   image_size=0)))
+    assert "image size 48" in next(e for e in events if isinstance(e, RunStarted)).plan

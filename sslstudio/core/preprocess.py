@@ -339,11 +339,14 @@ class ImagePreprocess(Preprocess):
         # Listed once: the size is read from a spread of the listed files, and a second walk of a
         # big folder would cost as much as reopening its cache.
         listing = list_folder(Path(config.data), IMAGE_EXTENSIONS, config.labels_from_folders)
-        size = training_image_size(config, Path(config.data), device, BACKBONES.get(backbone).pretrained,
-                                   listing)
-        return (yield from load_image_folder(Path(config.data), size, config.labels_from_folders,
-                                             cache_dir=run.data_cache_dir, control=control,
-                                             listing=listing))
+        size, reason = chosen_image_size(config, Path(config.data), device,
+                                         BACKBONES.get(backbone).pretrained, listing, backbone,
+                                         getattr(OBJECTIVES.get(config.objective), "views", 1))
+        data = yield from load_image_folder(Path(config.data), size, config.labels_from_folders,
+                                            cache_dir=run.data_cache_dir, control=control,
+                                            listing=listing)
+        data.plan_notes = (reason,) if reason else ()
+        return data
 
     @classmethod
     def for_training(cls, config, backbone, data, run, resume, device):
@@ -639,17 +642,88 @@ PRETRAINED_CPU_SIZE = 96
 
 
 def training_image_size(config, data_root: Path, device, pretrained=None, listing=None) -> int:
+    return chosen_image_size(config, data_root, device, pretrained, listing)[0]
+
+
+# From scratch on a minutes budget, a step at a lower resolution costs less, and on two cores
+# steps were what the from-scratch runs lacked (bench/quality.py, issue 27): the plan takes the
+# largest resolution whose predicted steps reach this many (0: resolution by the images alone).
+STEPS_WANTED = 0
+# A training step's cost per item against one forward and backward pass of the bare encoder per
+# view at a batch of 16 (augmentation, the head and the optimiser add; a large batch saves).
+STEP_OVERHEAD = 1.0
+
+
+def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=None,
+                      backbone: str = "", views: int = 1) -> tuple[int, str]:
+    """The training resolution and, when a measurement chose it, why."""
     if config.image_size:
-        return config.image_size
+        return config.image_size, ""
     if pretrained is not None:
         # The size the weights were trained at, unless the CPU cannot afford it.
-        return pretrained.input_size if device.type != "cpu" else PRETRAINED_CPU_SIZE
+        return (pretrained.input_size if device.type != "cpu" else PRETRAINED_CPU_SIZE), ""
 
     side = typical_side(data_root, listing=listing)
     # Native size for small images (28 px costs 40% less than 32 px on a CPU); large photos are
     # brought down to what the device can train on in a sitting.
     ceiling = 64 if device.type == "cpu" else 128
-    return int(min(max(24, round(side / 4) * 4), ceiling))
+    size = int(min(max(24, round(side / 4) * 4), ceiling))
+    budget_s = 60.0 * (config.minutes or (0.0 if config.epochs else _default_minutes(device)))
+    if not STEPS_WANTED or not backbone or not budget_s:
+        return size, ""
+    items = len(listing.paths) if listing is not None else 0
+    batch = config.batch_size or max(2, min(256, items // 4))
+    sizes = [s for s in (size, 48, 32) if s <= size]
+    return affordable_image_size(
+        sorted(set(sizes), reverse=True),
+        lambda s: STEP_OVERHEAD * views * encoder_seconds_per_item(backbone, s, device),
+        budget_s, batch)
+
+
+def _default_minutes(device) -> float:
+    from sslstudio.core.run.config import CPU_MINUTES
+
+    return CPU_MINUTES if device.type == "cpu" else 0.0
+
+
+def affordable_image_size(sizes: list[int], seconds_per_item_at, budget_s: float,
+                          batch: int) -> tuple[int, str]:
+    """The first of `sizes` (largest first) whose predicted steps, 90% of the budget over a
+    step's measured cost, reach STEPS_WANTED; else the smallest. With the reason, when it is not
+    the first."""
+    predicted = {}
+    for size in sizes:
+        predicted[size] = int(0.9 * budget_s / max(1e-9, batch * seconds_per_item_at(size)))
+        if predicted[size] >= STEPS_WANTED:
+            break
+    chosen = size
+    if chosen == sizes[0]:
+        return chosen, ""
+    return chosen, (f"image size {chosen}: at {sizes[0]} px the budget buys about "
+                    f"{predicted[sizes[0]]} steps of {batch} (measured here), at {chosen} px "
+                    f"about {predicted[chosen]}; from scratch, steps pay more than pixels "
+                    f"below {STEPS_WANTED} steps")
+
+
+def encoder_seconds_per_item(backbone: str, size: int, device, batch: int = 16) -> float:
+    """One forward and backward pass of a fresh `backbone` at `size` px, per item, after a warm
+    pass; the global random state is left as it was."""
+    import time
+
+    rng = torch.get_rng_state()
+    try:
+        encoder = build_backbone(backbone, size, None).to(device).train()
+        inputs = torch.rand(batch, 3, size, size, device=device)
+        took = 0.0
+        for _ in range(2):
+            started = time.perf_counter()
+            encoder(inputs).float().sum().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            took = time.perf_counter() - started
+        return took / batch
+    finally:
+        torch.set_rng_state(rng)
 
 
 def is_text_model_folder(weights: str) -> bool:

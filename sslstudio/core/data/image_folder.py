@@ -51,6 +51,7 @@ class ImageFolderData:
     report: ScanReport
     image_size: int
     modality: str = "image"
+    plan_notes: tuple[str, ...] = ()  # why the resolution is what it is, for the run's plan
 
     def __len__(self) -> int:
         return len(self.paths)

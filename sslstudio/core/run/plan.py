@@ -137,7 +137,7 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
     if per_rank < 2:
         raise DataError(f"{len(data)} usable {preprocess.item_noun} is too few to train on; at "
                         f"least {2 * setup.world} needed")
-    warnings, reasons = [], []
+    warnings, reasons = [], list(getattr(data, "plan_notes", ()))
     # Auto batch: 256, but never so large that an epoch is a single step (small folders).
     batch_size = config.batch_size or min(DEFAULT_BATCH, max(2, per_rank // 4))
     if not config.batch_size and batch_size < DEFAULT_BATCH:
