@@ -50,7 +50,8 @@ from sklearn.preprocessing import StandardScaler
 SHOTS = (1, 5, 10)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_SETS = ("fashion-mnist", "mnist", "stamps", "rotten-tomatoes", "debates")
-EXTRA_SETS = ("xfig-drawings", "scripts", "wordnet-glosses")  # bench/dev_datasets.py
+EXTRA_SETS = ("xfig-drawings", "scripts", "wordnet-glosses", "code-by-language", "manpages-de",
+              "app-screenshots")  # bench/dev_datasets.py
 
 
 @dataclass
