@@ -268,7 +268,7 @@ def test_the_monitor_judges_at_the_size_the_features_are_read(image_folder, tmp_
     # probe and the best-encoder rule must score, or continuing looks better than it is.
     from sslstudio.core.data import load_image_folder
     from sslstudio.core.control import run_to_end
-    from sslstudio.core.preprocess import ImagePreprocess
+    from sslstudio.core.modalities.image import ImagePreprocess
 
     data = run_to_end(load_image_folder(image_folder, 16, labels_from_folders=True))
     preprocess = ImagePreprocess(16, [0.5] * 3, [0.25] * 3, feature_size=32)
@@ -296,7 +296,7 @@ def test_the_monitor_judges_at_the_size_the_features_are_read(image_folder, tmp_
 def test_a_folder_item_changed_since_the_scan_is_read_from_the_training_copy(image_folder):
     from sslstudio.core.data import load_image_folder
     from sslstudio.core.control import run_to_end
-    from sslstudio.core.preprocess import ImagePreprocess
+    from sslstudio.core.modalities.image import ImagePreprocess
 
     data = run_to_end(load_image_folder(image_folder, 16))
     data.paths = [image_folder / "gone.png"] + list(data.paths)[1:]  # as if deleted after the scan
@@ -366,7 +366,7 @@ def test_a_contrastive_loss_at_zero_gets_a_temperature_that_informs():
 
 
 def test_the_resolution_is_the_largest_whose_steps_reach_the_wanted_count(monkeypatch):
-    from sslstudio.core import preprocess
+    from sslstudio.core.modalities import image as preprocess
 
     monkeypatch.setattr(preprocess, "STEPS_WANTED", 800)
     cost = lambda size: 1e-3 * (size / 32) ** 2  # noqa: E731 - seconds per item grow with pixels
@@ -380,7 +380,7 @@ def test_the_resolution_is_the_largest_whose_steps_reach_the_wanted_count(monkey
 
 
 def test_a_run_from_scratch_trades_pixels_for_steps_and_says_so(tmp_path, monkeypatch):
-    from sslstudio.core import preprocess
+    from sslstudio.core.modalities import image as preprocess
     from sslstudio.core.events import RunStarted
     from sslstudio.core.run.config import load_run_config
     from conftest import make_image_folder

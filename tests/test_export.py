@@ -17,7 +17,7 @@ import torch
 from sslstudio.core.adapt.job import AdaptRequest, adapt, load_adapted
 from sslstudio.core.data.images import decode_image
 from sslstudio.core.export import ExportError, ExportRequest, export_model
-from sslstudio.core.preprocess import pixels_to_input as to_input
+from sslstudio.core.modalities.image import pixels_to_input as to_input
 from sslstudio.core.run.train import train
 from sslstudio.core.run.config import TrainConfig
 

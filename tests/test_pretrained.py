@@ -201,7 +201,7 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
 
 
 def test_auto_on_a_cpu_picks_the_pretrained_encoder_found_on_disk(tmp_path, monkeypatch):
-    from sslstudio.core.preprocess import training_image_size as resolve_image_size
+    from sslstudio.core.modalities.image import training_image_size as resolve_image_size
     from sslstudio.core.run.plan import resolve_backbone
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))

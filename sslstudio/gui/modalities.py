@@ -1,5 +1,5 @@
 """How the app presents each kind of data: the one place where the window's image and text
-differences are declared (the engine's live in `core.preprocess`). Widgets ask the view of the
+differences are declared (the engine's live in `core.modalities`). Widgets ask the view of the
 data set they show instead of comparing modality names."""
 
 from __future__ import annotations

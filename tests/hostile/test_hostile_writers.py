@@ -307,7 +307,7 @@ def test_user_mistakes_are_errors_not_crashes(made, tmp_path, capsys):
 # 9. The output place is checked before the work --------------------------------------------------------
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
 def test_an_output_where_nothing_can_be_written_fails_before_the_scan(made, capsys, monkeypatch):
-    import sslstudio.core.preprocess as preprocess
+    import sslstudio.core.modalities.image as preprocess
 
     def no_scan(*args, **kwargs):
         raise AssertionError("the folder was scanned before the output place was checked")

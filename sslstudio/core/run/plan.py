@@ -24,7 +24,8 @@ from sslstudio.core.events import (
 )
 from sslstudio.core.labels import LABELS_FILE, LabelStore, parse_label_csv
 from sslstudio.core.objectives import OBJECTIVES
-from sslstudio.core.preprocess import PREPROCESSES, Preprocess, is_text_model_folder
+from sslstudio.core.modalities.text import is_text_model_folder
+from sslstudio.core.preprocess import PREPROCESSES, Preprocess
 from sslstudio.core.run.config import CPU_MINUTES, TrainConfig
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.text import counted
