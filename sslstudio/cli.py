@@ -248,11 +248,13 @@ def cmd_gui(project: str | None, sample: bool = False) -> int:
 def cmd_objectives(args) -> int:
     from sslstudio.core.config import describe_knob, knobs
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.run.config import DEFAULT_OBJECTIVE
+    from sslstudio.core.preprocess import PREPROCESSES
 
+    kinds = [PREPROCESSES.get(m) for m in PREPROCESSES.names()]
     for name in OBJECTIVES.names():
         cls = OBJECTIVES.get(name)
-        default = "  (default)" if name == DEFAULT_OBJECTIVE else ""
+        default = "".join(f"  (default for {kind.item_noun})" for kind in kinds
+                          if kind.default_objective == name)
         print(f"{name}{default}: {cls.summary}")
         for field in knobs(cls.config_cls):
             print(f"    {describe_knob(field)}")
@@ -294,16 +296,12 @@ def default_objective_for(data_dir: Path, weights: str | None = None) -> str:
     """SimCLR for an image folder; for a text folder skip-gram from scratch, SimCSE to continue
     a pretrained encoder."""
     from sslstudio.core.data.text_folder import detect_modality
-    from sslstudio.core.run.config import (
-        CONTINUING_OBJECTIVES,
-        DEFAULT_OBJECTIVE,
-        DEFAULT_TEXT_OBJECTIVE,
-    )
+    from sslstudio.core.preprocess import PREPROCESSES
 
-    modality = detect_modality(data_dir)
-    if weights:
-        return CONTINUING_OBJECTIVES.get(modality, DEFAULT_OBJECTIVE)
-    return DEFAULT_TEXT_OBJECTIVE if modality == "text" else DEFAULT_OBJECTIVE
+    found = detect_modality(data_dir)
+    # A folder of both, or of neither yet, trains on images unless told otherwise.
+    kind = PREPROCESSES.get(found if found in PREPROCESSES.names() else "image")
+    return kind.continuing_objective if weights else kind.default_objective
 
 
 def _build_configs(args):

@@ -30,6 +30,8 @@ class Preprocess:
     modality: ClassVar[str] = ""
     input_name: ClassVar[str] = ""  # the exported model's input
     item_noun: ClassVar[str] = "items"  # what the user calls its items: "images", "texts"
+    default_objective: ClassVar[str] = ""  # from scratch
+    continuing_objective: ClassVar[str] = ""  # from a pretrained encoder
     class_names: tuple[str, ...] = ()
 
     @staticmethod

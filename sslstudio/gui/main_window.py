@@ -821,7 +821,7 @@ class MainWindow(QMainWindow):
         current = session.adapted_path
         return FlowFacts(
             items=len(self.data_set) if self.data_set is not None else 0,
-            item_noun="texts" if getattr(self.data_set, "modality", "image") == "text" else "images",
+            item_noun=view_of(self.data_set).item_noun,
             scanning=job == "scan", job=job, paused=self.controller.paused,
             runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,

@@ -29,6 +29,7 @@ from sslstudio.core.data.scan import DataError, list_folder
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.run.folder import RunFolder
 
+from sslstudio.core.run.config import DEFAULT_OBJECTIVE
 from sslstudio.core.preprocess import (
     PREPROCESSES,
     Preprocess,
@@ -49,6 +50,8 @@ class ImagePreprocess(Preprocess):
     modality: ClassVar[str] = "image"
     input_name: ClassVar[str] = "image"
     item_noun: ClassVar[str] = "images"
+    default_objective: ClassVar[str] = DEFAULT_OBJECTIVE
+    continuing_objective: ClassVar[str] = DEFAULT_OBJECTIVE
     image_size: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])

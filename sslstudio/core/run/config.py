@@ -9,12 +9,9 @@ from typing import Any
 from sslstudio.core import config as cfg
 from sslstudio.core.config import knob
 
+# The image modality's default, which a config names before its data is seen; each modality's
+# own defaults are its class's (`core/modalities/`).
 DEFAULT_OBJECTIVE = "simclr"
-# From scratch on a CPU, skip-gram word vectors learn in minutes what a Transformer does not
-# (bench/quality.py); a pretrained text encoder is continued with SimCSE, since skip-gram trains
-# an encoder of its own.
-DEFAULT_TEXT_OBJECTIVE = "skipgram"
-CONTINUING_OBJECTIVES = {"image": DEFAULT_OBJECTIVE, "text": "simcse"}
 CPU_MINUTES = 5.0
 
 

@@ -29,11 +29,7 @@ from sslstudio.core.config import knobs
 from sslstudio.gui.widgets.wheel_guard import guard_wheel
 from sslstudio.gui.modalities import VIEWS
 import math
-from sslstudio.core.run.config import (
-    CONTINUING_OBJECTIVES,
-    DEFAULT_OBJECTIVE,
-    DEFAULT_TEXT_OBJECTIVE,
-)
+from sslstudio.core.preprocess import PREPROCESSES
 from sslstudio.core.run.config import TrainConfig
 from PySide6.QtWidgets import QFileDialog
 from sslstudio.core.config import validate, with_overrides
@@ -278,8 +274,7 @@ class RunSetupPanel(QWidget):
         self.objectives = {n: c for n, c in self.all_objectives.items() if self.modality in c.modalities}
         self.summaries = info["summaries"]
         self.all_backbones = info["backbones"]
-        self.default_objectives = {"image": info["default_objective"],
-                                   "text": info.get("default_text_objective", "simcse")}
+        self.default_objectives = info["default_objectives"]
         self.continuing_objectives = info["continuing_objectives"]
         self._fill_backbones()
         self.text_form = KnobForm(TrainConfig, choices.get("text_knobs"), only=TEXT_KNOBS)
@@ -539,9 +534,10 @@ def engine_info() -> dict:
         "default_backbone": next((n for n, v in backbones.items() if v[2] and v[2]["cached"]
                                   and v[1] == "image"), "auto") if best == "cpu" else "auto",
         "devices": devices,
-        "default_objective": DEFAULT_OBJECTIVE,
-        "default_text_objective": DEFAULT_TEXT_OBJECTIVE,
-        "continuing_objectives": CONTINUING_OBJECTIVES,
+        "default_objectives": {name: PREPROCESSES.get(name).default_objective
+                               for name in PREPROCESSES.names()},
+        "continuing_objectives": {name: PREPROCESSES.get(name).continuing_objective
+                                  for name in PREPROCESSES.names()},
         # Linear first: the fastest, and the best with very few labels.
         "adapters": {name: ADAPTERS.get(name) for name in
                      ["linear"] + [n for n in ADAPTERS.names() if n != "linear"]},
