@@ -9,7 +9,6 @@ at the end; the sample itself is only read. Exit 0 when every step passed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -54,47 +53,9 @@ def run_self_test(keep: Path | None = None, stream=None) -> int:
 
 
 def _window(sample: Path, work: Path) -> str:
-    headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
-    if headless and sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM"):
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from PySide6.QtCore import QSettings, QTimer, qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication
+    from sslstudio.gui.selftest_window import open_on_sample
 
-    def quiet(mode, context, message):  # the offscreen platform's notes are not the test's
-        if "propagateSizeHints" not in message:
-            print(message, file=sys.stderr)
-
-    previous = qInstallMessageHandler(quiet)
-
-    from sslstudio.gui.main_window import MainWindow
-
-    from sslstudio.core.project import Project
-
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
-    settings.setValue("welcome/encoders_offered", True)  # the first run's offer is the user's, not the test's
-    # A project of its own in the temporary folder: nothing goes to the user's documents.
-    project = Project.create(work / "project")
-    project.set_data_dir(str(sample))
-    shown = time.monotonic()
-    window = MainWindow(work / "project", settings=settings)
-    window.skip_close_question = True
-    window.show()
-    app.processEvents()
-    first_window = time.monotonic() - shown
-    deadline = time.monotonic() + 120
-    while (window.data_set is None or window.controller.busy()) and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.01)
-    if window.data_set is None:
-        window.close()
-        raise RuntimeError("the sample did not load in the window within two minutes")
-    count = len(window.data_set)
-    window.close()
-    QTimer.singleShot(0, app.quit)
-    app.processEvents()
-    qInstallMessageHandler(previous)
-    return f"window in {first_window:.2f} s, sample of {count} images shown"
+    return open_on_sample(sample, work)
 
 
 def _train(sample: Path, work: Path) -> str:
