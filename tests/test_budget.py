@@ -165,6 +165,38 @@ def test_a_pretrained_encoder_that_training_did_not_help_comes_back_as_it_came(i
     assert all(torch.equal(state[k], start[k]) for k in start if "num_batches" not in k)
 
 
+def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(image_folder, tmp_path,
+                                                                             monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from sslstudio.core.backbones import build_backbone
+    from sslstudio.core.run import judge
+
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in build_backbone("small_cnn", 16).state_dict().items()},
+              str(weights))
+    ranks = iter([9.0, 5.0, 4.0])  # the encoder as it came spreads its features widest
+    real = judge.collapse_metrics
+
+    def metrics(features, projections):
+        return {**real(features, projections), "effective_rank": next(ranks, 3.0)}
+
+    monkeypatch.setattr(judge, "collapse_metrics", metrics)
+    monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", "effective_rank")
+    monkeypatch.setattr(Monitor, "due", lambda self: True)
+    run = tmp_path / "run"
+    events = list(train(config_for(image_folder, run, epochs=2, weights=str(weights))))
+    notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
+    assert notes and "continuing did not help" in notes[0].message
+    assert "RankMe" in notes[0].message and "without labels" in notes[0].message
+    start, state = load_file(str(weights)), load_encoder(run, torch.device("cpu"))[0].state_dict()
+    assert all(torch.equal(state[k], start[k]) for k in start if "num_batches" not in k)
+    # From scratch, nothing is judged without labels: the last encoder is the run's.
+    ranks = iter([9.0, 5.0, 4.0])
+    list(train(config_for(image_folder, tmp_path / "scratch", epochs=2)))
+    assert not RunFolder(tmp_path / "scratch").best_path.exists()
+
+
 def test_without_labels_the_last_encoder_is_the_runs(image_folder, tmp_path):
     run = tmp_path / "run"
     events = list(train(config_for(image_folder, run, epochs=1)))

@@ -29,6 +29,17 @@ from sslstudio.core.run.config import TrainConfig
 from sslstudio.core.run.folder import RunFolder
 
 
+# Without labels, a continued pretrained encoder is judged by one label-free score of the
+# monitor's sample, higher being better; "" judges nothing, and the last encoder is the run's.
+# Chosen with each dev set held out by bench/label_free_judge.py.
+LABEL_FREE_JUDGE = ""
+LABEL_FREE_SCORES = {
+    "effective_rank": ("RankMe (the features' effective rank)", lambda f: f["effective_rank"]),
+    "uniformity": ("uniformity (how evenly the features spread)", lambda f: -f["uniformity"]),
+    "spectrum_alpha": ("α-ReQ (eigenvalue decay nearest 1)", lambda f: -abs(f["spectrum_alpha"] - 1.0)),
+}
+
+
 class BestEncoder:
     """The encoder that scored best on the monitor's labelled sample, step 0 included: a
     pretrained encoder is never handed back worse than it came. Kept in memory, written as the
@@ -101,7 +112,7 @@ class Monitor:
 
     def __init__(self, data, config: TrainConfig, device, objective, preprocess: Preprocess,
                  run: RunFolder, chunk: int = 512, items: int = 2000,
-                 labels: np.ndarray | None = None):
+                 labels: np.ndarray | None = None, judge_without_labels: bool = False):
         rng = np.random.default_rng(config.seed)
         count = min(len(data), items)
         labels = data.labels if labels is None else labels
@@ -124,6 +135,9 @@ class Monitor:
         self.features_preprocess = preprocess.for_features()
         self.features_chunk = max(1, int(chunk / preprocess.features_cost()))
         self.judged_items = None  # the labelled items of the sample, decoded at the feature size
+        # Judged without labels when none are known (a continued pretrained encoder).
+        self.label_free = (LABEL_FREE_JUDGE if judge_without_labels and not (self.labels >= 0).any()
+                           else "")
         self.interval = config.monitor_seconds
         self.next_due = 0.0
         self.last_snapshot: EmbeddingSnapshot | None = None
@@ -211,7 +225,12 @@ class Monitor:
         """What the best-encoder rule compares: the few-label probe on the sample's labels, or
         kNN where too few items per class leave the probe undefined; NaN without labels."""
         probe = self.fields.get("probe_accuracy", float("nan"))
-        return probe if not math.isnan(probe) else self.fields.get("knn_accuracy", float("nan"))
+        if not math.isnan(probe):
+            return probe
+        knn = self.fields.get("knn_accuracy", float("nan"))
+        if not math.isnan(knn) or not self.label_free or "effective_rank" not in self.fields:
+            return knn
+        return float(LABEL_FREE_SCORES[self.label_free][1](self.fields))
 
     def score_margin(self, score: float) -> float:
         """How much better a score must be to be told apart from `score` on this many labelled
@@ -223,8 +242,11 @@ class Monitor:
 
     def metric(self) -> str:
         probe = self.fields.get("probe_accuracy", float("nan"))
-        return ("10-label probe on the monitor's sample" if not math.isnan(probe)
-                else "kNN accuracy on the monitor's sample")
+        if not math.isnan(probe):
+            return "10-label probe on the monitor's sample"
+        if self.label_free and math.isnan(self.fields.get("knn_accuracy", float("nan"))):
+            return f"{LABEL_FREE_SCORES[self.label_free][0]} on the monitor's sample, without labels"
+        return "kNN accuracy on the monitor's sample"
 
     def save_snapshot(self) -> None:
         snap = self.last_snapshot

@@ -241,7 +241,8 @@ class TrainingLoop:
             self.monitor = Monitor(self.data, config, setup.device, self.objective,
                                     self.preprocess, setup.run, self._eval_chunk(),
                                     self.plan.monitor_items or config.monitor_items,
-                                    self.judging_labels)
+                                    self.judging_labels,
+                                    judge_without_labels=bool(self.plan.weights))
             self.best = BestEncoder.of(setup.run, self.monitor)
         # The step-0 snapshot is taken after the first step, from a copy of the weights the run
         # starts with: the first step shows that much sooner, for the same work (6.4 s sooner
