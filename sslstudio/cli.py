@@ -483,7 +483,7 @@ def cmd_methods(args) -> int:
         folder = RunFolder(Path(args.run))
         if not folder.is_run():
             raise UsageError(f"{args.run} is not a run folder (it has no {RunFolder.CONFIG})")
-        backbone = folder.settings()["train"]["backbone"]
+        backbone = folder.train_settings().backbone
         unfit = unfit_methods_for_run(folder.path)
     for name in ADAPTERS.names():
         adapter = ADAPTERS.get(name)

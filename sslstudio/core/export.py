@@ -117,9 +117,9 @@ def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
         adapted = load_adapted(source, device)
         info = adapted.info["adapt"]
         run = RunFolder(Path(info.get("run", "")))
-        run_config = run.settings().get("train", {}) if run.is_run() else {}
+        objective = run.train_settings().objective if run.is_run() else ""
         description = {"source": "adapted", "method": info["method"], "backbone": info["backbone"],
-                       "objective": run_config.get("objective", ""), "run": info.get("run", ""),
+                       "objective": objective, "run": info.get("run", ""),
                        "adapted": str(source.resolve())}
         labels = adapted_folder.labels()
         if encoder_only:
@@ -129,10 +129,10 @@ def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
                             Path(info["data"]), description, labels, source)
     if run_folder.is_run():
         encoder, preprocess = load_encoder(source, device)
-        train = run_folder.settings()["train"]
-        description = {"source": "run", "method": "", "backbone": train["backbone"],
-                       "objective": train["objective"], "run": str(source.resolve())}
-        return ExportSource(encoder, "encoder", preprocess, (), Path(train["data"]), description, {},
+        train = run_folder.train_settings()
+        description = {"source": "run", "method": "", "backbone": train.backbone,
+                       "objective": train.objective, "run": str(source.resolve())}
+        return ExportSource(encoder, "encoder", preprocess, (), Path(train.data), description, {},
                             source)
     raise ExportError(f"{source} is neither a run folder ({RunFolder.CONFIG}) nor an adapted model "
                       f"({AdaptedFolder.INFO}); export a run made by `sslstudio train` or a model "

@@ -109,7 +109,11 @@ class Project:
 
 def summarize_run(run_dir: Path) -> RunSummary:
     folder = RunFolder(run_dir)
-    config = folder.settings().get("train", {})
+    try:
+        settings = folder.train_settings()
+        objective, backbone = settings.objective, settings.backbone
+    except (ValueError, TypeError):  # a hand-edited config: the list still shows it
+        objective = backbone = "?"
     status = folder.status()
-    return RunSummary(folder.path, folder.path.name, config.get("objective", "?"),
-                      config.get("backbone", "?"), status.status, status.step, folder.modified())
+    return RunSummary(folder.path, folder.path.name, objective, backbone, status.status,
+                      status.step, folder.modified())

@@ -129,7 +129,7 @@ def unfit_methods_for_run(run_dir: Path) -> dict[str, str]:
 
 
 def _backbone_name(run_dir: Path) -> str:
-    return RunFolder(run_dir).settings()["train"]["backbone"]
+    return RunFolder(run_dir).train_settings().backbone
 
 
 def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device, control,

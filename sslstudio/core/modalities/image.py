@@ -371,6 +371,6 @@ def pretrained_weights_file(name: str) -> Path:
 def _weights_first_used(run) -> str:
     """Where a resumed run's pretrained weights first came from, as its config recorded."""
     try:
-        return run.settings().get("preprocess", {}).get("pretrained", {}).get("weights", "")
+        return run.preprocess_table().get("pretrained", {}).get("weights", "")
     except (OSError, ValueError):
         return ""

@@ -190,7 +190,7 @@ class TextPreprocess(Preprocess):
         if not resume:
             return config.lexical_buckets
         try:
-            return int(run.settings().get("preprocess", {}).get("lexical_buckets", 0))
+            return int(run.preprocess_table().get("lexical_buckets", 0))
         except (OSError, ValueError):
             return 0
 

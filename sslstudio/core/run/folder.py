@@ -176,6 +176,18 @@ class RunFolder:
 
         return read_toml(self.config_path)
 
+    def train_settings(self):
+        """The run's settings as a TrainConfig (knobs an older run did not save at their
+        defaults). Raises ConfigError for a value that is not its knob's kind."""
+        from sslstudio.core.config import from_dict
+        from sslstudio.core.run.config import TrainConfig
+
+        return from_dict(TrainConfig, self.settings().get("train", {}))
+
+    def preprocess_table(self) -> dict:
+        """How the run reads an item, as its `[preprocess]` table (Preprocess.from_table)."""
+        return dict(self.settings().get("preprocess", {}))
+
     def read_config(self):
         """(TrainConfig, objective config, preprocess table) as the run saved them."""
         from sslstudio.core.run.config import load_run_config

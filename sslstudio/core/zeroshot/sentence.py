@@ -38,7 +38,7 @@ def _is_text_run(path: Path) -> bool:
     if not folder.is_run() or not folder.has_checkpoint():
         return False
     try:
-        preprocess = Preprocess.from_table(folder.settings().get("preprocess", {}))
+        preprocess = Preprocess.from_table(folder.preprocess_table())
     except (KeyError, ValueError, TypeError):
         return False
     return callable(getattr(preprocess, "tokenizer", None))
