@@ -279,11 +279,15 @@ def training_image_size(config, data_root: Path, device, pretrained=None, listin
 
 
 # From scratch on a minutes budget, a step at a lower resolution costs less, and on two cores
-# steps were what the from-scratch runs lacked (bench/quality.py, issue 27): the plan takes the
-# largest resolution whose predicted steps reach this many (0: resolution by the images alone).
-STEPS_WANTED = 0
-# A training step's cost per item against one forward and backward pass of the bare encoder per
-# view at a batch of 16 (augmentation, the head and the optimiser add; a large batch saves).
+# steps were what the from-scratch runs lacked: the plan takes the largest resolution whose
+# predicted steps reach this many (0: resolution by the images alone). Measured with SimCLR on
+# small_cnn, 5 minutes on two cores (bench/quality.py, issue 27): 64 px bought 100-176 steps,
+# 32 px 514-670, and 32 px scored higher at 10 labels a class on every set whose images are
+# larger than 32 px (stamps +3.2 points, xfig drawings +0.2, scripts +1.1, ...).
+STEPS_WANTED = 500
+# A run's cost per item over its budget (steps, monitor, checkpoints) against one forward and
+# backward pass of the bare encoder per view at a batch of 16: 0.88 at 64 px, 0.88-1.1 at 32 px
+# (stamps and scripts, two cores), so the passes predict the steps as they are.
 STEP_OVERHEAD = 1.0
 
 
@@ -307,6 +311,8 @@ def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=
     items = len(listing.paths) if listing is not None else 0
     batch = config.batch_size or max(2, min(256, items // 4))
     sizes = [s for s in (size, 48, 32) if s <= size]
+    if len(sizes) == 1:
+        return size, ""
     return affordable_image_size(
         sorted(set(sizes), reverse=True),
         lambda s: STEP_OVERHEAD * views * encoder_seconds_per_item(backbone, s, device),
