@@ -6,7 +6,10 @@ run tokenizer's terms.
 Beside the learned mean, the features can keep a hashed lexical part: the text's word pieces and
 piece pairs counted into a fixed number of buckets, weighted as TF-IDF weights them. The mean of
 vectors blurs what a rare word or a pair of words says about a text, which is what TF-IDF's
-probe lives on; the bucket counts keep it, and cost no training."""
+probe lives on; the bucket counts keep it, and cost no training. Measured with 5 minutes of
+skip-gram on two cores, 10 labels a class (bench/text_lexical.py): 1,024 buckets lifted source code
+by language from 0.783 to 0.855 and cost 1-6 points on film reviews, debates, WordNet glosses and
+German man pages, so runs keep it off unless asked (`lexical_buckets`)."""
 
 from __future__ import annotations
 
