@@ -310,7 +310,7 @@ def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=
         return size, ""
     items = len(listing.paths) if listing is not None else 0
     batch = config.batch_size or max(2, min(256, items // 4))
-    sizes = [s for s in (size, 48, 32) if s <= size]
+    sizes = [size] + [s for s in (96, 64, 48, 32) if s < size]
     if len(sizes) == 1:
         return size, ""
     return affordable_image_size(
