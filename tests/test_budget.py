@@ -3,6 +3,7 @@ to it, and a run hands back the encoder that scored best on the monitor's labels
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -367,14 +368,16 @@ def test_a_contrastive_loss_at_zero_gets_a_temperature_that_informs():
     import types
 
     from sslstudio.core.objectives.simcse import SimCSEConfig, simcse_loss
-    from sslstudio.core.run.judge import INFORMATIVE_LOSS, informative_temperature
+    from sslstudio.core.run.judge import informative_temperature
     from sslstudio.core.run.plan import RunPlan
 
     z = torch.eye(8, 16)
     config = SimCSEConfig()
     assert float(simcse_loss(z, z, config.temperature)) < 1e-6
-    chosen, loss = informative_temperature(lambda t: float(simcse_loss(z, z, t)), config.temperature)
-    assert chosen == 0.2 and loss >= INFORMATIVE_LOSS > float(simcse_loss(z, z, 0.1))
+    floor = 0.1 * math.log(8)
+    chosen, loss = informative_temperature(lambda t: float(simcse_loss(z, z, t)), config.temperature,
+                                           floor)
+    assert chosen == 0.5 and loss >= floor > float(simcse_loss(z, z, 0.2))
 
     class Model:
         def __call__(self, inputs):
@@ -387,8 +390,8 @@ def test_a_contrastive_loss_at_zero_gets_a_temperature_that_informs():
         data=types.SimpleNamespace(batch=lambda indices: z[indices]),
         setup=types.SimpleNamespace(device=torch.device("cpu")), plan=plan)
     TrainingLoop._give_the_loss_something_to_say(loop, 8)
-    assert config.temperature == 0.2
-    assert "temperature 0.2: at 0.05 a measured batch's loss was" in loop.plan.reasons[-1]
+    assert config.temperature == 0.5
+    assert "temperature 0.5: at 0.05 a measured batch's loss was" in loop.plan.reasons[-1]
     # A temperature the user chose stays, and so does a loss that informs.
     for chosen_config, measured in ((SimCSEConfig(temperature=0.07), 1e-7), (SimCSEConfig(), 0.5)):
         loop.objective_config, loop.calibration_loss, loop.plan = chosen_config, measured, plan

@@ -32,7 +32,14 @@ from sslstudio.core.run.checkpoint import (
     save_checkpoint,
 )
 from sslstudio.core.run.folder import MetricsLog
-from sslstudio.core.run.judge import BestEncoder, FlatLoss, Monitor, informative_temperature
+from sslstudio.core.run.judge import (
+    INFORMATIVE_SHARE,
+    TRIVIAL_SHARE,
+    BestEncoder,
+    FlatLoss,
+    Monitor,
+    informative_temperature,
+)
 from sslstudio.core.run.plan import (
     CALIBRATION_SHARE,
     CPU_ACTIVATION_BUDGET,
@@ -170,13 +177,15 @@ class TrainingLoop:
         return seconds_per_item
 
     def _give_the_loss_something_to_say(self, count: int) -> None:
-        """A contrastive loss that is already near zero on a measured batch (a pretrained encoder
-        tells its own two views apart at once) cannot inform training: its temperature is raised,
-        when it is the objective's default, until the same batch's loss says something. Runs
-        inside the calibration, whose weights and random states are restored afterwards."""
+        """A contrastive loss already near zero on a measured batch (a pretrained encoder tells
+        its own two views apart at once, and the loss then sinks to 1e-5 within steps) cannot
+        inform training: its temperature is raised, when it is the objective's default, until
+        the same batch's loss is a tenth of its chance level. Runs inside the calibration, whose
+        weights and random states are restored afterwards."""
         config = self.objective_config
         loss = getattr(self, "calibration_loss", math.nan)
-        if not (loss < FlatLoss.LIMIT) or not hasattr(config, "temperature"):
+        chance = math.log(max(2, count))
+        if not (loss < TRIVIAL_SHARE * chance) or not hasattr(config, "temperature"):
             return
         default = type(config)().temperature
         if config.temperature != default:
@@ -189,7 +198,7 @@ class TrainingLoop:
                 return float(self.model(inputs)[0])
 
         try:
-            chosen, informed = informative_temperature(loss_at, default)
+            chosen, informed = informative_temperature(loss_at, default, INFORMATIVE_SHARE * chance)
         finally:
             config.temperature = default
         if chosen == default:
