@@ -459,19 +459,26 @@ def leave_one_out(scores: dict[str, dict[str, float]]) -> dict[str, str]:
         ranks = {c: [] for c in candidates}
         means = {c: [] for c in candidates}
         for name in others:
-            ordered = sorted(candidates, key=lambda c: -scores[name].get(c, float("-inf")))
-            for rank, candidate in enumerate(ordered, 1):
-                ranks[candidate].append(rank)
+            set_ranks = ranks_with_ties(scores[name], candidates)
+            for candidate in candidates:
+                ranks[candidate].append(set_ranks[candidate])
                 means[candidate].append(scores[name].get(candidate, float("nan")))
         chosen[held_out] = min(candidates, key=lambda c: (np.mean(ranks[c]), -np.nanmean(means[c])))
     return chosen
 
 
+def ranks_with_ties(row: dict[str, float], candidates: list[str]) -> dict[str, float]:
+    """1 for the best score; candidates with equal scores share the mean of their places."""
+    values = {c: row.get(c, float("-inf")) for c in candidates}
+    return {c: 1 + sum(v > values[c] for v in values.values())
+            + (sum(v == values[c] for v in values.values()) - 1) / 2 for c in candidates}
+
+
 def in_sample(scores: dict[str, dict[str, float]]) -> str:
     """The candidate with the best mean rank over every set, the held-out one included."""
     candidates = list(next(iter(scores.values())))
-    ranks = {c: np.mean([sorted(candidates, key=lambda x: -s.get(x, float("-inf"))).index(c) + 1
-                         for s in scores.values()]) for c in candidates}
+    ranks = {c: np.mean([ranks_with_ties(s, candidates)[c] for s in scores.values()])
+             for c in candidates}
     return min(candidates, key=lambda c: (ranks[c], -np.mean([s[c] for s in scores.values()])))
 
 

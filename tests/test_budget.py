@@ -194,8 +194,15 @@ def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(im
     assert all(torch.equal(state[k], start[k]) for k in start if "num_batches" not in k)
     # From scratch, nothing is judged without labels: the last encoder is the run's.
     ranks = iter([9.0, 5.0, 4.0])
-    list(train(config_for(image_folder, tmp_path / "scratch", epochs=2)))
+    events = list(train(config_for(image_folder, tmp_path / "scratch", epochs=2)))
     assert not RunFolder(tmp_path / "scratch").best_path.exists()
+    assert not [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
+    # Continued with no judge at all, the run says that nothing judged it.
+    monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", "")
+    events = list(train(config_for(image_folder, tmp_path / "unjudged", epochs=2, weights=str(weights))))
+    notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
+    assert notes and notes[0].message.startswith("nothing judged whether continuing helped")
+    assert not RunFolder(tmp_path / "unjudged").best_path.exists()
 
 
 def test_without_labels_the_last_encoder_is_the_runs(image_folder, tmp_path):
