@@ -281,9 +281,10 @@ def training_image_size(config, data_root: Path, device, pretrained=None, listin
 # From scratch on a minutes budget, a step at a lower resolution costs less, and on two cores
 # steps were what the from-scratch runs lacked: the plan takes the largest resolution whose
 # predicted steps reach this many (0: resolution by the images alone). Measured with SimCLR on
-# small_cnn, 5 minutes on two cores (bench/quality.py, issue 27): 64 px bought 100-176 steps,
-# 32 px 514-670, and 32 px scored higher at 10 labels a class on every set whose images are
-# larger than 32 px (stamps +2.2 points, xfig drawings +0.2, scripts +1.1).
+# small_cnn, 5 minutes on two cores (bench/quality.py, issue 27): 64 px bought 158-231 steps,
+# 32 px 514-709, and 32 px scored higher at 10 labels a class on every set whose images are
+# larger than 32 px (stamps +2.2 points, xfig drawings +0.2, scripts +1.1, app screenshots
+# +1.4), and was chosen with each of them held out.
 STEPS_WANTED = 500
 # A run's cost per item over its budget (steps, monitor, checkpoints) against one forward and
 # backward pass of the bare encoder per view at a batch of 16: 0.88 at 64 px, 0.88-1.1 at 32 px

@@ -29,7 +29,6 @@ from sslstudio.core.config import knobs
 from sslstudio.gui.widgets.wheel_guard import guard_wheel
 from sslstudio.gui.modalities import VIEWS
 import math
-from sslstudio.core.preprocess import PREPROCESSES
 from sslstudio.core.run.config import TrainConfig
 from PySide6.QtWidgets import QFileDialog
 from sslstudio.core.config import validate, with_overrides
@@ -493,6 +492,7 @@ def engine_info() -> dict:
     from sslstudio.core.backbones.pretrained import cached_weights
     from sslstudio.core.devices import list_devices, resolve_device
     from sslstudio.core.objectives import OBJECTIVES
+    from sslstudio.core.preprocess import PREPROCESSES
 
     best = str(resolve_device("auto"))
     backbones = {}
