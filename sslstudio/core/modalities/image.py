@@ -29,7 +29,7 @@ from sslstudio.core.data.scan import DataError, list_folder
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.run.folder import RunFolder
 
-from sslstudio.core.run.config import DEFAULT_OBJECTIVE
+from sslstudio.core.run.config import DEFAULT_OBJECTIVE, default_minutes
 from sslstudio.core.preprocess import (
     PREPROCESSES,
     Preprocess,
@@ -306,7 +306,7 @@ def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=
     # brought down to what the device can train on in a sitting.
     ceiling = 64 if device.type == "cpu" else 128
     size = int(min(max(24, round(side / 4) * 4), ceiling))
-    budget_s = 60.0 * (config.minutes or (0.0 if config.epochs else _default_minutes(device)))
+    budget_s = 60.0 * (config.minutes or (0.0 if config.epochs else default_minutes(device.type)))
     if not STEPS_WANTED or not backbone or not budget_s:
         return size, ""
     items = len(listing.paths) if listing is not None else 0
@@ -318,12 +318,6 @@ def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=
         sorted(set(sizes), reverse=True),
         lambda s: STEP_OVERHEAD * views * encoder_seconds_per_item(backbone, s, device),
         budget_s, batch)
-
-
-def _default_minutes(device) -> float:
-    from sslstudio.core.run.config import CPU_MINUTES
-
-    return CPU_MINUTES if device.type == "cpu" else 0.0
 
 
 def affordable_image_size(sizes: list[int], seconds_per_item_at, budget_s: float,

@@ -13,6 +13,12 @@ from sslstudio.core.config import knob
 # own defaults are its class's (`core/modalities/`).
 DEFAULT_OBJECTIVE = "simclr"
 CPU_MINUTES = 5.0
+GPU_MINUTES = 30.0
+
+
+def default_minutes(device_type: str) -> float:
+    """The budget of a run that names neither epochs nor minutes."""
+    return CPU_MINUTES if device_type == "cpu" else GPU_MINUTES
 
 
 @dataclass

@@ -78,6 +78,7 @@ class TrainingLoop:
         self.monitor: Monitor | None = None
         self.step_seconds = 0.0  # a running mean of recent steps, for the stop rule
         self.saved_bytes_per_item = 0.0  # measured before the first step
+        self.calibration_loss = math.nan  # the loss of the last timed pass
         self.judging_labels: np.ndarray | None = None  # the user's, over the folder's
         self.save_seconds = 0.0
         self.best: BestEncoder | None = None
@@ -183,7 +184,7 @@ class TrainingLoop:
         the same batch's loss is a tenth of its chance level. Runs inside the calibration, whose
         weights and random states are restored afterwards."""
         config = self.objective_config
-        loss = getattr(self, "calibration_loss", math.nan)
+        loss = self.calibration_loss
         chance = math.log(max(2, count))
         if not (loss < TRIVIAL_SHARE * chance) or not hasattr(config, "temperature"):
             return

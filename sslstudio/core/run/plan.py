@@ -26,13 +26,12 @@ from sslstudio.core.labels import LABELS_FILE, LabelStore, parse_label_csv
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.modalities.text import is_text_model_folder
 from sslstudio.core.preprocess import PREPROCESSES, Preprocess
-from sslstudio.core.run.config import CPU_MINUTES, TrainConfig
+from sslstudio.core.run.config import TrainConfig, default_minutes
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.text import counted
 
 DEFAULT_BATCH = 256
 CPU_ACTIVATION_BUDGET = 512 << 20
-GPU_MINUTES = 30.0
 # A minutes budget continuing a pretrained encoder should buy at least this many steps: one step
 # of a large encoder at batch 256 can outlast a short budget on its own (8-16 steps in 5 minutes).
 BUDGET_STEPS = 200
@@ -159,7 +158,7 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
         batch_size = per_rank
     minutes = config.minutes
     if not config.epochs and not minutes:
-        minutes = CPU_MINUTES if setup.device.type == "cpu" else GPU_MINUTES
+        minutes = default_minutes(setup.device.type)
         reasons.append(f"budget {minutes:g} minutes: the default on a {setup.device.type.upper()}")
     pretrained = BACKBONES.get(setup.backbone).pretrained is not None or is_text_model_folder(config.weights)
     encoder_scale = config.backbone_lr_scale or (0.1 if pretrained else 1.0)
