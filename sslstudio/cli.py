@@ -295,7 +295,7 @@ def _split_overrides(pairs: list[str], objective_cls):
 def default_objective_for(data_dir: Path, weights: str | None = None) -> str:
     """SimCLR for an image folder; for a text folder skip-gram from scratch, SimCSE to continue
     a pretrained encoder."""
-    from sslstudio.core.data.text_folder import detect_modality
+    from sslstudio.core.data.scan import detect_modality
     from sslstudio.core.preprocess import PREPROCESSES
 
     found = detect_modality(data_dir)

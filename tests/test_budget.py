@@ -76,7 +76,7 @@ def test_a_minutes_run_ends_within_its_budget_when_steps_are_slow(image_folder, 
 
 
 def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folder, tmp_path, monkeypatch):
-    real = TrainingLoop._seconds_per_item
+    real = TrainingLoop.time_per_item
     seen = {}
 
     def checked(self, allowance, plan_for):
@@ -90,7 +90,7 @@ def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folde
         seen["seconds"] = result
         return result
 
-    monkeypatch.setattr(TrainingLoop, "_seconds_per_item", checked)
+    monkeypatch.setattr(TrainingLoop, "time_per_item", checked)
     config = config_for(image_folder, tmp_path / "run", epochs=0, minutes=0.05, batch_size=0)
     events = list(train(config))
     assert events[-1].status == "completed"
@@ -105,13 +105,13 @@ def test_the_planned_batch_is_timed_only_when_its_figure_can_change_the_plan():
     loop = types.SimpleNamespace(objective=torch.nn.Linear(2, 2), generators={}, batch_size=256,
                                  _timed_pass=lambda count, measure_memory=False: timed.append(count) or count * 1e-3,
                                  _give_the_loss_something_to_say=lambda count: None)
-    seconds = TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: "the same plan")
+    seconds = TrainingLoop.time_per_item(loop, 60.0, lambda seconds_per_item: "the same plan")
     assert timed == [8, 32] and seconds == pytest.approx(1e-3)
     timed.clear()
-    seconds = TrainingLoop._seconds_per_item(loop, 60.0, lambda seconds_per_item: round(seconds_per_item, 6))
+    seconds = TrainingLoop.time_per_item(loop, 60.0, lambda seconds_per_item: round(seconds_per_item, 6))
     assert timed == [8, 32, 256] and seconds == pytest.approx(1e-3)
     timed.clear()
-    TrainingLoop._seconds_per_item(loop, 0.01, lambda seconds_per_item: round(seconds_per_item, 6))
+    TrainingLoop.time_per_item(loop, 0.01, lambda seconds_per_item: round(seconds_per_item, 6))
     assert timed == [8, 32]  # no room in the allowance
 
 

@@ -21,14 +21,14 @@ from tests.conftest import run_to_end
 @pytest.fixture
 def unreadable(monkeypatch):
     """Permission denied on files named unreadable.*; chmod alone does not stop root."""
-    real_open = images_module._open_file
+    real_open = images_module.open_image_file
 
     def fake_open(path):
         if Path(path).stem == "unreadable":
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path)
 
-    monkeypatch.setattr(images_module, "_open_file", fake_open)
+    monkeypatch.setattr(images_module, "open_image_file", fake_open)
 
 
 def test_messy_folder_is_scanned_and_every_skip_has_its_reason(tmp_path, unreadable):
@@ -112,7 +112,7 @@ def test_cache_goes_to_a_file_when_it_does_not_fit_and_is_reused(image_folder, t
     def no_decoding(*args):
         raise AssertionError("the cache should have been reused")
 
-    monkeypatch.setattr(image_folder_module, "_decode_or_reason", no_decoding)
+    monkeypatch.setattr(image_folder_module, "decode_or_reason", no_decoding)
     again, _ = run_to_end(load_image_folder(image_folder, 16, cache_dir=cache, memory_budget=0))
     assert np.array_equal(np.array(again.images), first)
 
@@ -180,8 +180,8 @@ def test_a_rescan_decodes_only_what_changed_and_says_so(image_folder, tmp_path, 
     assert isinstance(data.images, RowFile)
 
     decoded = []
-    real = image_folder_module._decode_or_reason
-    monkeypatch.setattr(image_folder_module, "_decode_or_reason",
+    real = image_folder_module.decode_or_reason
+    monkeypatch.setattr(image_folder_module, "decode_or_reason",
                         lambda path, size: decoded.append(Path(path).name) or real(path, size))
     again, finished = _scan(image_folder, 16, cache)
     assert decoded == [] and finished.changes_text().startswith("all ")
@@ -269,7 +269,7 @@ def test_a_skipped_file_is_remembered_and_still_reported(image_folder, tmp_path,
     (copy / "broken.png").write_bytes(b"not an image")
     cache = tmp_path / "cache"
     first, _ = _scan(copy, 16, cache)
-    monkeypatch.setattr(image_folder_module, "_decode_or_reason",
+    monkeypatch.setattr(image_folder_module, "decode_or_reason",
                         lambda *a: pytest.fail("nothing changed, nothing to decode"))
     again, finished = _scan(copy, 16, cache)
     assert finished.skipped == 1 and again.report.skipped == first.report.skipped

@@ -172,7 +172,7 @@ def test_an_export_that_disagrees_is_reported_failed_and_not_saved(models, tmp_p
     run, _ = models
     import sslstudio.core.export as export
 
-    real_write = export._write_onnx
+    real_write = export.write_onnx
 
     def write_a_different_model(model, dummy, path, output_name, metadata, input_name):
         torch.manual_seed(123)
@@ -182,7 +182,7 @@ def test_an_export_that_disagrees_is_reported_failed_and_not_saved(models, tmp_p
                                      [0.5] * 3, [0.5] * 3, False)
         real_write(other, dummy, path, output_name, metadata, input_name)
 
-    monkeypatch.setattr(export, "_write_onnx", write_a_different_model)
+    monkeypatch.setattr(export, "write_onnx", write_a_different_model)
     events, last = events_of(ExportRequest(run, tmp_path / "m.onnx"))
     assert not last["ExportCheck"].passed
     finished = last["ExportFinished"]

@@ -229,13 +229,13 @@ def test_a_reopened_projects_scan_runs_before_the_engine_loads(qtbot, window, tm
     project = Project.create(tmp_path / "reopened")
     project.set_data_dir(str(sample_dataset_path()))
     data_when_loading = []
-    load = MainWindow._load_engine
+    load = MainWindow.load_engine
 
     def recording(self):
         data_when_loading.append(self.data_set is not None)
         load(self)
 
-    monkeypatch.setattr(MainWindow, "_load_engine", recording)
+    monkeypatch.setattr(MainWindow, "load_engine", recording)
     w = window(project.path)
     assert data_when_loading == [True] and len(w.data_set) > 0
 

@@ -168,8 +168,8 @@ def test_cancelled_and_resumed_run_ends_with_the_same_weights(image_folder, tmp_
 def test_messy_folder_trains_and_reports_skipped_files(tmp_path, monkeypatch):
     from sslstudio.core.data import images as images_module
 
-    real_open = images_module._open_file
-    monkeypatch.setattr(images_module, "_open_file", lambda p: (_ for _ in ()).throw(
+    real_open = images_module.open_image_file
+    monkeypatch.setattr(images_module, "open_image_file", lambda p: (_ for _ in ()).throw(
         PermissionError(13, "denied")) if p.stem == "unreadable" else real_open(p))
     expected = messy.make_messy_folder(tmp_path / "messy")
     events = list(train(config_for(tmp_path / "messy", tmp_path / "run", batch_size=4)))

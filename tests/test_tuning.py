@@ -15,7 +15,7 @@ from sslstudio.core.adapt.base import unfit_methods
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.backbones.text_transformer import TextShape
 from sslstudio.core.backbones.tuning import TuningModule, own_state
-from sslstudio.core.export import _write_onnx
+from sslstudio.core.export import write_onnx
 
 TUNED = ["adapter", "prefix", "prompt", "ia3"]
 
@@ -102,7 +102,7 @@ def test_a_tuned_classifier_reloads_from_what_is_saved_and_exports_with_parity(m
             assert torch.equal(reloaded.encoder.state_dict()[key], value)
 
     path = tmp_path / "m.onnx"
-    _write_onnx(reloaded, x[:1], path, "logits", {})
+    write_onnx(reloaded, x[:1], path, "logits", {})
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     feed = x.numpy() if x.dtype != torch.int64 else x.numpy().astype(np.int64)

@@ -87,20 +87,25 @@ class ExportSource:
 
 
 class ExportedModel(nn.Module):
-    """[0, 1] RGB in, normalised inside, probabilities or embedding out."""
+    """The model's input as the export description says (images: [0, 1] RGB), normalised
+    inside; probabilities or embedding out."""
 
     def __init__(self, model: nn.Module, mean, std, probabilities: bool):
         super().__init__()
         self.model = model
         self.normalise = mean is not None
         if self.normalise:
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
         self.probabilities = probabilities
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        # Images are normalised here; token ids go straight in.
-        out = self.model((inputs - self.mean) / self.std if self.normalise else inputs)
+        # Inputs with a normalisation (images: per channel, dimension 1) are normalised here;
+        # token ids go straight in.
+        if self.normalise:
+            along_dim_1 = (1, -1) + (1,) * (inputs.dim() - 2)
+            inputs = (inputs - self.mean.view(along_dim_1)) / self.std.view(along_dim_1)
+        out = self.model(inputs)
         return torch.softmax(out, dim=1) if self.probabilities else out
 
 
@@ -239,9 +244,10 @@ def _median_ms(function, repeats: int) -> float:
     return float(np.median(times))
 
 
-def _write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: str,
+def write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: str,
                 metadata: dict, input_name: str = "image") -> None:
-
+    """The model traced to ONNX with its metadata, at `path` (a staged name: the caller renames
+    it into place once verified)."""
     kwargs = dict(input_names=[input_name], output_names=[output_name],
                   dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                   opset_version=OPSET, do_constant_folding=True)
@@ -303,7 +309,7 @@ def _export_model(request: ExportRequest, control: RunControl) -> Iterator:
         if not len(inputs):
             raise ExportError(f"no readable items in {data_dir} to check the export on; pass the "
                               "folder the model was trained on")
-        _write_onnx(wrapped, torch.from_numpy(inputs[:2]), partial[0], output_name, metadata, name)
+        write_onnx(wrapped, torch.from_numpy(inputs[:2]), partial[0], output_name, metadata, name)
         control.checkpoint()
         if request.quantize == "int8":
             yield ExportProgress("quantizing", "dynamic int8 with onnxruntime")

@@ -7,8 +7,10 @@ writes and reads its own table of `config.toml`. Embedding, the monitor, adaptat
 Try-it all go through it, so a modality's differences live here and nowhere else.
 
 The modalities are in `core/modalities/`, one file each. Adding one: a file there that subclasses
-`Preprocess` and registers it with `@PREPROCESSES.register(name)`, imported by that package, and
-the objectives and backbones that read it with `modalities`/`modality` of that name.
+`Preprocess`, registers it with `@PREPROCESSES.register(name)` and its files' suffixes with
+`register_file_kind`, and names the objectives it trains with (`adopts_objectives`, or objectives
+of its own); and a backbone file that reads it (`register_backbone(..., modality=name)`).
+`tests/test_third_modality.py` adds a folder of .npy vectors that way.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Preprocess:
     item_noun: ClassVar[str] = "items"  # what the user calls its items: "images", "texts"
     default_objective: ClassVar[str] = ""  # from scratch
     continuing_objective: ClassVar[str] = ""  # from a pretrained encoder
+    # Objectives written for another kind of data that train on this one through what it hands
+    # them (SimCLR needs only an `augment` that makes two views of a batch).
+    adopts_objectives: ClassVar[tuple[str, ...]] = ()
     class_names: tuple[str, ...] = ()
 
     @staticmethod
@@ -165,6 +170,13 @@ class Preprocess:
 
 
 PREPROCESSES: Registry[type[Preprocess]] = Registry("modality")
+
+
+def objective_modalities(objective_cls) -> tuple[str, ...]:
+    """The kinds of data an objective trains on: those it names, then those that adopt it."""
+    adopted = tuple(m for m in PREPROCESSES.names()
+                    if objective_cls.name in PREPROCESSES.get(m).adopts_objectives)
+    return tuple(dict.fromkeys(tuple(objective_cls.modalities) + adopted))
 INFERENCE_ACTIVATION_BUDGET = 256 << 20
 
 

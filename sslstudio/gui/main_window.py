@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 from sslstudio import __version__
 from sslstudio.core.config import ConfigError
 from sslstudio.core.describe import status_word
-from sslstudio.core.data.text_folder import detect_modality, snippet
+from sslstudio.core.data.scan import detect_modality
+from sslstudio.core.data.text_folder import snippet
 from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.text import counted, format_duration, format_loss
 from sslstudio.resources import sample_dataset_path
@@ -289,9 +290,9 @@ class MainWindow(QMainWindow):
         if self.controller.busy() and self.controller.job_kind == "scan":
             QTimer.singleShot(25, self, self._load_engine_after_scan)
         else:
-            self._load_engine()
+            self.load_engine()
 
-    def _load_engine(self) -> None:
+    def load_engine(self) -> None:
         def job(_control):
             yield engine_info()
 

@@ -335,14 +335,14 @@ def test_a_checkpoint_that_does_not_read_back_never_replaces_the_good_one(tmp_pa
     path = tmp_path / "checkpoints" / "last.safetensors"
     ckpt.save_checkpoint(path, model, optimizer, ckpt.LoopState(step=1), {})
     good = path.read_bytes()
-    real_read = ckpt._read_file
+    real_read = ckpt.read_checkpoint_file
 
     def failing_disk(p):
         if p.name.endswith(".partial"):
             raise ckpt.CheckpointError("it is truncated or corrupt (simulated)")
         return real_read(p)
 
-    monkeypatch.setattr(ckpt, "_read_file", failing_disk)
+    monkeypatch.setattr(ckpt, "read_checkpoint_file", failing_disk)
     with pytest.raises(OSError, match="does not read back intact"):
         ckpt.save_checkpoint(path, model, optimizer, ckpt.LoopState(step=2), {})
     assert path.read_bytes() == good

@@ -206,8 +206,8 @@ def test_decode_image_refuses_a_pipe_even_when_called_directly(tmp_path, monkeyp
         finishes(lambda: decode_image(tmp_path / "pipe.png", 16), fifos)
     # A regular file swapped for a pipe between the stat and the open: caught on the descriptor.
     (tmp_path / "ok.png").write_bytes(png_bytes())
-    real_open_file = images_module._open_file
-    monkeypatch.setattr(images_module, "_open_file", lambda path: real_open_file(tmp_path / "pipe.png"))
+    real_open_file = images_module.open_image_file
+    monkeypatch.setattr(images_module, "open_image_file", lambda path: real_open_file(tmp_path / "pipe.png"))
     with pytest.raises(SkipItem, match=r"^not a regular file \(named pipe\)$"):
         finishes(lambda: decode_image(tmp_path / "ok.png", 16), fifos)
 

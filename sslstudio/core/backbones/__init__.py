@@ -18,10 +18,11 @@ from sslstudio.core.backbones import pretrained as _pretrained  # noqa: F401,E40
 from sslstudio.core.backbones import bert as _bert  # noqa: F401,E402
 
 
-def build_backbone(name: str, image_size, weights: str | Path | None = None) -> Backbone:
-    """`image_size` is the side in pixels for image backbones, a TextShape for text ones."""
+def build_backbone(name: str, shape, weights: str | Path | None = None) -> Backbone:
+    """`shape` is what the modality's `Preprocess.encoder_shape()` gives: the side in pixels for
+    image backbones, a TextShape or BertShape for text ones."""
     spec: BackboneSpec = BACKBONES.get(name)
-    model = spec.build(image_size)
+    model = spec.build(shape)
     if weights:
         path = Path(weights)
         load_weights(model, model_folder_weights(path) if is_model_folder(path) else path)

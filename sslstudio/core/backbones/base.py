@@ -29,7 +29,7 @@ class Backbone(nn.Module):
 class BackboneSpec:
     name: str
     description: str
-    build: Callable[[int], Backbone]
+    build: Callable[[object], Backbone]  # from the modality's encoder shape
     modality: str = "image"
     cpu_friendly: bool = False
     pretrained: object = None  # PretrainedInfo for standard architectures with published weights

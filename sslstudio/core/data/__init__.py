@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from sslstudio.core.data.image_folder import ImageFolderData, load_image_folder
 from sslstudio.core.data.scan import DataError, ScanReport
+# Registers the text files' kind beside the images' (`scan.detect_modality` tells them apart).
+from sslstudio.core.data import text_folder as _text_folder  # noqa: F401,E402
 
 
 def item_keys(data) -> list[str]:

@@ -223,7 +223,9 @@ def _probe_side(path: Path) -> int | None:
     return min(width, height)
 
 
-def _decode_or_reason(path: Path, size: int):
+def decode_or_reason(path: Path, size: int):
+    """One file decoded, or why it is skipped: the unit a scan's worker pool runs (and what tests
+    replace to count or fail decodes)."""
     try:
         return decode_image(path, size)
     except SkipItem as reason:
@@ -258,7 +260,7 @@ def _decode_folder(listing, image_size, cache, known, on_disk, relatives, signat
         for start in range(0, total, CHUNK):
             rows = range(start, min(total, start + CHUNK))
             fresh = [row for row in rows if known is None or known.verdicts[row] is None]
-            decoded = dict(zip(fresh, pool.map(_decode_or_reason, [listing.paths[r] for r in fresh],
+            decoded = dict(zip(fresh, pool.map(decode_or_reason, [listing.paths[r] for r in fresh],
                                                [image_size] * len(fresh))))
             for row in rows:
                 if row in decoded:

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from sslstudio.core.data.scan import not_regular_reason, os_error_reason
+from sslstudio.core.data.scan import not_regular_reason, os_error_reason, register_file_kind
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+register_file_kind("image", IMAGE_EXTENSIONS)
 
 # Below this, an image carries too little to crop two views from.
 MIN_SIDE = 8
@@ -37,7 +38,9 @@ _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEX
                | getattr(os, "O_BINARY", 0))
 
 
-def _open_file(path: Path):
+def open_image_file(path: Path):
+    """The one place an image file is opened (never blocking on a pipe or a device): what
+    tests replace to play a failing disk."""
     return os.fdopen(os.open(path, _OPEN_FLAGS), "rb")
 
 
@@ -48,7 +51,7 @@ def open_regular_file(path: Path):
     problem = not_regular_reason(os.stat(path).st_mode)
     if problem is not None:
         raise SkipItem(problem)
-    handle = _open_file(path)
+    handle = open_image_file(path)
     try:
         info = os.fstat(handle.fileno())
         problem = not_regular_reason(info.st_mode)

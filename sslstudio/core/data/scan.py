@@ -14,6 +14,49 @@ class DataError(ValueError):
     """The folder cannot be used at all (missing, empty, no usable items). Message says what to do."""
 
 
+# Which kind of data a file is, by its suffix: each modality says which of its files it reads
+# (`register_file_kind`), so that a folder's kind is told without importing the engine (the window
+# asks before torch loads).
+FILE_KINDS: dict[str, frozenset[str]] = {}
+# Below this share the minority kind is most likely stray files (a README, a few thumbnails).
+MIXED_MINORITY_SHARE = 0.05
+
+
+def register_file_kind(modality: str, extensions) -> None:
+    FILE_KINDS[modality] = frozenset(e.lower() for e in extensions)
+
+
+def detect_modality(root: Path, probe: int = 5000) -> str:
+    """What `root` holds, from the names of its first `probe` data files: a registered modality,
+    "mixed" when the two commonest kinds both hold a real share, or "empty" when it has none."""
+    kind_of = {suffix: kind for kind, suffixes in FILE_KINDS.items() for suffix in suffixes}
+    counts = dict.fromkeys(FILE_KINDS, 0)
+    seen = 0
+    for directory, subdirs, files in os.walk(Path(root).expanduser()):
+        # Sorted so that a folder larger than the probe always gets the same verdict.
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in sorted(files):
+            kind = None if name.startswith(".") else kind_of.get(os.path.splitext(name)[1].lower())
+            if kind is None:
+                continue
+            counts[kind] += 1
+            seen += 1
+            if seen >= probe:
+                return _modality_verdict(counts)
+    return _modality_verdict(counts)
+
+
+def _modality_verdict(counts: dict[str, int]) -> str:
+    # The earlier registered kind wins a tie (images before texts, as before there were more).
+    ranked = sorted(counts, key=lambda kind: -counts[kind])
+    if not ranked or not counts[ranked[0]]:
+        return "empty"
+    if len(ranked) > 1 and counts[ranked[1]] and \
+            counts[ranked[1]] >= MIXED_MINORITY_SHARE * sum(counts.values()):
+        return "mixed"
+    return ranked[0]
+
+
 class FolderPaths(Sequence):
     """Paths under one folder, kept as relative strings and made into Paths when asked for: a
     million Path objects take seconds to build and hundreds of MB to hold, where a gallery or a

@@ -34,13 +34,16 @@ from sslstudio.core.data.images import IMAGE_EXTENSIONS, SkipItem
 from sslstudio.core.data.scan import (
     DataError,
     ScanReport,
+    detect_modality,
     list_folder,
     not_regular_reason,
     os_error_reason,
+    register_file_kind,
 )
 from sslstudio.core.events import ScanFinished, ScanProgress
 
 TEXT_EXTENSIONS = frozenset({".txt", ".md", ".jsonl", ".csv"})
+register_file_kind("text", TEXT_EXTENSIONS)
 RECORD_EXTENSIONS = frozenset({".jsonl", ".csv"})
 
 CHUNK = 256
@@ -70,8 +73,6 @@ BINARY_PROBE_BYTES = 8192
 MAX_CONTROL_SHARE = 0.30
 CSV_DELIMITERS = ",;\t|"
 CSV_SNIFF_CHARS = 16384
-# Below this share the minority kind is most likely stray files (a README, a few thumbnails).
-MIXED_MINORITY_SHARE = 0.05
 MAX_NAMES_IN_REASON = 12
 _VIEW_BLOCK = 1024
 
@@ -215,28 +216,6 @@ def load_text_folder(
                           encodings, truncated=truncated)
 
 
-def detect_modality(root: Path, probe: int = 5000) -> str:
-    """What `root` holds, from the names of its first `probe` data files: "image", "text",
-    "mixed", or "empty" when it has neither kind."""
-    images = texts = 0
-    for directory, subdirs, files in os.walk(Path(root).expanduser()):
-        # Sorted so that a folder larger than the probe always gets the same verdict.
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            suffix = os.path.splitext(name)[1].lower()
-            if suffix in IMAGE_EXTENSIONS:
-                images += 1
-            elif suffix in TEXT_EXTENSIONS:
-                texts += 1
-            else:
-                continue
-            if images + texts >= probe:
-                return _modality_verdict(images, texts)
-    return _modality_verdict(images, texts)
-
-
 def snippet(text: str, length: int = 160) -> str:
     """One-line preview of at most `length` characters, cut at a word boundary."""
     flat = " ".join(text.split())
@@ -251,22 +230,15 @@ def snippet(text: str, length: int = 160) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
-def _modality_verdict(images: int, texts: int) -> str:
-    if not images and not texts:
-        return "empty"
-    if min(images, texts) > 0 and min(images, texts) >= MIXED_MINORITY_SHARE * (images + texts):
-        return "mixed"
-    return "image" if images >= texts else "text"
-
-
 def _expected(text_field: str) -> str:
     return f"expected .txt, .md, .jsonl or .csv files (.jsonl and .csv with a '{text_field}' field)"
 
 
 def _nothing_to_read(root: Path, ignored: int, text_field: str) -> str:
-    if detect_modality(root) == "image":
-        return (f"no text documents in {root}: it holds images, so open it as an image folder; "
-                f"{_expected(text_field)}")
+    found = detect_modality(root)
+    if found not in ("text", "empty", "mixed"):
+        return (f"no text documents in {root}: it holds {found}s, so open it as a folder of "
+                f"{found}s; {_expected(text_field)}")
     hint = " (it holds other files only)" if ignored else ""
     return f"no text documents in {root}{hint}; {_expected(text_field)}"
 
@@ -384,7 +356,7 @@ class _Store:
     @staticmethod
     def _open(source: _Source):
         try:
-            handle = _open_file(source.path)
+            handle = open_text_file(source.path)
         except OSError as error:
             reason = os_error_reason(error) or f"unreadable: {error.strerror or error}"
             raise DataError(f"{source.relative} can no longer be read ({reason}); "
@@ -467,7 +439,9 @@ class _View(Sequence):
 
 # -- reading a file ----------------------------------------------------------------------------------
 
-def _open_file(path: Path):
+def open_text_file(path: Path):
+    """The one place a text file is opened (never blocking on a pipe or a device): what tests
+    replace to play a failing disk."""
     return os.fdopen(os.open(path, _OPEN_FLAGS), "rb")
 
 
@@ -481,7 +455,7 @@ def _file_documents(path: Path, relative: str, text_field: str
     suffix = path.suffix.lower()
     kind = suffix[1:] if suffix in RECORD_EXTENSIONS else "document"
     try:
-        with _open_file(path) as handle:
+        with open_text_file(path) as handle:
             info = os.fstat(handle.fileno())
             problem = not_regular_reason(info.st_mode)
             if problem is not None:

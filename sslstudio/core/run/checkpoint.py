@@ -87,7 +87,7 @@ def save_encoder(path: Path, weights: dict[str, torch.Tensor], info: dict) -> No
 def encoder_info(path: Path) -> dict | None:
     """The info saved with `save_encoder`, or None when the file is missing or damaged."""
     try:
-        _, metadata = _verify(_read_file(path), path)
+        _, metadata = _verify(read_checkpoint_file(path), path)
         return json.loads(metadata.get("info", "{}"))
     except (CheckpointError, ValueError):
         return None
@@ -101,7 +101,7 @@ def write_verified(path: Path, data: bytes, keep_previous: bool = True) -> None:
     partial = path.with_name(_PARTIAL)
     write_durably(partial, data)
     try:
-        _verify(_read_file(partial), partial)
+        _verify(read_checkpoint_file(partial), partial)
     except CheckpointError as error:
         partial.unlink(missing_ok=True)
         raise OSError(f"the checkpoint written to {partial} does not read back intact ({error}); "
@@ -109,7 +109,7 @@ def write_verified(path: Path, data: bytes, keep_previous: bool = True) -> None:
     if path.exists() and keep_previous:
         try:
             if not _known_good(path):  # a file this process verified is not read again
-                _verify(_read_file(path), path)
+                _verify(read_checkpoint_file(path), path)
             os.replace(path, path.with_name(PREVIOUS))
         except CheckpointError:
             pass
@@ -142,7 +142,8 @@ def _checksum(tensor: torch.Tensor) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _read_file(path: Path) -> tuple[dict, dict]:
+def read_checkpoint_file(path: Path) -> tuple[dict, dict]:
+    """A checkpoint file's tensors and metadata, as stored: every read of one goes through here."""
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
@@ -186,7 +187,7 @@ def read_checkpoint(path: Path) -> LoadedCheckpoint:
             problems.append(f"{candidate.name}: missing")
             continue
         try:
-            tensors, metadata = _verify(_read_file(candidate), candidate)
+            tensors, metadata = _verify(read_checkpoint_file(candidate), candidate)
         except CheckpointError as error:
             problems.append(f"{candidate.name}: {error}")
             continue
@@ -235,6 +236,6 @@ def encoder_state(path: Path, fallback: bool = True) -> dict[str, torch.Tensor]:
             print(f"warning: {loaded.fallback_note}", file=sys.stderr)
         tensors = loaded.tensors
     else:
-        tensors, _ = _verify(_read_file(path), path)
+        tensors, _ = _verify(read_checkpoint_file(path), path)
     prefix = "model.encoder."
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

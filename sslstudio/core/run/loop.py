@@ -135,13 +135,13 @@ class TrainingLoop:
             return fit_to_budget(self.plan, self.config, seconds_per_item, smallest,
                                  self.saved_bytes_per_item, memory, self.preprocess.features_cost())
 
-        seconds_per_item = self._seconds_per_item(allowance, plan_for)
+        seconds_per_item = self.time_per_item(allowance, plan_for)
         self.plan = plan_for(seconds_per_item)
         self.batch_size = self.state.batch_size = self.plan.batch_size
         self.step_seconds = seconds_per_item * self.batch_size
         self.state.elapsed_s += time.monotonic() - started
 
-    def _seconds_per_item(self, allowance: float, plan_for) -> float:
+    def time_per_item(self, allowance: float, plan_for) -> float:
         """Seconds per item of a training step (forward and backward, no update), measured at a
         small batch and then, if the allowance leaves room and the figure can change the plan
         (`plan_for`), at the planned one. Weights, buffers (BatchNorm statistics, queues) and

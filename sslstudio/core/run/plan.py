@@ -17,7 +17,7 @@ from sslstudio.core import distributed
 from sslstudio.core.backbones import BACKBONES
 from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
-from sslstudio.core.data.text_folder import detect_modality
+from sslstudio.core.data.scan import detect_modality
 from sslstudio.core.devices import describe, resolve_device
 from sslstudio.core.events import (
     RunWarning,
@@ -25,7 +25,7 @@ from sslstudio.core.events import (
 from sslstudio.core.labels import LABELS_FILE, LabelStore, parse_label_csv
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.modalities.text import is_text_model_folder
-from sslstudio.core.preprocess import PREPROCESSES, Preprocess
+from sslstudio.core.preprocess import PREPROCESSES, Preprocess, objective_modalities
 from sslstudio.core.run.config import TrainConfig, default_minutes
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.text import counted
@@ -44,8 +44,15 @@ CPU_SAVED_BUDGET = 1 << 30
 
 
 
-def objective_modality(objective: str) -> str:
-    return "text" if "text" in OBJECTIVES.get(objective).modalities else "image"
+def objective_modality(objective: str, data_dir: Path | None = None) -> str:
+    """The kind of data a run of `objective` reads: the objective's only one, or, for one that
+    trains on several, the kind `data_dir` holds when it is one of them."""
+    kinds = objective_modalities(OBJECTIVES.get(objective))
+    if len(kinds) > 1 and data_dir is not None and Path(data_dir).is_dir():
+        found = detect_modality(Path(data_dir))
+        if found in kinds:
+            return found
+    return kinds[0]
 
 
 def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = "image") -> str:
@@ -80,7 +87,7 @@ def check_modality(data_dir: Path, objective: str, modality: str) -> None:
         return  # the loader says what is wrong with it
     found = detect_modality(Path(data_dir))
     if found in PREPROCESSES.names() and found != modality:
-        fitting = [n for n in OBJECTIVES.names() if found in OBJECTIVES.get(n).modalities]
+        fitting = [n for n in OBJECTIVES.names() if found in objective_modalities(OBJECTIVES.get(n))]
         raise DataError(f"{data_dir} holds {found}s, and {objective} trains on {modality}s; "
                         f"choose {', '.join(fitting)}")
 
@@ -267,7 +274,7 @@ class Setup:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         objective_cls = OBJECTIVES.get(config.objective)
-        modality = objective_modality(config.objective)
+        modality = objective_modality(config.objective, Path(config.data))
         check_modality(Path(config.data), config.objective, modality)
         return cls(device, rank, world, objective_cls, modality,
                    resolve_backbone(config, device, modality), RunFolder(config.run_dir))

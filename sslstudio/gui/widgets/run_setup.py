@@ -270,7 +270,8 @@ class RunSetupPanel(QWidget):
 
         defaults = TrainConfig()
         self.all_objectives = info["objectives"]
-        self.objectives = {n: c for n, c in self.all_objectives.items() if self.modality in c.modalities}
+        self.objective_modalities = info["objective_modalities"]
+        self.objectives = self._objectives_for(self.modality)
         self.summaries = info["summaries"]
         self.all_backbones = info["backbones"]
         self.default_objectives = info["default_objectives"]
@@ -374,6 +375,9 @@ class RunSetupPanel(QWidget):
             self.weights.setText(path)
         self._fill_backbones()
 
+    def _objectives_for(self, modality: str) -> dict:
+        return {n: c for n, c in self.all_objectives.items() if modality in self.objective_modalities[n]}
+
     def set_modality(self, modality: str) -> None:
         """Offer what trains on this kind of data: its objectives, backbones and knobs."""
         if modality == self.modality or not hasattr(self, "all_objectives"):
@@ -382,7 +386,7 @@ class RunSetupPanel(QWidget):
         self.saved_objectives[self.modality] = self.objective.currentText()
         self.saved_encoders[self.modality] = self._encoder_choice()
         self.modality = modality
-        self.objectives = {n: c for n, c in self.all_objectives.items() if modality in c.modalities}
+        self.objectives = self._objectives_for(modality)
         self.objective.blockSignals(True)
         self.objective.clear()
         self.objective.addItems(sorted(self.objectives))
@@ -492,7 +496,7 @@ def engine_info() -> dict:
     from sslstudio.core.backbones.pretrained import cached_weights
     from sslstudio.core.devices import list_devices, resolve_device
     from sslstudio.core.objectives import OBJECTIVES
-    from sslstudio.core.preprocess import PREPROCESSES
+    from sslstudio.core.preprocess import PREPROCESSES, objective_modalities
 
     best = str(resolve_device("auto"))
     backbones = {}
@@ -529,6 +533,7 @@ def engine_info() -> dict:
     return {
         "objectives": objectives,
         "summaries": {name: cls.summary for name, cls in objectives.items()},
+        "objective_modalities": {name: objective_modalities(cls) for name, cls in objectives.items()},
         "backbones": backbones,
         # On a CPU a pretrained encoder whose weights are already on disk beats any from scratch.
         "default_backbone": next((n for n, v in backbones.items() if v[2] and v[2]["cached"]
