@@ -69,7 +69,7 @@ def stalls_while_training(tmp: Path, seconds: float):
 
     wait(lambda: window.engine is not None)
     window.open_sample()
-    wait(lambda: window.data_set is not None)
+    wait(lambda: window.session.data_set is not None)
     window.setup.by_minutes.setChecked(True)
     window.setup.minutes.setValue(seconds / 60 + 1)
     window.start_training()

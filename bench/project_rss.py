@@ -123,7 +123,7 @@ def next_stage():
     stage[0] = name
     print(f"STAGE {name} {time.monotonic() - started:.1f}", flush=True)
     if name == "usable":
-        wait_for(lambda: w.data_set is not None and idle() and w.engine is not None, next_stage)
+        wait_for(lambda: w.session.data_set is not None and idle() and w.engine is not None, next_stage)
     elif name == "gallery":
         bar = w.gallery.list.verticalScrollBar()
         for position in range(0, 40):
@@ -133,7 +133,7 @@ def next_stage():
     elif name == "train":
         from sslstudio.core.run.config import TrainConfig
         from sslstudio.core.objectives import OBJECTIVES
-        config = TrainConfig(data=w.project.data_dir, out=str(w.project.new_run_dir("simclr")),
+        config = TrainConfig(data=w.session.project.data_dir, out=str(w.session.project.new_run_dir("simclr")),
                              objective="simclr", backbone="small_cnn", image_size=64,
                              minutes=minutes, labels_from_folders=True)
         w.controller.start_training(config, OBJECTIVES.get("simclr").config_cls())

@@ -42,7 +42,7 @@ w = MainWindow(sys.argv[1], settings=QSettings(sys.argv[2], QSettings.Format.Ini
 w.skip_close_question = True
 w.show()
 def check():
-    if (w.data_set is not None and not w.controller.busy() and w.gallery.model.rowCount()
+    if (w.session.data_set is not None and not w.controller.busy() and w.gallery.model.rowCount()
             and w.engine is not None):
         print(f"USABLE {time.monotonic() - started:.2f} {w.gallery.model.rowCount()}", flush=True)
         w.close()

@@ -53,19 +53,19 @@ def main() -> None:
                 app.processEvents()
                 time.sleep(0.01)
 
-        wait(lambda: window.engine is not None and window.data_set is not None
+        wait(lambda: window.engine is not None and window.session.data_set is not None
              and not window.controller.busy(), 900)
-        window.label_panel.prepare_button.click()
-        wait(lambda: window.features is not None and not window.controller.busy(), 900)
+        window.labelling.label_panel.prepare_button.click()
+        wait(lambda: window.labelling.session.features is not None and not window.controller.busy(), 900)
         rng = np.random.default_rng(0)
-        folder_labels = np.asarray(window.data_set.labels)
-        for c, name in enumerate(window.data_set.class_names):
-            cls = window.label_store.add_class(name)
+        folder_labels = np.asarray(window.session.data_set.labels)
+        for c, name in enumerate(window.session.data_set.class_names):
+            cls = window.labelling.session.store.add_class(name)
             picks = rng.choice(np.flatnonzero(folder_labels == c), args.shots, replace=False)
-            window.label_store.assign([window.item_keys[i] for i in picks], cls.id)
-        window.refresh_labels()
-        window.adapt_panel.train_button.click()
-        wait(lambda: window.adapted_path is not None and not window.controller.busy(), 900)
+            window.labelling.session.store.assign([window.labelling.session.item_keys[i] for i in picks], cls.id)
+        window.labelling.refresh_labels()
+        window.labelling.adapt_panel.train_button.click()
+        wait(lambda: window.labelling.session.adapted_path is not None and not window.controller.busy(), 900)
         window.gallery.filter.setCurrentText("Least confident first")
         window.gallery.select(int(window.gallery.model.item_at(0)))
         window.classifier_dock.raise_()

@@ -82,13 +82,13 @@ def in_window(data: Path, work: Path, seconds: float) -> tuple[float, float, int
             app.processEvents()
             time.sleep(0.005)
 
-    wait(lambda: window.engine is not None and window.data_set is not None
+    wait(lambda: window.engine is not None and window.session.data_set is not None
          and not window.controller.busy())
-    items = len(window.data_set)
+    items = len(window.session.data_set)
     shown = min(items, 200_000)
     rng = np.random.default_rng(0)
     coords = rng.normal(size=(shown, 2)).astype(np.float32)
-    labels = np.asarray(window.data_set.labels)[:shown]
+    labels = np.asarray(window.session.data_set.labels)[:shown]
     setup = window.setup
     setup.objective.setCurrentText("simclr")
     setup.batch_size.setValue(256)

@@ -77,11 +77,11 @@ def window(qtbot, tmp_path, monkeypatch):
 def short_training_knobs(w, epochs, iterations):
     """Every network method of the Classifier panel set to train briefly, then back to linear."""
     for method in ("finetune", "lora", "adapter"):
-        w.adapt_panel.method.setCurrentText(method)
-        w.adapt_panel.knob_form.editors["epochs"][2](epochs)
-    w.adapt_panel.method.setCurrentText("setfit")
-    w.adapt_panel.knob_form.editors["iterations"][2](iterations)
-    w.adapt_panel.method.setCurrentText("linear")
+        w.labelling.adapt_panel.method.setCurrentText(method)
+        w.labelling.adapt_panel.knob_form.editors["epochs"][2](epochs)
+    w.labelling.adapt_panel.method.setCurrentText("setfit")
+    w.labelling.adapt_panel.knob_form.editors["iterations"][2](iterations)
+    w.labelling.adapt_panel.method.setCurrentText("linear")
 
 
 def small_run(w, epochs=3):
@@ -104,12 +104,12 @@ def flow_now(w):
 def open_sample(qtbot, w):
     w.open_sample()
     wait_for_data(qtbot, w)
-    assert len(w.data_set) == 300 and w.gallery.model.rowCount() == 300
+    assert len(w.session.data_set) == 300 and w.gallery.model.rowCount() == 300
 
 
 def wait_for_data(qtbot, w):
     """The data is shown and the scan's worker has ended: Start is available."""
-    qtbot.waitUntil(lambda: w.data_set is not None and not w.controller.busy(), timeout=60000)
+    qtbot.waitUntil(lambda: w.session.data_set is not None and not w.controller.busy(), timeout=60000)
     assert w.start_action.isEnabled()
 
 
@@ -206,7 +206,7 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
                     timeout=90000)
     tsne = run.snapshot()["neighbour_coords"]
     assert not w.progress.isVisible()
-    project = w.project.path
+    project = w.session.project.path
     w.close()
 
     again = window(project)
@@ -232,12 +232,12 @@ def test_a_reopened_projects_scan_runs_before_the_engine_loads(qtbot, window, tm
     load = MainWindow.load_engine
 
     def recording(self):
-        data_when_loading.append(self.data_set is not None)
+        data_when_loading.append(self.session.data_set is not None)
         load(self)
 
     monkeypatch.setattr(MainWindow, "load_engine", recording)
     w = window(project.path)
-    assert data_when_loading == [True] and len(w.data_set) > 0
+    assert data_when_loading == [True] and len(w.session.data_set) > 0
 
 
 def test_the_first_run_offers_the_pretrained_encoders_once_and_downloads_only_after_a_yes(
@@ -278,14 +278,14 @@ def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, wind
     w = window()
     open_sample(qtbot, w)
     w.gallery.select(7)
-    key = w.data_set.items[7]
+    key = w.session.data_set.items[7]
     first, detail = w.gallery.caption.text().split("\n")
     assert first == key and detail.endswith(" px") and not w.gallery.caption.wordWrap()
-    assert w.gallery.caption.toolTip() == str(w.data_set.paths[7])
+    assert w.gallery.caption.toolTip() == str(w.session.data_set.paths[7])
     w.gallery.caption.resize(60, w.gallery.caption.height())  # a narrow panel: shortened, not wrapped
     w.gallery.select(8)
     first = w.gallery.caption.text().split("\n")[0]
-    assert "\u2026" in first and len(first) < len(w.data_set.items[8])
+    assert "\u2026" in first and len(first) < len(w.session.data_set.items[8])
     # Below the image, never under it, and tall enough for both of its lines.
     w.gallery.select(9)
     qtbot.wait(50)  # the layout settles
@@ -319,17 +319,17 @@ def test_gallery_filters_by_folder_and_label_searches_and_resizes(qtbot, window)
     assert "In folder: bag" in entries and "In folder: ankle_boot" in entries
     g.filter.setCurrentText("In folder: bag")
     shown = [g.model.item_at(r) for r in range(g.model.rowCount())]
-    assert shown and all(w.data_set.items[i].startswith("bag/") for i in shown)
+    assert shown and all(w.session.data_set.items[i].startswith("bag/") for i in shown)
     # Search narrows what the filter shows, after a pause in typing.
-    name = w.data_set.items[shown[0]].split("/")[-1]
+    name = w.session.data_set.items[shown[0]].split("/")[-1]
     g.search.setText(name.upper())  # case does not matter
     qtbot.waitUntil(lambda: g.model.rowCount() == 1, timeout=3000)
     g.search.clear()
     qtbot.waitUntil(lambda: g.model.rowCount() == len(shown), timeout=3000)
     # A class of the user's: an entry of its own, listing what carries that label.
-    boot = w.label_store.add_class("boot")
-    w.label_store.assign([w.data_set.items[i] for i in shown[:3]], boot.id)
-    w.refresh_labels()
+    boot = w.labelling.session.store.add_class("boot")
+    w.labelling.session.store.assign([w.session.data_set.items[i] for i in shown[:3]], boot.id)
+    w.labelling.refresh_labels()
     g.filter.setCurrentText("Labelled as: boot")
     assert sorted(g.model.item_at(r) for r in range(g.model.rowCount())) == sorted(shown[:3])
     # Bigger thumbnails: the grid and the pixmaps follow the slider.
@@ -346,7 +346,7 @@ def test_a_very_large_folder_opens_listed_and_the_gallery_makes_what_it_shows(qt
     monkeypatch.setattr("sslstudio.gui.modalities.LAZY_FROM", 100)  # the sample's 300 count as many
     w = window()
     open_sample(qtbot, w)
-    images = w.data_set.images
+    images = w.session.data_set.images
     assert isinstance(images, LazyThumbnails)
     qtbot.waitUntil(lambda: (np.asarray(images.state) == MADE).sum() > 0, timeout=5000)
     made = int((np.asarray(images.state) == MADE).sum())
@@ -417,7 +417,7 @@ def test_close_during_a_run_asks_first(qtbot, window, monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     w.close()
     assert not w.isVisible() and not w.controller.busy()
-    runs = w.project.runs()
+    runs = w.session.project.runs()
     assert runs[0].status == "cancelled"
 
 
@@ -601,7 +601,7 @@ def test_the_map_keeps_its_points_in_view_until_the_user_frames_it(qtbot):
 def test_the_accuracy_plot_names_its_two_lines(qtbot):
     from sslstudio.gui.widgets.curves import CurvesView
 
-    from sslstudio.gui.history import RunHistory
+    from sslstudio.core.history import RunHistory
 
     curves = CurvesView()
     qtbot.addWidget(curves)
@@ -644,7 +644,7 @@ def test_last_choices_and_recent_projects_persist(qtbot, window):
     w.setup.knob_form.editors["queue_size"][2](1024)
     w.setup.by_epochs.setChecked(True)
     w.setup.epochs.setValue(7)
-    project = w.project.path
+    project = w.session.project.path
     w.close()
 
     again = window()
@@ -718,18 +718,18 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     assert flow_now(w) == ("Label", "folder_classes") and "1-9" not in w.flow_bar.next_text.text()
     names = iter(["boot", "bag"])
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
-    w.label_panel.add_button.click()
-    w.label_panel.add_button.click()
-    assert [c.name for c in w.label_store.classes()] == ["boot", "bag"]
-    assert not w.adapt_panel.train_button.isEnabled()  # nothing labelled yet
+    w.labelling.label_panel.add_button.click()
+    w.labelling.label_panel.add_button.click()
+    assert [c.name for c in w.labelling.session.store.classes()] == ["boot", "bag"]
+    assert not w.labelling.adapt_panel.train_button.isEnabled()  # nothing labelled yet
 
-    assert w.label_panel.prepare_button.isEnabled()
-    w.label_panel.prepare_button.click()
-    qtbot.waitUntil(lambda: w.features is not None and not w.controller.busy(), timeout=60000)
+    assert w.labelling.label_panel.prepare_button.isEnabled()
+    w.labelling.label_panel.prepare_button.click()
+    qtbot.waitUntil(lambda: w.labelling.session.features is not None and not w.controller.busy(), timeout=60000)
     assert len(w.map.indices) == 300 and w.map.colour_by.currentText() == "Colour by your labels"
 
     # Gallery: fifteen items by keys, eight ankle boots with 1 and seven bags with 2.
-    key_of = w.item_keys
+    key_of = w.labelling.session.item_keys
     boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:8]
     bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
     w.gallery.select_items(boots)
@@ -738,14 +738,14 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     assert "one more class" in w.flow_bar.next_text.text() and "(1 boot, 2 bag)" in w.flow_bar.next_text.text()
     w.gallery.select_items(bags[:7])
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_2)
-    names_now = w.label_store.label_names()
+    names_now = w.labelling.session.store.label_names()
     assert sorted(k for k, v in names_now.items() if v == "boot") == sorted(key_of[i] for i in boots)
     assert sorted(k for k, v in names_now.items() if v == "bag") == sorted(key_of[i] for i in bags[:7])
     assert w.gallery.model.label_of[boots].tolist() == [0] * 8
     assert w.gallery.model.label_of[bags[:7]].tolist() == [1] * 7
 
     # Map, label mode, class "bag": five more bags, each lassoed alone.
-    w.label_panel.class_list.setCurrentRow(1)
+    w.labelling.label_panel.class_list.setCurrentRow(1)
     w.map.colour_by.setCurrentText("Colour by folder label")
     w.map.label_mode.setChecked(True)
     assert "labels as \u201cbag\u201d" in w.map.status.text()  # says what a lasso will do
@@ -763,108 +763,108 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
         if len(lassoed) == 5:
             break
     assert len(lassoed) == 5
-    bag_labels = {k for k, v in w.label_store.label_names().items() if v == "bag"}
+    bag_labels = {k for k, v in w.labelling.session.store.label_names().items() if v == "bag"}
     assert bag_labels == {key_of[i] for i in bags[:7] + lassoed}
-    assert len(w.label_store.label_names()) == 20
-    w.undo_action.trigger()
-    assert key_of[lassoed[-1]] not in w.label_store.label_names()
-    w.redo_action.trigger()
-    assert w.label_store.label_names()[key_of[lassoed[-1]]] == "bag"
+    assert len(w.labelling.session.store.label_names()) == 20
+    w.labelling.undo_action.trigger()
+    assert key_of[lassoed[-1]] not in w.labelling.session.store.label_names()
+    w.labelling.redo_action.trigger()
+    assert w.labelling.session.store.label_names()[key_of[lassoed[-1]]] == "bag"
 
     # Train the linear probe: an estimate, predictions in the gallery and on the map.
     assert flow_now(w) == ("Classify", "classify")
-    w.adapt_panel.method.setCurrentText("linear")
-    assert w.adapt_panel.train_button.isEnabled()
-    w.adapt_panel.train_button.click()
+    w.labelling.adapt_panel.method.setCurrentText("linear")
+    assert w.labelling.adapt_panel.train_button.isEnabled()
+    w.labelling.adapt_panel.train_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
-    assert "linear" in w.adapt_panel.estimates and "estimated accuracy" in w.adapt_panel.headline.text()
-    assert w.adapt_panel.per_class.rowCount() == 2 and w.adapt_panel.confusion.rowCount() == 2
-    assert w.adapted_path is not None and (w.adapted_path / "model.safetensors").exists()
-    assert w.gallery.model.predicted is not None and set(np.unique(w.predicted)) <= {0, 1}
+    assert "linear" in w.labelling.adapt_panel.estimates and "estimated accuracy" in w.labelling.adapt_panel.headline.text()
+    assert w.labelling.adapt_panel.per_class.rowCount() == 2 and w.labelling.adapt_panel.confusion.rowCount() == 2
+    assert w.labelling.session.adapted_path is not None and (w.labelling.session.adapted_path / "model.safetensors").exists()
+    assert w.gallery.model.predicted is not None and set(np.unique(w.labelling.session.predicted)) <= {0, 1}
     assert w.map.colour_by.currentText() == "Colour by predicted class"
     w.gallery.filter.setCurrentText("Least confident first")
     shown = [w.gallery.model.item_at(r) for r in range(w.gallery.model.rowCount())]
-    assert len(shown) == 300 - 20 and w.margin[shown[0]] <= w.margin[shown[-1]]
+    assert len(shown) == 300 - 20 and w.labelling.session.margin[shown[0]] <= w.labelling.session.margin[shown[-1]]
     # The classifier is listed, marked as the one in use.
-    trained = [w.adapt_panel.trained.item(i).text() for i in range(w.adapt_panel.trained.count())]
+    trained = [w.labelling.adapt_panel.trained.item(i).text() for i in range(w.labelling.adapt_panel.trained.count())]
     assert len(trained) == 1 and trained[0].startswith("\u25b6 linear · 20 labels · ")
     # The flow reads the same: the classifier in use, and export next.
     assert flow_now(w) == ("Export", "export")
-    estimate = w.adapt_panel.estimates["linear"].accuracy
+    estimate = w.labelling.adapt_panel.estimates["linear"].accuracy
     assert w.flow_bar.buttons["Classify"].text() == f"\u2713 4 Classify: linear, {estimate:.0%} estimated"
 
     # The sample's encoder is a convnet: the methods that need attention are greyed, saying why.
-    box = w.adapt_panel.method
+    box = w.labelling.adapt_panel.method
     greyed = {box.itemText(row) for row in range(box.count()) if not box.model().item(row).isEnabled()}
     assert greyed == {"prefix", "prompt", "ia3"}
     assert "attention" in box.model().item(box.findText("prefix")).toolTip()
     # Compare the methods that fit on the same folds, each with the knobs set for it.
     short_training_knobs(w, epochs=3, iterations=2)
-    assert w.adapt_panel.compare_button.isEnabled(), w.adapt_panel.compare_button.toolTip()
-    w.adapt_panel.compare_button.click()
+    assert w.labelling.adapt_panel.compare_button.isEnabled(), w.labelling.adapt_panel.compare_button.toolTip()
+    w.labelling.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
-    assert w.adapt_panel.comparison.rowCount() == 5
-    assert set(w.adapt_panel.estimates) == {"linear", "finetune", "lora", "adapter", "setfit"}
+    assert w.labelling.adapt_panel.comparison.rowCount() == 5
+    assert set(w.labelling.adapt_panel.estimates) == {"linear", "finetune", "lora", "adapter", "setfit"}
     # Which classifier is in use stays plain: the box stays on the method the user chose, the
     # headline names the best, says the comparison kept no model and names the one still in
     # use; the tables say whose they are, in shares, not fractional counts. SetFit's estimate comes
     # with its caution (it measured running opposite to the truth), in the table and, when it
     # ranks first, in the headline.
-    estimates = w.adapt_panel.estimates
+    estimates = w.labelling.adapt_panel.estimates
     assert estimates["setfit"].caution and not any(e.caution for m, e in estimates.items() if m != "setfit")
-    setfit_row = next(r for r in range(5) if w.adapt_panel.comparison.item(r, 0).text().startswith("setfit"))
-    assert w.adapt_panel.comparison.item(setfit_row, 0).text() == "setfit (see caution)"
+    setfit_row = next(r for r in range(5) if w.labelling.adapt_panel.comparison.item(r, 0).text().startswith("setfit"))
+    assert w.labelling.adapt_panel.comparison.item(setfit_row, 0).text() == "setfit (see caution)"
     best = max(estimates.values(), key=lambda e: e.accuracy).method
-    assert w.adapt_panel.method.currentText() == "linear"  # as it was set before Compare
+    assert w.labelling.adapt_panel.method.currentText() == "linear"  # as it was set before Compare
     last = list(estimates)[-1]
-    assert w.adapt_panel.per_class_title.text() == f"Per class, {last}"
-    assert w.adapt_panel.confusion_title.text().startswith(f"Confusion matrix of {last}")
-    cells = [w.adapt_panel.confusion.item(r, c).text() for r in range(2) for c in range(2)]
+    assert w.labelling.adapt_panel.per_class_title.text() == f"Per class, {last}"
+    assert w.labelling.adapt_panel.confusion_title.text().startswith(f"Confusion matrix of {last}")
+    cells = [w.labelling.adapt_panel.confusion.item(r, c).text() for r in range(2) for c in range(2)]
     assert all(text == "" or (text.endswith("%") and "." not in text) for text in cells), cells
-    headline = w.adapt_panel.headline.text()
-    assert f"{best} is best" in headline and f"still {w.adapted_path.name}" in headline
+    headline = w.labelling.adapt_panel.headline.text()
+    assert f"{best} is best" in headline and f"still {w.labelling.session.adapted_path.name}" in headline
     assert ("comes with a caution" in headline) == (best == "setfit")
-    assert w.adapt_panel.trained.count() == 1
+    assert w.labelling.adapt_panel.trained.count() == 1
     # A second classifier: both listed, the newest in use; a click brings the first back.
-    w.adapt_panel.method.setCurrentText("linear")
-    first = w.adapted_path
-    w.adapt_panel.train_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapted_path != first, timeout=60000)
-    assert w.adapt_panel.trained.count() == 2
-    assert w.adapt_panel.trained.item(0).text().startswith("\u25b6")
-    older = w.adapt_panel.trained.item(1)
-    w.adapt_panel.trained.itemClicked.emit(older)
-    assert w.adapted_path == first and w.adapt_panel.trained.item(1).text().startswith("\u25b6")
+    w.labelling.adapt_panel.method.setCurrentText("linear")
+    first = w.labelling.session.adapted_path
+    w.labelling.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.adapted_path != first, timeout=60000)
+    assert w.labelling.adapt_panel.trained.count() == 2
+    assert w.labelling.adapt_panel.trained.item(0).text().startswith("\u25b6")
+    older = w.labelling.adapt_panel.trained.item(1)
+    w.labelling.adapt_panel.trained.itemClicked.emit(older)
+    assert w.labelling.session.adapted_path == first and w.labelling.adapt_panel.trained.item(1).text().startswith("\u25b6")
 
     # Groups, then a whole group labelled at once.
-    w.label_panel.k.setValue(3)
-    w.label_panel.find_groups_button.click()
-    qtbot.waitUntil(lambda: w.groups is not None and not w.controller.busy(), timeout=30000)
+    w.labelling.label_panel.k.setValue(3)
+    w.labelling.label_panel.find_groups_button.click()
+    qtbot.waitUntil(lambda: w.labelling.session.groups is not None and not w.controller.busy(), timeout=30000)
     assert w.map.colour_by.currentText() == "Colour by group"
-    first_unlabelled = int(np.flatnonzero(w.label_of < 0)[0])
+    first_unlabelled = int(np.flatnonzero(w.labelling.session.label_of < 0)[0])
     w.gallery.select(first_unlabelled)
-    before = w.label_of.copy()
-    w.label_panel.label_group_button.click()
-    in_group = w.groups == w.groups[first_unlabelled]
-    assert (w.label_of[in_group & (before < 0)] == 1).all()
-    assert (w.label_of[before >= 0] == before[before >= 0]).all()  # earlier labels stay
+    before = w.labelling.session.label_of.copy()
+    w.labelling.label_panel.label_group_button.click()
+    in_group = w.labelling.session.groups == w.labelling.session.groups[first_unlabelled]
+    assert (w.labelling.session.label_of[in_group & (before < 0)] == 1).all()
+    assert (w.labelling.session.label_of[before >= 0] == before[before >= 0]).all()  # earlier labels stay
 
     # Export, from the flow's Next button: the classifier in use comes first; then Try it.
     assert flow_now(w) == ("Export", "export")
     w.flow_bar.next_button.click()
     dialog = w.export_dialog
     assert dialog.isVisible() and dialog.close_button.isVisible()
-    assert dialog.source.currentText().startswith(f"Classifier {w.adapted_path.name} (in use)")
+    assert dialog.source.currentText().startswith(f"Classifier {w.labelling.session.adapted_path.name} (in use)")
     # Every classifier trained is offered (the two linear ones; a comparison keeps no model).
     offered = [dialog.source.itemText(i) for i in range(dialog.source.count())]
-    trained = sorted(folder.name for folder in w.adapted_path.parent.iterdir())
+    trained = sorted(folder.name for folder in w.labelling.session.adapted_path.parent.iterdir())
     assert sorted(t.split()[1] for t in offered if t.startswith("Classifier ")) == trained
     assert len(trained) == 2
     dialog.export_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and dialog.exported_path is not None, timeout=120000)
     assert dialog.exported_path.suffix == ".onnx" and dialog.exported_path.exists()
     assert w.flow_bar.state.step("Export").detail == f"saved to {dialog.exported_path.parent.name}"
-    boot_image = Path(w.data_set.root) / key_of[boots[0]]
+    boot_image = Path(w.session.data_set.root) / key_of[boots[0]]
     dialog.try_image_file(boot_image)
     qtbot.waitUntil(lambda: "%" in dialog.try_result.text(), timeout=60000)
     assert dialog.try_result.text().split("</b>")[0].endswith(("boot", "bag"))
@@ -900,14 +900,14 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     make_image_folder(other, classes=2, per_class=6)
     w.open_data_folder(other)
     wait_for_data(qtbot, w)
-    assert len(w.data_set) == 12 and w.runs_list.count() == 0
+    assert len(w.session.data_set) == 12 and w.runs_list.count() == 0
     assert [flow_now(w)[0], w.flow_bar.state.step("Classify").detail,
             w.flow_bar.state.step("Export").detail] == ["Pretrain", "none yet", "not yet"]
     assert not w.banner.isVisibleTo(w) and len(w.map.indices) == 0
     assert w.controller.history.size == 0 and w.curves.curves["loss"].xData is None
-    assert w.adapt_panel.trained.count() == 0 and "estimated" not in w.adapt_panel.headline.text()
-    assert "Labelling with" not in w.label_panel.encoder_text.text()
-    assert w.adapted_path is None and w.label_store.label_names() == {}
+    assert w.labelling.adapt_panel.trained.count() == 0 and "estimated" not in w.labelling.adapt_panel.headline.text()
+    assert "Labelling with" not in w.labelling.label_panel.encoder_text.text()
+    assert w.labelling.session.adapted_path is None and w.labelling.session.store.label_names() == {}
     # Through every step the window kept the size it was given.
     assert (w.width(), w.height()) == size
 
@@ -921,41 +921,41 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     w.start_training()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     csv_file = tmp_path / "labels.csv"
-    shirts = [k for k in w.item_keys if k.startswith("shirt/")][:3]
+    shirts = [k for k in w.labelling.session.item_keys if k.startswith("shirt/")][:3]
     csv_file.write_text("path,label\n" + "".join(f"{k},shirt\n" for k in shirts) + "nope.png,shirt\n")
-    w.import_labels(csv_file)
-    assert w.label_panel.count_text.text() == "3 labelled items"
-    assert w._import_box.isVisible() and "1 paths not in the data folder" in w._import_box.text()
+    w.labelling.import_labels(csv_file)
+    assert w.labelling.label_panel.count_text.text() == "3 labelled items"
+    assert w.labelling.import_box.isVisible() and "1 paths not in the data folder" in w.labelling.import_box.text()
     # No hidden step: Suggest computes the run's features itself, then suggests.
-    assert w.label_panel.suggest_button.isEnabled() and w.features is None
-    w.label_panel.suggest_count.setValue(5)
-    w.label_panel.suggest_button.click()
+    assert w.labelling.label_panel.suggest_button.isEnabled() and w.labelling.session.features is None
+    w.labelling.label_panel.suggest_count.setValue(5)
+    w.labelling.label_panel.suggest_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and len(w.gallery.suggested) == 5, timeout=90000)
-    assert w.features is not None
+    assert w.labelling.session.features is not None
     assert w.gallery.filter.currentText() == "Suggested to label next"
-    assert not set(w.gallery.suggested) & {w.item_index[k] for k in shirts}
-    trouser = w.label_store.add_class("trouser")
-    w.label_store.assign([k for k in w.item_keys if k.startswith("trouser/")][:3], trouser.id)
-    w.refresh_labels()
-    w.adapt_panel.train_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapted_path is not None, timeout=60000)
-    predicted = w.predicted.copy()
-    project = w.project.path
+    assert not set(w.gallery.suggested) & {w.labelling.session.item_index[k] for k in shirts}
+    trouser = w.labelling.session.store.add_class("trouser")
+    w.labelling.session.store.assign([k for k in w.labelling.session.item_keys if k.startswith("trouser/")][:3], trouser.id)
+    w.labelling.refresh_labels()
+    w.labelling.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.adapted_path is not None, timeout=60000)
+    predicted = w.labelling.session.predicted.copy()
+    project = w.session.project.path
     w.close()
 
     again = window(project)
-    qtbot.waitUntil(lambda: again.data_set is not None and not again.controller.busy(), timeout=60000)
-    assert sorted(again.label_store.label_names()) == sorted(shirts + [
-        k for k in again.item_keys if k.startswith("trouser/")][:3])
+    qtbot.waitUntil(lambda: again.session.data_set is not None and not again.controller.busy(), timeout=60000)
+    assert sorted(again.labelling.session.store.label_names()) == sorted(shirts + [
+        k for k in again.labelling.session.item_keys if k.startswith("trouser/")][:3])
     assert (again.gallery.model.label_of >= 0).sum() == 6
     # After a restart, Train classifier needs no step first either: the features come back
     # (from the run's cache), and with them the last classifier's predictions, then it trains.
-    assert again.adapt_panel.train_button.isEnabled() and again.features is None
-    again.adapt_panel.train_button.click()
-    qtbot.waitUntil(lambda: again.features is not None and not again.controller.busy()
-                    and again.adapted_path is not None, timeout=90000)
-    assert again.predicted is not None and np.array_equal(again.predicted, predicted)
-    assert "linear" in again.adapt_panel.estimates
+    assert again.labelling.adapt_panel.train_button.isEnabled() and again.labelling.session.features is None
+    again.labelling.adapt_panel.train_button.click()
+    qtbot.waitUntil(lambda: again.labelling.session.features is not None and not again.controller.busy()
+                    and again.labelling.session.adapted_path is not None, timeout=90000)
+    assert again.labelling.session.predicted is not None and np.array_equal(again.labelling.session.predicted, predicted)
+    assert "linear" in again.labelling.adapt_panel.estimates
 
 
 def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window, monkeypatch):
@@ -1018,8 +1018,8 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     folder = make_text_folder(tmp_path / "reviews")
     w = window()
     w.open_data_folder(folder)
-    qtbot.waitUntil(lambda: w.data_set is not None and not w.controller.busy(), timeout=60000)
-    assert w.data_set.modality == "text" and w.gallery.model.rowCount() == 24
+    qtbot.waitUntil(lambda: w.session.data_set is not None and not w.controller.busy(), timeout=60000)
+    assert w.session.data_set.modality == "text" and w.gallery.model.rowCount() == 24
     shown = w.gallery.model.data(w.gallery.model.index(0), Qt.ItemDataRole.DisplayRole)
     assert isinstance(shown, str) and shown.endswith(".")
     objectives = [w.setup.objective.itemText(i) for i in range(w.setup.objective.count())]
@@ -1037,15 +1037,15 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     assert summary.status == "completed" and summary.backbone == "word_vectors"
     assert len(w.map.indices) > 0 and isinstance(w._thumbnail_for(int(w.map.indices[0])), str)
 
-    w.label_panel.prepare_button.click()
-    qtbot.waitUntil(lambda: w.features is not None and not w.controller.busy(), timeout=60000)
+    w.labelling.label_panel.prepare_button.click()
+    qtbot.waitUntil(lambda: w.labelling.session.features is not None and not w.controller.busy(), timeout=60000)
     for name in ("bad", "good"):
-        cls = w.label_store.add_class(name)
-        w.label_store.assign([k for k in w.item_keys if k.startswith(name + "/")][:4], cls.id)
-    w.refresh_labels()
-    w.adapt_panel.train_button.click()
+        cls = w.labelling.session.store.add_class(name)
+        w.labelling.session.store.assign([k for k in w.labelling.session.item_keys if k.startswith(name + "/")][:4], cls.id)
+    w.labelling.refresh_labels()
+    w.labelling.adapt_panel.train_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
-    assert "linear" in w.adapt_panel.estimates and w.predicted is not None
+    assert "linear" in w.labelling.adapt_panel.estimates and w.labelling.session.predicted is not None
 
 
 def test_weights_for_a_text_folder_switch_skipgram_to_an_objective_that_continues(qtbot, window, tmp_path):
@@ -1054,7 +1054,7 @@ def test_weights_for_a_text_folder_switch_skipgram_to_an_objective_that_continue
     folder = make_text_folder(tmp_path / "texts")
     w = window()
     w.open_data_folder(folder)
-    qtbot.waitUntil(lambda: w.data_set is not None and not w.controller.busy(), timeout=60000)
+    qtbot.waitUntil(lambda: w.session.data_set is not None and not w.controller.busy(), timeout=60000)
     assert w.setup.objective.currentText() == "skipgram"
     w.setup.weights.setText(str(tmp_path / "all-MiniLM-L6-v2"))
     w.setup.weights.editingFinished.emit()
@@ -1072,10 +1072,10 @@ def test_the_encoder_and_its_weights_are_remembered_per_kind_of_data(qtbot, wind
     w.setup._set_combo_data(w.setup.backbone, "pretrained_convnext_atto")
     w.setup.weights.setText(str(weights))
     w.open_data_folder(make_text_folder(tmp_path / "texts"))
-    qtbot.waitUntil(lambda: w.data_set is not None and w.data_set.modality == "text" and not w.controller.busy(),
+    qtbot.waitUntil(lambda: w.session.data_set is not None and w.session.data_set.modality == "text" and not w.controller.busy(),
                     timeout=60000)
     # The image encoder's weights would not load into a text run.
-    train_config, _ = w.setup.build_configs(str(w.data_set.root), str(tmp_path / "run"))
+    train_config, _ = w.setup.build_configs(str(w.session.data_set.root), str(tmp_path / "run"))
     assert train_config.backbone == "auto" and train_config.weights == ""
     open_sample(qtbot, w)
     assert w.setup.backbone.currentData() == "pretrained_convnext_atto" and w.setup.weights.text() == str(weights)
@@ -1164,10 +1164,10 @@ def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, win
 
     w = window()
     open_sample(qtbot, w)
-    project = w.project.path
-    store = w.label_store
+    project = w.session.project.path
+    store = w.labelling.session.store
     cls = store.add_class("bag")
-    store.assign([w.item_keys[0]], cls.id)
+    store.assign([w.labelling.session.item_keys[0]], cls.id)
     w.close()
 
     holder = ProjectLock.acquire(project, holder="sslstudio adapt")  # another program has it
@@ -1177,19 +1177,19 @@ def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, win
         again = window(project)
         wait_for_data(qtbot, again)
         assert warnings and "sslstudio adapt (process" in warnings[0] and "read-only" in warnings[0]
-        assert again.label_store.read_only and again.label_of[0] == 0  # labels still shown
-        assert again.label_items([1], cls.id, use_current=False) == 0
+        assert again.labelling.session.store.read_only and again.labelling.session.label_of[0] == 0  # labels still shown
+        assert again.labelling.label_items([1], cls.id, use_current=False) == 0
         assert "read-only" in again.status_text.text()
         again.close()
     finally:
         holder.release()
     check = LabelStore.for_project(project)
-    assert check.label_names() == {w.item_keys[0]: "bag"}
+    assert check.label_names() == {w.labelling.session.item_keys[0]: "bag"}
     check.close()
 
     third = window(project)  # free again: a writer
     wait_for_data(qtbot, third)
-    assert not third.label_store.read_only
+    assert not third.labelling.session.store.read_only
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: a "
@@ -1278,9 +1278,9 @@ def test_pre_labels_for_texts_offer_the_sentence_encoder_and_never_an_image_mode
     w.open_data_folder(make_text_folder(tmp_path / "reviews"))
     wait_for_data(qtbot, w)
     for name in ("bad", "good"):
-        w.label_store.add_class(name)
-    w.refresh_labels()
-    w.label_panel.zeroshot_button.click()
+        w.labelling.session.store.add_class(name)
+    w.labelling.refresh_labels()
+    w.labelling.label_panel.zeroshot_button.click()
     dialog = w.labelling.zeroshot_dialog
     assert dialog.isVisible() and dialog.model.text() == ""  # not the CLIP of the image project
     assert dialog.download_button.isVisible() and "all-MiniLM-L6-v2 (about 91 MB)" in dialog.download_button.text()
@@ -1297,19 +1297,19 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
 
     w = window()
     open_sample(qtbot, w)
-    assert not w.label_panel.zeroshot_button.isEnabled()  # two classes are needed to choose from
-    boot = w.label_store.add_class("boot")
-    w.label_store.add_class("bag")
-    w.refresh_labels()
-    by_hand = w.item_keys[0]
-    w.label_store.assign([by_hand], boot.id)
-    w.refresh_labels()
-    assert w.label_panel.zeroshot_button.isEnabled()
-    assert not w.label_panel.accept_confident_button.isEnabled()  # nothing to accept yet
+    assert not w.labelling.label_panel.zeroshot_button.isEnabled()  # two classes are needed to choose from
+    boot = w.labelling.session.store.add_class("boot")
+    w.labelling.session.store.add_class("bag")
+    w.labelling.refresh_labels()
+    by_hand = w.labelling.session.item_keys[0]
+    w.labelling.session.store.assign([by_hand], boot.id)
+    w.labelling.refresh_labels()
+    assert w.labelling.label_panel.zeroshot_button.isEnabled()
+    assert not w.labelling.label_panel.accept_confident_button.isEnabled()  # nothing to accept yet
 
     make_clip_folder(tmp_path / "clip")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no CLIP cached
-    w.label_panel.zeroshot_button.click()
+    w.labelling.label_panel.zeroshot_button.click()
     dialog = w.labelling.zeroshot_dialog
     assert dialog.isVisible() and list(dialog.descriptions) == ["boot", "bag"]
     assert dialog.descriptions["bag"].placeholderText() == "a photo of a bag."
@@ -1319,29 +1319,29 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
                               tmp_path / "clip")
     dialog.descriptions["boot"].setText("a photo of a boot")
     dialog.accept()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.label_panel.has_pre_labels, timeout=60000)
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.label_panel.has_pre_labels, timeout=60000)
     session = w.labelling.session
     assert w.settings.value("zeroshot/image_model") == str(tmp_path / "clip")
-    assert "299 unlabelled items have a pre-label" in w.label_panel.zeroshot_text.text()
-    assert w.predicted is not None and (w.predicted >= 0).all()  # shown as predictions
-    assert w.label_store.label_names() == {by_hand: "boot"}  # nothing is a label until accepted
+    assert "299 unlabelled items have a pre-label" in w.labelling.label_panel.zeroshot_text.text()
+    assert w.labelling.session.predicted is not None and (w.labelling.session.predicted >= 0).all()  # shown as predictions
+    assert w.labelling.session.store.label_names() == {by_hand: "boot"}  # nothing is a label until accepted
 
     picks = [3, 4, 5]
     w.gallery.select_items(picks)
-    w.label_panel.accept_selected_button.click()
-    names = w.label_store.label_names()
+    w.labelling.label_panel.accept_selected_button.click()
+    names = w.labelling.session.store.label_names()
     expected = [session.pre_label_names[session.pre_labels[i]] for i in picks]
-    assert [names[w.item_keys[i]] for i in picks] == expected and len(names) == 4
+    assert [names[w.labelling.session.item_keys[i]] for i in picks] == expected and len(names) == 4
     # Above a confidence: only the sure ones; the label given by hand never changes.
     threshold = float(np.quantile(session.pre_confidence, 0.5))
-    w.label_panel.accept_confidence.setValue(int(threshold * 100))
-    w.label_panel.accept_confident_button.click()
-    names = w.label_store.label_names()
-    sure = {w.item_keys[i] for i in np.flatnonzero(session.pre_confidence >= int(threshold * 100) / 100)}
-    assert names[by_hand] == "boot" and set(names) == sure | {by_hand} | {w.item_keys[i] for i in picks}
+    w.labelling.label_panel.accept_confidence.setValue(int(threshold * 100))
+    w.labelling.label_panel.accept_confident_button.click()
+    names = w.labelling.session.store.label_names()
+    sure = {w.labelling.session.item_keys[i] for i in np.flatnonzero(session.pre_confidence >= int(threshold * 100) / 100)}
+    assert names[by_hand] == "boot" and set(names) == sure | {by_hand} | {w.labelling.session.item_keys[i] for i in picks}
     assert "pre-labels accepted" in w.status_text.text()
     w.labelling.undo_label()
-    assert len(w.label_store.label_names()) == 4  # one undo takes the whole acceptance back
+    assert len(w.labelling.session.store.label_names()) == 4  # one undo takes the whole acceptance back
 
 
 def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_the_features(
@@ -1357,49 +1357,49 @@ def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_th
     w.flow_bar.next_button.click()  # Start training
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     assert flow_now(w) == ("Label", "folder_classes")
-    w.reveal(w.label_panel)  # this newcomer names their own two classes instead
+    w.reveal(w.labelling.label_panel)  # this newcomer names their own two classes instead
     names = iter(["boot", "bag"])
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
-    w.label_panel.add_button.click()
-    w.label_panel.add_button.click()
-    key_of = w.item_keys
+    w.labelling.label_panel.add_button.click()
+    w.labelling.label_panel.add_button.click()
+    key_of = w.labelling.session.item_keys
     boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:6]
     bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")][:6]
     w.gallery.select_items(boots)
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_1)
     w.gallery.select_items(bags)
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_2)
-    assert w.features is None  # nobody prepared anything
+    assert w.labelling.session.features is None  # nobody prepared anything
 
-    assert w.label_panel.find_groups_button.isEnabled()
-    w.label_panel.k.setValue(4)
-    w.label_panel.find_groups_button.click()
+    assert w.labelling.label_panel.find_groups_button.isEnabled()
+    w.labelling.label_panel.k.setValue(4)
+    w.labelling.label_panel.find_groups_button.click()
     qtbot.waitUntil(lambda: w.labelling.session.groups is not None and not w.controller.busy(),
                     timeout=90000)
-    assert w.features is not None and int(w.labelling.session.groups.max()) == 3
+    assert w.labelling.session.features is not None and int(w.labelling.session.groups.max()) == 3
 
     w.labelling.session.forget_features()  # as after a restart: gone again
     short_training_knobs(w, epochs=2, iterations=1)
-    assert w.adapt_panel.compare_button.isEnabled()
-    w.adapt_panel.compare_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapt_panel.comparison.rowCount() == 5,
+    assert w.labelling.adapt_panel.compare_button.isEnabled()
+    w.labelling.adapt_panel.compare_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.adapt_panel.comparison.rowCount() == 5,
                     timeout=180000)
-    assert w.features is not None
+    assert w.labelling.session.features is not None
 
     assert flow_now(w)[0] == "Classify"
     w.flow_bar.next_button.click()  # Train classifier
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.adapted_path is not None, timeout=90000)
-    assert w.predicted is not None and flow_now(w)[0] == "Export"
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.adapted_path is not None, timeout=90000)
+    assert w.labelling.session.predicted is not None and flow_now(w)[0] == "Export"
 
     # Stopping a comparison: it ends at once, says it kept nothing, and the classifier in use stays.
-    in_use = w.adapted_path
-    w.adapt_panel.compare_button.click()
+    in_use = w.labelling.session.adapted_path
+    w.labelling.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: w.controller.busy() and w.stop_action.isEnabled(), timeout=30000)
     assert "comparing" in w.stop_action.toolTip() or "comparing" in w.stop_button.toolTip()
     w.stop_action.trigger()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "stopping the classifier's training: nothing of it is kept" in w.log.toPlainText()
-    assert w.adapted_path == in_use and "stopped" in w.status_text.text()
+    assert w.labelling.session.adapted_path == in_use and "stopped" in w.status_text.text()
 
 
 def test_small_things_of_the_first_hour(qtbot, window, tmp_path):
@@ -1444,9 +1444,9 @@ def test_a_label_is_a_bar_along_the_bottom_never_a_frame(qtbot, window):
 
     w = window()
     open_sample(qtbot, w)
-    boot = w.label_store.add_class("boot")
-    w.label_store.assign([w.item_keys[0]], boot.id)
-    w.refresh_labels()
+    boot = w.labelling.session.store.add_class("boot")
+    w.labelling.session.store.assign([w.labelling.session.item_keys[0]], boot.id)
+    w.labelling.refresh_labels()
     g = w.gallery
     g.list.clearSelection()
     rect = g.list.visualRect(g.model.index(0, 0))
@@ -1473,7 +1473,7 @@ def test_at_1280_by_800_the_docks_hold_their_panels_without_sideways_scrolling(q
     qtbot.waitUntil(lambda: scroll.viewport().width() > 0, timeout=5000)
     assert not scroll.horizontalScrollBar().isVisible()
     assert scroll.widget().width() <= scroll.viewport().width()  # nothing cut at the right
-    for panel, dock in ((w.label_panel, w.labels_dock), (w.adapt_panel, w.classifier_dock)):
+    for panel, dock in ((w.labelling.label_panel, w.labels_dock), (w.labelling.adapt_panel, w.classifier_dock)):
         dock.raise_()
         qtbot.waitUntil(lambda: panel.isVisible(), timeout=5000)
         assert panel.minimumSizeHint().width() <= dock.width(), type(panel).__name__

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sslstudio.core.control import Cancelled, RunControl
-from sslstudio.core.data import text_folder as text_folder_module
+from sslstudio.core.data import text_files
 from sslstudio.core.data.scan import DataError, detect_modality
 from sslstudio.core.data.text_folder import (
     TEXT_EXTENSIONS,
@@ -138,7 +138,7 @@ def test_unreadable_vanished_and_too_large_files(tmp_path, monkeypatch):
     (tmp_path / "gone.txt").symlink_to(tmp_path / "no-such-file.txt")
     with open(tmp_path / "huge.txt", "wb") as handle:
         handle.truncate(51 * 2**20)  # sparse: the size check rejects it before any read
-    real_open = text_folder_module.open_text_file
+    real_open = text_files.open_text_file
 
     def fake_open(path):
         # chmod alone does not stop root, which the tests may run as.
@@ -146,7 +146,7 @@ def test_unreadable_vanished_and_too_large_files(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path)
 
-    monkeypatch.setattr(text_folder_module, "open_text_file", fake_open)
+    monkeypatch.setattr(text_files, "open_text_file", fake_open)
     data, _ = run_to_end(load_text_folder(tmp_path))
     assert data.items == ["good.txt"]
     assert dict(data.report.skipped) == {

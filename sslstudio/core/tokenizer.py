@@ -35,7 +35,7 @@ CHARS_PER_TOKEN = 32
 # working copy of each token is about 100 bytes) whatever the texts and max_length.
 ENCODE_CHUNK_CHARS = 2 * 2**20
 # Texts fetched at a time before they are cut: a folder too large to keep its texts reads them
-# back whole (up to text_folder.MAX_DOCUMENT_CHARS each), so a few at a time.
+# back whole (up to text_files.MAX_DOCUMENT_CHARS each), so a few at a time.
 READ_BLOCK = 64
 
 

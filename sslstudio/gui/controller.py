@@ -36,7 +36,7 @@ from sslstudio.core.events import (
     ZeroShotFinished,
     ZeroShotPredictions,
 )
-from sslstudio.gui.history import RunHistory
+from sslstudio.core.history import RunHistory
 from sslstudio.gui.modalities import VIEWS
 from sslstudio.gui.worker import JobWorker
 

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sslstudio.core.project_session import ProjectSession
 from sslstudio.core.data import item_keys
 from sslstudio.core.describe import describe
 from sslstudio.core.run.folder import AdaptedFolder, RunFolder
@@ -72,7 +73,8 @@ class LabellingHost(Protocol):
     status_text: QLabel
     progress: QProgressBar
     log: LogPanel
-    data_set: object | None  # None before a folder is loaded and while one is scanned
+    session: ProjectSession  # the open project as the window shows it (its data_set: None
+    # before a folder is loaded and while one is scanned)
     engine: dict | None  # None until the training engine has loaded
 
     encoders_dialog: QWidget | None  # the pretrained-encoders dialog, once it has been shown
@@ -82,6 +84,9 @@ class LabellingHost(Protocol):
 
     def download_weights(self, name: str) -> None:
         """Ask, then fetch a pretrained encoder's weights (the text encoder: "pretrained_bert")."""
+
+    def refresh_flow(self) -> None:
+        """Show the flow bar's steps again (labels or classifiers changed what comes next)."""
 
 
 class LabellingPanels(QObject):
@@ -161,7 +166,7 @@ class LabellingPanels(QObject):
         self.session.close_project()
 
     def data_changed(self) -> None:
-        data = self.host.data_set
+        data = self.host.session.data_set
         self.session.set_items(item_keys(data) if data is not None else [])
         self._show_labels()
 
@@ -327,7 +332,7 @@ class LabellingPanels(QObject):
         self._show_labels()
 
     def import_labels_dialog(self) -> None:
-        if self.session.store is None or self.host.data_set is None:
+        if self.session.store is None or self.host.session.data_set is None:
             QMessageBox.information(self.host, APP_NAME, "Open the folder the labels refer to first.")
             return
         path, _ = QFileDialog.getOpenFileName(self.host, "Import labels", str(Path.home()),
@@ -337,7 +342,7 @@ class LabellingPanels(QObject):
 
     def import_labels(self, path: Path) -> None:
         try:
-            report = self.session.import_csv(path, Path(self.host.data_set.root))
+            report = self.session.import_csv(path, Path(self.host.session.data_set.root))
         except LabelError as error:
             QMessageBox.warning(self.host, APP_NAME, str(error))
             return
@@ -388,7 +393,7 @@ class LabellingPanels(QObject):
 
     def prepare_labelling(self) -> None:
         summary = self._selected_run
-        if summary is None or self.host.data_set is None or self.host.controller.busy():
+        if summary is None or self.host.session.data_set is None or self.host.controller.busy():
             return
         if not summary.folder.has_checkpoint():
             QMessageBox.information(self.host, APP_NAME, f"Run {summary.name} has no checkpoint yet; "
@@ -404,7 +409,7 @@ class LabellingPanels(QObject):
         session = self.session
         session.features_ready(event)
         shown = session.map_items()
-        data = self.host.data_set
+        data = self.host.session.data_set
         view = self.host.map
         view.class_names = tuple(data.class_names)
         view.show_snapshot(shown, session.coords[shown], np.asarray(data.labels)[shown])
@@ -428,7 +433,7 @@ class LabellingPanels(QObject):
         session.map_ready(event)
         shown = session.map_items()
         view = self.host.map
-        view.show_snapshot(shown, session.coords[shown], np.asarray(self.host.data_set.labels)[shown])
+        view.show_snapshot(shown, session.coords[shown], np.asarray(self.host.session.data_set.labels)[shown])
         view.status.setText(f"{len(shown):,} items embedded by {session.run.name}, "
                             f"{event.method} map")
 
@@ -448,7 +453,7 @@ class LabellingPanels(QObject):
 
     def _can_prepare(self) -> bool:
         run = self._selected_run
-        return (not self.host.controller.busy() and self.host.data_set is not None
+        return (not self.host.controller.busy() and self.host.session.data_set is not None
                 and self.session.store is not None and run is not None
                 and run.folder.has_checkpoint())
 
@@ -518,11 +523,11 @@ class LabellingPanels(QObject):
         return self.label_panel.accept_confidence.value() / 100
 
     def zero_shot_dialog(self) -> None:
-        if self.host.data_set is None or self.session.store is None:
+        if self.host.session.data_set is None or self.session.store is None:
             self._say("Open a data folder first")
             return
         settings = getattr(self.host, "settings", None)
-        view = view_of(self.host.data_set)
+        view = view_of(self.host.session.data_set)
         # One model per kind of data: a CLIP folder cannot read texts, nor a sentence encoder images.
         key = f"zeroshot/{view.name}_model"
         remembered = str(settings.value(key, "") or "") if settings is not None else ""
@@ -777,7 +782,7 @@ class LabellingPanels(QObject):
         self.redo_action.setText(f"&Redo {session.redo_text()}" if can_redo else "&Redo")
         busy = self.host.controller.busy()
         has_labels = session.store is not None
-        has_data = self.host.data_set is not None and has_labels
+        has_data = self.host.session.data_set is not None and has_labels
         self.import_labels_action.setEnabled(has_data)
         self.export_labels_action.setEnabled(has_labels)
         run = self._selected_run

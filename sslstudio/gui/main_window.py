@@ -33,13 +33,14 @@ from sslstudio.core.config import ConfigError
 from sslstudio.core.describe import status_word
 from sslstudio.core.data.scan import detect_modality
 from sslstudio.core.data.text_folder import snippet
+from sslstudio.core.history import RunHistory
 from sslstudio.core.project import Project, ProjectError
+from sslstudio.core.project_session import ProjectSession
 from sslstudio.core.text import counted, format_duration, format_loss
 from sslstudio.resources import sample_dataset_path
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.flow import FlowFacts, flow_state
-from sslstudio.gui.history import RunHistory
 from sslstudio.gui.labelling import LabellingPanels
 from sslstudio.gui.modalities import view_of
 from sslstudio.gui.widgets.banner import Banner
@@ -84,18 +85,14 @@ class MainWindow(QMainWindow):
     def __init__(self, project_path: Path | None = None, settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings()
-        self.project: Project | None = None
+        self.session = ProjectSession()  # what the window shows of the open project
         self.export_dialog: ExportDialog | None = None
         self.encoders_dialog: EncodersDialog | None = None
-        self.data_set = None
         self.engine = None
         self._start_when_engine_ready = False  # Start was pressed before the engine loaded
         self.controller = TrainingController(self)
         self._engine_loader: JobWorker | None = None
         self._closing = False
-        self._exported_to = ""  # where this project's last export went ("" none yet)
-        self._exported_source = ""  # the classifier or run that export was made of
-        self._map_after_run: Path | None = None  # a run just completed: its t-SNE map comes next
         self._pending_data_dir: Path | None = None
         self.setAcceptDrops(True)
         self._build_widgets()
@@ -123,6 +120,7 @@ class MainWindow(QMainWindow):
         self.log = LogPanel()
 
         self.banner = Banner()
+        self.banner.close_button.clicked.connect(self._dismiss_banner)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.curves, "Training curves")
         self.tabs.addTab(self.map, "Embedding map")
@@ -148,10 +146,11 @@ class MainWindow(QMainWindow):
         setup_layout.addLayout(buttons)
         self.setup_dock = self._dock("Run setup", setup_box, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setup_dock.setMinimumWidth(320)
-        self.labels_dock = self._dock("Labels", self.label_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.labels_dock = self._dock("Labels", self.labelling.label_panel,
+                                      Qt.DockWidgetArea.RightDockWidgetArea)
         # The Label step's Next ("Go to labels") has nothing to do while the panel is in view.
         self.labels_dock.visibilityChanged.connect(lambda _visible: self.refresh_flow())
-        self.classifier_dock = self._dock("Classifier", self.adapt_panel,
+        self.classifier_dock = self._dock("Classifier", self.labelling.adapt_panel,
                                           Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.setup_dock, self.labels_dock)
         self.tabifyDockWidget(self.labels_dock, self.classifier_dock)
@@ -305,7 +304,7 @@ class MainWindow(QMainWindow):
     def _engine_loaded(self, info: dict) -> None:
         self.engine = info
         self.setup.populate(info, self._saved_choices())
-        self.adapt_panel.populate(info["adapters"])
+        self.labelling.adapt_panel.populate(info["adapters"])
         self.labelling.refresh_classifiers()  # now it can say which methods the run's encoder takes
         self.log.add("training engine ready: " + ", ".join(
             description for _, description in info["devices"][1:]))
@@ -344,32 +343,23 @@ class MainWindow(QMainWindow):
 
     # -- projects and folders -----------------------------------------------------------------
     def set_project(self, project: Project) -> None:
-        if self.project is not None and self.project.path != project.path:
-            self._forget_shown_project()
-        self.project = project
+        """A new session for the project: nothing of the last one (its banner, map, curves,
+        classifier, labelling run, export) can show, since the window would say what is not
+        true of this one."""
+        if self.session.project is not None and self.session.project.path == project.path:
+            self.session.project = project  # the same project again: what it shows stays
+            self.labelling.set_project(project)
+            self.refresh_flow()
+            return
+        if self.session.project is not None:
+            self.labelling.forget_project_view()
+        self.session = ProjectSession(project)
         self.labelling.set_project(project)
-        # A model exported in an earlier session still counts as the flow's last step done, for
-        # the run it was made of (its .json says which).
-        exports = sorted((project.path / "exports").glob("**/*.onnx"), key=lambda p: p.stat().st_mtime)
-        self._exported_to, self._exported_source = "", ""
-        if exports:
-            self._exported_to = str(exports[-1].parent)
-            try:
-                model = json.loads(exports[-1].with_suffix(".json").read_text()).get("model", {})
-                self._exported_source = str(model.get("adapted") or model.get("run") or "")
-            except (OSError, ValueError, AttributeError):
-                pass
-        self.refresh_flow()
-
-    def _forget_shown_project(self) -> None:
-        """Another project opens: nothing of the last one may show (its banner, map, curves,
-        classifier, labelling run), since the window would say what is not true of this one."""
-        self.banner.dismiss()
         self.map.clear()
-        self.controller.history = RunHistory()
-        self.curves.set_history(self.controller.history)
-        self.labelling.forget_project_view()
-        self._exported_to = self._exported_source = ""
+        self.controller.history = self.session.history
+        self.curves.set_history(self.session.history)
+        self._show_banner()
+        self.refresh_flow()
 
     def release_project(self) -> None:
         """Close the labels and let another window have the project."""
@@ -429,7 +419,8 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, APP_NAME, f"Not a folder: {folder}")
             return
         folder = folder.resolve()
-        same_data = self.project is not None and self.project.data_dir in ("", str(folder))
+        project = self.session.project
+        same_data = project is not None and project.data_dir in ("", str(folder))
         if not same_data:
             # Runs need a home, and runs on other data do not belong together: the folder gets
             # a project of its own, named after it, in the documents folder (reused next time).
@@ -444,10 +435,10 @@ class MainWindow(QMainWindow):
                 QMessageBox.warning(self, APP_NAME, f"Cannot create a project in {root}: {error}")
                 return
             self.set_project(project)
-            self._remember("recent/projects", str(self.project.path))
+            self._remember("recent/projects", str(self.session.project.path))
             self.refresh_runs(select_latest=True)
         try:
-            self.project.set_data_dir(str(folder))
+            self.session.project.set_data_dir(str(folder))
         except ProjectError as error:
             QMessageBox.warning(self, APP_NAME, f"{error}.")
             return
@@ -461,12 +452,13 @@ class MainWindow(QMainWindow):
         if modality is None:
             return
         self.gallery.set_data(None)
-        self.data_set = None
+        self.session.data_set = None
         self.progress.setRange(0, 0)
         self.progress.setFormat("scanning…")
         self.progress.show()
         self.status_text.setText(f"Scanning {folder}…")
-        self.controller.start_scan(folder, THUMBNAIL_SIZE, self.project.cache_dir if self.project else None,
+        project = self.session.project
+        self.controller.start_scan(folder, THUMBNAIL_SIZE, project.cache_dir if project else None,
                                    modality)
 
     def ask_modality(self, folder: Path) -> str | None:
@@ -496,27 +488,30 @@ class MainWindow(QMainWindow):
             return
         if self.controller.busy():
             return
-        if self.data_set is None or self.project is None:
+        if self.session.data_set is None or self.session.project is None:
             QMessageBox.information(self, APP_NAME, "Open a folder of images first "
                                     "(or Help > Open sample dataset).")
             return
 
+        project = self.session.project
         try:
             train_config, objective_config = self.setup.build_configs(
-                self.project.data_dir, str(self.project.new_run_dir(self.setup.objective.currentText())))
+                project.data_dir, str(project.new_run_dir(self.setup.objective.currentText())))
         except ConfigError as error:
             QMessageBox.warning(self, APP_NAME, f"A setting is not valid: {error}")
             return
-        if self.label_store.labels():
+        if self.labelling.session.store.labels():
             # The user's labels judge the encoder as it trains: the probe on the curves, and the
             # run keeps the encoder that scored best.
-            train_config = dataclasses.replace(train_config, labels=str(self.label_store.path))
+            train_config = dataclasses.replace(train_config,
+                                               labels=str(self.labelling.session.store.path))
         self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
-        self.banner.dismiss()
+        self._dismiss_banner()
         self.map.clear()
         self.labelling.clear_map()
         self.controller.start_training(train_config, objective_config)
-        self.curves.set_history(self.controller.history)
+        self.session.history = self.controller.history
+        self.curves.set_history(self.session.history)
         self.tabs.setCurrentWidget(self.curves)
 
     def resume_selected_run(self) -> None:
@@ -531,7 +526,7 @@ class MainWindow(QMainWindow):
 
         train_config, objective_config, _ = summary.folder.read_config()
         history = RunHistory.from_metrics(summary.folder.metrics())
-        self.banner.dismiss()
+        self._dismiss_banner()
         self.controller.start_training(train_config, objective_config, resume=True)
         # A resume goes on with the run's own settings, whatever the form shows now (it showed
         # "1 epoch" while a 5-minute run went on for its 5 minutes, saying nothing).
@@ -542,6 +537,7 @@ class MainWindow(QMainWindow):
         self.status_text.setText(note)
         self.log.add(note)
         self.controller.history = history  # keep the curve drawn so far; new points append to it
+        self.session.history = history
         self.curves.set_history(history)
 
     def download_weights(self, name: str) -> None:
@@ -598,7 +594,7 @@ class MainWindow(QMainWindow):
         self.progress.hide()
 
     def _data_ready(self, data_set) -> None:
-        self.data_set = data_set
+        self.session.data_set = data_set
         self.gallery.set_data(data_set)
         # The legend names the folder's classes, also for a run's map shown before any training.
         self.map.set_class_names(data_set.class_names)
@@ -639,27 +635,34 @@ class MainWindow(QMainWindow):
                                  f"{event.samples_per_s:,.0f} images/s{memory}")
 
     def _snapshot(self, event) -> None:
-        if self._closing or self.features is not None:
+        if self._closing or self.labelling.session.features is not None:
             return  # the map shows every item for labelling; a run's snapshot would replace it
         self.map.show_snapshot(event.indices, event.coords, event.labels, event.step)
 
     def _warning(self, kind: str, message: str) -> None:
-        # What changes what the run hands over stays in view: collapse, divergence, and an
-        # earlier encoder kept because continuing did not help.
-        if kind in ("collapse", "non_finite", "best_encoder", "loss_zero"):
-            # Red for a run gone wrong; an earlier encoder kept is news, not an error.
-            self.banner.say(message, BANNER_STYLES["notice" if kind == "best_encoder" else "problem"],
-                            self.controller.training_run or "")
+        if self.session.run_warning(kind, message, self.controller.training_run or ""):
+            self._show_banner()
+
+    def _show_banner(self) -> None:
+        message = self.session.banner
+        if message is None:
+            self.banner.dismiss()
+        else:
+            self.banner.say(message.text, BANNER_STYLES[message.tone], message.run)
+
+    def _dismiss_banner(self) -> None:
+        self.session.dismiss_banner()
+        self._show_banner()
 
     def _busy_changed(self, busy: bool) -> None:
         if not busy and self.controller.job_kind == "map":
             self.progress.hide()
-        if not busy and not self._closing and self.project is not None:
+        if not busy and not self._closing and self.session.project is not None:
             # Whatever the job was (a run, a comparison), the list reads the runs' states again.
             current = self.runs_list.currentItem()
             selected = current.data(Qt.ItemDataRole.UserRole).path if current is not None else None
             self.refresh_runs(select_path=selected)
-            mapped, self._map_after_run = self._map_after_run, None
+            mapped = self.session.take_map_after_run()
             if mapped is not None and not self.controller.busy():
                 # The run's own map, where groups stand apart, replaces its last PCA snapshot.
                 self.controller.start_run_map(mapped)
@@ -667,7 +670,7 @@ class MainWindow(QMainWindow):
     def _run_finished(self, event) -> None:
         self.progress.hide()
         if event.status == "completed" and self.controller.run_dir is not None:
-            self._map_after_run = Path(self.controller.run_dir)
+            self.session.run_completed(Path(self.controller.run_dir))
         self.status_text.setText(f"Run {status_word(event.status)} at step {event.step}"
                                  + (f": {event.message}" if event.message else ""))
         if not self._closing:
@@ -720,20 +723,12 @@ class MainWindow(QMainWindow):
     def refresh_runs(self, select_path: Path | None = None, select_latest: bool = False) -> None:
         self.runs_list.blockSignals(True)
         self.runs_list.clear()
-        runs = self.project.runs() if self.project else []
         chosen = None
-        # One source for a run's state: on disk, unless this window is training it right now.
-        live = self.controller.training_run
-        for summary in runs:
-            live_here = live is not None and summary.path == Path(live)
-            status = ("paused" if self.controller.paused else "running") if live_here \
-                else status_word(summary.status)
-            step = "" if live_here else f", step {summary.step}"
-            item = QListWidgetItem(f"{summary.name}  ·  {summary.objective} on {summary.backbone}  ·  "
-                                   f"{status}{step}")
-            item.setData(Qt.ItemDataRole.UserRole, summary)
+        for row in self.session.run_rows(self.controller.training_run, self.controller.paused):
+            item = QListWidgetItem(row.text)
+            item.setData(Qt.ItemDataRole.UserRole, row.summary)
             self.runs_list.addItem(item)
-            if select_path is not None and summary.path == Path(select_path):
+            if select_path is not None and row.summary.path == Path(select_path):
                 chosen = item
         if chosen is None and select_latest and self.runs_list.count():
             chosen = self.runs_list.item(0)
@@ -745,16 +740,17 @@ class MainWindow(QMainWindow):
     def _run_selected(self, item, _previous=None) -> None:
         if item is not None:
             summary = item.data(Qt.ItemDataRole.UserRole)
-            if self.banner.run and Path(self.banner.run) != summary.path:
-                self.banner.dismiss()  # it spoke of another run
+            self.session.select_run(summary.path)
+            self._show_banner()
             self.labelling.run_selected(summary)
         self._update_actions()
         if item is None or self.controller.busy():
             return
         summary = item.data(Qt.ItemDataRole.UserRole)
-        self.curves.set_history(RunHistory.from_metrics(summary.folder.metrics()))
+        self.session.history = RunHistory.from_metrics(summary.folder.metrics())
+        self.curves.set_history(self.session.history)
         snapshot = summary.folder.snapshot()
-        if snapshot is not None and self.features is None:
+        if snapshot is not None and self.labelling.session.features is None:
             coords = snapshot.get("neighbour_coords", snapshot["coords"])
             self.map.show_snapshot(snapshot["indices"], coords, snapshot["labels"],
                                    int(snapshot["step"]))
@@ -762,10 +758,10 @@ class MainWindow(QMainWindow):
     # -- map and gallery ----------------------------------------------------------------------
     def _thumbnail_for(self, index: int):
         """A thumbnail for an image item; the text's opening words for a text item."""
-        if self.data_set is None or not 0 <= index < len(self.data_set):
+        if self.session.data_set is None or not 0 <= index < len(self.session.data_set):
             return None
-        if view_of(self.data_set).textual:
-            return snippet(self.data_set.texts[index], 240)
+        if view_of(self.session.data_set).textual:
+            return snippet(self.session.data_set.texts[index], 240)
         return self.gallery.model.thumbnail(index)
 
     def reveal(self, widget: QWidget) -> None:
@@ -778,7 +774,7 @@ class MainWindow(QMainWindow):
                 dock.raise_()
 
     def _map_point_clicked(self, index: int) -> None:
-        if self.data_set is None or not 0 <= index < len(self.data_set):
+        if self.session.data_set is None or not 0 <= index < len(self.session.data_set):
             return
         if self.map.label_mode.isChecked():
             self.labelling.label_on_map([index])
@@ -790,7 +786,7 @@ class MainWindow(QMainWindow):
         busy = self.controller.busy()
         training = busy and self.controller.job_kind in STOPPABLE_JOBS
         # Before the engine has loaded, Start is taken and kept until it has (start_training).
-        can_start = not busy and self.data_set is not None
+        can_start = not busy and self.session.data_set is not None
         self.start_action.setEnabled(can_start)
         self.start_button.setEnabled(can_start)
         for widget in (self.pause_action, self.pause_button, self.stop_action, self.stop_button):
@@ -807,7 +803,7 @@ class MainWindow(QMainWindow):
         for action in (self.open_folder_action, self.sample_action, self.open_project_action,
                        self.new_project_action):
             action.setEnabled(not busy)
-        self.export_model_action.setEnabled(self.project is not None and not busy)
+        self.export_model_action.setEnabled(self.session.project is not None and not busy)
         self.labelling.update_actions()
 
     # -- the flow -----------------------------------------------------------------------------
@@ -821,26 +817,22 @@ class MainWindow(QMainWindow):
         runs = [self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.runs_list.count())]
         current = session.adapted_path
         return FlowFacts(
-            items=len(self.data_set) if self.data_set is not None else 0,
-            item_noun=view_of(self.data_set).item_noun,
+            items=len(self.session.data_set) if self.session.data_set is not None else 0,
+            item_noun=view_of(self.session.data_set).item_noun,
             scanning=job == "scan", job=job, paused=self.controller.paused,
             runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
             class_names=tuple(c.name for c in session.classes()) if session.store is not None else (),
             folder_classes=self._folder_classes(),
-            labels_shown=self.label_panel.isVisible(),
+            labels_shown=self.labelling.label_panel.isVisible(),
             labelled=int(len(labelled)),
             classifiers=len(session.classifiers(run.path)) if run is not None else 0,
             current_classifier=self.labelling.classifier_words(current),
-            # An export counts for the flow while it is of the selected run (its encoder or one
-            # of its classifiers): after another run is made or chosen, Export is to do again.
-            exported=self._exported_to if run is not None and self._exported_source and (
-                Path(self._exported_source) == run.path
-                or run.path in Path(self._exported_source).parents) else "")
+            exported=self.session.export_of_run(run.path if run is not None else None))
 
     def _folder_classes(self) -> tuple[str, ...]:
         """The open folder's subfolder names, which the Label step offers as classes."""
-        return tuple(getattr(self.data_set, "class_names", ()) or ())
+        return tuple(getattr(self.session.data_set, "class_names", ()) or ())
 
     def refresh_flow(self) -> None:
         if hasattr(self, "flow_bar"):
@@ -851,8 +843,8 @@ class MainWindow(QMainWindow):
         if title == "Export":
             self.open_export_dialog()
             return
-        widget = {"Data": self.gallery, "Pretrain": self.setup, "Label": self.label_panel,
-                  "Classify": self.adapt_panel}[title]
+        widget = {"Data": self.gallery, "Pretrain": self.setup, "Label": self.labelling.label_panel,
+                  "Classify": self.labelling.adapt_panel}[title]
         self.reveal(widget)
         if title == "Pretrain":
             self.tabs.setCurrentWidget(self.curves)
@@ -866,31 +858,31 @@ class MainWindow(QMainWindow):
         elif action == "stop":
             self.stop_training()
         elif action == "label":
-            self.reveal(self.label_panel)
+            self.reveal(self.labelling.label_panel)
             self.gallery.list.setFocus()
             self.refresh_flow()
         elif action == "add_class":
-            self.reveal(self.label_panel)
+            self.reveal(self.labelling.label_panel)
             self.labelling.add_class_dialog()
         elif action == "folder_classes":
-            self.reveal(self.label_panel)
+            self.reveal(self.labelling.label_panel)
             self.labelling.add_folder_classes(self._folder_classes())
         elif action == "classify":
-            self.reveal(self.adapt_panel)
-            if self.adapt_panel.train_button.isEnabled():
-                self.adapt_panel.train_button.click()
+            self.reveal(self.labelling.adapt_panel)
+            if self.labelling.adapt_panel.train_button.isEnabled():
+                self.labelling.adapt_panel.train_button.click()
         elif action == "export":
             self.open_export_dialog()
 
     def _export_event(self, event) -> None:
         if type(event).__name__ == "ExportFinished" and event.status == "completed" and event.path:
-            self._exported_to = str(Path(event.path).parent)
             chosen = self.export_dialog.source.currentData() if self.export_dialog is not None else None
-            self._exported_source = str(chosen[0]) if chosen else ""
+            self.session.exported(str(Path(event.path).parent), str(chosen[0]) if chosen else "")
             self.refresh_flow()
 
     def _update_title(self) -> None:
-        self.setWindowTitle(f"{APP_NAME} — {self.project.name}" if self.project else APP_NAME)
+        project = self.session.project
+        self.setWindowTitle(f"{APP_NAME} — {project.name}" if project else APP_NAME)
 
     def _remember(self, key: str, value: str) -> None:
         items = [v for v in (self.settings.value(key) or []) if v != value]
@@ -949,11 +941,11 @@ class MainWindow(QMainWindow):
 
     # -- export -------------------------------------------------------------------------------
     def open_export_dialog(self) -> None:
-        if self.project is None:
+        if self.session.project is None:
             QMessageBox.information(self, APP_NAME, "Open a folder and train a run first.")
             return
         sources = []
-        runs = [r for r in self.project.runs() if r.folder.has_checkpoint()]
+        runs = [r for r in self.session.project.runs() if r.folder.has_checkpoint()]
         current = self.labelling.session.adapted_path
         for run in runs:
             for model in reversed(run.folder.adapted_models()):  # newest first
@@ -973,8 +965,8 @@ class MainWindow(QMainWindow):
             self.export_dialog.try_requested.connect(self._try_requested)
             self.controller.export_event.connect(self.export_dialog.show_event)
             self.controller.busy_changed.connect(lambda busy: self.export_dialog.set_busy(busy))
-        data_folder = Path(self.project.data_dir) if self.project.data_dir else None
-        self.export_dialog.set_sources(sources, self.project.path / "exports", data_folder)
+        data_folder = Path(self.session.project.data_dir) if self.session.project.data_dir else None
+        self.export_dialog.set_sources(sources, self.session.project.path / "exports", data_folder)
         self.export_dialog.set_busy(self.controller.busy())
         self.export_dialog.show()
         self.export_dialog.raise_()
@@ -983,14 +975,16 @@ class MainWindow(QMainWindow):
         if self.controller.busy():
             self.export_dialog.show_failure("Another job is running; stop it or wait, then export.")
             return
-        if request.data_dir is None and self.project is not None and self.project.data_dir:
-            request.data_dir = Path(self.project.data_dir)
+        project = self.session.project
+        if request.data_dir is None and project is not None and project.data_dir:
+            request.data_dir = Path(project.data_dir)
         self.controller.start_export(request)
 
     def _try_requested(self, model_path: str, image_path: str) -> None:
         if self.controller.busy():
             return
-        data_dir = Path(self.project.data_dir) if self.project and self.project.data_dir else None
+        project = self.session.project
+        data_dir = Path(project.data_dir) if project and project.data_dir else None
 
         def try_model(model_path, image_path, data_dir):
             from sslstudio.core.export import (  # torch, off the GUI thread
@@ -1007,74 +1001,8 @@ class MainWindow(QMainWindow):
         self.controller.start_task("try", try_model, model_path, image_path, data_dir)
 
     def _thumbnail_by_name(self, name: str):
-        index = self.item_index.get(name)
-        return self._thumbnail_for(index) if index is not None and self.data_set else None
-
-    # -- labelling, as scripts and tests reach it ---------------------------------------------
-    @property
-    def label_panel(self):
-        return self.labelling.label_panel
-
-    @property
-    def adapt_panel(self):
-        return self.labelling.adapt_panel
-
-    @property
-    def undo_action(self) -> QAction:
-        return self.labelling.undo_action
-
-    @property
-    def redo_action(self) -> QAction:
-        return self.labelling.redo_action
-
-    @property
-    def label_store(self):
-        return self.labelling.session.store
-
-    @property
-    def item_keys(self) -> list[str]:
-        return self.labelling.session.item_keys
-
-    @property
-    def item_index(self) -> dict[str, int]:
-        return self.labelling.session.item_index
-
-    @property
-    def label_of(self):
-        return self.labelling.session.label_of
-
-    @property
-    def features(self):
-        return self.labelling.session.features
-
-    @property
-    def groups(self):
-        return self.labelling.session.groups
-
-    @property
-    def predicted(self):
-        return self.labelling.session.predicted
-
-    @property
-    def margin(self):
-        return self.labelling.session.margin
-
-    @property
-    def adapted_path(self) -> Path | None:
-        return self.labelling.session.adapted_path
-
-    @property
-    def _import_box(self):
-        return self.labelling.import_box
-
-    def label_items(self, items, class_id: int | None = None, use_current: bool = True) -> int:
-        return self.labelling.label_items(items, class_id, use_current)
-
-    def import_labels(self, path: Path) -> None:
-        self.labelling.import_labels(path)
-
-    def refresh_labels(self) -> None:
-        self.labelling.refresh_labels()
+        index = self.labelling.session.item_index.get(name)
+        return self._thumbnail_for(index) if index is not None and self.session.data_set else None
 
     # -- drag and drop ------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name

@@ -40,13 +40,13 @@ def open_on_sample(sample: Path, work: Path) -> str:
     app.processEvents()
     first_window = time.monotonic() - shown
     deadline = time.monotonic() + 120
-    while (window.data_set is None or window.controller.busy()) and time.monotonic() < deadline:
+    while (window.session.data_set is None or window.controller.busy()) and time.monotonic() < deadline:
         app.processEvents()
         time.sleep(0.01)
-    if window.data_set is None:
+    if window.session.data_set is None:
         window.close()
         raise RuntimeError("the sample did not load in the window within two minutes")
-    count = len(window.data_set)
+    count = len(window.session.data_set)
     window.close()
     QTimer.singleShot(0, app.quit)
     app.processEvents()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sslstudio.core.data import text_folder
+from sslstudio.core.data import text_files, text_folder
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.data.text_folder import load_text_folder
 from sslstudio.core.tokenizer import configure, encode_all, train_tokenizer
@@ -110,7 +110,7 @@ def test_a_40_mb_single_line_txt_costs_what_one_document_does(tmp_path):
     assert measured["after"] - measured["before"] < 100, measured
     assert measured["after"] < 500, measured
     assert measured["n"] == 6 and measured["items"][0] == "big.txt"
-    assert measured["first"] == text_folder.MAX_DOCUMENT_CHARS
+    assert measured["first"] == text_files.MAX_DOCUMENT_CHARS
     assert measured["truncated"] == ["big.txt"] and measured["dtype"] == "uint16"
 
 
@@ -200,7 +200,7 @@ def test_documents_read_back_from_their_files_match_those_kept_in_memory(tmp_pat
     assert [by_key[f"bom.jsonl#{n}"] for n in (1, 2, 4)] == ["bom first", "legacy “quote”", "spaced"]
     assert by_key["sub/notes.txt"] == "Hello world.\nSecond line."
     assert by_key["sub/legacy.txt"] == "café – naïve"
-    cap = text_folder.MAX_DOCUMENT_CHARS
+    cap = text_files.MAX_DOCUMENT_CHARS
     assert len(by_key["long.txt"]) == len(by_key["u16.txt"]) == len(by_key["longrec.jsonl#1"]) == cap
     assert by_key["u16.txt"].startswith("Grüße Grüße") and by_key["longrec.jsonl#2"] == "short"
     assert kept.truncated == ["long.txt", "longrec.jsonl", "u16.txt"]
@@ -223,7 +223,7 @@ def test_a_file_changed_after_the_scan_is_not_read_as_something_else(tmp_path, m
 @pytest.fixture
 def small_records(monkeypatch):
     """MAX_RECORD_BYTES at 1 KiB; csv's global field limit back as it was afterwards."""
-    monkeypatch.setattr(text_folder, "MAX_RECORD_BYTES", 1024)
+    monkeypatch.setattr(text_files, "MAX_RECORD_BYTES", 1024)
     limit = csv.field_size_limit()
     yield
     csv.field_size_limit(limit)
@@ -249,8 +249,8 @@ def test_endless_lines_and_rows_are_passed_over_not_held(tmp_path, small_records
 def test_a_cut_inside_a_character_keeps_the_encoding(tmp_path, monkeypatch):
     # 9 bytes read: four "é" and half of the fifth; a byte-order mark, "ab" and three bytes of
     # a surrogate pair. Decoded as if complete, both would have been taken for cp1252.
-    monkeypatch.setattr(text_folder, "MAX_DOCUMENT_CHARS", 3)
-    monkeypatch.setattr(text_folder, "MAX_DOCUMENT_BYTES", 9)
+    monkeypatch.setattr(text_files, "MAX_DOCUMENT_CHARS", 3)
+    monkeypatch.setattr(text_files, "MAX_DOCUMENT_BYTES", 9)
     (tmp_path / "utf8.txt").write_text("ééééé", encoding="utf-8")
     (tmp_path / "utf16.txt").write_bytes("ab\U0001F600cd".encode("utf-16"))
     data, _ = run_to_end(load_text_folder(tmp_path))

@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGridLayout, QLabel, QStackedLayout, QWidget
 
-from sslstudio.gui.history import RunHistory
+from sslstudio.core.history import RunHistory
 
 REDRAW_MS = 100  # 10 Hz
 

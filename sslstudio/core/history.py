@@ -1,4 +1,5 @@
-"""Growing numpy buffers that the plots read on a timer (no Qt: tests use it directly)."""
+"""Growing numpy buffers of a run's metrics, which the plots read on a timer (no Qt: the
+project session holds them, tests use them directly)."""
 
 from __future__ import annotations
 
