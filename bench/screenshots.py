@@ -97,7 +97,7 @@ def capture(app, window, size: str, seconds: float, data: Path | None, out: Path
         shoot(4, "classify")
 
         w.flow_bar.next_button.click()  # "Export…"
-        dialog = w.export_dialog
+        dialog = w.exports.dialog
         wait(lambda: dialog is not None and dialog.isVisible())
         dialog.export_button.click()
         wait(lambda: not w.controller.busy() and dialog.exported_path is not None)

@@ -852,7 +852,7 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     # Export, from the flow's Next button: the classifier in use comes first; then Try it.
     assert flow_now(w) == ("Export", "export")
     w.flow_bar.next_button.click()
-    dialog = w.export_dialog
+    dialog = w.exports.dialog
     assert dialog.isVisible() and dialog.close_button.isVisible()
     assert dialog.source.currentText().startswith(f"Classifier {w.labelling.session.adapted_path.name} (in use)")
     # Every classifier trained is offered (the two linear ones; a comparison keeps no model).
@@ -965,7 +965,7 @@ def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window, monkeypa
     w.start_training()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     w.export_model_action.trigger()
-    dialog = w.export_dialog
+    dialog = w.exports.dialog
     assert dialog.isVisible() and dialog.source.count() == 1  # the run's encoder; no classifier yet
     assert dialog.out.text().endswith(".onnx")
     dialog.export_button.click()

@@ -30,6 +30,7 @@ from sslstudio.core.describe import describe
 from sslstudio.core.run.folder import AdaptedFolder, RunFolder
 from sslstudio.core.labelling_session import LabellingSession
 from sslstudio.core.labels import LabelError
+from sslstudio.gui import APP_NAME
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.widgets.adapt_panel import AdaptPanel
@@ -40,7 +41,6 @@ from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.zeroshot_dialog import ZeroShotDialog
 from sslstudio.gui.modalities import view_of
 
-APP_NAME = "SSL Studio"
 CONFIDENCE_COLOURS = [(215, 48, 39), (252, 141, 89), (254, 224, 139), (145, 207, 96), (26, 152, 80)]
 ITEM_COLOURINGS = ("Colour by your labels", "Colour by predicted class", "Colour by confidence",
                    "Colour by group")

@@ -38,6 +38,7 @@ from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.project_session import ProjectSession
 from sslstudio.core.text import counted, format_duration, format_loss
 from sslstudio.resources import sample_dataset_path
+from sslstudio.gui import APP_NAME
 from sslstudio.gui.actions import make_action
 from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.flow import FlowFacts, flow_state
@@ -47,7 +48,7 @@ from sslstudio.gui.widgets.banner import Banner
 from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.elided_label import ElidedLabel
-from sslstudio.gui.widgets.export_dialog import ExportDialog
+from sslstudio.gui.export_flow import ExportFlow
 from sslstudio.gui.widgets.encoders_dialog import EncodersDialog
 from sslstudio.gui.widgets.flow_bar import FlowBar
 from sslstudio.gui.widgets.gallery import GalleryView
@@ -55,7 +56,6 @@ from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
 from sslstudio.gui.worker import JobWorker
 
-APP_NAME = "SSL Studio"
 # What the pretrained-encoders dialog offers besides the image backbones: the text encoder (the
 # backbone a text run starts from) and CLIP (zero-shot pre-labels, not a backbone).
 TEXT_ENCODER = "pretrained_bert"
@@ -86,7 +86,6 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings()
         self.session = ProjectSession()  # what the window shows of the open project
-        self.export_dialog: ExportDialog | None = None
         self.encoders_dialog: EncodersDialog | None = None
         self.engine = None
         self._start_when_engine_ready = False  # Start was pressed before the engine loaded
@@ -117,6 +116,7 @@ class MainWindow(QMainWindow):
         self.setup = RunSetupPanel()
         self.setup.download_requested.connect(self.download_weights)
         self.labelling = LabellingPanels(self)
+        self.exports = ExportFlow(self)
         self.log = LogPanel()
 
         self.banner = Banner()
@@ -277,7 +277,6 @@ class MainWindow(QMainWindow):
         c.failed.connect(self._failed)
         c.log.connect(self.log.add)
         c.result.connect(self._task_result)
-        c.export_event.connect(self._export_event)
 
     # -- engine -------------------------------------------------------------------------------
     def _load_engine_after_scan(self) -> None:
@@ -680,9 +679,7 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         if self._closing:
             return
-        if self.controller.job_kind in ("export", "try") and self.export_dialog is not None \
-                and self.export_dialog.isVisible():
-            self.export_dialog.show_failure(message.split(": ", 1)[-1])
+        if self.exports.showing_failure(message):
             return
         box = QMessageBox(self)
         box.setIcon(QMessageBox.Icon.Critical)
@@ -702,9 +699,8 @@ class MainWindow(QMainWindow):
             if name == TEXT_ENCODER:
                 self.labelling.model_downloaded("text", path)
             self.status_text.setText(f"Weights of {name} downloaded: {path}")
-        elif kind == "try" and self.export_dialog is not None:
-            result, neighbours = value
-            self.export_dialog.show_try_result(result, neighbours, self._thumbnail_by_name)
+        elif kind == "try":
+            self.exports.show_try_result(value)
 
     def _show_pause_words(self, paused: bool) -> None:
         self.pause_action.setText("&Resume" if paused else "&Pause")
@@ -874,12 +870,6 @@ class MainWindow(QMainWindow):
         elif action == "export":
             self.open_export_dialog()
 
-    def _export_event(self, event) -> None:
-        if type(event).__name__ == "ExportFinished" and event.status == "completed" and event.path:
-            chosen = self.export_dialog.source.currentData() if self.export_dialog is not None else None
-            self.session.exported(str(Path(event.path).parent), str(chosen[0]) if chosen else "")
-            self.refresh_flow()
-
     def _update_title(self) -> None:
         project = self.session.project
         self.setWindowTitle(f"{APP_NAME} — {project.name}" if project else APP_NAME)
@@ -941,66 +931,12 @@ class MainWindow(QMainWindow):
 
     # -- export -------------------------------------------------------------------------------
     def open_export_dialog(self) -> None:
-        if self.session.project is None:
-            QMessageBox.information(self, APP_NAME, "Open a folder and train a run first.")
-            return
-        sources = []
-        runs = [r for r in self.session.project.runs() if r.folder.has_checkpoint()]
-        current = self.labelling.session.adapted_path
-        for run in runs:
-            for model in reversed(run.folder.adapted_models()):  # newest first
-                mark = " (in use)" if current is not None and model.path == current else ""
-                sources.append((f"Classifier {model.path.name}{mark} (on run {run.name})", model.path, True))
-        # The classifier in use first: what the gallery and the map show is what exports.
-        sources.sort(key=lambda entry: not (current is not None and entry[1] == current))
-        for run in runs:
-            sources.append((f"Encoder of run {run.name} ({run.objective} on {run.backbone})", run.path, False))
-        if not sources:
-            QMessageBox.information(self, APP_NAME, "There is nothing to export yet: train a run "
-                                    "(and, for a classifier, label items and train one).")
-            return
-        if self.export_dialog is None:
-            self.export_dialog = ExportDialog(self)
-            self.export_dialog.export_requested.connect(self._export_requested)
-            self.export_dialog.try_requested.connect(self._try_requested)
-            self.controller.export_event.connect(self.export_dialog.show_event)
-            self.controller.busy_changed.connect(lambda busy: self.export_dialog.set_busy(busy))
-        data_folder = Path(self.session.project.data_dir) if self.session.project.data_dir else None
-        self.export_dialog.set_sources(sources, self.session.project.path / "exports", data_folder)
-        self.export_dialog.set_busy(self.controller.busy())
-        self.export_dialog.show()
-        self.export_dialog.raise_()
+        self.exports.open()
 
-    def _export_requested(self, request) -> None:
-        if self.controller.busy():
-            self.export_dialog.show_failure("Another job is running; stop it or wait, then export.")
-            return
-        project = self.session.project
-        if request.data_dir is None and project is not None and project.data_dir:
-            request.data_dir = Path(project.data_dir)
-        self.controller.start_export(request)
+    def classifier_in_use(self) -> Path | None:
+        return self.labelling.session.adapted_path
 
-    def _try_requested(self, model_path: str, image_path: str) -> None:
-        if self.controller.busy():
-            return
-        project = self.session.project
-        data_dir = Path(project.data_dir) if project and project.data_dir else None
-
-        def try_model(model_path, image_path, data_dir):
-            from sslstudio.core.export import (  # torch, off the GUI thread
-                nearest_items,
-                run_exported,
-            )
-
-            result = run_exported(Path(model_path), Path(image_path))
-            neighbours = []
-            if not result["info"]["class_names"] and data_dir is not None:
-                neighbours = nearest_items(Path(model_path), data_dir, result["output"])
-            return result, neighbours
-
-        self.controller.start_task("try", try_model, model_path, image_path, data_dir)
-
-    def _thumbnail_by_name(self, name: str):
+    def thumbnail_by_name(self, name: str):
         index = self.labelling.session.item_index.get(name)
         return self._thumbnail_for(index) if index is not None and self.session.data_set else None
 
@@ -1035,9 +971,9 @@ class MainWindow(QMainWindow):
         self.controller.shutdown()
         for box in self.findChildren(QMessageBox):  # non-modal reports still open
             box.close()
-        for dialog in (self.export_dialog, self.encoders_dialog):
-            if dialog is not None:
-                dialog.close()
+        self.exports.close()
+        if self.encoders_dialog is not None:
+            self.encoders_dialog.close()
         self.release_project()
         if self._engine_loader is not None:
             self._engine_loader.wait()
