@@ -40,7 +40,7 @@ class Classifier(nn.Module):
 class AdaptTask:
     """Everything a method needs, prepared once and shared by every fold."""
 
-    images: object  # the dataset as the run's encoder reads it (images at its size, or tokens)
+    data: object  # the dataset as the run's encoder reads it (any modality: images, token ids, ...)
     targets: np.ndarray  # int64 class position per item, -1 where unlabelled
     class_names: tuple[str, ...]
     features: np.ndarray  # (N, D) float32 of the pretrained encoder, eval preprocessing
@@ -69,7 +69,7 @@ class AdaptTask:
 
     def batch(self, indices: np.ndarray) -> torch.Tensor:
         """Training input on the device: float NCHW in [0, 1] (not yet normalised), or token ids."""
-        return self.preprocess.training_inputs(self.images.batch(np.asarray(indices)), self.device)
+        return self.preprocess.training_inputs(self.data.batch(np.asarray(indices)), self.device)
 
     def normalised(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.preprocess.normalised(inputs)

@@ -275,7 +275,7 @@ def adapt(request: AdaptRequest, control: RunControl | None = None) -> Iterator:
         fitted = yield from _as_phase(adapter.fit(labelled, labelled[:0], control),
                                       request.method, "final")
         proba = yield from _predict_all(fitted, task, request.method, control)
-        yield predictions_event(item_keys(task.images), proba)
+        yield predictions_event(item_keys(task.data), proba)
         # Built under a fresh hidden name made now, so removing it on failure touches only ours.
         partial = new_sibling_folder(out_dir)
         _save(partial, request, task, preprocess, config, fitted, result, proba)
@@ -381,7 +381,7 @@ def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
         atomic_write_bytes(folder.own_weights_path(request.method),
                            save_safetensors({k: v.contiguous() for k, v in fitted.extra_state.items()}))
     folder.write_estimate(result)
-    items = item_keys(task.images)
+    items = item_keys(task.data)
     labelled = np.flatnonzero(task.targets >= 0)
     folder.write_labels([items[i] for i in labelled],
                         [task.class_names[task.targets[i]] for i in labelled])

@@ -113,7 +113,7 @@ class NetworkAdapter(Adapter):
     def _augment(self):
         task = self.task
         return task.preprocess.adaptation_augment(self.config.augmentation_strength,
-                                                  bool(getattr(task.images, "grey", False)),
+                                                  bool(getattr(task.data, "grey", False)),
                                                   task.device, task.seed + 991)
 
     def _train_mode(self, model: nn.Module) -> None:
