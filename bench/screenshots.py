@@ -76,22 +76,22 @@ def capture(app, window, size: str, seconds: float, data: Path | None, out: Path
         wait(lambda: not w.controller.busy() and w.flow_bar.state.next_action == "folder_classes")
         w.flow_bar.next_button.click()  # "Use the folder names": the classes, keys 1-9 in order
 
-        folders = [c.name for c in w.labelling.session.store.classes()][:2]
-        keys = w.labelling.session.item_keys
+        folders = [c.name for c in w.labelling.session.labels.store.classes()][:2]
+        keys = w.labelling.session.labels.item_keys
         for position, name in enumerate(folders):
             items = [i for i, key in enumerate(keys) if key.startswith(name + "/")][:8]
             w.gallery.select_items(items)
             w.labelling.label_key_pressed(position + 1)
         # As a newcomer would: no Prepare; Find groups computes the features it needs itself.
         w.labelling.label_panel.find_groups_button.click()
-        wait(lambda: w.labelling.session.groups is not None and not w.controller.busy())
+        wait(lambda: w.labelling.session.item_map.groups is not None and not w.controller.busy())
         w.tabs.setCurrentWidget(w.map)
         w.reveal(w.labelling.label_panel)
         wait(lambda: True)
         shoot(3, "label")
 
         w.flow_bar.next_button.click()  # "Train classifier"
-        wait(lambda: not w.controller.busy() and w.labelling.session.adapted_path is not None)
+        wait(lambda: not w.controller.busy() and w.labelling.session.predictions.adapted_path is not None)
         w.reveal(w.labelling.adapt_panel)
         wait(lambda: True)
         shoot(4, "classify")

@@ -45,14 +45,25 @@ def engine_rate(args, data_dir: Path, out: Path, monitor: bool = True) -> float:
                          backbone=args.backbone, image_size=args.image_size,
                          batch_size=args.batch_size, epochs=1000, log_every_steps=1,
                          device=args.device, monitor_seconds=5.0 if monitor else 3600.0)
-    times = []
+    times, snapshots = [], 0
     for event in train(config):
         if isinstance(event, StepMetrics):
             times.append(time.perf_counter())
             if len(times) > args.steps:
                 break
+        elif type(event).__name__ == "EmbeddingSnapshot" and times:
+            snapshots += 1
     # The first step pays for allocator warm-up; count from the end of step 1.
+    STEADY.append(args.batch_size / statistics.median(np.diff(times)))
+    SNAPSHOTS.append(snapshots)
     return (len(times) - 1) * args.batch_size / (times[-1] - times[0])
+
+
+# The engine's rate over its median step (the loop alone, without the monitor's passes and the
+# first snapshot, which fall between two steps), and the snapshots inside each measured window.
+STEADY: list[float] = []
+SNAPSHOTS: list[int] = []
+BARE_STEADY: list[float] = []
 
 
 def build_bare(args, data):
@@ -81,6 +92,7 @@ def bare_rate(args, data, parts) -> float:
     per_epoch = len(data) // args.batch_size
     objective.train()
     start = None
+    ends = []
     for step in range(args.steps + 1):
         if step == 1:
             start = time.perf_counter()
@@ -91,6 +103,8 @@ def bare_rate(args, data, parts) -> float:
         loss.backward()
         optimizer.step()
         objective.after_step(0.5)
+        ends.append(time.perf_counter())
+    BARE_STEADY.append(args.batch_size / statistics.median(np.diff(ends[1:])))
     return args.steps * args.batch_size / (time.perf_counter() - start)
 
 
@@ -143,6 +157,11 @@ def main() -> None:
     print(f"bare PyTorch loop : {bare_median:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in bare)})")
     print(f"engine            : {engine_median:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in engine)})")
     print(f"engine / bare     : {engine_median / bare_median:8.3f}")
+    steady_engine = statistics.median(STEADY[0::2])  # the engine's runs with the monitor
+    print(f"median step       : engine {steady_engine:.1f}, bare {statistics.median(BARE_STEADY):.1f} "
+          f"images/s = {steady_engine / statistics.median(BARE_STEADY):.3f} (the loop alone); "
+          f"monitor snapshots in the measured windows: {SNAPSHOTS[0::2]} with the monitor, "
+          f"{SNAPSHOTS[1::2]} without")
     quiet_median = statistics.median(quiet)
     print(f"without monitor   : {quiet_median:8.1f} images/s  = {quiet_median / bare_median:.3f} of bare "
           "(the monitor embeds 2,000 items every few seconds for the map, collapse meter and kNN)")

@@ -97,7 +97,7 @@ def in_window(data: Path, work: Path, seconds: float) -> tuple[float, float, int
     window.start_training()
     wait(lambda: window.controller.history.size > 0)
     # As in labelling: the map keeps its own points and the run's snapshots do not replace them.
-    window.labelling.session.features = np.zeros((items, 1), np.float32)
+    window.labelling.session.item_map.features = np.zeros((items, 1), np.float32)
     window.map.show_snapshot(np.arange(shown), coords, labels, step=0)
     window.tabs.setCurrentWidget(window.map)
     end_warmup = time.monotonic() + 3.0
@@ -115,7 +115,7 @@ def in_window(data: Path, work: Path, seconds: float) -> tuple[float, float, int
         time.sleep(0.002)
     gui_share = (time.thread_time() - cpu_start) / (time.monotonic() - wall_start)
     speeds = history.column("samples_per_s")[start_row:history.size]
-    window.labelling.session.features = None
+    window.labelling.session.item_map.features = None
     window.close()
     app.processEvents()
     return float(np.median(speeds)), gui_share, items

@@ -327,8 +327,8 @@ def test_gallery_filters_by_folder_and_label_searches_and_resizes(qtbot, window)
     g.search.clear()
     qtbot.waitUntil(lambda: g.model.rowCount() == len(shown), timeout=3000)
     # A class of the user's: an entry of its own, listing what carries that label.
-    boot = w.labelling.session.store.add_class("boot")
-    w.labelling.session.store.assign([w.session.data_set.items[i] for i in shown[:3]], boot.id)
+    boot = w.labelling.session.labels.store.add_class("boot")
+    w.labelling.session.labels.store.assign([w.session.data_set.items[i] for i in shown[:3]], boot.id)
     w.labelling.refresh_labels()
     g.filter.setCurrentText("Labelled as: boot")
     assert sorted(g.model.item_at(r) for r in range(g.model.rowCount())) == sorted(shown[:3])
@@ -720,16 +720,16 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
     w.labelling.label_panel.add_button.click()
     w.labelling.label_panel.add_button.click()
-    assert [c.name for c in w.labelling.session.store.classes()] == ["boot", "bag"]
+    assert [c.name for c in w.labelling.session.labels.store.classes()] == ["boot", "bag"]
     assert not w.labelling.adapt_panel.train_button.isEnabled()  # nothing labelled yet
 
     assert w.labelling.label_panel.prepare_button.isEnabled()
     w.labelling.label_panel.prepare_button.click()
-    qtbot.waitUntil(lambda: w.labelling.session.features is not None and not w.controller.busy(), timeout=60000)
+    qtbot.waitUntil(lambda: w.labelling.session.item_map.features is not None and not w.controller.busy(), timeout=60000)
     assert len(w.map.indices) == 300 and w.map.colour_by.currentText() == "Colour by your labels"
 
     # Gallery: fifteen items by keys, eight ankle boots with 1 and seven bags with 2.
-    key_of = w.labelling.session.item_keys
+    key_of = w.labelling.session.labels.item_keys
     boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:8]
     bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")]
     w.gallery.select_items(boots)
@@ -738,7 +738,7 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     assert "one more class" in w.flow_bar.next_text.text() and "(1 boot, 2 bag)" in w.flow_bar.next_text.text()
     w.gallery.select_items(bags[:7])
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_2)
-    names_now = w.labelling.session.store.label_names()
+    names_now = w.labelling.session.labels.store.label_names()
     assert sorted(k for k, v in names_now.items() if v == "boot") == sorted(key_of[i] for i in boots)
     assert sorted(k for k, v in names_now.items() if v == "bag") == sorted(key_of[i] for i in bags[:7])
     assert w.gallery.model.label_of[boots].tolist() == [0] * 8
@@ -763,13 +763,13 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
         if len(lassoed) == 5:
             break
     assert len(lassoed) == 5
-    bag_labels = {k for k, v in w.labelling.session.store.label_names().items() if v == "bag"}
+    bag_labels = {k for k, v in w.labelling.session.labels.store.label_names().items() if v == "bag"}
     assert bag_labels == {key_of[i] for i in bags[:7] + lassoed}
-    assert len(w.labelling.session.store.label_names()) == 20
+    assert len(w.labelling.session.labels.store.label_names()) == 20
     w.labelling.undo_action.trigger()
-    assert key_of[lassoed[-1]] not in w.labelling.session.store.label_names()
+    assert key_of[lassoed[-1]] not in w.labelling.session.labels.store.label_names()
     w.labelling.redo_action.trigger()
-    assert w.labelling.session.store.label_names()[key_of[lassoed[-1]]] == "bag"
+    assert w.labelling.session.labels.store.label_names()[key_of[lassoed[-1]]] == "bag"
 
     # Train the linear probe: an estimate, predictions in the gallery and on the map.
     assert flow_now(w) == ("Classify", "classify")
@@ -779,12 +779,12 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "linear" in w.labelling.adapt_panel.estimates and "estimated accuracy" in w.labelling.adapt_panel.headline.text()
     assert w.labelling.adapt_panel.per_class.rowCount() == 2 and w.labelling.adapt_panel.confusion.rowCount() == 2
-    assert w.labelling.session.adapted_path is not None and (w.labelling.session.adapted_path / "model.safetensors").exists()
-    assert w.gallery.model.predicted is not None and set(np.unique(w.labelling.session.predicted)) <= {0, 1}
+    assert w.labelling.session.predictions.adapted_path is not None and (w.labelling.session.predictions.adapted_path / "model.safetensors").exists()
+    assert w.gallery.model.predicted is not None and set(np.unique(w.labelling.session.predictions.predicted)) <= {0, 1}
     assert w.map.colour_by.currentText() == "Colour by predicted class"
     w.gallery.filter.setCurrentText("Least confident first")
     shown = [w.gallery.model.item_at(r) for r in range(w.gallery.model.rowCount())]
-    assert len(shown) == 300 - 20 and w.labelling.session.margin[shown[0]] <= w.labelling.session.margin[shown[-1]]
+    assert len(shown) == 300 - 20 and w.labelling.session.predictions.margin[shown[0]] <= w.labelling.session.predictions.margin[shown[-1]]
     # The classifier is listed, marked as the one in use.
     trained = [w.labelling.adapt_panel.trained.item(i).text() for i in range(w.labelling.adapt_panel.trained.count())]
     assert len(trained) == 1 and trained[0].startswith("\u25b6 linear · 20 labels · ")
@@ -822,42 +822,42 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     cells = [w.labelling.adapt_panel.confusion.item(r, c).text() for r in range(2) for c in range(2)]
     assert all(text == "" or (text.endswith("%") and "." not in text) for text in cells), cells
     headline = w.labelling.adapt_panel.headline.text()
-    assert f"{best} is best" in headline and f"still {w.labelling.session.adapted_path.name}" in headline
+    assert f"{best} is best" in headline and f"still {w.labelling.session.predictions.adapted_path.name}" in headline
     assert ("comes with a caution" in headline) == (best == "setfit")
     assert w.labelling.adapt_panel.trained.count() == 1
     # A second classifier: both listed, the newest in use; a click brings the first back.
     w.labelling.adapt_panel.method.setCurrentText("linear")
-    first = w.labelling.session.adapted_path
+    first = w.labelling.session.predictions.adapted_path
     w.labelling.adapt_panel.train_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.adapted_path != first, timeout=60000)
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.predictions.adapted_path != first, timeout=60000)
     assert w.labelling.adapt_panel.trained.count() == 2
     assert w.labelling.adapt_panel.trained.item(0).text().startswith("\u25b6")
     older = w.labelling.adapt_panel.trained.item(1)
     w.labelling.adapt_panel.trained.itemClicked.emit(older)
-    assert w.labelling.session.adapted_path == first and w.labelling.adapt_panel.trained.item(1).text().startswith("\u25b6")
+    assert w.labelling.session.predictions.adapted_path == first and w.labelling.adapt_panel.trained.item(1).text().startswith("\u25b6")
 
     # Groups, then a whole group labelled at once.
     w.labelling.label_panel.k.setValue(3)
     w.labelling.label_panel.find_groups_button.click()
-    qtbot.waitUntil(lambda: w.labelling.session.groups is not None and not w.controller.busy(), timeout=30000)
+    qtbot.waitUntil(lambda: w.labelling.session.item_map.groups is not None and not w.controller.busy(), timeout=30000)
     assert w.map.colour_by.currentText() == "Colour by group"
-    first_unlabelled = int(np.flatnonzero(w.labelling.session.label_of < 0)[0])
+    first_unlabelled = int(np.flatnonzero(w.labelling.session.labels.label_of < 0)[0])
     w.gallery.select(first_unlabelled)
-    before = w.labelling.session.label_of.copy()
+    before = w.labelling.session.labels.label_of.copy()
     w.labelling.label_panel.label_group_button.click()
-    in_group = w.labelling.session.groups == w.labelling.session.groups[first_unlabelled]
-    assert (w.labelling.session.label_of[in_group & (before < 0)] == 1).all()
-    assert (w.labelling.session.label_of[before >= 0] == before[before >= 0]).all()  # earlier labels stay
+    in_group = w.labelling.session.item_map.groups == w.labelling.session.item_map.groups[first_unlabelled]
+    assert (w.labelling.session.labels.label_of[in_group & (before < 0)] == 1).all()
+    assert (w.labelling.session.labels.label_of[before >= 0] == before[before >= 0]).all()  # earlier labels stay
 
     # Export, from the flow's Next button: the classifier in use comes first; then Try it.
     assert flow_now(w) == ("Export", "export")
     w.flow_bar.next_button.click()
     dialog = w.exports.dialog
     assert dialog.isVisible() and dialog.close_button.isVisible()
-    assert dialog.source.currentText().startswith(f"Classifier {w.labelling.session.adapted_path.name} (in use)")
+    assert dialog.source.currentText().startswith(f"Classifier {w.labelling.session.predictions.adapted_path.name} (in use)")
     # Every classifier trained is offered (the two linear ones; a comparison keeps no model).
     offered = [dialog.source.itemText(i) for i in range(dialog.source.count())]
-    trained = sorted(folder.name for folder in w.labelling.session.adapted_path.parent.iterdir())
+    trained = sorted(folder.name for folder in w.labelling.session.predictions.adapted_path.parent.iterdir())
     assert sorted(t.split()[1] for t in offered if t.startswith("Classifier ")) == trained
     assert len(trained) == 2
     dialog.export_button.click()
@@ -907,7 +907,7 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     assert w.controller.history.size == 0 and w.curves.curves["loss"].xData is None
     assert w.labelling.adapt_panel.trained.count() == 0 and "estimated" not in w.labelling.adapt_panel.headline.text()
     assert "Labelling with" not in w.labelling.label_panel.encoder_text.text()
-    assert w.labelling.session.adapted_path is None and w.labelling.session.store.label_names() == {}
+    assert w.labelling.session.predictions.adapted_path is None and w.labelling.session.labels.store.label_names() == {}
     # Through every step the window kept the size it was given.
     assert (w.width(), w.height()) == size
 
@@ -921,40 +921,40 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     w.start_training()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     csv_file = tmp_path / "labels.csv"
-    shirts = [k for k in w.labelling.session.item_keys if k.startswith("shirt/")][:3]
+    shirts = [k for k in w.labelling.session.labels.item_keys if k.startswith("shirt/")][:3]
     csv_file.write_text("path,label\n" + "".join(f"{k},shirt\n" for k in shirts) + "nope.png,shirt\n")
     w.labelling.import_labels(csv_file)
     assert w.labelling.label_panel.count_text.text() == "3 labelled items"
     assert w.labelling.import_box.isVisible() and "1 paths not in the data folder" in w.labelling.import_box.text()
     # No hidden step: Suggest computes the run's features itself, then suggests.
-    assert w.labelling.label_panel.suggest_button.isEnabled() and w.labelling.session.features is None
+    assert w.labelling.label_panel.suggest_button.isEnabled() and w.labelling.session.item_map.features is None
     w.labelling.label_panel.suggest_count.setValue(5)
     w.labelling.label_panel.suggest_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and len(w.gallery.suggested) == 5, timeout=90000)
-    assert w.labelling.session.features is not None
+    assert w.labelling.session.item_map.features is not None
     assert w.gallery.filter.currentText() == "Suggested to label next"
-    assert not set(w.gallery.suggested) & {w.labelling.session.item_index[k] for k in shirts}
-    trouser = w.labelling.session.store.add_class("trouser")
-    w.labelling.session.store.assign([k for k in w.labelling.session.item_keys if k.startswith("trouser/")][:3], trouser.id)
+    assert not set(w.gallery.suggested) & {w.labelling.session.labels.item_index[k] for k in shirts}
+    trouser = w.labelling.session.labels.store.add_class("trouser")
+    w.labelling.session.labels.store.assign([k for k in w.labelling.session.labels.item_keys if k.startswith("trouser/")][:3], trouser.id)
     w.labelling.refresh_labels()
     w.labelling.adapt_panel.train_button.click()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.adapted_path is not None, timeout=60000)
-    predicted = w.labelling.session.predicted.copy()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.predictions.adapted_path is not None, timeout=60000)
+    predicted = w.labelling.session.predictions.predicted.copy()
     project = w.session.project.path
     w.close()
 
     again = window(project)
     qtbot.waitUntil(lambda: again.session.data_set is not None and not again.controller.busy(), timeout=60000)
-    assert sorted(again.labelling.session.store.label_names()) == sorted(shirts + [
-        k for k in again.labelling.session.item_keys if k.startswith("trouser/")][:3])
+    assert sorted(again.labelling.session.labels.store.label_names()) == sorted(shirts + [
+        k for k in again.labelling.session.labels.item_keys if k.startswith("trouser/")][:3])
     assert (again.gallery.model.label_of >= 0).sum() == 6
     # After a restart, Train classifier needs no step first either: the features come back
     # (from the run's cache), and with them the last classifier's predictions, then it trains.
-    assert again.labelling.adapt_panel.train_button.isEnabled() and again.labelling.session.features is None
+    assert again.labelling.adapt_panel.train_button.isEnabled() and again.labelling.session.item_map.features is None
     again.labelling.adapt_panel.train_button.click()
-    qtbot.waitUntil(lambda: again.labelling.session.features is not None and not again.controller.busy()
-                    and again.labelling.session.adapted_path is not None, timeout=90000)
-    assert again.labelling.session.predicted is not None and np.array_equal(again.labelling.session.predicted, predicted)
+    qtbot.waitUntil(lambda: again.labelling.session.item_map.features is not None and not again.controller.busy()
+                    and again.labelling.session.predictions.adapted_path is not None, timeout=90000)
+    assert again.labelling.session.predictions.predicted is not None and np.array_equal(again.labelling.session.predictions.predicted, predicted)
     assert "linear" in again.labelling.adapt_panel.estimates
 
 
@@ -1038,14 +1038,14 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     assert len(w.map.indices) > 0 and isinstance(w._thumbnail_for(int(w.map.indices[0])), str)
 
     w.labelling.label_panel.prepare_button.click()
-    qtbot.waitUntil(lambda: w.labelling.session.features is not None and not w.controller.busy(), timeout=60000)
+    qtbot.waitUntil(lambda: w.labelling.session.item_map.features is not None and not w.controller.busy(), timeout=60000)
     for name in ("bad", "good"):
-        cls = w.labelling.session.store.add_class(name)
-        w.labelling.session.store.assign([k for k in w.labelling.session.item_keys if k.startswith(name + "/")][:4], cls.id)
+        cls = w.labelling.session.labels.store.add_class(name)
+        w.labelling.session.labels.store.assign([k for k in w.labelling.session.labels.item_keys if k.startswith(name + "/")][:4], cls.id)
     w.labelling.refresh_labels()
     w.labelling.adapt_panel.train_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
-    assert "linear" in w.labelling.adapt_panel.estimates and w.labelling.session.predicted is not None
+    assert "linear" in w.labelling.adapt_panel.estimates and w.labelling.session.predictions.predicted is not None
 
 
 def test_weights_for_a_text_folder_switch_skipgram_to_an_objective_that_continues(qtbot, window, tmp_path):
@@ -1165,9 +1165,9 @@ def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, win
     w = window()
     open_sample(qtbot, w)
     project = w.session.project.path
-    store = w.labelling.session.store
+    store = w.labelling.session.labels.store
     cls = store.add_class("bag")
-    store.assign([w.labelling.session.item_keys[0]], cls.id)
+    store.assign([w.labelling.session.labels.item_keys[0]], cls.id)
     w.close()
 
     holder = ProjectLock.acquire(project, holder="sslstudio adapt")  # another program has it
@@ -1177,19 +1177,19 @@ def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, win
         again = window(project)
         wait_for_data(qtbot, again)
         assert warnings and "sslstudio adapt (process" in warnings[0] and "read-only" in warnings[0]
-        assert again.labelling.session.store.read_only and again.labelling.session.label_of[0] == 0  # labels still shown
+        assert again.labelling.session.labels.store.read_only and again.labelling.session.labels.label_of[0] == 0  # labels still shown
         assert again.labelling.label_items([1], cls.id, use_current=False) == 0
         assert "read-only" in again.status_text.text()
         again.close()
     finally:
         holder.release()
     check = LabelStore.for_project(project)
-    assert check.label_names() == {w.labelling.session.item_keys[0]: "bag"}
+    assert check.label_names() == {w.labelling.session.labels.item_keys[0]: "bag"}
     check.close()
 
     third = window(project)  # free again: a writer
     wait_for_data(qtbot, third)
-    assert not third.labelling.session.store.read_only
+    assert not third.labelling.session.labels.store.read_only
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: a "
@@ -1278,7 +1278,7 @@ def test_pre_labels_for_texts_offer_the_sentence_encoder_and_never_an_image_mode
     w.open_data_folder(make_text_folder(tmp_path / "reviews"))
     wait_for_data(qtbot, w)
     for name in ("bad", "good"):
-        w.labelling.session.store.add_class(name)
+        w.labelling.session.labels.store.add_class(name)
     w.labelling.refresh_labels()
     w.labelling.label_panel.zeroshot_button.click()
     dialog = w.labelling.zeroshot_dialog
@@ -1298,11 +1298,11 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     w = window()
     open_sample(qtbot, w)
     assert not w.labelling.label_panel.zeroshot_button.isEnabled()  # two classes are needed to choose from
-    boot = w.labelling.session.store.add_class("boot")
-    w.labelling.session.store.add_class("bag")
+    boot = w.labelling.session.labels.store.add_class("boot")
+    w.labelling.session.labels.store.add_class("bag")
     w.labelling.refresh_labels()
-    by_hand = w.labelling.session.item_keys[0]
-    w.labelling.session.store.assign([by_hand], boot.id)
+    by_hand = w.labelling.session.labels.item_keys[0]
+    w.labelling.session.labels.store.assign([by_hand], boot.id)
     w.labelling.refresh_labels()
     assert w.labelling.label_panel.zeroshot_button.isEnabled()
     assert not w.labelling.label_panel.accept_confident_button.isEnabled()  # nothing to accept yet
@@ -1323,25 +1323,25 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     session = w.labelling.session
     assert w.settings.value("zeroshot/image_model") == str(tmp_path / "clip")
     assert "299 unlabelled items have a pre-label" in w.labelling.label_panel.zeroshot_text.text()
-    assert w.labelling.session.predicted is not None and (w.labelling.session.predicted >= 0).all()  # shown as predictions
-    assert w.labelling.session.store.label_names() == {by_hand: "boot"}  # nothing is a label until accepted
+    assert w.labelling.session.predictions.predicted is not None and (w.labelling.session.predictions.predicted >= 0).all()  # shown as predictions
+    assert w.labelling.session.labels.store.label_names() == {by_hand: "boot"}  # nothing is a label until accepted
 
     picks = [3, 4, 5]
     w.gallery.select_items(picks)
     w.labelling.label_panel.accept_selected_button.click()
-    names = w.labelling.session.store.label_names()
-    expected = [session.pre_label_names[session.pre_labels[i]] for i in picks]
-    assert [names[w.labelling.session.item_keys[i]] for i in picks] == expected and len(names) == 4
+    names = w.labelling.session.labels.store.label_names()
+    expected = [session.predictions.pre_label_names[session.predictions.pre_labels[i]] for i in picks]
+    assert [names[w.labelling.session.labels.item_keys[i]] for i in picks] == expected and len(names) == 4
     # Above a confidence: only the sure ones; the label given by hand never changes.
-    threshold = float(np.quantile(session.pre_confidence, 0.5))
+    threshold = float(np.quantile(session.predictions.pre_confidence, 0.5))
     w.labelling.label_panel.accept_confidence.setValue(int(threshold * 100))
     w.labelling.label_panel.accept_confident_button.click()
-    names = w.labelling.session.store.label_names()
-    sure = {w.labelling.session.item_keys[i] for i in np.flatnonzero(session.pre_confidence >= int(threshold * 100) / 100)}
-    assert names[by_hand] == "boot" and set(names) == sure | {by_hand} | {w.labelling.session.item_keys[i] for i in picks}
+    names = w.labelling.session.labels.store.label_names()
+    sure = {w.labelling.session.labels.item_keys[i] for i in np.flatnonzero(session.predictions.pre_confidence >= int(threshold * 100) / 100)}
+    assert names[by_hand] == "boot" and set(names) == sure | {by_hand} | {w.labelling.session.labels.item_keys[i] for i in picks}
     assert "pre-labels accepted" in w.status_text.text()
     w.labelling.undo_label()
-    assert len(w.labelling.session.store.label_names()) == 4  # one undo takes the whole acceptance back
+    assert len(w.labelling.session.labels.store.label_names()) == 4  # one undo takes the whole acceptance back
 
 
 def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_the_features(
@@ -1362,44 +1362,44 @@ def test_a_newcomer_never_presses_prepare_groups_compare_and_classify_compute_th
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: (next(names), True)))
     w.labelling.label_panel.add_button.click()
     w.labelling.label_panel.add_button.click()
-    key_of = w.labelling.session.item_keys
+    key_of = w.labelling.session.labels.item_keys
     boots = [i for i, k in enumerate(key_of) if k.startswith("ankle_boot/")][:6]
     bags = [i for i, k in enumerate(key_of) if k.startswith("bag/")][:6]
     w.gallery.select_items(boots)
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_1)
     w.gallery.select_items(bags)
     qtbot.keyClick(w.gallery.list, Qt.Key.Key_2)
-    assert w.labelling.session.features is None  # nobody prepared anything
+    assert w.labelling.session.item_map.features is None  # nobody prepared anything
 
     assert w.labelling.label_panel.find_groups_button.isEnabled()
     w.labelling.label_panel.k.setValue(4)
     w.labelling.label_panel.find_groups_button.click()
-    qtbot.waitUntil(lambda: w.labelling.session.groups is not None and not w.controller.busy(),
+    qtbot.waitUntil(lambda: w.labelling.session.item_map.groups is not None and not w.controller.busy(),
                     timeout=90000)
-    assert w.labelling.session.features is not None and int(w.labelling.session.groups.max()) == 3
+    assert w.labelling.session.item_map.features is not None and int(w.labelling.session.item_map.groups.max()) == 3
 
-    w.labelling.session.forget_features()  # as after a restart: gone again
+    w.labelling.session.item_map.forget_features()  # as after a restart: gone again
     short_training_knobs(w, epochs=2, iterations=1)
     assert w.labelling.adapt_panel.compare_button.isEnabled()
     w.labelling.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.adapt_panel.comparison.rowCount() == 5,
                     timeout=180000)
-    assert w.labelling.session.features is not None
+    assert w.labelling.session.item_map.features is not None
 
     assert flow_now(w)[0] == "Classify"
     w.flow_bar.next_button.click()  # Train classifier
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.adapted_path is not None, timeout=90000)
-    assert w.labelling.session.predicted is not None and flow_now(w)[0] == "Export"
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.predictions.adapted_path is not None, timeout=90000)
+    assert w.labelling.session.predictions.predicted is not None and flow_now(w)[0] == "Export"
 
     # Stopping a comparison: it ends at once, says it kept nothing, and the classifier in use stays.
-    in_use = w.labelling.session.adapted_path
+    in_use = w.labelling.session.predictions.adapted_path
     w.labelling.adapt_panel.compare_button.click()
     qtbot.waitUntil(lambda: w.controller.busy() and w.stop_action.isEnabled(), timeout=30000)
     assert "comparing" in w.stop_action.toolTip() or "comparing" in w.stop_button.toolTip()
     w.stop_action.trigger()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "stopping the classifier's training: nothing of it is kept" in w.log.toPlainText()
-    assert w.labelling.session.adapted_path == in_use and "stopped" in w.status_text.text()
+    assert w.labelling.session.predictions.adapted_path == in_use and "stopped" in w.status_text.text()
 
 
 def test_small_things_of_the_first_hour(qtbot, window, tmp_path):
@@ -1444,8 +1444,8 @@ def test_a_label_is_a_bar_along_the_bottom_never_a_frame(qtbot, window):
 
     w = window()
     open_sample(qtbot, w)
-    boot = w.labelling.session.store.add_class("boot")
-    w.labelling.session.store.assign([w.labelling.session.item_keys[0]], boot.id)
+    boot = w.labelling.session.labels.store.add_class("boot")
+    w.labelling.session.labels.store.assign([w.labelling.session.labels.item_keys[0]], boot.id)
     w.labelling.refresh_labels()
     g = w.gallery
     g.list.clearSelection()

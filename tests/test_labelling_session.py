@@ -45,52 +45,52 @@ def test_the_module_loads_neither_qt_nor_torch():
 
 def test_label_unlabel_undo_and_redo(tmp_path):
     session = opened_session(tmp_path)
-    assert session.label_of.tolist() == [-1] * 30
-    cat, dog = session.add_class("cat"), session.add_class("dog")
-    assert session.label([0, 1, 99, -1], cat.id) == 2  # indices outside the items are ignored
-    assert session.label([1, 2], dog.id) == 2
-    assert session.label_of[:4].tolist() == [0, 1, 1, -1]
-    assert session.counts() == {cat.id: 1, dog.id: 2}
-    assert session.label([2], None) == 1
-    assert session.label_of[2] == -1 and session.undo_text() == "label 1 item no label"
+    assert session.labels.label_of.tolist() == [-1] * 30
+    cat, dog = session.labels.add_class("cat"), session.labels.add_class("dog")
+    assert session.labels.label([0, 1, 99, -1], cat.id) == 2  # indices outside the items are ignored
+    assert session.labels.label([1, 2], dog.id) == 2
+    assert session.labels.label_of[:4].tolist() == [0, 1, 1, -1]
+    assert session.labels.counts() == {cat.id: 1, dog.id: 2}
+    assert session.labels.label([2], None) == 1
+    assert session.labels.label_of[2] == -1 and session.labels.undo_text() == "label 1 item no label"
 
-    assert session.undo() == "label 1 item no label"
-    assert session.label_of[:3].tolist() == [0, 1, 1]
-    assert session.undo() == "label 2 items dog"
-    assert session.label_of[:3].tolist() == [0, 0, -1]
-    assert session.redo() == "label 2 items dog" and session.label_of[:3].tolist() == [0, 1, 1]
-    assert session.can_redo() and session.redo_text() == "label 1 item no label"
+    assert session.labels.undo() == "label 1 item no label"
+    assert session.labels.label_of[:3].tolist() == [0, 1, 1]
+    assert session.labels.undo() == "label 2 items dog"
+    assert session.labels.label_of[:3].tolist() == [0, 0, -1]
+    assert session.labels.redo() == "label 2 items dog" and session.labels.label_of[:3].tolist() == [0, 1, 1]
+    assert session.labels.can_redo() and session.labels.redo_text() == "label 1 item no label"
 
-    assert session.delete_class(cat.id) == 1
-    assert session.label_of[:3].tolist() == [-1, 0, 0]  # dog moved up to position 0
-    session.undo()
-    assert session.label_of[:3].tolist() == [0, 1, 1]
-    while session.can_undo():
-        session.undo()
-    assert session.undo() is None and session.classes() == []
-    assert session.label_of.tolist() == [-1] * 30
+    assert session.labels.delete_class(cat.id) == 1
+    assert session.labels.label_of[:3].tolist() == [-1, 0, 0]  # dog moved up to position 0
+    session.labels.undo()
+    assert session.labels.label_of[:3].tolist() == [0, 1, 1]
+    while session.labels.can_undo():
+        session.labels.undo()
+    assert session.labels.undo() is None and session.labels.classes() == []
+    assert session.labels.label_of.tolist() == [-1] * 30
 
 
 def test_labels_are_read_through_the_store_of_the_project(tmp_path):
     session = opened_session(tmp_path)
-    bag = session.add_class("bag")
-    session.label([3], bag.id)
+    bag = session.labels.add_class("bag")
+    session.labels.label([3], bag.id)
     session.close_project()
-    assert session.store is None and session.classes() == [] and session.label([4], bag.id) == 0
+    assert session.labels.store is None and session.labels.classes() == [] and session.labels.label([4], bag.id) == 0
 
     again = opened_session(tmp_path, keys=KEYS[3:])  # the items are keyed by path, not by index
-    assert again.label_of[0] == 0 and again.store.label_names() == {KEYS[3]: "bag"}
-    again.store.assign([KEYS[5]], bag.id)  # changed directly, as scripts do
-    assert again.label_of[2] == -1
-    again.reload_labels()
-    assert again.label_of[2] == 0
+    assert again.labels.label_of[0] == 0 and again.labels.store.label_names() == {KEYS[3]: "bag"}
+    again.labels.store.assign([KEYS[5]], bag.id)  # changed directly, as scripts do
+    assert again.labels.label_of[2] == -1
+    again.labels.reload_labels()
+    assert again.labels.label_of[2] == 0
     again.close_project()
 
 
 def test_a_project_held_elsewhere_opens_read_only_and_refuses_changes(tmp_path):
     writer = opened_session(tmp_path)
-    bag = writer.add_class("bag")
-    writer.label([0], bag.id)
+    bag = writer.labels.add_class("bag")
+    writer.labels.label([0], bag.id)
     writer.close_project()
 
     holder = ProjectLock.acquire(tmp_path / "project", holder="sslstudio adapt")
@@ -99,19 +99,19 @@ def test_a_project_held_elsewhere_opens_read_only_and_refuses_changes(tmp_path):
         opened = reader.open_project(tmp_path / "project")
         assert "sslstudio adapt (process" in opened.read_only_reason and opened.labels_error == ""
         reader.set_items(KEYS)
-        assert reader.read_only and reader.label_of[0] == 0  # labels are still shown
+        assert reader.labels.read_only and reader.labels.label_of[0] == 0  # labels are still shown
         with pytest.raises(LabelError, match="read-only"):
-            reader.label([1], bag.id)
+            reader.labels.label([1], bag.id)
         with pytest.raises(LabelError, match="read-only"):
-            reader.add_class("shoe")
-        assert reader.label_of[1] == -1 and not reader.can_undo() and reader.undo() is None
+            reader.labels.add_class("shoe")
+        assert reader.labels.label_of[1] == -1 and not reader.labels.can_undo() and reader.labels.undo() is None
         reader.close_project()
     finally:
         holder.release()
 
     writer = LabellingSession()
     assert writer.open_project(tmp_path / "project").read_only_reason == ""
-    assert not writer.read_only
+    assert not writer.labels.read_only
     with pytest.raises(ProjectLocked):
         ProjectLock.acquire(tmp_path / "project")  # the session holds it now...
     writer.close_project()
@@ -124,11 +124,11 @@ def test_an_unreadable_labels_file_leaves_the_project_without_labels(tmp_path):
     (project / "labels.sqlite").write_bytes(b"this is not a database " * 100)
     session = LabellingSession()
     opened = session.open_project(project)
-    assert "cannot open the labels file" in opened.labels_error and session.store is None
+    assert "cannot open the labels file" in opened.labels_error and session.labels.store is None
     session.set_items(KEYS)
-    assert session.label([0], 1) == 0 and session.label_of.tolist() == [-1] * 30
+    assert session.labels.label([0], 1) == 0 and session.labels.label_of.tolist() == [-1] * 30
     with pytest.raises(LabelError):
-        session.add_class("cat")
+        session.labels.add_class("cat")
     session.close_project()
 
 
@@ -136,10 +136,10 @@ def test_csv_import_and_export_go_through_the_items(tmp_path):
     session = opened_session(tmp_path)
     source = tmp_path / "in.csv"
     source.write_text(f"path,label\n{KEYS[0]},cat\n{KEYS[11]},dog\nnot/there.png,cat\n")
-    report = session.import_csv(source, tmp_path / "data")
+    report = session.labels.import_csv(source, tmp_path / "data")
     assert report.labelled == 2 and report.unknown_paths == ("not/there.png",)
-    assert session.label_of[[0, 11]].tolist() == [0, 1]
-    assert session.export_csv(tmp_path / "out.csv") == 2
+    assert session.labels.label_of[[0, 11]].tolist() == [0, 1]
+    assert session.labels.export_csv(tmp_path / "out.csv") == 2
     written = (tmp_path / "out.csv").read_text().splitlines()
     assert written[1:] == [f"{KEYS[0]},cat", f"{KEYS[11]},dog"]
     session.close_project()
@@ -161,63 +161,63 @@ def test_features_groups_and_suggestions_are_kept_per_item(tmp_path):
     event_keys = [KEYS[i] for i in kept] + ["group_9/new.png"]
     features = np.concatenate([features[kept], np.ones((1, 6), np.float32)])
     coords = np.arange(2 * len(event_keys), dtype=np.float32).reshape(-1, 2)
-    session.features_ready(FeaturesReady(np.array(event_keys), features, coords))
-    assert session.features.shape == (30, 6) and np.isnan(session.features[5]).all()
-    assert (session.coords[5] == 0).all() and (session.coords[6] == coords[5]).all()
-    assert 5 not in session.embedded_items() and len(session.embedded_items()) == 29
+    session.item_map.features_ready(FeaturesReady(np.array(event_keys), features, coords))
+    assert session.item_map.features.shape == (30, 6) and np.isnan(session.item_map.features[5]).all()
+    assert (session.item_map.coords[5] == 0).all() and (session.item_map.coords[6] == coords[5]).all()
+    assert 5 not in session.item_map.embedded_items() and len(session.item_map.embedded_items()) == 29
 
-    k = session.groups_found(session.groups_job(0)())  # 0: the best k by silhouette
-    assert k == 3 and session.groups[5] == -1
+    k = session.item_map.groups_found(session.item_map.groups_job(0)())  # 0: the best k by silhouette
+    assert k == 3 and session.item_map.groups[5] == -1
     for g in range(3):
         embedded = np.setdiff1d(np.flatnonzero(truth == g), [5])
-        assert len(set(session.groups[embedded].tolist())) == 1
+        assert len(set(session.item_map.groups[embedded].tolist())) == 1
 
-    cat = session.add_class("cat")
-    session.label([0, 1], cat.id)
-    assert session.unlabelled_in_group_of(0).tolist() == [2, 3, 4, 6, 7, 8, 9]
-    assert session.unlabelled_in_group_of(5) is None  # not embedded: in no group
+    cat = session.labels.add_class("cat")
+    session.labels.label([0, 1], cat.id)
+    assert session.item_map.unlabelled_in_group_of(0).tolist() == [2, 3, 4, 6, 7, 8, 9]
+    assert session.item_map.unlabelled_in_group_of(5) is None  # not embedded: in no group
 
-    picks = session.suggestion_job(2)()
-    session.suggestions_found(picks)
-    assert sorted(truth[session.suggestions].tolist()) == [1, 2]  # the regions without labels
+    picks = session.item_map.suggestion_job(2)()
+    session.item_map.suggestions_found(picks)
+    assert sorted(truth[session.item_map.suggestions].tolist()) == [1, 2]  # the regions without labels
 
-    session.label([25], cat.id)
-    shown = session.map_items(limit=4)
+    session.labels.label([25], cat.id)
+    shown = session.item_map.map_items(limit=4)
     assert {0, 1, 25} <= set(shown.tolist()) and 5 not in shown and len(shown) <= 4 + 3
-    assert len(session.map_items()) == 29
+    assert len(session.item_map.map_items()) == 29
 
     session.set_items(KEYS[::-1])  # another scan: what was computed for the old items goes
-    assert session.features is None and session.groups is None and session.suggestions is None
-    assert session.label_of[[-1, -2, -26]].tolist() == [0, 0, 0]
+    assert session.item_map.features is None and session.item_map.groups is None and session.item_map.suggestions is None
+    assert session.labels.label_of[[-1, -2, -26]].tolist() == [0, 0, 0]
     session.close_project()
 
 
 def test_predictions_land_on_items_by_key_and_class_name(tmp_path):
     session = opened_session(tmp_path)
-    session.add_class("cat")
-    dog = session.add_class("dog")
-    session.adapt_started(AdaptStarted("linear", 4, ("dog", "cat"), "loo", 5, 10, 100))
+    session.labels.add_class("cat")
+    dog = session.labels.add_class("dog")
+    session.predictions.adapt_started(AdaptStarted("linear", 4, ("dog", "cat"), "loo", 5, 10, 100))
     # Classes in the job's order (dog first); an item the folder lacks; KEYS[1:] not predicted.
-    session.predictions_ready(AdaptPredictions(np.array([KEYS[2], "gone.png", KEYS[0]]),
+    session.predictions.predictions_ready(AdaptPredictions(np.array([KEYS[2], "gone.png", KEYS[0]]),
                                                np.array([0, 1, 1]),
                                                np.array([0.9, 0.8, 0.6], np.float32),
                                                np.array([0.8, 0.6, 0.2], np.float32)))
-    assert session.predicted[:3].tolist() == [0, -1, 1]  # cat is class 0 here, dog class 1
-    assert (session.predicted[3:] == -1).all()
-    np.testing.assert_allclose(session.confidence[:3], [0.6, 0.0, 0.9])
-    np.testing.assert_allclose(session.margin[:3], [0.2, 1.0, 0.8])  # unpredicted: never unsure
+    assert session.predictions.predicted[:3].tolist() == [0, -1, 1]  # cat is class 0 here, dog class 1
+    assert (session.predictions.predicted[3:] == -1).all()
+    np.testing.assert_allclose(session.predictions.confidence[:3], [0.6, 0.0, 0.9])
+    np.testing.assert_allclose(session.predictions.margin[:3], [0.2, 1.0, 0.8])  # unpredicted: never unsure
 
-    session.label([2], dog.id)
+    session.labels.label([2], dog.id)
     assert session.least_confident(2).tolist() == [0, 1]  # item 2 is labelled now
 
-    assert not session.adapt_finished(AdaptFinished("cancelled", "linear"))
-    assert session.adapted_path is None
-    assert session.adapt_finished(AdaptFinished("completed", "linear", str(tmp_path / "m")))
-    assert session.adapted_path == tmp_path / "m"
+    assert not session.predictions.adapt_finished(AdaptFinished("cancelled", "linear"))
+    assert session.predictions.adapted_path is None
+    assert session.predictions.adapt_finished(AdaptFinished("completed", "linear", str(tmp_path / "m")))
+    assert session.predictions.adapted_path == tmp_path / "m"
 
     session.start_labelling(tmp_path / "another-run")  # another encoder: old predictions go
-    assert session.predicted is None and session.margin is None
-    assert session.adapted_path == tmp_path / "m"
+    assert session.predictions.predicted is None and session.predictions.margin is None
+    assert session.predictions.adapted_path == tmp_path / "m"
     session.close_project()
 
 
@@ -228,18 +228,18 @@ def test_a_classifier_needs_features_and_two_labelled_classes(tmp_path):
     assert session.adapt_blocker(features_on_demand=True) == "Label items of at least two classes"
     session.start_labelling(tmp_path / "run")
     _, features = clustered_features()
-    session.features_ready(FeaturesReady(np.array(KEYS), features, np.zeros((30, 2), np.float32)))
-    cat, dog = session.add_class("cat"), session.add_class("dog")
-    session.label([0, 1], dog.id)
+    session.item_map.features_ready(FeaturesReady(np.array(KEYS), features, np.zeros((30, 2), np.float32)))
+    cat, dog = session.labels.add_class("cat"), session.labels.add_class("dog")
+    session.labels.label([0, 1], dog.id)
     assert session.adapt_blocker() == "Label items of at least two classes"
-    session.label([20], cat.id)
+    session.labels.label([20], cat.id)
     assert session.adapt_blocker() == "" and session.can_adapt()
     request = session.adapt_request(tmp_path / "data", "lora", {"epochs": 3})
     assert request.run_dir == tmp_path / "run" and request.data_dir == tmp_path / "data"
     assert request.labels == {KEYS[0]: "dog", KEYS[1]: "dog", KEYS[20]: "cat"}
     assert request.class_order == ("cat", "dog") and request.overrides == {"epochs": 3}
-    session.forget_features()  # a new training run: the map goes, labels and the run stay
-    assert session.features is None and session.run == tmp_path / "run"
+    session.item_map.forget_features()  # a new training run: the map goes, labels and the run stay
+    assert session.item_map.features is None and session.item_map.run == tmp_path / "run"
     session.close_project()
 
 
@@ -268,9 +268,9 @@ def test_the_latest_classifier_of_the_run_comes_back_with_its_estimate(adapted_r
 
     shown = opened_session(tmp_path, keys)
     for name in ("class_1", "class_0"):  # the app's order, not the classifier's
-        shown.add_class(name)
-    shown.adapt_started(started)
-    shown.predictions_ready(live)
+        shown.labels.add_class(name)
+    shown.predictions.adapt_started(started)
+    shown.predictions.predictions_ready(live)
     shown.close_project()
 
     session = opened_session(tmp_path, keys)
@@ -281,14 +281,14 @@ def test_the_latest_classifier_of_the_run_comes_back_with_its_estimate(adapted_r
     session.start_labelling(run)
     restored = session.restore_latest_predictions()
     assert restored.folder.path == run / "adapted" / restored.folder.path.name
-    assert str(restored.folder.path) == finished.path == str(session.adapted_path)
+    assert str(restored.folder.path) == finished.path == str(session.predictions.adapted_path)
     assert restored.estimate.accuracy == estimate.accuracy
     assert restored.estimate.class_names == estimate.class_names
-    np.testing.assert_array_equal(session.predicted, shown.predicted)  # as when it was trained
-    np.testing.assert_allclose(session.confidence, shown.confidence, atol=1e-4)
-    assert session.predicted[-1] == -1 and session.confidence[-1] == 0 and session.margin[-1] == 1
+    np.testing.assert_array_equal(session.predictions.predicted, shown.predictions.predicted)  # as when it was trained
+    np.testing.assert_allclose(session.predictions.confidence, shown.predictions.confidence, atol=1e-4)
+    assert session.predictions.predicted[-1] == -1 and session.predictions.confidence[-1] == 0 and session.predictions.margin[-1] == 1
     # The file keeps the top probability only, which stands in for the margin.
-    np.testing.assert_array_equal(session.margin[:-1], session.confidence[:-1])
+    np.testing.assert_array_equal(session.predictions.margin[:-1], session.predictions.confidence[:-1])
 
     # A newer classifier of the run wins; one whose estimate cannot be read still shows its
     # predictions but does not become the current classifier.
@@ -304,8 +304,8 @@ def test_the_latest_classifier_of_the_run_comes_back_with_its_estimate(adapted_r
         session.start_labelling(run)
         again = session.restore_latest_predictions()
         assert again.folder.path == newer.path and again.estimate is None
-        assert set(session.predicted[:-1].tolist()) == {0}  # class_1 is the app's class 0
-        assert session.adapted_path == restored.folder.path
+        assert set(session.predictions.predicted[:-1].tolist()) == {0}  # class_1 is the app's class 0
+        assert session.predictions.adapted_path == restored.folder.path
     finally:
         shutil.rmtree(newer.path)
     session.close_project()

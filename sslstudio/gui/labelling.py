@@ -181,7 +181,7 @@ class LabellingPanels(QObject):
 
     def clear_map(self) -> None:
         """Training starts: the map will show its snapshots, not the labelling run's items."""
-        self.session.forget_features()
+        self.session.item_map.forget_features()
         for name in ITEM_COLOURINGS:
             self.host.map.set_item_colouring(name, None)
         self.update_actions()
@@ -189,25 +189,25 @@ class LabellingPanels(QObject):
     # -- labels -------------------------------------------------------------------------------
     def refresh_labels(self) -> None:
         """Show the labels as the store holds them now, also after it was changed directly."""
-        self.session.reload_labels()
+        self.session.labels.reload_labels()
         self._show_labels()
 
     def _show_labels(self) -> None:
         session = self.session
-        classes = session.classes()
-        self.host.gallery.set_labels(session.label_of, [c.name for c in classes],
+        classes = session.labels.classes()
+        self.host.gallery.set_labels(session.labels.label_of, [c.name for c in classes],
                                      [QColor(c.colour) for c in classes])
-        self.label_panel.set_classes(classes, session.counts())
-        self.label_panel.set_pre_labels(session.pre_label_summary(self._accept_confidence()))
+        self.label_panel.set_classes(classes, session.labels.counts())
+        self.label_panel.set_pre_labels(session.predictions.pre_label_summary(self._accept_confidence()))
         self._label_target_changed()
         if len(self.host.map.indices):
-            self.host.map.set_item_colouring("Colour by your labels", session.label_of,
+            self.host.map.set_item_colouring("Colour by your labels", session.labels.label_of,
                                              [_rgb(c.colour) for c in classes],
                                              names=[c.name for c in classes])
         self.update_actions()
 
     def label_items(self, items, class_id: int | None = None, use_current: bool = True) -> int:
-        if self.session.store is None or not self.session.item_keys:
+        if self.session.labels.store is None or not self.session.labels.item_keys:
             return 0
         if use_current:
             class_id = self.label_panel.current_class_id()
@@ -216,23 +216,23 @@ class LabellingPanels(QObject):
                 self.host.reveal(self.label_panel)
                 return 0
         try:
-            changed = self.session.label(items, class_id)
+            changed = self.session.labels.label(items, class_id)
         except LabelError as error:
             self._say(str(error))
             return 0
         self._show_labels()
         if changed:
-            self._say(self.session.undo_text().capitalize() + " (Ctrl+Z undoes)")
+            self._say(self.session.labels.undo_text().capitalize() + " (Ctrl+Z undoes)")
         return changed
 
     def label_key_pressed(self, number: int) -> None:
         items = self.host.gallery.selected_items()
-        if not items or self.session.store is None:
+        if not items or self.session.labels.store is None:
             return
         if number == 0:
             self.label_items(items, None, use_current=False)
             return
-        classes = self.session.classes()
+        classes = self.session.labels.classes()
         if number > len(classes):
             self._say(f"There is no class {number}; add classes in the Labels panel")
             return
@@ -255,14 +255,14 @@ class LabellingPanels(QObject):
             self.host.map.colour_by.setCurrentText("Colour by your labels")
 
     def _label_target_changed(self, *_args) -> None:
-        chosen = self.session.class_by_id(self.label_panel.current_class_id())
+        chosen = self.session.labels.class_by_id(self.label_panel.current_class_id())
         self.host.map.set_label_target(chosen.name if chosen is not None else "")
 
     def undo_label(self) -> None:
-        self._undo_step("Undone: ", self.session.undo)
+        self._undo_step("Undone: ", self.session.labels.undo)
 
     def redo_label(self) -> None:
-        self._undo_step("Redone: ", self.session.redo)
+        self._undo_step("Redone: ", self.session.labels.redo)
 
     def _undo_step(self, prefix: str, step) -> None:
         try:
@@ -276,53 +276,53 @@ class LabellingPanels(QObject):
         self._show_labels()
 
     def add_class_dialog(self) -> None:
-        if self.session.store is None:
+        if self.session.labels.store is None:
             QMessageBox.information(self.host, APP_NAME,
                                     "Open a folder first; labels belong to its project.")
             return
         name, ok = QInputDialog.getText(self.host, "Add class", "Name of the new class:")
         if ok:
-            self._label_action(lambda: self.session.add_class(name))
+            self._label_action(lambda: self.session.labels.add_class(name))
 
     def add_folder_classes(self, names: tuple[str, ...]) -> None:
         """The folder's subfolder names as classes (those not there yet), in their order."""
-        if self.session.store is None:
+        if self.session.labels.store is None:
             return
-        have = {c.name for c in self.session.classes()}
+        have = {c.name for c in self.session.labels.classes()}
 
         def add_all():
             for name in names:
                 if name not in have:
-                    self.session.add_class(name)
+                    self.session.labels.add_class(name)
 
         self._label_action(add_all)
 
     def rename_class_dialog(self, class_id: int) -> None:
-        current = self.session.class_by_id(class_id)
+        current = self.session.labels.class_by_id(class_id)
         if current is None:
             return
         name, ok = QInputDialog.getText(self.host, "Rename class", "New name:", text=current.name)
         if ok:
-            self._label_action(lambda: self.session.rename_class(class_id, name))
+            self._label_action(lambda: self.session.labels.rename_class(class_id, name))
 
     def recolour_class_dialog(self, class_id: int) -> None:
-        current = self.session.class_by_id(class_id)
+        current = self.session.labels.class_by_id(class_id)
         if current is None:
             return
         colour = QColorDialog.getColor(QColor(current.colour), self.host, f"Colour of {current.name}")
         if colour.isValid():
-            self._label_action(lambda: self.session.recolour_class(class_id, colour.name()))
+            self._label_action(lambda: self.session.labels.recolour_class(class_id, colour.name()))
 
     def delete_class(self, class_id: int) -> None:
-        current = self.session.class_by_id(class_id)
+        current = self.session.labels.class_by_id(class_id)
         if current is None:
             return
-        count = self.session.counts().get(class_id, 0)
+        count = self.session.labels.counts().get(class_id, 0)
         if count and QMessageBox.question(
                 self.host, APP_NAME, f"Delete class {current.name} and remove its {count} labels? "
                 "(Edit > Undo brings them back)") != QMessageBox.StandardButton.Yes:
             return
-        self._label_action(lambda: self.session.delete_class(class_id))
+        self._label_action(lambda: self.session.labels.delete_class(class_id))
 
     def _label_action(self, action) -> None:
         try:
@@ -332,7 +332,7 @@ class LabellingPanels(QObject):
         self._show_labels()
 
     def import_labels_dialog(self) -> None:
-        if self.session.store is None or self.host.session.data_set is None:
+        if self.session.labels.store is None or self.host.session.data_set is None:
             QMessageBox.information(self.host, APP_NAME, "Open the folder the labels refer to first.")
             return
         path, _ = QFileDialog.getOpenFileName(self.host, "Import labels", str(Path.home()),
@@ -342,7 +342,7 @@ class LabellingPanels(QObject):
 
     def import_labels(self, path: Path) -> None:
         try:
-            report = self.session.import_csv(path, Path(self.host.session.data_set.root))
+            report = self.session.labels.import_csv(path, Path(self.host.session.data_set.root))
         except LabelError as error:
             QMessageBox.warning(self.host, APP_NAME, str(error))
             return
@@ -359,13 +359,13 @@ class LabellingPanels(QObject):
             self._say(report.summary())
 
     def export_labels_dialog(self) -> None:
-        if self.session.store is None:
+        if self.session.labels.store is None:
             return
         path, _ = QFileDialog.getSaveFileName(self.host, "Export labels",
                                               str(Path.home() / "labels.csv"), "CSV files (*.csv)")
         if path:
             try:
-                count = self.session.export_csv(Path(path))
+                count = self.session.labels.export_csv(Path(path))
             except OSError as error:
                 QMessageBox.warning(self.host, APP_NAME,
                                     f"Cannot write {path}: {error.strerror or error}")
@@ -376,13 +376,13 @@ class LabellingPanels(QObject):
     def run_selected(self, summary) -> None:
         self._selected_run = summary
         session = self.session
-        if session.run is not None and session.features is not None:
-            text = f"Labelling with {session.run.name}."
+        if session.item_map.run is not None and session.item_map.features is not None:
+            text = f"Labelling with {session.item_map.run.name}."
         elif summary.folder.has_checkpoint():
             text = f"Selected run: {summary.name}."
         else:
             text = f"Run {summary.name} has no checkpoint yet."
-        self.label_panel.set_encoder(text, session.features is not None)
+        self.label_panel.set_encoder(text, session.item_map.features is not None)
         self.refresh_classifiers()
         self.update_actions()
 
@@ -407,19 +407,19 @@ class LabellingPanels(QObject):
     def _features_ready(self, event) -> None:
         self.host.progress.hide()
         session = self.session
-        session.features_ready(event)
-        shown = session.map_items()
+        session.item_map.features_ready(event)
+        shown = session.item_map.map_items()
         data = self.host.session.data_set
         view = self.host.map
         view.class_names = tuple(data.class_names)
-        view.show_snapshot(shown, session.coords[shown], np.asarray(data.labels)[shown])
-        view.status.setText(f"{len(shown):,} items embedded by {session.run.name}")
+        view.show_snapshot(shown, session.item_map.coords[shown], np.asarray(data.labels)[shown])
+        view.status.setText(f"{len(shown):,} items embedded by {session.item_map.run.name}")
         self.refresh_labels()
-        view.set_item_colouring("Colour by your labels", session.label_of,
-                                [_rgb(c.colour) for c in session.classes()], show=True,
-                                names=[c.name for c in session.classes()])
+        view.set_item_colouring("Colour by your labels", session.labels.label_of,
+                                [_rgb(c.colour) for c in session.labels.classes()], show=True,
+                                names=[c.name for c in session.labels.classes()])
         self.host.reveal(view)
-        self.label_panel.set_encoder(f"Labelling with {session.run.name}: every item embedded.", True)
+        self.label_panel.set_encoder(f"Labelling with {session.item_map.run.name}: every item embedded.", True)
         self.host.reveal(self.label_panel)
         self._restore_latest_predictions()
         self.update_actions()
@@ -428,20 +428,20 @@ class LabellingPanels(QObject):
         """The t-SNE map arrives: the points glide from the PCA layout to it."""
         self.host.progress.hide()
         session = self.session
-        if session.features is None:
+        if session.item_map.features is None:
             return
-        session.map_ready(event)
-        shown = session.map_items()
+        session.item_map.map_ready(event)
+        shown = session.item_map.map_items()
         view = self.host.map
-        view.show_snapshot(shown, session.coords[shown], np.asarray(self.host.session.data_set.labels)[shown])
-        view.status.setText(f"{len(shown):,} items embedded by {session.run.name}, "
+        view.show_snapshot(shown, session.item_map.coords[shown], np.asarray(self.host.session.data_set.labels)[shown])
+        view.status.setText(f"{len(shown):,} items embedded by {session.item_map.run.name}, "
                             f"{event.method} map")
 
     def _features_needed(self, action) -> bool:
         """True when the features of the selected run are not there yet: then they are computed
         first and `action` follows; False when the caller can go on."""
         session, run = self.session, self._selected_run
-        ready = session.features is not None and (run is None or session.run == run.path)
+        ready = session.item_map.features is not None and (run is None or session.item_map.run == run.path)
         if ready:
             return False
         if self._can_prepare():
@@ -454,31 +454,31 @@ class LabellingPanels(QObject):
     def _can_prepare(self) -> bool:
         run = self._selected_run
         return (not self.host.controller.busy() and self.host.session.data_set is not None
-                and self.session.store is not None and run is not None
+                and self.session.labels.store is not None and run is not None
                 and run.folder.has_checkpoint())
 
     def _job_ended(self, busy: bool) -> None:
         if busy:
             return
         action, self._after_features = self._after_features, None
-        if action is not None and self.session.features is not None:
+        if action is not None and self.session.item_map.features is not None:
             QTimer.singleShot(0, action)  # after every other handler of this job's end
 
     def find_groups(self, k: int) -> None:
         if self.host.controller.busy() or self._features_needed(lambda: self.find_groups(k)):
             return
-        self.host.controller.start_task("groups", self.session.groups_job(k))
+        self.host.controller.start_task("groups", self.session.item_map.groups_job(k))
         self._show_progress("finding groups…")
 
     def suggest(self, count: int) -> None:
         if self.host.controller.busy() or self._features_needed(lambda: self.suggest(count)):
             return
-        if self.session.margin is not None:
+        if self.session.predictions.margin is not None:
             picks = self.session.least_confident(count)
             self.host.gallery.show_suggestions(picks)
             self._say(f"{len(picks)} items the classifier is least sure of")
             return
-        self.host.controller.start_task("suggest", self.session.suggestion_job(count))
+        self.host.controller.start_task("suggest", self.session.item_map.suggestion_job(count))
         self._show_progress("choosing what to label…")
 
     def _task_result(self, kind: str, value) -> None:
@@ -490,23 +490,23 @@ class LabellingPanels(QObject):
             self._say(f"CLIP downloaded: {value}")
         elif kind == "groups":
             self.host.progress.hide()
-            k = self.session.groups_found(value)
+            k = self.session.item_map.groups_found(value)
             self.host.map.set_item_colouring(
-                "Colour by group", self.session.groups, GROUP_PALETTE, show=True,
-                names=[f"group {g + 1}" for g in range(int(self.session.groups.max(initial=-1)) + 1)])
+                "Colour by group", self.session.item_map.groups, GROUP_PALETTE, show=True,
+                names=[f"group {g + 1}" for g in range(int(self.session.item_map.groups.max(initial=-1)) + 1)])
             self._say(f"{k} groups found; select an item and label its whole group, then fix the "
                       "mistakes")
             self.label_panel.k.setValue(k)
         elif kind == "suggest":
             self.host.progress.hide()
-            self.session.suggestions_found(value)
-            self.host.gallery.show_suggestions(self.session.suggestions)
+            self.session.item_map.suggestions_found(value)
+            self.host.gallery.show_suggestions(self.session.item_map.suggestions)
             self.host.reveal(self.host.gallery)
             self._say(f"{len(value)} typical items from regions without labels: label them with "
                       "keys 1-9")
 
     def label_selected_group(self) -> None:
-        if self.session.groups is None:
+        if self.session.item_map.groups is None:
             QMessageBox.information(self.host, APP_NAME, "Find groups first.")
             return
         items = self.host.gallery.selected_items()
@@ -514,7 +514,7 @@ class LabellingPanels(QObject):
             QMessageBox.information(self.host, APP_NAME, "Select an item of the group in the gallery "
                                     "(or click it on the map) first.")
             return
-        members = self.session.unlabelled_in_group_of(items[0])
+        members = self.session.item_map.unlabelled_in_group_of(items[0])
         if members is not None:
             self.label_items(members)
 
@@ -523,7 +523,7 @@ class LabellingPanels(QObject):
         return self.label_panel.accept_confidence.value() / 100
 
     def zero_shot_dialog(self) -> None:
-        if self.host.session.data_set is None or self.session.store is None:
+        if self.host.session.data_set is None or self.session.labels.store is None:
             self._say("Open a data folder first")
             return
         settings = getattr(self.host, "settings", None)
@@ -540,7 +540,7 @@ class LabellingPanels(QObject):
             remembered = remembered or (str(cached) if cached else "")
             if cached is None:
                 download_text = f"Download {title} ({size})…"
-        dialog = ZeroShotDialog([c.name for c in self.session.classes()], view, remembered,
+        dialog = ZeroShotDialog([c.name for c in self.session.labels.classes()], view, remembered,
                                 self.host, download_text)
         dialog.offer = offer
         dialog.download_requested.connect(
@@ -593,9 +593,9 @@ class LabellingPanels(QObject):
         self._show_progress("zero-shot: loading the model…")
 
     def _zero_shot_ready(self, event) -> None:
-        count = self.session.zero_shot_ready(event)
+        count = self.session.predictions.zero_shot_ready(event)
         self._show_predictions()
-        self.label_panel.set_pre_labels(self.session.pre_label_summary(self._accept_confidence()))
+        self.label_panel.set_pre_labels(self.session.predictions.pre_label_summary(self._accept_confidence()))
         self.host.reveal(self.label_panel)
         self._say(f"{count} items pre-labelled: accept them above a confidence, a selection or a "
                   "group at a time (the gallery and map show them as predictions)")
@@ -614,15 +614,15 @@ class LabellingPanels(QObject):
                 return
             items = selected
             if how == "group":
-                if self.session.groups is None:
+                if self.session.item_map.groups is None:
                     self._say("Find groups first")
                     return
-                items = self.session.unlabelled_in_group_of(selected[0])
+                items = self.session.item_map.unlabelled_in_group_of(selected[0])
                 if items is None:
                     self._say("The selected item is in no group")
                     return
         try:
-            changed = self.session.accept_pre_labels(min_confidence, items)
+            changed = self.session.predictions.accept_pre_labels(min_confidence, items)
         except LabelError as error:
             self._say(str(error))
             return
@@ -651,11 +651,11 @@ class LabellingPanels(QObject):
 
     def _can_adapt(self) -> bool:
         # Without features yet, _features_needed computes them first.
-        return (self.session.store is not None and not self.host.controller.busy()
+        return (self.session.labels.store is not None and not self.host.controller.busy()
                 and (self.session.can_adapt() or self._can_prepare()))
 
     def _adapt_started(self, event) -> None:
-        self.session.adapt_started(event)
+        self.session.predictions.adapt_started(event)
         self.adapt_panel.show_started(event)
         self.host.reveal(self.adapt_panel)
 
@@ -670,25 +670,25 @@ class LabellingPanels(QObject):
         progress.setFormat(f"{method} {phase} %v / %m".strip())
 
     def _adapt_predictions(self, event) -> None:
-        self.session.predictions_ready(event)
+        self.session.predictions.predictions_ready(event)
         self._show_predictions()
 
     def _show_predictions(self) -> None:
         session = self.session
-        self.host.gallery.set_predictions(session.predicted, session.confidence, session.margin)
+        self.host.gallery.set_predictions(session.predictions.predicted, session.predictions.confidence, session.predictions.margin)
         view = self.host.map
         view.set_item_colouring("Colour by confidence",
-                                np.minimum((session.confidence * 5).astype(np.int64), 4),
+                                np.minimum((session.predictions.confidence * 5).astype(np.int64), 4),
                                 CONFIDENCE_COLOURS,
                                 names=["confidence < 20%", "20-40%", "40-60%", "60-80%", "80-100%"])
-        view.set_item_colouring("Colour by predicted class", session.predicted,
-                                [_rgb(c.colour) for c in session.classes()], show=True,
-                                names=[c.name for c in session.classes()])  # the box says "predicted"
+        view.set_item_colouring("Colour by predicted class", session.predictions.predicted,
+                                [_rgb(c.colour) for c in session.labels.classes()], show=True,
+                                names=[c.name for c in session.labels.classes()])  # the box says "predicted"
 
     def refresh_classifiers(self) -> None:
         """The Classifier panel's list: every classifier of the selected run, the current one
         marked."""
-        run = self._selected_run.path if self._selected_run is not None else self.session.run
+        run = self._selected_run.path if self._selected_run is not None else self.session.item_map.run
         entries = []
         for model in self.session.classifiers(run):
             when = time.strftime("%d %b %H:%M", time.localtime(model.modified()))
@@ -698,7 +698,7 @@ class LabellingPanels(QObject):
             except (OSError, ValueError, KeyError):
                 text = f"{model.path.name} · {when}"
             entries.append((str(model.path), text))
-        current = str(self.session.adapted_path) if self.session.adapted_path is not None else ""
+        current = str(self.session.predictions.adapted_path) if self.session.predictions.adapted_path is not None else ""
         self.adapt_panel.set_classifiers(entries, current)
         self.adapt_panel.set_unfit(self._unfit_methods(run))
 
@@ -744,11 +744,11 @@ class LabellingPanels(QObject):
         self.refresh_classifiers()
         which = "the classifier chosen" if chosen is not None else "the last classifier"
         self._say(f"Showing the predictions of {restored.folder.path.name}, {which} adapted "
-                  f"from {self.session.run.name}")
+                  f"from {self.session.item_map.run.name}")
 
     def _adapt_finished(self, event) -> None:
         self.host.progress.hide()
-        if self.session.adapt_finished(event):
+        if self.session.predictions.adapt_finished(event):
             self._say(f"Classifier saved in {event.path}; gallery filter 'Least confident first' "
                       "shows what to review")
         else:
@@ -760,8 +760,8 @@ class LabellingPanels(QObject):
             # set it (it moved to the best unasked); the panel names the best and says which
             # classifier is still the one in use.
             best = max(estimates.values(), key=lambda e: e.accuracy if e.estimated else -1.0)
-            current = (f"the classifier in use is still {self.session.adapted_path.name}"
-                       if self.session.adapted_path is not None else "no classifier is trained yet")
+            current = (f"the classifier in use is still {self.session.predictions.adapted_path.name}"
+                       if self.session.predictions.adapted_path is not None else "no classifier is trained yet")
             # A cautioned estimate still ranks (on Rotten Tomatoes SetFit was at least as good
             # as the probe on every draw, whatever its estimate said); its caution is repeated.
             caution = f" Its estimate comes with a caution: {best.caution}." if best.caution else ""
@@ -775,20 +775,20 @@ class LabellingPanels(QObject):
     # -- state --------------------------------------------------------------------------------
     def update_actions(self) -> None:
         session = self.session
-        can_undo, can_redo = session.can_undo(), session.can_redo()
+        can_undo, can_redo = session.labels.can_undo(), session.labels.can_redo()
         self.undo_action.setEnabled(can_undo)
         self.redo_action.setEnabled(can_redo)
-        self.undo_action.setText(f"&Undo {session.undo_text()}" if can_undo else "&Undo")
-        self.redo_action.setText(f"&Redo {session.redo_text()}" if can_redo else "&Redo")
+        self.undo_action.setText(f"&Undo {session.labels.undo_text()}" if can_undo else "&Undo")
+        self.redo_action.setText(f"&Redo {session.labels.redo_text()}" if can_redo else "&Redo")
         busy = self.host.controller.busy()
-        has_labels = session.store is not None
+        has_labels = session.labels.store is not None
         has_data = self.host.session.data_set is not None and has_labels
         self.import_labels_action.setEnabled(has_data)
         self.export_labels_action.setEnabled(has_labels)
         run = self._selected_run
         self.label_panel.prepare_button.setEnabled(
             not busy and has_data and run is not None and run.folder.has_checkpoint())
-        on_demand = session.features is not None or self._can_prepare()
+        on_demand = session.item_map.features is not None or self._can_prepare()
         self.label_panel.set_features_available(not busy and on_demand)
         reason = session.adapt_blocker(features_on_demand=on_demand)
         self.adapt_panel.set_ready(not busy and not reason and self.host.engine is not None, reason)

@@ -499,11 +499,11 @@ class MainWindow(QMainWindow):
         except ConfigError as error:
             QMessageBox.warning(self, APP_NAME, f"A setting is not valid: {error}")
             return
-        if self.labelling.session.store.labels():
+        if self.labelling.session.labels.store.labels():
             # The user's labels judge the encoder as it trains: the probe on the curves, and the
             # run keeps the encoder that scored best.
             train_config = dataclasses.replace(train_config,
-                                               labels=str(self.labelling.session.store.path))
+                                               labels=str(self.labelling.session.labels.store.path))
         self.settings.setValue("run/choices", json.dumps(self.setup.choices()))
         self._dismiss_banner()
         self.map.clear()
@@ -634,7 +634,7 @@ class MainWindow(QMainWindow):
                                  f"{event.samples_per_s:,.0f} images/s{memory}")
 
     def _snapshot(self, event) -> None:
-        if self._closing or self.labelling.session.features is not None:
+        if self._closing or self.labelling.session.item_map.features is not None:
             return  # the map shows every item for labelling; a run's snapshot would replace it
         self.map.show_snapshot(event.indices, event.coords, event.labels, event.step)
 
@@ -746,7 +746,7 @@ class MainWindow(QMainWindow):
         self.session.history = RunHistory.from_metrics(summary.folder.metrics())
         self.curves.set_history(self.session.history)
         snapshot = summary.folder.snapshot()
-        if snapshot is not None and self.labelling.session.features is None:
+        if snapshot is not None and self.labelling.session.item_map.features is None:
             coords = snapshot.get("neighbour_coords", snapshot["coords"])
             self.map.show_snapshot(snapshot["indices"], coords, snapshot["labels"],
                                    int(snapshot["step"]))
@@ -809,16 +809,16 @@ class MainWindow(QMainWindow):
         job = self.controller.job_kind if busy else ""
         session = self.labelling.session
         run = self.labelling.selected_run
-        labelled = session.label_of[session.label_of >= 0] if len(session.label_of) else session.label_of
+        labelled = session.labels.label_of[session.labels.label_of >= 0] if len(session.labels.label_of) else session.labels.label_of
         runs = [self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.runs_list.count())]
-        current = session.adapted_path
+        current = session.predictions.adapted_path
         return FlowFacts(
             items=len(self.session.data_set) if self.session.data_set is not None else 0,
             item_noun=view_of(self.session.data_set).item_noun,
             scanning=job == "scan", job=job, paused=self.controller.paused,
             runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
-            class_names=tuple(c.name for c in session.classes()) if session.store is not None else (),
+            class_names=tuple(c.name for c in session.labels.classes()) if session.labels.store is not None else (),
             folder_classes=self._folder_classes(),
             labels_shown=self.labelling.label_panel.isVisible(),
             labelled=int(len(labelled)),
@@ -934,10 +934,10 @@ class MainWindow(QMainWindow):
         self.exports.open()
 
     def classifier_in_use(self) -> Path | None:
-        return self.labelling.session.adapted_path
+        return self.labelling.session.predictions.adapted_path
 
     def thumbnail_by_name(self, name: str):
-        index = self.labelling.session.item_index.get(name)
+        index = self.labelling.session.labels.item_index.get(name)
         return self._thumbnail_for(index) if index is not None and self.session.data_set else None
 
     # -- drag and drop ------------------------------------------------------------------------
