@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("outs", nargs="+", type=Path, help="bench/quality.py --out folders")
     args = parser.parse_args()
-    scores, came_scores = {}, {}
+    scores, came_scores, modality_of = {}, {}, {}
     print("| set | as it came | continued, no labels | " + " | ".join(
         f"{k}: came / continued" for k in ("effective_rank", "uniformity", "spectrum_alpha", "mean_cosine")) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -58,11 +58,21 @@ def main() -> None:
             probes = (came_row["scores"]["acc@10"][0], cont_row["scores"]["acc@10"][0])
             scores[name] = {judge: probes[pick(came, cont)] for judge, pick in JUDGES.items()}
             came_scores[name] = probes[0]
+            modality_of[name] = modality
             print(f"| {name} | {probes[0]:.3f} | {probes[1]:.3f} | " + " | ".join(
                 f"{came[k]:.3g} / {cont[k]:.3g}" for k in came) + " |")
     print("\n### the probe accuracy (10 labels a class) of the encoder each judge keeps; "
           "baseline: as it came")
     print_leave_one_out(scores, came_scores, "continued (no judge)")
+    # A modality may have a judge of its own (`LABEL_FREE_JUDGE` is by modality): each chosen
+    # with the other sets of that modality held out.
+    for modality in sorted(set(modality_of.values())):
+        names = [n for n in scores if modality_of[n] == modality]
+        if len(names) < 2:
+            continue
+        print(f"\n### {modality} sets only")
+        print_leave_one_out({n: scores[n] for n in names}, {n: came_scores[n] for n in names},
+                            "continued (no judge)")
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(im
         return {**real(features, projections), "effective_rank": next(ranks, 3.0)}
 
     monkeypatch.setattr(judge, "collapse_metrics", metrics)
-    monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", "effective_rank")
+    monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", {"image": "effective_rank"})
     monkeypatch.setattr(Monitor, "due", lambda self: True)
     run = tmp_path / "run"
     events = list(train(config_for(image_folder, run, epochs=2, weights=str(weights))))
@@ -198,11 +198,23 @@ def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(im
     assert not RunFolder(tmp_path / "scratch").best_path.exists()
     assert not [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     # Continued with no judge at all, the run says that nothing judged it.
-    monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", "")
+    monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", {})
     events = list(train(config_for(image_folder, tmp_path / "unjudged", epochs=2, weights=str(weights))))
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     assert notes and notes[0].message.startswith("nothing judged whether continuing helped")
     assert not RunFolder(tmp_path / "unjudged").best_path.exists()
+    # Where the evidence says continuing without labels does not pay, the encoder as it came is
+    # kept whatever the scores, and the run says why; the last checkpoint keeps the continued one.
+    monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", {"image": "as_it_came"})
+    monkeypatch.setattr(judge, "AS_IT_CAME_EVIDENCE", {"image": "3 points on stamps"})
+    ranks = iter([3.0, 5.0, 9.0])  # later encoders would look better by RankMe
+    run = tmp_path / "as-it-came"
+    events = list(train(config_for(image_folder, run, epochs=2, weights=str(weights))))
+    notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
+    assert notes and notes[0].message.startswith("without labels the encoder as it came is kept")
+    assert "image encoder without labels lost 3 points on stamps" in notes[0].message
+    state = load_encoder(run, torch.device("cpu"))[0].state_dict()
+    assert all(torch.equal(state[k], start[k]) for k in start if "num_batches" not in k)
 
 
 def test_without_labels_the_last_encoder_is_the_runs(image_folder, tmp_path):

@@ -81,10 +81,6 @@ def load_vector_folder(root: Path, labels_from_folders: bool, control=None):
                       listing.class_names, report)
 
 
-register_file_kind(VECTORS, SUFFIXES)
-
-
-@PREPROCESSES.register(VECTORS)
 @dataclasses.dataclass
 class VectorPreprocess(Preprocess):
     modality: ClassVar[str] = VECTORS
@@ -201,18 +197,22 @@ class VectorMLP(Backbone):
         return self.net(x)
 
 
-register_backbone("vector_mlp", "a two-layer MLP for feature vectors", modality=VECTORS,
-                  cpu_friendly=True)(lambda dim: VectorMLP(int(dim)))
-
-
 # -- what the app does with it, unchanged -----------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def vectors_modality_only_here():
-    yield
-    # The registries are the app's; other test modules must not see the toy.
-    PREPROCESSES.unregister(VECTORS)
-    BACKBONES.unregister("vector_mlp")
-    FILE_KINDS.pop(VECTORS, None)
+@pytest.fixture
+def vectors_modality():
+    """The two files' registrations, as importing them would make them, for this test only:
+    the registries are the app's, and other tests (parametrized over every backbone) must not
+    see the toy."""
+    register_file_kind(VECTORS, SUFFIXES)
+    PREPROCESSES.register(VECTORS)(VectorPreprocess)
+    register_backbone("vector_mlp", "a two-layer MLP for feature vectors", modality=VECTORS,
+                      cpu_friendly=True)(lambda dim: VectorMLP(int(dim)))
+    try:
+        yield
+    finally:
+        PREPROCESSES.unregister(VECTORS)
+        BACKBONES.unregister("vector_mlp")
+        FILE_KINDS.pop(VECTORS, None)
 
 
 def make_vector_folder(root: Path, per_class: int = 40, dim: int = 16) -> Path:
@@ -227,7 +227,7 @@ def make_vector_folder(root: Path, per_class: int = 40, dim: int = 16) -> Path:
     return root
 
 
-def test_a_folder_of_vectors_trains_embeds_adapts_and_exports(tmp_path):
+def test_a_folder_of_vectors_trains_embeds_adapts_and_exports(tmp_path, vectors_modality):
     from sslstudio.cli import default_objective_for, main
 
     data = make_vector_folder(tmp_path / "vectors")

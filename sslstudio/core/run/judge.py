@@ -30,13 +30,22 @@ from sslstudio.core.run.folder import RunFolder
 
 
 # Without labels, a continued pretrained encoder is judged by one label-free score of the
-# monitor's sample, higher being better; "" judges nothing, and the last encoder is the run's.
-# Chosen with each dev set held out by bench/label_free_judge.py.
-LABEL_FREE_JUDGE = ""
+# monitor's sample (higher is better), chosen per modality with each dev set of that modality
+# held out (bench/label_free_judge.py); a modality not named judges nothing, and the last
+# encoder is the run's.
+LABEL_FREE_JUDGE: dict[str, str] = {}
+# What continuing without labels cost on the dev sets, where the judge keeps the encoder as it
+# came (said in the run's note).
+AS_IT_CAME_EVIDENCE: dict[str, str] = {}
+# name -> (words, score of the monitor's fields at a step)
 LABEL_FREE_SCORES = {
-    "effective_rank": ("RankMe (the features' effective rank)", lambda f: f["effective_rank"]),
-    "uniformity": ("uniformity (how evenly the features spread)", lambda f: -f["uniformity"]),
-    "spectrum_alpha": ("α-ReQ (eigenvalue decay nearest 1)", lambda f: -abs(f["spectrum_alpha"] - 1.0)),
+    "effective_rank": ("RankMe (the features' effective rank)", lambda f, step: f["effective_rank"]),
+    "uniformity": ("uniformity (how evenly the features spread)", lambda f, step: -f["uniformity"]),
+    "spectrum_alpha": ("α-ReQ (eigenvalue decay nearest 1)",
+                       lambda f, step: -abs(f["spectrum_alpha"] - 1.0)),
+    # No score at all: the encoder as it came is kept, where continuing without labels lost on
+    # nearly every dev set and no score told when it did not.
+    "as_it_came": ("the encoder as it came", lambda f, step: 1.0 if step == 0 else 0.0),
 }
 
 
@@ -88,6 +97,13 @@ class BestEncoder:
                     "continued without labels moved 10-label accuracy by -21 to +15 points; label "
                     "a few items a class (or use the folder's classes) and train again, and the "
                     "run keeps whichever encoder, the one it came with included, scores best")
+        if pretrained and self.monitor.label_free == "as_it_came" and self.step == 0:
+            return ("without labels the encoder as it came is kept: on the dev sets, continuing "
+                    f"a pretrained {self.monitor.preprocess.item_noun[:-1]} encoder without labels "
+                    f"lost {AS_IT_CAME_EVIDENCE.get(self.monitor.preprocess.modality, '')} and no "
+                    "label-free score told when it helped; the continued encoder stays in the "
+                    "run's last checkpoint. Label a few items a class and train again to have "
+                    "continuing judged")
         if self.step < 0 or self.latest_step == self.step or math.isnan(self.latest_score):
             return ""
         metric = self.monitor.metric()
@@ -147,7 +163,8 @@ class Monitor:
         # and read at 224 px looked better at 96 px by every label-free score on stamps while it
         # lost 3 points at 224 px (bench/label_free_judge.py).
         read_as_trained = self.features_preprocess is self.preprocess
-        self.label_free = (LABEL_FREE_JUDGE if judge_without_labels and read_as_trained
+        judge = LABEL_FREE_JUDGE.get(preprocess.modality, "")
+        self.label_free = (judge if judge_without_labels and (read_as_trained or judge == "as_it_came")
                            and not (self.labels >= 0).any() else "")
         self.interval = config.monitor_seconds
         self.next_due = 0.0
@@ -241,7 +258,8 @@ class Monitor:
         knn = self.fields.get("knn_accuracy", float("nan"))
         if not math.isnan(knn) or not self.label_free or "effective_rank" not in self.fields:
             return knn
-        return float(LABEL_FREE_SCORES[self.label_free][1](self.fields))
+        step = self.last_snapshot.step if self.last_snapshot is not None else 0
+        return float(LABEL_FREE_SCORES[self.label_free][1](self.fields, step))
 
     def score_margin(self, score: float) -> float:
         """How much better a score must be to be told apart from `score` on this many labelled
