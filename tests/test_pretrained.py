@@ -198,6 +198,13 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
     assert preprocess.to_table()["architecture"] == "bert" and encoder.feature_dim == 32
     before = build_backbone("pretrained_bert", encoder.shape, tmp_path / "minibert")
     assert torch.equal(before.embeddings.word_embeddings.weight, state["embeddings.word_embeddings.weight"])
+    # No labels to judge by: a text encoder continued is handed back as it came (continuing
+    # without labels lost on four of five text dev sets), and the run says so.
+    notes = [e for e in events if type(e).__name__ == "RunWarning" and e.kind == "best_encoder"]
+    assert notes and notes[0].message.startswith("without labels the encoder as it came is kept")
+    assert "text encoder without labels lost" in notes[0].message
+    kept = encoder.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in before.state_dict().items() if k in kept)
 
 
 def test_auto_on_a_cpu_picks_the_pretrained_encoder_found_on_disk(tmp_path, monkeypatch):
