@@ -1558,3 +1558,24 @@ def test_the_banner_can_be_closed_and_goes_with_its_run(qtbot, window):
     assert w.banner.isVisibleTo(w)
     w.banner.close_button.click()
     assert not w.banner.isVisibleTo(w)
+
+
+def test_recent_places_keep_a_remembered_path_whole_when_settings_hand_back_a_string(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QMenu
+
+    from sslstudio.gui.recent import PROJECTS, RecentPlaces
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    settings.setValue(PROJECTS, str(first))  # a list of one, as some formats read it back
+    opened = []
+    places = RecentPlaces(settings, QMenu(), QMenu(), opened.append, opened.append)
+    places.remember(PROJECTS, str(second))  # read as characters, the first path was lost
+    assert places.entries(PROJECTS) == [str(second), str(first)]
+    projects_menu = places.menus[0][0]
+    assert [a.text() for a in projects_menu.actions()] == [str(second), str(first)]
+    projects_menu.actions()[1].trigger()
+    assert opened == [first]

@@ -44,6 +44,7 @@ from sslstudio.gui.controller import TrainingController
 from sslstudio.gui.flow import FlowFacts, flow_state
 from sslstudio.gui.labelling import LabellingPanels
 from sslstudio.gui.modalities import view_of
+from sslstudio.gui.recent import FOLDERS, PROJECTS, RecentPlaces
 from sslstudio.gui.widgets.banner import Banner
 from sslstudio.gui.widgets.curves import CurvesView
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
@@ -61,7 +62,6 @@ from sslstudio.gui.worker import JobWorker
 TEXT_ENCODER = "pretrained_bert"
 CLIP_OFFER = "clip"
 THUMBNAIL_SIZE = 64
-MAX_RECENT = 8
 BANNER_STYLES = {
     "problem": "background: #b3261e; color: white; padding: 6px; font-weight: bold;",
     "notice": "background: #fff4ce; color: #3b2f00; border: 1px solid #e0c060; padding: 6px;",
@@ -259,7 +259,8 @@ class MainWindow(QMainWindow):
         self.start_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop_training)
-        self._refresh_recent_menus()
+        self.recent = RecentPlaces(self.settings, self.recent_projects_menu, self.recent_folders_menu,
+                                   self.open_project, self.open_data_folder)
 
     def _connect_controller(self) -> None:
         c = self.controller
@@ -389,7 +390,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, APP_NAME, f"Cannot open {path}: {error.strerror or error}")
             return False
         self.set_project(project)
-        self._remember("recent/projects", str(project.path))
+        self.recent.remember(PROJECTS, str(project.path))
         self._update_title()
         self.refresh_runs(select_latest=True)
         self.log.add(f"project {project.name} ({project.path})")
@@ -434,7 +435,7 @@ class MainWindow(QMainWindow):
                 QMessageBox.warning(self, APP_NAME, f"Cannot create a project in {root}: {error}")
                 return
             self.set_project(project)
-            self._remember("recent/projects", str(self.session.project.path))
+            self.recent.remember(PROJECTS, str(self.session.project.path))
             self.refresh_runs(select_latest=True)
         try:
             self.session.project.set_data_dir(str(folder))
@@ -442,7 +443,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, APP_NAME, f"{error}.")
             return
         self.settings.setValue("recent/last_dir", str(folder.parent))
-        self._remember("recent/folders", str(folder))
+        self.recent.remember(FOLDERS, str(folder))
         self._update_title()
         self.scan_folder(folder)
 
@@ -873,27 +874,6 @@ class MainWindow(QMainWindow):
     def _update_title(self) -> None:
         project = self.session.project
         self.setWindowTitle(f"{APP_NAME} — {project.name}" if project else APP_NAME)
-
-    def _remember(self, key: str, value: str) -> None:
-        items = [v for v in (self.settings.value(key) or []) if v != value]
-        if isinstance(items, str):
-            items = [items]
-        self.settings.setValue(key, [value] + items[: MAX_RECENT - 1])
-        self._refresh_recent_menus()
-
-    def _recent(self, key: str) -> list[str]:
-        value = self.settings.value(key) or []
-        return [value] if isinstance(value, str) else list(value)
-
-    def _refresh_recent_menus(self) -> None:
-        for menu, key, opener in ((self.recent_projects_menu, "recent/projects", self.open_project),
-                                  (self.recent_folders_menu, "recent/folders", self.open_data_folder)):
-            menu.clear()
-            entries = [p for p in self._recent(key) if Path(p).exists()]
-            for path in entries:
-                action = menu.addAction(path)
-                action.triggered.connect(lambda _=False, p=path, o=opener: o(Path(p)))
-            menu.setEnabled(bool(entries))
 
     def _restore_layout(self) -> None:
         geometry = self.settings.value("window/geometry")
