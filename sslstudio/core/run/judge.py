@@ -100,8 +100,8 @@ class BestEncoder:
         if pretrained and self.step < 0 and math.isnan(self.latest_score):
             # Nothing judged: say so, since continuing can cost as much as it gives.
             return ("nothing judged whether continuing helped (no labels, and no label-free "
-                    "score that held up across data sets yet): on the dev sets, 5 minutes "
-                    "continued without labels moved 10-label accuracy by -21 to +15 points; label "
+                    "score that held up across data sets yet): on the image dev sets, 5 minutes "
+                    "continued without labels moved 10-label accuracy by -3 to +15 points; label "
                     "a few items a class (or use the folder's classes) and train again, and the "
                     "run keeps whichever encoder, the one it came with included, scores best")
         if pretrained and self.monitor.label_free == "as_it_came" and self.step == 0:
