@@ -106,8 +106,8 @@ class BestEncoder:
                     "run keeps whichever encoder, the one it came with included, scores best")
         if pretrained and self.monitor.label_free == "as_it_came" and self.step == 0:
             return ("without labels the encoder as it came is kept: on the dev sets, continuing "
-                    f"a pretrained {self.monitor.preprocess.item_noun[:-1]} encoder without labels "
-                    f"lost {AS_IT_CAME_EVIDENCE.get(self.monitor.preprocess.modality, '')} and no "
+                    f"a pretrained {self.monitor.preprocess.modality} encoder without labels "
+                    f"lost {AS_IT_CAME_EVIDENCE.get(self.monitor.preprocess.modality, '')}, and no "
                     "label-free score told when it helped; the continued encoder stays in the "
                     "run's last checkpoint. Label a few items a class and train again to have "
                     "continuing judged")
