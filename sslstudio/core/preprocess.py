@@ -177,6 +177,8 @@ def objective_modalities(objective_cls) -> tuple[str, ...]:
     adopted = tuple(m for m in PREPROCESSES.names()
                     if objective_cls.name in PREPROCESSES.get(m).adopts_objectives)
     return tuple(dict.fromkeys(tuple(objective_cls.modalities) + adopted))
+
+
 INFERENCE_ACTIVATION_BUDGET = 256 << 20
 
 

@@ -406,20 +406,20 @@ class LabellingPanels(QObject):
 
     def _features_ready(self, event) -> None:
         self.host.progress.hide()
-        session = self.session
-        session.item_map.features_ready(event)
-        shown = session.item_map.map_items()
+        item_map, labels = self.session.item_map, self.session.labels
+        item_map.features_ready(event)
+        shown = item_map.map_items()
         data = self.host.session.data_set
         view = self.host.map
         view.class_names = tuple(data.class_names)
-        view.show_snapshot(shown, session.item_map.coords[shown], np.asarray(data.labels)[shown])
-        view.status.setText(f"{len(shown):,} items embedded by {session.item_map.run.name}")
+        view.show_snapshot(shown, item_map.coords[shown], np.asarray(data.labels)[shown])
+        view.status.setText(f"{len(shown):,} items embedded by {item_map.run.name}")
         self.refresh_labels()
-        view.set_item_colouring("Colour by your labels", session.labels.label_of,
-                                [_rgb(c.colour) for c in session.labels.classes()], show=True,
-                                names=[c.name for c in session.labels.classes()])
+        view.set_item_colouring("Colour by your labels", labels.label_of,
+                                [_rgb(c.colour) for c in labels.classes()], show=True,
+                                names=[c.name for c in labels.classes()])
         self.host.reveal(view)
-        self.label_panel.set_encoder(f"Labelling with {session.item_map.run.name}: every item embedded.", True)
+        self.label_panel.set_encoder(f"Labelling with {item_map.run.name}: every item embedded.", True)
         self.host.reveal(self.label_panel)
         self._restore_latest_predictions()
         self.update_actions()
@@ -427,21 +427,21 @@ class LabellingPanels(QObject):
     def _map_ready(self, event) -> None:
         """The t-SNE map arrives: the points glide from the PCA layout to it."""
         self.host.progress.hide()
-        session = self.session
-        if session.item_map.features is None:
+        item_map = self.session.item_map
+        if item_map.features is None:
             return
-        session.item_map.map_ready(event)
-        shown = session.item_map.map_items()
+        item_map.map_ready(event)
+        shown = item_map.map_items()
         view = self.host.map
-        view.show_snapshot(shown, session.item_map.coords[shown], np.asarray(self.host.session.data_set.labels)[shown])
-        view.status.setText(f"{len(shown):,} items embedded by {session.item_map.run.name}, "
+        view.show_snapshot(shown, item_map.coords[shown], np.asarray(self.host.session.data_set.labels)[shown])
+        view.status.setText(f"{len(shown):,} items embedded by {item_map.run.name}, "
                             f"{event.method} map")
 
     def _features_needed(self, action) -> bool:
         """True when the features of the selected run are not there yet: then they are computed
         first and `action` follows; False when the caller can go on."""
-        session, run = self.session, self._selected_run
-        ready = session.item_map.features is not None and (run is None or session.item_map.run == run.path)
+        item_map, run = self.session.item_map, self._selected_run
+        ready = item_map.features is not None and (run is None or item_map.run == run.path)
         if ready:
             return False
         if self._can_prepare():
@@ -491,9 +491,10 @@ class LabellingPanels(QObject):
         elif kind == "groups":
             self.host.progress.hide()
             k = self.session.item_map.groups_found(value)
+            groups = self.session.item_map.groups
             self.host.map.set_item_colouring(
-                "Colour by group", self.session.item_map.groups, GROUP_PALETTE, show=True,
-                names=[f"group {g + 1}" for g in range(int(self.session.item_map.groups.max(initial=-1)) + 1)])
+                "Colour by group", groups, GROUP_PALETTE, show=True,
+                names=[f"group {g + 1}" for g in range(int(groups.max(initial=-1)) + 1)])
             self._say(f"{k} groups found; select an item and label its whole group, then fix the "
                       "mistakes")
             self.label_panel.k.setValue(k)
@@ -674,16 +675,16 @@ class LabellingPanels(QObject):
         self._show_predictions()
 
     def _show_predictions(self) -> None:
-        session = self.session
-        self.host.gallery.set_predictions(session.predictions.predicted, session.predictions.confidence, session.predictions.margin)
+        predictions, classes = self.session.predictions, self.session.labels.classes()
+        self.host.gallery.set_predictions(predictions.predicted, predictions.confidence, predictions.margin)
         view = self.host.map
         view.set_item_colouring("Colour by confidence",
-                                np.minimum((session.predictions.confidence * 5).astype(np.int64), 4),
+                                np.minimum((predictions.confidence * 5).astype(np.int64), 4),
                                 CONFIDENCE_COLOURS,
                                 names=["confidence < 20%", "20-40%", "40-60%", "60-80%", "80-100%"])
-        view.set_item_colouring("Colour by predicted class", session.predictions.predicted,
-                                [_rgb(c.colour) for c in session.labels.classes()], show=True,
-                                names=[c.name for c in session.labels.classes()])  # the box says "predicted"
+        view.set_item_colouring("Colour by predicted class", predictions.predicted,
+                                [_rgb(c.colour) for c in classes], show=True,
+                                names=[c.name for c in classes])  # the box says "predicted"
 
     def refresh_classifiers(self) -> None:
         """The Classifier panel's list: every classifier of the selected run, the current one
@@ -698,7 +699,8 @@ class LabellingPanels(QObject):
             except (OSError, ValueError, KeyError):
                 text = f"{model.path.name} · {when}"
             entries.append((str(model.path), text))
-        current = str(self.session.predictions.adapted_path) if self.session.predictions.adapted_path is not None else ""
+        in_use = self.session.predictions.adapted_path
+        current = str(in_use) if in_use is not None else ""
         self.adapt_panel.set_classifiers(entries, current)
         self.adapt_panel.set_unfit(self._unfit_methods(run))
 
@@ -760,8 +762,9 @@ class LabellingPanels(QObject):
             # set it (it moved to the best unasked); the panel names the best and says which
             # classifier is still the one in use.
             best = max(estimates.values(), key=lambda e: e.accuracy if e.estimated else -1.0)
-            current = (f"the classifier in use is still {self.session.predictions.adapted_path.name}"
-                       if self.session.predictions.adapted_path is not None else "no classifier is trained yet")
+            in_use = self.session.predictions.adapted_path
+            current = (f"the classifier in use is still {in_use.name}" if in_use is not None
+                       else "no classifier is trained yet")
             # A cautioned estimate still ranks (on Rotten Tomatoes SetFit was at least as good
             # as the probe on every draw, whatever its estimate said); its caution is repeated.
             caution = f" Its estimate comes with a caution: {best.caution}." if best.caution else ""

@@ -810,7 +810,8 @@ class MainWindow(QMainWindow):
         job = self.controller.job_kind if busy else ""
         session = self.labelling.session
         run = self.labelling.selected_run
-        labelled = session.labels.label_of[session.labels.label_of >= 0] if len(session.labels.label_of) else session.labels.label_of
+        label_of = session.labels.label_of
+        labelled = label_of[label_of >= 0]
         runs = [self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.runs_list.count())]
         current = session.predictions.adapted_path
         return FlowFacts(
@@ -819,7 +820,7 @@ class MainWindow(QMainWindow):
             scanning=job == "scan", job=job, paused=self.controller.paused,
             runs_with_checkpoint=sum(1 for r in runs if r is not None and r.folder.has_checkpoint()),
             classes=int((np.bincount(labelled) > 0).sum()) if len(labelled) else 0,
-            class_names=tuple(c.name for c in session.labels.classes()) if session.labels.store is not None else (),
+            class_names=tuple(c.name for c in session.labels.classes()),
             folder_classes=self._folder_classes(),
             labels_shown=self.labelling.label_panel.isVisible(),
             labelled=int(len(labelled)),

@@ -44,15 +44,19 @@ CPU_SAVED_BUDGET = 1 << 30
 
 
 
-def objective_modality(objective: str, data_dir: Path | None = None) -> str:
-    """The kind of data a run of `objective` reads: the objective's only one, or, for one that
-    trains on several, the kind `data_dir` holds when it is one of them."""
+def run_modality(data_dir: Path, objective: str) -> str:
+    """The kind of data a run of `objective` on `data_dir` reads: the objective's own, or, for one
+    that trains on several, the kind the folder holds; a clear word when the folder holds another
+    kind than the objective trains on. The folder is walked once for both."""
     kinds = objective_modalities(OBJECTIVES.get(objective))
-    if len(kinds) > 1 and data_dir is not None and Path(data_dir).is_dir():
-        found = detect_modality(Path(data_dir))
-        if found in kinds:
-            return found
-    return kinds[0]
+    # A missing folder: the loader says what is wrong with it.
+    found = detect_modality(Path(data_dir)) if Path(data_dir).is_dir() else ""
+    modality = found if found in kinds else kinds[0]
+    if found in PREPROCESSES.names() and found != modality:
+        fitting = [n for n in OBJECTIVES.names() if found in objective_modalities(OBJECTIVES.get(n))]
+        raise DataError(f"{data_dir} holds {found}s, and {objective} trains on {modality}s; "
+                        f"choose {', '.join(fitting)}")
+    return modality
 
 
 def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = "image") -> str:
@@ -78,18 +82,6 @@ def check_pairing(objective: str, backbone: str) -> None:
     owners = [n for n in OBJECTIVES.names() if getattr(OBJECTIVES.get(n), "backbone", "") == backbone]
     if owners and objective not in owners:
         raise DataError(f"the {backbone} encoder trains only with {', '.join(owners)}")
-
-
-def check_modality(data_dir: Path, objective: str, modality: str) -> None:
-    """A clear word when the folder holds the other kind of data than the objective trains on."""
-
-    if not Path(data_dir).is_dir():
-        return  # the loader says what is wrong with it
-    found = detect_modality(Path(data_dir))
-    if found in PREPROCESSES.names() and found != modality:
-        fitting = [n for n in OBJECTIVES.names() if found in objective_modalities(OBJECTIVES.get(n))]
-        raise DataError(f"{data_dir} holds {found}s, and {objective} trains on {modality}s; "
-                        f"choose {', '.join(fitting)}")
 
 
 # -- the plan ---------------------------------------------------------------------------------
@@ -274,8 +266,7 @@ class Setup:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         objective_cls = OBJECTIVES.get(config.objective)
-        modality = objective_modality(config.objective, Path(config.data))
-        check_modality(Path(config.data), config.objective, modality)
+        modality = run_modality(Path(config.data), config.objective)
         return cls(device, rank, world, objective_cls, modality,
                    resolve_backbone(config, device, modality), RunFolder(config.run_dir))
 
