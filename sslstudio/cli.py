@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone", help="small_cnn, resnet18, resnet50, vit_tiny (default auto)")
     train.add_argument("--weights", help="start from these weights: a .safetensors/.pth file, or a "
                        "Hugging Face text model folder (e.g. all-MiniLM-L6-v2)")
+    train.add_argument("--teacher", help="distil from this encoder (implies --objective distill): "
+                       "a finished run's folder, a BERT model folder, a pretrained backbone's name "
+                       "(pretrained_efficientnet_lite0) or its weights file; the student is "
+                       "--backbone (default: the modality's small one)")
     train.add_argument("--image-size", type=int, help="training resolution in px (default: from data)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

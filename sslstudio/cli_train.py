@@ -79,7 +79,12 @@ def build_configs(args):
     project = project_for(args) if getattr(args, "project", None) else None
     if not args.data:
         raise UsageError("--data DIR is required")
-    objective_cls = OBJECTIVES.get(args.objective or default_objective_for(Path(args.data), args.weights))
+    teacher = getattr(args, "teacher", None)
+    objective_cls = OBJECTIVES.get(args.objective or ("distill" if teacher else
+                                                      default_objective_for(Path(args.data), args.weights)))
+    if teacher and not objective_cls.needs_teacher:
+        raise UsageError(f"--teacher is for distillation; {objective_cls.name} learns from no "
+                         "teacher (leave --objective out, or give distill)")
     if not args.out and project is not None:
         if os.environ.get("WORLD_SIZE", "1") != "1":
             # Each process would name its own run folder by its own clock.
@@ -93,7 +98,7 @@ def build_configs(args):
         "device": args.device, "epochs": args.epochs, "minutes": args.minutes,
         "batch_size": args.batch_size, "backbone": args.backbone, "image_size": args.image_size,
         "seed": args.seed, "weights": args.weights, "labels_from_folders": args.labels_from_folders,
-        "labels": args.labels,
+        "labels": args.labels, "teacher": teacher,
     }
     train_values.update({k: v for k, v in flag_values.items() if v is not None})
     train_config = with_overrides(TrainConfig(data=args.data, out=args.out,

@@ -92,3 +92,31 @@ def fake_snapshot_download(hub: Path, fill, asked: list):
         return str(root / "snapshots" / "abc")
 
     return download
+
+
+def make_bert_folder(folder, texts):
+    """A tiny BERT model folder as Hugging Face saves one (config.json, tokenizer.json,
+    model.safetensors), its tokenizer trained on `texts`; returns its state dict."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from sslstudio.core.backbones import build_backbone
+    from sslstudio.core.backbones.bert import BertShape
+    from sslstudio.core.tokenizer import train_tokenizer
+
+    folder.mkdir(parents=True)
+    tokenizer = train_tokenizer(texts, "wordpiece", 300)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    config = {"model_type": "bert", "vocab_size": tokenizer.get_vocab_size(), "hidden_size": 32,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+              "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+              "pad_token_id": 0, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(1)
+    model = build_backbone("pretrained_bert", BertShape(json.dumps(config), 32))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["embeddings.position_ids"] = torch.arange(64)[None]  # as Hugging Face saves it
+    save_file(state, str(folder / "model.safetensors"))
+    return state

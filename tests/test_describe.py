@@ -66,7 +66,7 @@ CASES = {
          "resuming at step 40 -> /runs/r1"), "note"),
     "step_metrics": (step(epoch=1, loss=0.5, lr=1e-5, samples_per_s=9.6, progress=0.1, eta_s=math.nan,
                           knn_accuracy=0.75, probe_accuracy=0.5),
-                     ("step 2 | epoch 1 | loss 0.5000 | lr 1.00e-05 | 10 img/s | kNN 0.750 | "
+                     ("step 2 | epoch 1 | loss 0.5000 | lr 1.00e-05 | 10 items/s | kNN 0.750 | "
                       "10-shot probe 0.500 | 10% | ETA ?"), "progress"),
     "embedding_snapshot": (EmbeddingSnapshot(step=10, indices=np.arange(3), labels=np.zeros(3, np.int64),
                                              coords=np.zeros((3, 2), np.float32)),
@@ -150,7 +150,7 @@ def test_each_event_has_its_words_and_kind(event, text, kind):
 
 def test_step_metrics_show_the_budget_the_run_started_with():
     assert describe(step(), total_steps=3).text == \
-        "step 2/3 | epoch 0 | loss 1.2346 | lr 3.00e-04 | 123 img/s | 67% | ETA 1m 15s"
+        "step 2/3 | epoch 0 | loss 1.2346 | lr 3.00e-04 | 123 items/s | 67% | ETA 1m 15s"
     assert describe(step(), total_steps=-1).text.startswith("step 2 | epoch 0 |")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fake_snapshot_download
+from conftest import fake_snapshot_download, make_bert_folder
 from safetensors.torch import save_file
 
 from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
@@ -157,26 +157,6 @@ def test_continued_pretraining_keeps_batchnorm_statistics_and_the_preprocessing(
     assert events[-1].status == "completed"
     info = json.loads((tmp_path / "m.json").read_text())
     assert info["input"]["mean"] == [0.485, 0.456, 0.406] and info["model"]["backbone"] == "pretrained_mobilenetv3"
-
-
-def make_bert_folder(folder, texts):
-    from sslstudio.core.backbones.bert import BertShape
-    from sslstudio.core.tokenizer import train_tokenizer
-
-    folder.mkdir(parents=True)
-    tokenizer = train_tokenizer(texts, "wordpiece", 300)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    config = {"model_type": "bert", "vocab_size": tokenizer.get_vocab_size(), "hidden_size": 32,
-              "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-              "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
-              "pad_token_id": 0, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
-    (folder / "config.json").write_text(json.dumps(config))
-    torch.manual_seed(1)
-    model = build_backbone("pretrained_bert", BertShape(json.dumps(config), 32))
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    state["embeddings.position_ids"] = torch.arange(64)[None]  # as Hugging Face saves it
-    save_file(state, str(folder / "model.safetensors"))
-    return state
 
 
 def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_path):

@@ -17,7 +17,7 @@ from sslstudio.core.control import RunControl
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.zeroshot import ZeroShotRequest, class_descriptions, zero_shot
 from sslstudio.core.zeroshot.clip import Clip, ClipConfig, end_positions, load_clip
-from test_pretrained import make_bert_folder
+from tests.conftest import make_bert_folder
 
 TINY_CLIP = {"model_type": "clip", "projection_dim": 16,
              "text_config": {"vocab_size": 40, "hidden_size": 32, "intermediate_size": 64,

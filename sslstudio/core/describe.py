@@ -73,7 +73,7 @@ def describe(event, total_steps: int = -1) -> Description:
             return Description(f"scanning {event.done}/{event.total} files, {event.skipped} skipped",
                                "progress")
         case ScanProgress():
-            return Description(f"{event.phase} {event.done}/{event.total} texts", "progress")
+            return Description(f"{event.phase} {event.done}/{event.total} {event.noun}", "progress")
         case ScanFinished():
             reasons = ", ".join(f"{n} {r}" for r, n in event.skipped_by_reason.items())
             extra = f" ({reasons})" if reasons else ""
@@ -175,8 +175,10 @@ def _step_line(event: StepMetrics, total_steps: int) -> str:
     monitor = "" if event.knn_accuracy != event.knn_accuracy else f" | kNN {event.knn_accuracy:.3f}"
     if event.probe_accuracy == event.probe_accuracy:
         monitor += f" | 10-shot probe {event.probe_accuracy:.3f}"
+        if event.teacher_probe_accuracy == event.teacher_probe_accuracy:
+            monitor += f" (teacher {event.teacher_probe_accuracy:.3f})"
     return (f"step {event.step}{total} | epoch {event.epoch} | loss {format_loss(event.loss)} | "
-            f"lr {event.lr:.2e} | {event.samples_per_s:.0f} img/s{monitor} | "
+            f"lr {event.lr:.2e} | {event.samples_per_s:.0f} items/s{monitor} | "
             f"{event.progress * 100:.0f}% | ETA {format_duration(event.eta_s)}")
 
 

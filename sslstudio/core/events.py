@@ -18,6 +18,7 @@ class ScanProgress:
     skipped: int
     current: str
     phase: str = "scanning"  # or, for texts after the scan: "training a tokenizer", "tokenizing"
+    noun: str = "texts"  # what the counts count, after the scan
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +98,7 @@ class StepMetrics:
     spectrum_alpha: float = NAN  # eigenvalue decay exponent of the features (α-ReQ)
     knn_accuracy: float = NAN
     probe_accuracy: float = NAN  # 10-shot linear probe on the monitor sample's folder labels
+    teacher_probe_accuracy: float = NAN  # the same probe on a distillation teacher's features
     extra: dict = field(default_factory=dict)  # objective-specific metrics (e.g. accuracy)
 
 

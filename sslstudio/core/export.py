@@ -114,6 +114,12 @@ def exported_model(source: "ExportSource") -> ExportedModel:
     return ExportedModel(source.model, mean, std, source.kind == "classifier").eval()
 
 
+def taught_by(train) -> dict:
+    """A distilled student's teacher, as its run named it, for the export's description."""
+    teacher = getattr(train, "teacher", "") if train is not None else ""
+    return {"teacher": teacher} if teacher else {}
+
+
 def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
     source = Path(source)
     device = torch.device("cpu")
@@ -122,10 +128,10 @@ def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
         adapted = load_adapted(source, device)
         info = adapted.info["adapt"]
         run = RunFolder(Path(info.get("run", "")))
-        objective = run.train_settings().objective if run.is_run() else ""
+        settings = run.train_settings() if run.is_run() else None
         description = {"source": "adapted", "method": info["method"], "backbone": info["backbone"],
-                       "objective": objective, "run": info.get("run", ""),
-                       "adapted": str(source.resolve())}
+                       "objective": settings.objective if settings else "", "run": info.get("run", ""),
+                       "adapted": str(source.resolve()), **taught_by(settings)}
         labels = adapted_folder.labels()
         if encoder_only:
             return ExportSource(adapted.model.encoder.eval(), "encoder", adapted.preprocess, (),
@@ -136,7 +142,8 @@ def load_source(source: Path, encoder_only: bool = False) -> ExportSource:
         encoder, preprocess = load_encoder(source, device)
         train = run_folder.train_settings()
         description = {"source": "run", "method": "", "backbone": train.backbone,
-                       "objective": train.objective, "run": str(source.resolve())}
+                       "objective": train.objective, "run": str(source.resolve()),
+                       **taught_by(train)}
         return ExportSource(encoder, "encoder", preprocess, (), Path(train.data), description, {},
                             source)
     raise ExportError(f"{source} is neither a run folder ({RunFolder.CONFIG}) nor an adapted model "

@@ -34,6 +34,7 @@ class Preprocess:
     item_noun: ClassVar[str] = "items"  # what the user calls its items: "images", "texts"
     default_objective: ClassVar[str] = ""  # from scratch
     continuing_objective: ClassVar[str] = ""  # from a pretrained encoder
+    student_backbone: ClassVar[str] = ""  # a distillation's student when the backbone is auto: small and fast
     # Objectives written for another kind of data that train on this one through what it hands
     # them (SimCLR needs only an `augment` that makes two views of a batch).
     adopts_objectives: ClassVar[tuple[str, ...]] = ()
@@ -74,6 +75,21 @@ class Preprocess:
         """A dataset batch of `indices` as `for_features()` reads them (the training data holds
         items as training reads them)."""
         return data.batch(indices)
+
+    def reread(self, data, indices: np.ndarray, folder: Path):
+        """Items of `data`, a dataset another preprocessing of this modality read (a student's),
+        as this one reads them: what a teacher encodes. `folder` holds this one's files."""
+        raise NotImplementedError
+
+    def string_inputs(self, strings: list[str], folder: Path) -> torch.Tensor:
+        """Short strings as model inputs (a static student's vocabulary through a text
+        teacher); only modalities of strings have it."""
+        raise PreprocessError(f"{self.modality} encoders do not read strings")
+
+    def vocabulary_strings(self, folder: Path) -> list[str] | None:
+        """The strings of the encoder's vocabulary, by id, where its inputs are ids of pieces
+        (a text run's tokenizer); None elsewhere."""
+        return None
 
     def encoder_shape(self):
         """What `build_backbone` needs to rebuild the encoder: an image side or a text shape."""

@@ -52,6 +52,7 @@ class ImagePreprocess(Preprocess):
     item_noun: ClassVar[str] = "images"
     default_objective: ClassVar[str] = DEFAULT_OBJECTIVE
     continuing_objective: ClassVar[str] = DEFAULT_OBJECTIVE
+    student_backbone: ClassVar[str] = "small_cnn"
     image_size: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
@@ -97,7 +98,15 @@ class ImagePreprocess(Preprocess):
         return (features.image_size / self.image_size) ** 2 if features is not self else 1.0
 
     def feature_items(self, data, indices):
-        size = self.for_features().image_size
+        return self.items_at(data, indices, self.for_features().image_size)
+
+    def reread(self, data, indices, folder):
+        return self.items_at(data, indices, self.image_size)
+
+    @staticmethod
+    def items_at(data, indices, size: int) -> torch.Tensor:
+        """Items of an image dataset decoded at `size` px (the dataset's own copies when they
+        are at that size)."""
         if size == data.image_size:
             return data.batch(indices)
         images = []

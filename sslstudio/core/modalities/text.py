@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar, Iterator
 
 import numpy as np
+import torch
 
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
 from sslstudio.core.backbones.text_transformer import TextShape
@@ -20,7 +21,9 @@ from sslstudio.core.data.text_tokens import load_text_data
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.run.folder import TOKENIZER_FILE
 from sslstudio.core.tokenizer import (
+    PAD_ID,
     configure,
+    take,
     load_tokenizer,
     save_tokenizer_unpadded,
     vocab_of,
@@ -47,6 +50,7 @@ class TextPreprocess(Preprocess):
     # encoder of its own.
     default_objective: ClassVar[str] = "skipgram"
     continuing_objective: ClassVar[str] = "simcse"
+    student_backbone: ClassVar[str] = WORD_VECTORS
     max_length: int = 0
     text_field: str = "text"
     class_names: tuple[str, ...] = ()
@@ -102,6 +106,22 @@ class TextPreprocess(Preprocess):
             raise PreprocessError(f"{path} is missing: a text model needs the tokenizer it was "
                                   "trained with")
         return configure(load_tokenizer(path), self.max_length)
+
+    def reread(self, data, indices, folder):
+        texts = take(data.texts, np.asarray(indices))
+        encodings = self.tokenizer(folder).encode_batch(list(texts))
+        return torch.tensor([e.ids for e in encodings], dtype=torch.int64)
+
+    def string_inputs(self, strings, folder):
+        tokenizer = self.tokenizer(folder)
+        # A piece alone is a few tokens: padding it to the full length would cost 10x.
+        encodings = tokenizer.encode_batch(list(strings))
+        width = max(2, max(sum(1 for i in e.ids if i != PAD_ID) for e in encodings))
+        return torch.tensor([e.ids[:width] for e in encodings], dtype=torch.int64)
+
+    def vocabulary_strings(self, folder):
+        tokenizer = load_tokenizer(Path(folder) / self.tokenizer_file)
+        return [tokenizer.id_to_token(i) or "" for i in range(tokenizer.get_vocab_size())]
 
     def export_files(self, folder):
         return {"tokenizer": self.tokenizer(folder).to_str()}

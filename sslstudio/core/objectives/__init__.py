@@ -16,5 +16,6 @@ from sslstudio.core.objectives import infill as _infill  # noqa: F401,E402
 from sslstudio.core.objectives import simcse as _simcse  # noqa: F401,E402
 from sslstudio.core.objectives import nsp as _nsp  # noqa: F401,E402
 from sslstudio.core.objectives import skipgram as _skipgram  # noqa: F401,E402
+from sslstudio.core.objectives import distill as _distill  # noqa: F401,E402
 
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveConfig"]

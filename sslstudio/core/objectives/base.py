@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +34,17 @@ class ContrastiveConfig(ObjectiveConfig):
     projection_layers: int = knob(2, low=1, high=4, help="Linear layers in the projection head")
 
 
+@dataclass
+class Preparation:
+    """Work an objective did before the plan (a teacher's pass over the folder), and what the
+    plan must know of it."""
+
+    seconds: float = 0.0  # spent out of a minutes budget
+    items: np.ndarray | None = None  # the items training draws from (None: every item)
+    reasons: tuple[str, ...] = ()  # for the plan line
+    payload: object = None  # what `Objective.attach` takes
+
+
 class Objective(nn.Module):
     """A self-supervised task around an encoder.
 
@@ -52,12 +65,30 @@ class Objective(nn.Module):
     # nothing that pushes features apart; contrastive ones do, so their advice differs.
     collapse_hint = "lower lr, raise augmentation_strength, or use moco or simclr, which cannot collapse this way"
     smallest_batch = 16  # the least a budget-sized batch may shrink to (in-batch negatives)
+    # forward(inputs, item_indices) rather than forward(inputs): targets stored per item.
+    reads_item_indices = False
+    trains_any_backbone = False  # also those another objective owns (skip-gram's word vectors)
+    needs_teacher = False
 
     def __init__(self, encoder: nn.Module, config, augment):
         super().__init__()
         self.encoder = encoder
         self.config = config
         self.augment = augment
+
+    @classmethod
+    def prepare(cls, config, objective_config, setup, data, preprocess, control) -> Iterator:
+        """Work the objective needs before the plan, as progress events; returns a Preparation
+        for `attach`, or None."""
+        return (yield from ())
+
+    def attach(self, prepared: Preparation, device) -> None:
+        """Take what `prepare` made, before the optimizer is built."""
+
+    def reference_features(self, indices: np.ndarray) -> np.ndarray | None:
+        """Features to compare the encoder with on the monitor's sample (a teacher's; NaN rows
+        for items it has none of), or None."""
+        return None
 
     def after_step(self, progress: float) -> None:
         """Called after each optimizer step with training progress in [0, 1]."""

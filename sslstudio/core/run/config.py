@@ -29,6 +29,9 @@ class TrainConfig:
     backbone: str = knob("auto", help="encoder; auto: on a CPU EfficientNet-Lite0 if its ImageNet "
                                       "weights are on disk, else small_cnn; resnet18 on a GPU")
     weights: str = knob("", help="start the backbone from this .safetensors or .pth state dict")
+    teacher: str = knob("", help="distill: the encoder the student learns from: a run folder, a "
+                                 "BERT model folder, a pretrained backbone's name or its weights "
+                                 "file")
     device: str = knob("auto", help="auto, cpu, cuda:N or mps")
     # Images under 8 px are skipped by the scan as unusable; a run may not train on less either.
     image_size: int = knob(0, low=8, high=1024, auto=0,

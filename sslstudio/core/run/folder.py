@@ -66,6 +66,7 @@ class RunFolder:
     ADAPTED = "adapted"
     FEATURES = "features.npz"
     NEIGHBOUR_MAP = "map-tsne.npz"
+    TEACHER = "teacher-features.npz"
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -97,6 +98,11 @@ class RunFolder:
     @property
     def tokenizer_path(self) -> Path:
         return self.path / TOKENIZER_FILE
+
+    @property
+    def teacher_path(self) -> Path:
+        """A distillation's teacher features of the items, computed once."""
+        return self.path / self.TEACHER
 
     @property
     def checkpoint_path(self) -> Path:
@@ -156,7 +162,7 @@ class RunFolder:
     def own_names(cls) -> set[str]:
         """Every name a run writes at its top level (adapted models excepted)."""
         return {cls.CONFIG, cls.METRICS, cls.STATUS, cls.SKIPPED, cls.SCAN_REPORT, cls.SNAPSHOT,
-                cls.CACHE, CHECKPOINT_DIR, TOKENIZER_FILE}
+                cls.CACHE, CHECKPOINT_DIR, TOKENIZER_FILE, cls.TEACHER}
 
     def has_checkpoint(self) -> bool:
         """Resumable, embeddable and adaptable: its last or previous checkpoint exists."""
@@ -472,7 +478,8 @@ def _csv_text(header: list[str], rows) -> str:
 
 METRIC_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "elapsed_s", "batch_size",
                   "embedding_std", "embedding_std_reference", "effective_rank", "mean_cosine",
-                  "knn_accuracy", "probe_accuracy", "uniformity", "spectrum_alpha"]
+                  "knn_accuracy", "probe_accuracy", "uniformity", "spectrum_alpha",
+                  "teacher_probe_accuracy"]
 
 
 class MetricsLog:

@@ -180,6 +180,7 @@ class Monitor:
         self.fields: dict = {}
         self.warned_collapse = False
         self.took = 0.0  # seconds the last snapshot took
+        self.reference_probe = float("nan")
         # 10 labels a class, as a user would have; half of each class when the user's labels are
         # fewer, so the other half can be tested on.
         counts = np.bincount(self.labels[self.labels >= 0]) if (self.labels >= 0).any() else []
@@ -188,6 +189,13 @@ class Monitor:
 
     def due(self) -> bool:
         return time.monotonic() >= self.next_due
+
+    def judge_reference(self, features: np.ndarray) -> None:
+        """The same probe on a reference's features of the sample (a teacher's; NaN rows where
+        it has none), reported beside the encoder's at every snapshot."""
+        known = ~np.isnan(features).any(1)
+        self.reference_probe = probe_accuracy(features[known], self.labels[known],
+                                              per_class=self.probe_labels)
 
     def latest_fields(self) -> dict:
         return self.fields
@@ -221,6 +229,7 @@ class Monitor:
         # pretrained encoder as it is) and as training goes, so one sees whether it helps.
         metrics["probe_accuracy"] = probe_accuracy(judged_t.numpy(), judged_labels,
                                                    per_class=self.probe_labels)
+        metrics["teacher_probe_accuracy"] = self.reference_probe
         self.fields = metrics
         previous = self.last_snapshot.coords if self.last_snapshot is not None else None
         coords = project_2d(features_t.numpy(), previous)

@@ -60,6 +60,9 @@ def run_modality(data_dir: Path, objective: str) -> str:
 
 
 def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = "image") -> str:
+    if config.backbone == "auto" and OBJECTIVES.get(config.objective).needs_teacher:
+        # A student is small by purpose: the modality's fastest encoder, not its best one.
+        return PREPROCESSES.get(modality).student_backbone
     if config.backbone != "auto":
         spec = BACKBONES.get(config.backbone)  # fails with the list of names
         if spec.modality != modality:
@@ -80,7 +83,7 @@ def check_pairing(objective: str, backbone: str) -> None:
         raise DataError(f"{objective} trains the {wants} encoder, not {backbone}; leave the "
                         "backbone on auto")
     owners = [n for n in OBJECTIVES.names() if getattr(OBJECTIVES.get(n), "backbone", "") == backbone]
-    if owners and objective not in owners:
+    if owners and objective not in owners and not OBJECTIVES.get(objective).trains_any_backbone:
         raise DataError(f"the {backbone} encoder trains only with {', '.join(owners)}")
 
 
@@ -131,8 +134,9 @@ class RunPlan:
 
 
 def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
-              weights) -> tuple[RunPlan, list[RunWarning]]:
-    per_rank = len(data) // setup.world
+              weights, prepared=None) -> tuple[RunPlan, list[RunWarning]]:
+    items = len(data) if prepared is None or prepared.items is None else len(prepared.items)
+    per_rank = items // setup.world
     if per_rank < 2:
         raise DataError(f"{len(data)} usable {preprocess.item_noun} is too few to train on; at "
                         f"least {2 * setup.world} needed")
@@ -159,6 +163,12 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
     if not config.epochs and not minutes:
         minutes = default_minutes(setup.device.type)
         reasons.append(f"budget {minutes:g} minutes: the default on a {setup.device.type.upper()}")
+    if prepared is not None:
+        reasons.extend(prepared.reasons)
+        if minutes and prepared.seconds:
+            # What the objective did first (a teacher's pass) was paid from the same budget.
+            minutes = round(max(minutes / 20.0, minutes - prepared.seconds / 60.0), 2)
+            reasons.append(f"{minutes:.2f} minutes left for the steps")
     pretrained = BACKBONES.get(setup.backbone).pretrained is not None or is_text_model_folder(config.weights)
     encoder_scale = config.backbone_lr_scale or (0.1 if pretrained else 1.0)
     if not config.backbone_lr_scale and pretrained:
@@ -166,7 +176,7 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
     if config.backbone == "auto":
         reasons.append(f"backbone {setup.backbone}: the default for this device and data")
     plan = RunPlan(config.objective, setup.modality, setup.backbone, describe(setup.device),
-                   setup.world, len(data), batch_size, per_rank // batch_size, config.epochs,
+                   setup.world, items, batch_size, per_rank // batch_size, config.epochs,
                    0.0 if config.epochs else minutes, str(weights or ""), encoder_scale,
                    min(len(data), config.monitor_items), preprocess.plan_facts(), tuple(reasons))
     return plan, warnings

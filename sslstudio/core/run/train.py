@@ -83,6 +83,7 @@ def _train_in_folder(config: TrainConfig, objective_config, control: RunControl,
                         "the beginning")
     if not resume:
         check_weights_argument(config.weights)
+        check_teacher_argument(config)
     existed = run_dir.exists()
     # Everything in a new or empty folder is made by this call, and so ours to take back.
     ours_alone = not resume and (not existed or not any(run_dir.iterdir()))
@@ -120,9 +121,12 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                              f"({data.report.summary()}); the list is in {run.skipped_path}")
     preprocess, weights = setup.preprocess_type.for_training(config, setup.backbone, data, run,
                                                              resume, setup.device)
-    plan, warnings = make_plan(config, setup, data, preprocess, weights)
+    prepared = yield from setup.objective_cls.prepare(config, objective_config, setup, data,
+                                                      preprocess, control)
+    plan, warnings = make_plan(config, setup, data, preprocess, weights, prepared)
     yield from warnings
-    loop = TrainingLoop.build(config, objective_config, setup, plan, preprocess, data, weights)
+    loop = TrainingLoop.build(config, objective_config, setup, plan, preprocess, data, weights,
+                              prepared)
     if resume:
         note = loop.restore()
         if note:
@@ -208,6 +212,15 @@ def check_run_folder(run_dir: Path, data_dir: Path | None, resume: bool) -> None
             raise OutputError(f"{run_dir} already holds a run; pass --resume to continue it or pick "
                               "another --out") from None
         raise
+
+
+def check_teacher_argument(config: TrainConfig) -> None:
+    """A distillation without a teacher fails before the folder is scanned."""
+    from sslstudio.core.objectives import OBJECTIVES
+
+    if OBJECTIVES.get(config.objective).needs_teacher and not config.teacher.strip():
+        raise DataError(f"{config.objective} needs a teacher (--teacher): a finished run's folder, "
+                        "a BERT model folder, a pretrained backbone's name or its weights file")
 
 
 def check_weights_argument(weights: str) -> None:

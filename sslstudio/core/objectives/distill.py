@@ -1,0 +1,259 @@
+"""Distillation: a small student learns to reproduce a large teacher's features of the user's own
+folder (feature distillation, as LightlyTrain's default; for a static text student, Model2Vec's
+recipe: its token vectors start as the teacher's vectors of each piece, reduced by PCA, and are
+then trained against the teacher's features of whole texts).
+
+The teacher's features of the unaugmented items are computed once before the first step
+(`core/teacher.py`), so a step costs the student alone; the student reads its own view of each
+item (augmented, for images) through a projection to the teacher's width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslstudio.core.backbones.word_vectors import WORD_VECTORS
+from sslstudio.core.config import knob
+from sslstudio.core.data import item_keys
+from sslstudio.core.objectives.base import (
+    Objective,
+    ObjectiveConfig,
+    Preparation,
+    register_objective,
+)
+from sslstudio.core.objectives.heads import mlp_head
+
+# Of a minutes budget, at most this share goes on the teacher's pass; past it the teacher encodes
+# a seeded spread of the folder and the student trains on those items.
+TEACHER_SHARE = 0.4
+
+
+@dataclass
+class DistillConfig(ObjectiveConfig):
+    loss: str = knob("cosine", choices=("cosine", "smooth_l1"),
+                     help="how far the student's projected features are from the teacher's: "
+                          "cosine distance, or smooth L1 on the scaled features")
+    relational_weight: float = knob(0.0, low=0.0, high=100.0,
+                                    help="weight of the term that keeps the batch's pairwise "
+                                         "similarities as the teacher has them (0: off)")
+    start_from_pieces: bool = knob(True, help="a static text student's piece vectors start as "
+                                              "the teacher's vector of each piece alone "
+                                              "(Model2Vec); off: at random")
+    projection_layers: int = knob(1, low=1, high=3,
+                                  help="Linear layers from the student's features to the "
+                                       "teacher's width (training only)")
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str,
+                 relational_weight: float) -> torch.Tensor:
+    """Mean over the batch of the distance between projected student features and teacher
+    features (`cosine`: 1 - cos; `smooth_l1`: Huber with β 1 per coordinate, averaged), plus
+    `relational_weight` times the mean squared difference of the two cosine-similarity matrices
+    of the batch."""
+    if kind == "cosine":
+        loss = (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
+    else:
+        loss = F.smooth_l1_loss(student, teacher)
+    if relational_weight:
+        s, t = F.normalize(student, dim=1), F.normalize(teacher, dim=1)
+        loss = loss + relational_weight * F.mse_loss(s @ s.T, t @ t.T)
+    return loss
+
+
+@register_objective
+class Distill(Objective):
+    name = "distill"
+    summary = ("Distillation: a small, fast encoder learns to reproduce a large teacher's features "
+               "of your folder (a pretrained encoder, or one of your runs). The way to export "
+               "something quick that keeps most of what the teacher knows.")
+    config_cls = DistillConfig
+    modalities = ("image", "text")
+    reads_item_indices = True
+    trains_any_backbone = True  # word vectors included: a static text student
+    # Its targets are fixed features: nothing to collapse to.
+    can_collapse = False
+    divergence_hint = "lower lr"
+    needs_teacher = True
+
+    def __init__(self, encoder, config: DistillConfig, augment):
+        super().__init__(encoder, config, augment)
+        self.projector: nn.Module | None = None
+        self.targets: torch.Tensor | None = None  # the teacher's, centred and scaled
+        self.row_of: torch.Tensor | None = None  # item index -> row of targets, -1: none
+        self.corpus_ids: np.ndarray | None = None  # a text run's tokenized folder
+
+    # -- before the plan: the teacher's pass ----------------------------------------------------
+    @classmethod
+    def prepare(cls, config, objective_config, setup, data, preprocess, control) -> Iterator:
+        from sslstudio.core.teacher import TeacherTargets, load_teacher, teacher_targets
+
+        run = setup.run
+        keys = list(item_keys(data))
+        teacher_name = str(config.teacher)
+        saved = (TeacherTargets.read(run.teacher_path, keys, teacher_name)
+                 if run.teacher_path.exists() else None)
+        teacher = None
+        if saved is None:
+            teacher = load_teacher(teacher_name, setup.modality, setup.device)
+            budget_s = 60.0 * config.minutes if config.minutes and not config.epochs else 0.0
+            if not budget_s and not config.epochs:
+                from sslstudio.core.run.config import default_minutes
+
+                budget_s = 60.0 * default_minutes(setup.device.type)
+            saved = yield from teacher_targets(teacher, data, setup.device, control, budget_s,
+                                               TEACHER_SHARE, config.seed)
+            if setup.main:
+                run.path.mkdir(parents=True, exist_ok=True)
+                saved.save(run.teacher_path, keys)
+        token_vectors = None
+        if (setup.backbone == WORD_VECTORS and objective_config.start_from_pieces
+                and not run.has_checkpoint()):
+            teacher = teacher or load_teacher(teacher_name, setup.modality, setup.device)
+            token_vectors = yield from _piece_vectors(teacher, preprocess, run, setup, control)
+        reasons = [f"teacher {saved.description}: its features of "
+                   f"{len(saved.indices)} of the {len(data)} items"
+                   + (f" computed once in {saved.seconds:.1f} s, out of the budget"
+                      if saved.seconds else " read back from the run")]
+        if token_vectors is not None:
+            reasons.append(f"the student's {len(token_vectors.vectors)} piece vectors start as the "
+                           f"teacher's ({token_vectors.seconds:.1f} s, out of the budget)")
+        if len(saved.indices) < len(data):
+            reasons.append(f"the student trains on the {len(saved.indices)} items the teacher "
+                           f"encoded: encoding all {len(data)} would take more than "
+                           f"{100 * TEACHER_SHARE:.0f}% of the budget")
+        return Preparation(seconds=saved.seconds + getattr(token_vectors, "seconds", 0.0),
+                           items=saved.indices if len(saved.indices) < len(data) else None,
+                           reasons=tuple(reasons), payload=(saved, token_vectors))
+
+    def attach(self, prepared: Preparation, device) -> None:
+        targets, token_vectors = prepared.payload
+        features = torch.from_numpy(targets.features.astype(np.float32))
+        # Centred: the direction every item shares says nothing about any of them, and cosine
+        # to it would be most of what a student learns first. Scaled to unit mean norm, so
+        # smooth L1's β means the same for every teacher.
+        centre = features.mean(0, keepdim=True)
+        features = features - centre
+        scale = features.norm(dim=1).mean().clamp(min=1e-6)
+        self.targets = (features / scale).to(device)
+        total = int(targets.indices.max()) + 1 if len(targets.indices) else 0
+        row_of = torch.full((max(total, 1),), -1, dtype=torch.int64)
+        row_of[torch.from_numpy(targets.indices)] = torch.arange(len(targets.indices))
+        self.row_of = row_of.to(device)
+        self.teacher_features = targets
+        width = self.encoder.feature_dim
+        self.projector = (mlp_head(width, targets.dim, targets.dim, self.config.projection_layers)
+                          if self.config.projection_layers > 1 else nn.Linear(width, targets.dim))
+        if token_vectors is not None:
+            self._start_from_pieces(token_vectors.vectors, float(scale))
+        self.projector.to(device)
+
+    def _start_from_pieces(self, vectors: np.ndarray, target_scale: float) -> None:
+        """Model2Vec's start: each piece's vector is the teacher's vector of that piece alone,
+        reduced to the student's width by PCA; the projection starts as the PCA's inverse, centred
+        and scaled as the targets are, so the student begins as the teacher's static
+        approximation of the targets."""
+        embedding = self.encoder.token_embedding.weight
+        width = embedding.shape[1]
+        x = torch.from_numpy(vectors.astype(np.float32))
+        # Unit-scale coordinates, so the student's vectors start at the size training keeps.
+        scale = x.norm(dim=1).mean().clamp(min=1e-6)
+        mean = x.mean(0, keepdim=True)
+        _, _, components = torch.linalg.svd((x - mean) / scale, full_matrices=False)
+        basis = components[:width]  # (width, D)
+        coords = ((x - mean) / scale) @ basis.T
+        with torch.no_grad():
+            embedding[:, :coords.shape[1]].copy_(coords)
+            if coords.shape[1] < width:
+                embedding[:, coords.shape[1]:].zero_()
+            if isinstance(self.projector, nn.Linear):
+                weight = torch.zeros_like(self.projector.weight)
+                weight[:, :basis.shape[0]] = basis.T * scale / target_scale
+                self.projector.weight.copy_(weight)
+                # Centred as the targets are: the folder's mean text projects to zero.
+                self.projector.bias.copy_(-weight @ self._mean_features())
+
+    @torch.no_grad()
+    def _mean_features(self, chunk: int = 1024) -> torch.Tensor:
+        """The encoder's mean features over the corpus it observed."""
+        ids = self.corpus_ids
+        total = torch.zeros(self.encoder.feature_dim)
+        for start in range(0, len(ids), chunk):
+            block = torch.as_tensor(np.asarray(ids[start:start + chunk], np.int64))
+            total += self.encoder(block).sum(0)
+        return total / max(1, len(ids))
+
+    def observe_corpus(self, ids: np.ndarray) -> None:
+        """A static student's pooling weights: smooth inverse frequency, as skip-gram sets them
+        (frequent pieces say little about a text)."""
+        encoder = self.encoder
+        self.corpus_ids = ids
+        if not hasattr(encoder, "token_weight"):
+            return
+        size = encoder.token_weight.shape[0]
+        regular = encoder.token_weight.cpu() > 0
+        counts = np.bincount(np.asarray(ids).ravel(), minlength=size)[:size]
+        counts = torch.where(regular, torch.from_numpy(counts.astype(np.float64)), 0.0)
+        frequency = counts / counts.sum().clamp(min=1.0)
+        a = 1e-3
+        with torch.no_grad():
+            encoder.token_weight.copy_(torch.where(regular, a / (a + frequency), 0.0))
+            for special in getattr(self.augment, "special_ids", ()):
+                encoder.token_weight[special] = 0.0
+        encoder.observe_corpus(ids)
+
+    def reference_features(self, indices):
+        targets = self.teacher_features
+        rows = self.row_of.cpu().numpy()
+        out = np.full((len(indices), targets.dim), np.nan, np.float32)
+        known = np.asarray(indices) < len(rows)
+        found = np.full(len(indices), -1)
+        found[known] = rows[np.asarray(indices)[known]]
+        out[found >= 0] = targets.features[found[found >= 0]].astype(np.float32)
+        return out
+
+    # -- a step ---------------------------------------------------------------------------------
+    def head_outputs(self, features):
+        return self.projector(features) if self.projector is not None else None
+
+    def forward(self, inputs: torch.Tensor, indices: torch.Tensor):
+        # Image runs hand a batch augmentation; text runs their vocabulary (the text is its own
+        # view: a static student has no dropout).
+        views = self.augment(inputs) if callable(self.augment) else inputs
+        student = self.projector(self.encoder(views))
+        rows = self.row_of[indices.to(self.row_of.device)]
+        teacher = self.targets[rows]
+        loss = distill_loss(student.float(), teacher, self.config.loss, self.config.relational_weight)
+        with torch.no_grad():
+            agreement = F.cosine_similarity(student.float(), teacher, dim=1).mean()
+        return loss, {"cosine_to_teacher": agreement}
+
+
+@dataclass
+class PieceVectors:
+    vectors: np.ndarray  # (vocabulary, teacher width)
+    seconds: float
+
+
+def _piece_vectors(teacher, preprocess, run, setup, control) -> Iterator:
+    """The teacher's features of each piece of the run's vocabulary, alone ("##" marks of
+    continuation pieces dropped)."""
+    import time
+
+    from sslstudio.core.events import ScanProgress
+
+    started = time.monotonic()
+    strings = [s.removeprefix("##") for s in preprocess.vocabulary_strings(run.path)]
+    chunk = 256
+    vectors = []
+    for start in range(0, len(strings), chunk):
+        vectors.append(teacher.encode_strings(strings[start:start + chunk], setup.device).cpu().numpy())
+        yield ScanProgress(min(len(strings), start + chunk), len(strings), 0, "",
+                           "the teacher is reading the vocabulary", noun="pieces")
+        control.checkpoint()
+    return PieceVectors(np.concatenate(vectors), time.monotonic() - started)

@@ -1,0 +1,228 @@
+"""The teacher of a distillation run: any encoder the app can load, frozen, reading items its own
+way (its resolution and normalisation, or its own tokenizer). Its features of the folder's items
+are computed once, before the student's first step, and kept in the run folder, so the budget
+pays for them once and a resumed run reads them back.
+
+What can teach: a finished run's folder (the user's own encoder), a Hugging Face BERT-family
+model folder (all-MiniLM-L6-v2), a pretrained image backbone by name (its weights on disk), or a
+weights file of one of those architectures.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
+from sslstudio.core.backbones.bert import BertShape, is_model_folder
+from sslstudio.core.backbones.pretrained import cached_weights
+from sslstudio.core.backbones.weights import check_weights_file
+from sslstudio.core.control import RunControl
+from sslstudio.core.data.scan import DataError
+from sslstudio.core.events import ScanProgress
+from sslstudio.core.fileio import atomic_write_bytes
+from sslstudio.core.preprocess import PREPROCESSES, Preprocess
+from sslstudio.core.run.folder import RunFolder
+
+# Items the teacher encodes at once (fewer where a CPU's activation budget says so).
+TEACHER_CHUNK = 64
+# Text teachers read at most this many of their own tokens (all-MiniLM-L6-v2 was trained at 128).
+TEACHER_MAX_LENGTH = 128
+
+
+@dataclass
+class Teacher:
+    name: str  # as the user gave it
+    description: str  # what it is, in the plan line and the export's metadata
+    encoder: torch.nn.Module
+    preprocess: Preprocess  # how it reads an item
+    folder: Path  # where its preprocessing's files lie (a text teacher's tokenizer)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.encoder.feature_dim)
+
+    def parameter_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.encoder.parameters())
+
+    @torch.inference_mode()
+    def encode(self, data, indices: np.ndarray, device) -> torch.Tensor:
+        """Features (len(indices), D) of items of `data` (the student's dataset), each read
+        again as the teacher reads it."""
+        items = self.preprocess.reread(data, indices, self.folder)
+        return self.encoder(self.preprocess.model_inputs(items, device)).float()
+
+    @torch.inference_mode()
+    def encode_strings(self, strings: list[str], device) -> torch.Tensor:
+        """Features of short strings (a static student's vocabulary), for text teachers."""
+        return self.encoder(self.preprocess.string_inputs(strings, self.folder).to(device)).float()
+
+
+def load_teacher(spec: str, modality: str, device) -> Teacher:
+    """The teacher `spec` names, in eval mode on `device`; a clear word when it cannot teach a
+    student of `modality`."""
+    spec = str(spec).strip()
+    if not spec:
+        raise DataError("distillation needs a teacher: a finished run's folder, a BERT model "
+                        "folder, a pretrained backbone's name or its weights file (--teacher)")
+    path = Path(spec).expanduser()
+    if path.is_dir() and RunFolder(path).is_run():
+        teacher = _run_teacher(path, device)
+    elif path.is_dir() and is_model_folder(path):
+        teacher = _bert_teacher(path)
+    elif path.is_dir():
+        raise DataError(f"{path} is neither a run folder (config.toml and a checkpoint) nor a "
+                        "BERT model folder (config.json, tokenizer.json and the weights)")
+    elif spec in BACKBONES.names() and BACKBONES.get(spec).pretrained is not None:
+        teacher = _backbone_teacher(spec, cached_weights(spec), spec)
+    elif path.is_file():
+        teacher = _weights_file_teacher(path)
+    elif spec in BACKBONES.names():
+        raise DataError(f"{spec} has no pretrained weights to teach with; name a pretrained "
+                        f"backbone ({', '.join(pretrained_backbones())}), a run folder or a "
+                        "model folder")
+    else:
+        raise DataError(f"teacher not found: {spec} (a run folder, a BERT model folder, a "
+                        f"pretrained backbone such as {', '.join(pretrained_backbones()[:2])}, or "
+                        "a weights file)")
+    if teacher.preprocess.modality != modality:
+        raise DataError(f"{spec} encodes {teacher.preprocess.modality}s and the folder holds "
+                        f"{modality}s: a teacher must read what the student reads")
+    teacher.encoder.requires_grad_(False)
+    teacher.encoder.to(device).eval()
+    return teacher
+
+
+def pretrained_backbones() -> list[str]:
+    return [n for n in BACKBONES.names() if BACKBONES.get(n).pretrained is not None]
+
+
+def _run_teacher(path: Path, device) -> Teacher:
+    from sslstudio.core.embed import load_encoder
+
+    encoder, preprocess = load_encoder(path, device)
+    backbone = RunFolder(path).read_config()[0].backbone
+    return Teacher(str(path), f"the run {path.name} ({backbone})", encoder, preprocess, path)
+
+
+def _bert_teacher(path: Path) -> Teacher:
+    config_json = (path / "config.json").read_text()
+    length = min(TEACHER_MAX_LENGTH, int(json.loads(config_json).get("max_position_embeddings",
+                                                                     TEACHER_MAX_LENGTH)))
+    text = PREPROCESSES.get("text")
+    preprocess = text(max_length=length, bert_config=config_json,
+                      tokenizer_file=str((path / "tokenizer.json").resolve()))
+    encoder = build_backbone("pretrained_bert", BertShape(config_json, length), path)
+    return Teacher(str(path), f"{path.name} (BERT model folder)", encoder, preprocess, path)
+
+
+def _backbone_teacher(name: str, weights: Path | None, spec: str) -> Teacher:
+    info = BACKBONES.get(name).pretrained
+    if weights is None:
+        raise DataError(f"{name} needs its pretrained weights to teach: download them once with "
+                        f"`sslstudio weights download {name}` (nothing is downloaded without "
+                        "asking), or give their file")
+    preprocess = PREPROCESSES.get("image")(image_size=info.input_size, mean=list(info.mean),
+                                           std=list(info.std),
+                                           pretrained={"architecture": info.arch,
+                                                       "weights": str(weights)})
+    encoder = build_backbone(name, info.input_size, weights)
+    encoder.read_for_probe()
+    return Teacher(spec, f"{name} at {info.input_size} px", encoder, preprocess, Path(weights).parent)
+
+
+def _weights_file_teacher(path: Path) -> Teacher:
+    """The pretrained architecture whose parameters the file fits."""
+    try:
+        check_weights_file(path)
+    except WeightsError as error:
+        raise DataError(f"teacher {error}") from None
+    for name in pretrained_backbones():
+        try:
+            return _backbone_teacher(name, path, str(path))
+        except WeightsError:
+            continue
+    raise DataError(f"{path.name} fits none of the pretrained architectures "
+                    f"({', '.join(pretrained_backbones())}); give a run folder or a model folder")
+
+
+# -- the teacher's pass over the folder -------------------------------------------------------
+@dataclass
+class TeacherTargets:
+    """What the student learns to reproduce: the teacher's features of `indices` (items of the
+    run's dataset), with what they cost."""
+
+    indices: np.ndarray  # int64, sorted
+    features: np.ndarray  # float16 (len(indices), D)
+    seconds: float  # spent encoding them in this process (0 when read back from the run)
+    teacher: str
+    description: str
+    parameter_bytes: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def save(self, path: Path, keys: list[str]) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, indices=self.indices, features=self.features,
+                 keys=np.array([keys[i] for i in self.indices]), teacher=np.array(self.teacher),
+                 description=np.array(self.description),
+                 parameter_bytes=np.array(self.parameter_bytes))
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def read(cls, path: Path, keys: list[str], teacher: str) -> "TeacherTargets | None":
+        """The targets a run saved, if they are of this teacher and these items still."""
+        try:
+            with np.load(path) as saved:
+                if str(saved["teacher"]) != teacher:
+                    return None
+                indices = saved["indices"].astype(np.int64)
+                if len(indices) and (indices.max() >= len(keys) or
+                                     [keys[i] for i in indices] != list(saved["keys"])):
+                    return None
+                return cls(indices, saved["features"], 0.0, teacher, str(saved["description"]),
+                           int(saved["parameter_bytes"]))
+        except (OSError, KeyError, ValueError):
+            return None
+
+
+def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_s: float,
+                    share: float, seed: int, chunk: int = 0) -> Iterator:
+    """The teacher's features of the items a `share` of `budget_s` affords (every item when it
+    does; 0: no limit), a seeded spread of the folder otherwise. Times the first chunk to
+    decide; yields progress; returns TeacherTargets."""
+    started = time.monotonic()
+    total = len(data)
+    order = np.random.default_rng(seed).permutation(total)
+    chunk = teacher.preprocess.inference_batch(torch.device(device), chunk or TEACHER_CHUNK)
+    features: list[np.ndarray] = []
+    batches: list[np.ndarray] = []
+    wanted = total
+    done = 0
+    while done < wanted:
+        batch = np.sort(order[done:done + chunk])
+        features.append(teacher.encode(data, batch, device).cpu().numpy().astype(np.float16))
+        batches.append(batch)
+        done += len(batch)
+        if done == len(batch) and budget_s and share:
+            per_item = (time.monotonic() - started) / done
+            wanted = int(min(total, max(done, share * budget_s / per_item)))
+            # Leaving out a few items saves seconds and costs the student their lessons.
+            wanted = total if wanted >= 0.8 * total else wanted
+        yield ScanProgress(done, wanted, 0, "", "the teacher is encoding", noun="items")
+        control.checkpoint()
+    taken = np.concatenate(features)
+    covered = np.concatenate(batches)
+    positions = np.argsort(covered)
+    return TeacherTargets(covered[positions].astype(np.int64), taken[positions],
+                          time.monotonic() - started, teacher.name, teacher.description,
+                          teacher.parameter_bytes())

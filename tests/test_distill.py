@@ -1,0 +1,187 @@
+"""Distillation: the loss against the formula, a student learning from a run of the user's and
+from a BERT folder (a static student started from the teacher's piece vectors), the teacher's
+pass paid from the budget and kept in the run, and teachers that cannot teach refused clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sslstudio.core import teacher as teacher_module
+from sslstudio.core.control import RunControl, run_to_end
+from sslstudio.core.data.scan import DataError
+from sslstudio.core.events import RunFinished, RunStarted, StepMetrics
+from sslstudio.core.objectives import distill as distill_module
+from sslstudio.core.objectives.distill import distill_loss
+from sslstudio.core.run.config import TrainConfig
+from sslstudio.core.run.train import train
+from tests.conftest import make_bert_folder
+
+
+def reference_loss(student, teacher, kind, relational_weight):
+    """The loss written out item by item and pair by pair."""
+    n, d = student.shape
+    total = 0.0
+    for i in range(n):
+        s, t = student[i].tolist(), teacher[i].tolist()
+        if kind == "cosine":
+            dot = sum(a * b for a, b in zip(s, t))
+            total += 1.0 - dot / (math.sqrt(sum(a * a for a in s)) * math.sqrt(sum(b * b for b in t)))
+        else:
+            for a, b in zip(s, t):
+                diff = abs(a - b)
+                total += (0.5 * diff * diff if diff < 1.0 else diff - 0.5) / d
+    loss = total / n
+    if relational_weight:
+        def unit(row):
+            norm = math.sqrt(sum(v * v for v in row))
+            return [v / norm for v in row]
+
+        su = [unit(student[i].tolist()) for i in range(n)]
+        tu = [unit(teacher[i].tolist()) for i in range(n)]
+        squares = 0.0
+        for i in range(n):
+            for j in range(n):
+                s_ij = sum(a * b for a, b in zip(su[i], su[j]))
+                t_ij = sum(a * b for a, b in zip(tu[i], tu[j]))
+                squares += (s_ij - t_ij) ** 2
+        loss += relational_weight * squares / (n * n)
+    return loss
+
+
+@pytest.mark.parametrize("kind", ["cosine", "smooth_l1"])
+@pytest.mark.parametrize("relational_weight", [0.0, 2.0])
+def test_the_loss_is_the_formula(kind, relational_weight):
+    generator = torch.Generator().manual_seed(3)
+    student = torch.randn(6, 5, generator=generator, dtype=torch.float64) * 1.5
+    teacher = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    got = float(distill_loss(student, teacher, kind, relational_weight))
+    assert got == pytest.approx(reference_loss(student, teacher, kind, relational_weight), rel=1e-9)
+
+
+def config_for(folder, out, **overrides) -> TrainConfig:
+    values = dict(data=str(folder), out=str(out), batch_size=8, epochs=1, image_size=16,
+                  log_every_steps=1, monitor_items=16)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_a_student_learns_from_a_run_and_the_teacher_is_paid_once(image_folder, tmp_path):
+    teacher_run = tmp_path / "teacher"
+    list(train(config_for(image_folder, teacher_run, objective="simclr")))
+    run = tmp_path / "student"
+    events = list(train(config_for(image_folder, run, objective="distill", teacher=str(teacher_run),
+                                   epochs=6, labels_from_folders=True)))
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "completed", events[-1]
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.backbone == "small_cnn"  # the modality's student, not its best encoder
+    assert "teacher the run teacher (small_cnn): its features of 24 of the 24 items computed once" \
+        in started.plan
+    steps = [e for e in events if isinstance(e, StepMetrics)]
+    agreement = [s.extra["cosine_to_teacher"] for s in steps]
+    assert agreement[-1] > agreement[0] + 0.1, agreement
+    # The teacher's few-label probe stands beside the student's, the same at every snapshot.
+    judged = [s for s in steps if not math.isnan(s.probe_accuracy)]
+    assert judged and len({s.teacher_probe_accuracy for s in judged}) == 1
+    assert 0.0 <= judged[-1].teacher_probe_accuracy <= 1.0
+    saved = np.load(run / "teacher-features.npz")
+    assert saved["features"].shape[0] == 24 and str(saved["teacher"]) == str(teacher_run)
+
+    # Resumed for more epochs: the teacher's features are read back, not computed again.
+    resumed = list(train(config_for(image_folder, run, objective="distill",
+                                    teacher=str(teacher_run), epochs=8, labels_from_folders=True),
+                         resume=True))
+    assert resumed[-1].status == "completed"
+    plan = next(e for e in resumed if isinstance(e, RunStarted)).plan
+    assert "read back from the run" in plan
+
+    # The export names the teacher.
+    from sslstudio.core.export import ExportRequest, export_model
+
+    exported = list(export_model(ExportRequest(run, tmp_path / "student.onnx", latency_repeats=1)))
+    assert exported[-1].status == "completed", exported[-1]
+    info = json.loads((tmp_path / "student.json").read_text())
+    assert info["model"]["teacher"] == str(teacher_run) and info["model"]["objective"] == "distill"
+
+
+def test_a_budget_too_small_for_the_whole_folder_teaches_on_a_spread_of_it(image_folder, tmp_path,
+                                                                          monkeypatch):
+    teacher_run = tmp_path / "teacher"
+    list(train(config_for(image_folder, teacher_run, objective="simclr")))
+    # The first chunk alone is affordable: the student trains on those items only.
+    monkeypatch.setattr(teacher_module, "TEACHER_CHUNK", 16)
+    monkeypatch.setattr(distill_module, "TEACHER_SHARE", 1e-9)
+    seen: list[int] = []
+    original = distill_module.Distill.forward
+
+    def forward(self, inputs, indices):
+        seen.extend(indices.tolist())
+        return original(self, inputs, indices)
+
+    monkeypatch.setattr(distill_module.Distill, "forward", forward)
+    run = tmp_path / "student"
+    events = list(train(config_for(image_folder, run, objective="distill", teacher=str(teacher_run),
+                                   epochs=0, minutes=0.05, batch_size=5)))
+    assert events[-1].status == "completed", events[-1]
+    covered = np.load(run / "teacher-features.npz")["indices"]
+    assert len(covered) == 16 and list(covered) == sorted(covered)
+    assert seen and set(seen) <= set(covered.tolist())
+    plan = next(e for e in events if isinstance(e, RunStarted)).plan
+    assert "the student trains on the 16 items the teacher encoded" in plan
+    assert "minutes left for the steps" in plan
+
+
+def test_a_static_text_student_starts_as_the_teachers_piece_vectors(text_folder, tmp_path):
+    texts = [p.read_text() for p in sorted(text_folder.rglob("*.txt"))]
+    make_bert_folder(tmp_path / "minibert", texts)
+    run = tmp_path / "student"
+    events = list(train(TrainConfig(data=str(text_folder), out=str(run), objective="distill",
+                                    teacher=str(tmp_path / "minibert"), epochs=3, batch_size=8,
+                                    monitor_items=16, log_every_steps=1, text_width=16)))
+    assert events[-1].status == "completed", events[-1]
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.backbone == "word_vectors"
+    assert "piece vectors start as the teacher's" in started.plan
+    # Before any step, the student projected is the teacher's static approximation: the
+    # weighted mean of the teacher's vectors of each piece alone.
+    steps = [e for e in events if isinstance(e, StepMetrics)]
+    assert steps[0].extra["cosine_to_teacher"] > 0.5, steps[0].extra
+
+
+def test_teachers_that_cannot_teach_are_refused_with_what_to_give(tmp_path, image_folder):
+    device = torch.device("cpu")
+    with pytest.raises(DataError, match="teacher not found"):
+        teacher_module.load_teacher(str(tmp_path / "nowhere"), "image", device)
+    with pytest.raises(DataError, match="neither a run folder"):
+        teacher_module.load_teacher(str(image_folder), "image", device)
+    with pytest.raises(DataError, match="has no pretrained weights to teach with"):
+        teacher_module.load_teacher("small_cnn", "image", device)
+    (tmp_path / "junk.pth").write_bytes(b"not weights at all")
+    with pytest.raises(DataError, match="not a weights file"):
+        teacher_module.load_teacher(str(tmp_path / "junk.pth"), "image", device)
+    make_bert_folder(tmp_path / "minibert", ["a few words", "and a few more"])
+    with pytest.raises(DataError, match="encodes texts and the folder holds images"):
+        teacher_module.load_teacher(str(tmp_path / "minibert"), "image", device)
+    # Without a teacher, the run fails before the folder is scanned, and leaves nothing.
+    with pytest.raises(DataError, match="distill needs a teacher"):
+        list(train(config_for(image_folder, tmp_path / "run", objective="distill")))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_teachers_pass_can_be_cancelled(image_folder, tmp_path):
+    teacher_run = tmp_path / "teacher"
+    list(train(config_for(image_folder, teacher_run, objective="simclr")))
+    teacher = teacher_module.load_teacher(str(teacher_run), "image", torch.device("cpu"))
+    from sslstudio.core.control import Cancelled
+    from sslstudio.core.data import load_image_folder
+
+    data = run_to_end(load_image_folder(image_folder, 16))
+    control = RunControl()
+    control.cancel()
+    with pytest.raises(Cancelled):
+        run_to_end(teacher_module.teacher_targets(teacher, data, torch.device("cpu"), control,
+                                                  0.0, 0.4, 0, chunk=4))
