@@ -88,6 +88,9 @@ def test_a_student_learns_from_a_run_and_the_teacher_is_paid_once(image_folder, 
     judged = [s for s in steps if not math.isnan(s.probe_accuracy)]
     assert judged and len({s.teacher_probe_accuracy for s in judged}) == 1
     assert 0.0 <= judged[-1].teacher_probe_accuracy <= 1.0
+    summary = [e for e in events if getattr(e, "kind", "") == "summary"]
+    assert len(summary) == 1 and summary[0].message.startswith("distilled from the run teacher")
+    assert "against the teacher's" in summary[0].message and " MB against " in summary[0].message
     saved = np.load(run / "teacher-features.npz")
     assert saved["features"].shape[0] == 24 and str(saved["teacher"]) == str(teacher_run)
 

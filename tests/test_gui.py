@@ -219,6 +219,45 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     assert np.allclose(again.map.coords, tsne)
 
 
+def test_distil_from_a_finished_run_of_the_project_with_the_teacher_beside_the_student(qtbot, window):
+    from sslstudio.core.config import ConfigError
+
+    w = window()
+    open_sample(qtbot, w)
+    small_run(w, epochs=2)
+    w.start_training()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs_list.count() == 1, timeout=90000)
+    teacher = str(w.runs_list.item(0).data(Qt.ItemDataRole.UserRole).path)
+    # Distil from… offers the project's finished run; picking it makes the method distillation
+    # and the backbone the student (auto), not the encoder a continued run starts from.
+    w.setup._offer_teachers()
+    offered = [a.text() for a in w.setup.teacher_menu.actions()]
+    w.setup.teacher_menu.close()
+    assert any(label.startswith("run ") and "simclr" in label for label in offered), offered
+    assert "A run or model folder…" in offered and "A weights file…" in offered
+    w.setup._set_combo_data(w.setup.backbone, "small_cnn")
+    w.setup.set_teacher(teacher)
+    assert w.setup.objective.currentText() == "distill"
+    assert w.setup.backbone.currentData() == "auto" and not w.setup.weights.text()
+    train_config, _ = w.setup.build_configs("data", "out")
+    assert train_config.teacher == teacher
+    w.setup.teacher.clear()
+    with pytest.raises(ConfigError, match="distill needs a teacher: choose one with Distil from"):
+        w.setup.build_configs("data", "out")
+    w.setup.set_teacher(teacher)
+    w.setup.epochs.setValue(3)
+    w.start_training()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs_list.count() == 2, timeout=90000)
+    assert "completed" in w.runs_list.item(0).text() and "distill" in w.runs_list.item(0).text()
+    # The teacher's probe stands in the accuracy plot as a level, and the run's summary says
+    # student against teacher.
+    teacher_line = w.session.history.column("teacher_probe_accuracy")
+    assert np.isfinite(teacher_line).any()
+    qtbot.waitUntil(lambda: "teacher's 10-shot probe" in w.curves.plots["knn"].titleLabel.text,
+                    timeout=5000)
+    assert w.banner.text().startswith("distilled from the run ")
+
+
 def test_a_reopened_projects_scan_runs_before_the_engine_loads(qtbot, window, tmp_path, monkeypatch):
     """Beside torch's import a warm 70,000-image scan took 2.3 s instead of 0.5: the gallery
     comes first, then the engine."""
@@ -598,7 +637,7 @@ def test_the_map_keeps_its_points_in_view_until_the_user_frames_it(qtbot):
     assert view.view_box.viewRange() == kept
 
 
-def test_the_accuracy_plot_names_its_two_lines(qtbot):
+def test_the_accuracy_plot_names_its_lines(qtbot):
     from sslstudio.gui.widgets.curves import CurvesView
 
     from sslstudio.core.history import RunHistory
@@ -626,6 +665,16 @@ def test_the_accuracy_plot_names_its_two_lines(qtbot):
     curves.redraw()
     _, (y0, y1) = curves.plots["knn"].getViewBox().viewRange()
     assert y0 < 0.30 and y1 > 0.92
+    assert "teacher" not in curves.plots["knn"].titleLabel.text  # no teacher, no name of one
+    # A distillation's teacher: its probe as a level across the run, named in the title.
+    history.append(step=4, loss=1.7, probe_accuracy=0.93, teacher_probe_accuracy=0.97)
+    history.append(step=9, loss=1.6)
+    curves.redraw()
+    x, y = curves.curves["teacher_probe_accuracy"].getData()
+    assert list(x) == [1, 9] and list(y) == [0.97, 0.97]
+    assert "teacher's 10-shot probe" in curves.plots["knn"].titleLabel.text
+    _, (y0, y1) = curves.plots["knn"].getViewBox().viewRange()
+    assert y1 > 0.97
     # Narrow, as the centre of a 1280 x 800 window with both docks: every plot fits its place
     # (a title wider than the plot used to push it past the grid's edge, cut on the right).
     curves.resize(445, 460)

@@ -97,6 +97,8 @@ def describe(event, total_steps: int = -1) -> Description:
             return Description(_step_line(event, total_steps), "progress")
         case EmbeddingSnapshot():
             return Description(f"embedding map at step {event.step}", "data")
+        case RunWarning(kind="summary"):
+            return Description(event.message, "note")
         case RunWarning():
             return Description(f"warning: {event.message}", "warning")
         case Checkpointed():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 COLUMNS = ("step", "loss", "lr", "samples_per_s", "std_ratio", "effective_rank", "knn_accuracy",
-           "probe_accuracy")
+           "probe_accuracy", "teacher_probe_accuracy")
 
 
 class RunHistory:
@@ -44,5 +44,7 @@ class RunHistory:
                            std_ratio=std[i] / ref[i] if ref[i] else np.nan,
                            effective_rank=metrics.get("effective_rank", np.full(n, np.nan))[i],
                            knn_accuracy=metrics.get("knn_accuracy", np.full(n, np.nan))[i],
-                           probe_accuracy=metrics.get("probe_accuracy", np.full(n, np.nan))[i])
+                           probe_accuracy=metrics.get("probe_accuracy", np.full(n, np.nan))[i],
+                           teacher_probe_accuracy=metrics.get("teacher_probe_accuracy",
+                                                              np.full(n, np.nan))[i])
         return history

@@ -16,7 +16,8 @@ from sslstudio.core.project import Project, RunSummary
 
 # The run warnings that stay in view as a banner: what changes what the run hands over.
 BANNER_KINDS = {"collapse": "problem", "non_finite": "problem", "loss_zero": "problem",
-                "best_encoder": "notice"}  # an earlier encoder kept is news, not an error
+                # An earlier encoder kept is news, not an error; so is how a student compares.
+                "best_encoder": "notice", "summary": "notice"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class ProjectSession:
             rows.append(RunRow(summary, status, f"{summary.name}  ·  {summary.objective} on "
                                                 f"{summary.backbone}  ·  {status}{step}"))
         return rows
+
+    def teacher_runs(self) -> list[tuple[str, str]]:
+        """The project's finished runs, as Run setup offers them to distil from: (label, folder)."""
+        return [(f"{summary.name} ({summary.objective} on {summary.backbone})", str(summary.path))
+                for summary in (self.project.runs() if self.project else [])
+                if summary.status == "completed" and summary.folder.has_checkpoint()]
 
     def select_run(self, run: Path | None) -> None:
         self.selected_run = Path(run) if run is not None else None

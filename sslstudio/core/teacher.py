@@ -165,6 +165,7 @@ class TeacherTargets:
     teacher: str
     description: str
     parameter_bytes: int
+    latency_ms: float = float("nan")  # one item through the teacher, PyTorch, this machine
 
     @property
     def dim(self) -> int:
@@ -175,7 +176,8 @@ class TeacherTargets:
         np.savez(buffer, indices=self.indices, features=self.features,
                  keys=np.array([keys[i] for i in self.indices]), teacher=np.array(self.teacher),
                  description=np.array(self.description),
-                 parameter_bytes=np.array(self.parameter_bytes))
+                 parameter_bytes=np.array(self.parameter_bytes),
+                 latency_ms=np.array(self.latency_ms))
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
@@ -190,7 +192,8 @@ class TeacherTargets:
                                      [keys[i] for i in indices] != list(saved["keys"])):
                     return None
                 return cls(indices, saved["features"], 0.0, teacher, str(saved["description"]),
-                           int(saved["parameter_bytes"]))
+                           int(saved["parameter_bytes"]),
+                           float(saved["latency_ms"]) if "latency_ms" in saved else float("nan"))
         except (OSError, KeyError, ValueError):
             return None
 
@@ -223,6 +226,21 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
     taken = np.concatenate(features)
     covered = np.concatenate(batches)
     positions = np.argsort(covered)
+    one = covered[:1]
+    latency_ms = batch_one_ms(lambda: teacher.encode(data, one, device), device)
     return TeacherTargets(covered[positions].astype(np.int64), taken[positions],
                           time.monotonic() - started, teacher.name, teacher.description,
-                          teacher.parameter_bytes())
+                          teacher.parameter_bytes(), latency_ms)
+
+
+def batch_one_ms(encode_one, device, repeats: int = 5) -> float:
+    """Median milliseconds of `encode_one()` after a warm call (reading the item included)."""
+    encode_one()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        encode_one()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    return 1000.0 * float(np.median(times))

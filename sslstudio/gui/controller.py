@@ -274,7 +274,8 @@ class TrainingController(QObject):
         self.history.append(step=event.step, loss=event.loss, lr=event.lr,
                             samples_per_s=event.samples_per_s, std_ratio=ratio,
                             effective_rank=event.effective_rank, knn_accuracy=event.knn_accuracy,
-                            probe_accuracy=event.probe_accuracy)
+                            probe_accuracy=event.probe_accuracy,
+                            teacher_probe_accuracy=event.teacher_probe_accuracy)
 
     def _on_failed(self, message: str, details: str) -> None:
         self.log.emit(f"error: {message}")

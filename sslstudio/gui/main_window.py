@@ -732,6 +732,7 @@ class MainWindow(QMainWindow):
         self.runs_list.blockSignals(False)
         if chosen is not None:
             self.runs_list.setCurrentItem(chosen)
+        self.setup.set_teacher_runs(self.session.teacher_runs())
         self._update_actions()
 
     def _run_selected(self, item, _previous=None) -> None:

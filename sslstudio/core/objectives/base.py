@@ -90,6 +90,10 @@ class Objective(nn.Module):
         for items it has none of), or None."""
         return None
 
+    def closing_note(self, monitor, device) -> str:
+        """What the run's end should say of this objective's result ("": nothing)."""
+        return ""
+
     def after_step(self, progress: float) -> None:
         """Called after each optimizer step with training progress in [0, 1]."""
 

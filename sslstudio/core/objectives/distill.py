@@ -217,6 +217,37 @@ class Distill(Objective):
         out[found >= 0] = targets.features[found[found >= 0]].astype(np.float32)
         return out
 
+    def closing_note(self, monitor, device) -> str:
+        """Student against teacher, as the run ends: the same few-label probe on the monitor's
+        sample, the weights' size and one item's latency here."""
+        from sslstudio.core.teacher import batch_one_ms
+
+        targets = self.teacher_features
+        one = monitor.indices[:1]
+        items = monitor.preprocess.feature_items(monitor.data, one)
+
+        @torch.inference_mode()
+        def encode_one():
+            return self.encoder(monitor.features_preprocess.model_inputs(items, device))
+
+        was_training = self.training
+        self.eval()
+        try:
+            student_ms = batch_one_ms(encode_one, device)
+        finally:
+            self.train(was_training)
+        student_bytes = sum(p.numel() * p.element_size() for p in self.encoder.parameters())
+        student = monitor.fields.get("probe_accuracy", float("nan"))
+        teacher = monitor.reference_probe
+        accuracy = (f"10-label probe on the monitor's sample {student:.3f} against the teacher's "
+                    f"{teacher:.3f}" if student == student and teacher == teacher else
+                    "no labels to compare them by (label a few items a class, or use the "
+                    "folder's classes)")
+        return (f"distilled from {targets.description}: {accuracy}; weights "
+                f"{student_bytes / 1e6:.1f} MB against {targets.parameter_bytes / 1e6:.1f} MB; one "
+                f"item {student_ms:.1f} ms against {targets.latency_ms:.1f} ms (PyTorch, here). "
+                "Export it to measure onnxruntime's figures")
+
     # -- a step ---------------------------------------------------------------------------------
     def head_outputs(self, features):
         return self.projector(features) if self.projector is not None else None

@@ -494,6 +494,9 @@ class TrainingLoop:
         note = self.best.note(bool(self.plan.weights))
         if note:
             yield RunWarning("best_encoder", note, self.state.step)
+        closing = self.objective.closing_note(self.monitor, self.setup.device)
+        if closing:
+            yield RunWarning("summary", closing, self.state.step)
 
 
 class InitialWeights:

@@ -10,6 +10,8 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QStackedLayout, QWidget
 from sslstudio.core.history import RunHistory
 
 REDRAW_MS = 100  # 10 Hz
+TEACHER = "teacher_probe_accuracy"
+SPARSE = ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy", TEACHER)
 
 
 def _let_title_shrink(plot: pg.PlotItem) -> None:
@@ -65,16 +67,13 @@ class CurvesView(QWidget):
              [("std_ratio", "std × √d", (220, 90, 90))]),
             ("rank", "Effective rank", [("effective_rank", "rank", (170, 120, 220))]),
             ("knn", "Accuracy", [("knn_accuracy", "kNN", (60, 190, 190)),
-                                                           ("probe_accuracy", "10-shot probe",
-                                                            (230, 160, 40))]),
+                                 ("probe_accuracy", "10-shot probe", (230, 160, 40)),
+                                 (TEACHER, "teacher's 10-shot probe", (150, 150, 150))]),
         ]
+        self._titles: dict[str, tuple[str, list]] = {}
         for i, (key, title, series) in enumerate(specs):
-            if len(series) > 1:
-                # The lines are named in the title, in their colours: a legend inside the plot
-                # covered the curves it named.
-                title += ": " + " ".join(
-                    f'<span style="color: rgb{colour}">\u2501 {name}</span>' for _, name, colour in series)
-            view = pg.PlotWidget(title=title)
+            self._titles[key] = (title, series)
+            view = pg.PlotWidget(title=self._title(key, shown=set()))
             view.setMinimumSize(140, 110)  # the grid shrinks with the window instead of being cut
             grid.addWidget(view, i // 2, i % 2)
             plot = view.getPlotItem()
@@ -94,10 +93,14 @@ class CurvesView(QWidget):
             self.plots[key] = plot
             for column, name, colour in series:
                 # Monitor columns are sparse: draw them as connected dots over their finite values.
-                sparse = column in ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy")
-                curve = plot.plot(pen=pg.mkPen(colour, width=2), name=name,
-                                  symbol="o" if sparse else None, symbolSize=5,
-                                  symbolBrush=colour, symbolPen=None, skipFiniteCheck=not sparse)
+                sparse = column in SPARSE
+                # The teacher's score is one figure, a dashed level to reach, not a trajectory.
+                pen = (pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine) if column == TEACHER
+                       else pg.mkPen(colour, width=2))
+                curve = plot.plot(pen=pen, name=name,
+                                  symbol="o" if sparse and column != TEACHER else None,
+                                  symbolSize=5, symbolBrush=colour, symbolPen=None,
+                                  skipFiniteCheck=not sparse)
                 self.curves[column] = curve
                 self._plot_of[column] = key
         healthy = pg.InfiniteLine(pos=1.0, angle=0, pen=pg.mkPen((150, 150, 150), style=pg.QtCore.Qt.PenStyle.DashLine))
@@ -126,15 +129,23 @@ class CurvesView(QWidget):
         steps = history.column("step")
         for column, curve in self.curves.items():
             values = history.column(column)
-            if column in ("std_ratio", "effective_rank", "knn_accuracy", "probe_accuracy"):
+            if column in SPARSE:
                 keep = np.isfinite(values)
                 x, y = steps[keep], values[keep]
+                if column == TEACHER and len(x):
+                    # Across the whole run so far, from its first step.
+                    x, y = np.array([steps[0], steps[-1]]), np.array([y[-1], y[-1]])
             else:
                 x, y = steps, values
-            if self._drawn_counts.get(column) == len(x):
+            # The teacher's level stretches with every step, its value does not change.
+            count = len(steps) if column == TEACHER and len(x) else len(x)
+            if self._drawn_counts.get(column) == count:
                 continue  # nothing new for this series: leave its plot unpainted
-            self._drawn_counts[column] = len(x)
+            self._drawn_counts[column] = count
             curve.setData(x, y)
+            if column == TEACHER:
+                plot = self._plot_of[column]
+                self.plots[plot].setTitle(self._title(plot, shown={TEACHER} if len(x) else set()))
             key = self._plot_of[column]
             if key not in self._user_zoomed:
                 # On every line of the plot: fitted to the probe alone, the kNN line fell out
@@ -144,6 +155,17 @@ class CurvesView(QWidget):
                 if shown:
                     self._fit(self.plots[key], np.concatenate([d[0] for d in shown]),
                               np.concatenate([d[1] for d in shown]))
+
+    def _title(self, key: str, shown: set[str]) -> str:
+        """The plot's title; a plot of several lines names them in their colours (a legend
+        inside the plot covered the curves it named), the teacher's only in a run that has one."""
+        title, series = self._titles[key]
+        named = [(name, colour) for column, name, colour in series
+                 if column != TEACHER or column in shown]
+        if len(named) < 2:
+            return title
+        return title + ": " + " ".join(
+            f'<span style="color: rgb{colour}">\u2501 {name}</span>' for name, colour in named)
 
     @staticmethod
     def _fit(plot, x: np.ndarray, y: np.ndarray) -> None:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QRadioButton,
     QScrollArea,
@@ -31,7 +32,7 @@ from sslstudio.gui.modalities import VIEWS
 import math
 from sslstudio.core.run.config import TrainConfig
 from PySide6.QtWidgets import QFileDialog
-from sslstudio.core.config import validate, with_overrides
+from sslstudio.core.config import ConfigError, validate, with_overrides
 
 # The run's knobs that only text folders use, shown in their own group.
 TEXT_KNOBS = ("text_field", "tokenizer", "vocab_size", "max_length", "text_layers", "text_width",
@@ -190,6 +191,18 @@ class RunSetupPanel(QWidget):
         self.download_button.clicked.connect(lambda: self.download_requested.emit(
             self.backbone.currentData() or ""))
         self.download_button.hide()
+        self.teacher = QLineEdit()
+        self.teacher.setPlaceholderText("none: the backbone learns on its own")
+        self.teacher.setToolTip("Distillation: a small student (the backbone; auto picks the "
+                                "modality's fast one) learns to reproduce this encoder's features "
+                                "of your folder. A finished run, a pretrained encoder on disk, a "
+                                "model folder or a weights file")
+        self.teacher.editingFinished.connect(self._teacher_edited)
+        self.teacher_button = QPushButton("Distil from…")
+        self.teacher_button.setToolTip("Choose a teacher: a small, fast encoder of your folder "
+                                       "learns what it knows")
+        self.teacher_button.clicked.connect(self._offer_teachers)
+        self.teacher_runs: list[tuple[str, str]] = []  # (label, run folder): finished runs
         self.device = QComboBox()
         self.device.setToolTip("Where training runs; auto picks the largest GPU, else the CPU")
         self.image_size = QSpinBox()
@@ -243,6 +256,12 @@ class RunSetupPanel(QWidget):
         weights_layout.addWidget(self.weights_button)
         weights_layout.addWidget(self.download_button)
         run_form.addRow("Weights", weights_row)
+        teacher_row = QWidget()
+        teacher_layout = QHBoxLayout(teacher_row)
+        teacher_layout.setContentsMargins(0, 0, 0, 0)
+        teacher_layout.addWidget(self.teacher, 1)
+        teacher_layout.addWidget(self.teacher_button)
+        run_form.addRow("Teacher", teacher_row)
         run_form.addRow("Device", self.device)
         run_form.addRow("Image size", self.image_size)
         run_form.addRow("Batch size", self.batch_size)
@@ -366,6 +385,64 @@ class RunSetupPanel(QWidget):
         if self.weights.text().strip() and getattr(current, "backbone", ""):
             self.objective.setCurrentText(self.continuing_objectives[self.modality])
 
+    # -- distillation ---------------------------------------------------------------------------
+    def set_teacher_runs(self, runs: list[tuple[str, str]]) -> None:
+        """The project's finished runs, which can teach (label, folder)."""
+        self.teacher_runs = list(runs)
+
+    def teacher_offers(self) -> list[tuple[str, str]]:
+        """(label, teacher) for the menu: pretrained encoders of this kind of data on disk, then
+        the project's finished runs."""
+        offers = []
+        for name, (description, modality, extra) in getattr(self, "all_backbones", {}).items():
+            if modality != self.modality or not extra or not extra.get("cached"):
+                continue
+            # A text model is taught from its folder; an image backbone by its name.
+            teacher = extra["cached"] if VIEWS[self.modality].weights_in_folder else name
+            offers.append((description.split(" (")[0] + " (pretrained, on disk)", teacher))
+        offers += [(f"run {label}", path) for label, path in self.teacher_runs]
+        return offers
+
+    def _offer_teachers(self) -> None:
+        menu = QMenu(self)
+        for label, teacher in self.teacher_offers():
+            menu.addAction(label, lambda t=teacher: self.set_teacher(t))
+        if menu.actions():
+            menu.addSeparator()
+        menu.addAction("A run or model folder…", self._choose_teacher_folder)
+        if not VIEWS[self.modality].weights_in_folder:
+            menu.addAction("A weights file…", self._choose_teacher_file)
+        self.teacher_menu = menu  # tests reach it; Qt keeps it alive while shown
+        menu.popup(self.teacher_button.mapToGlobal(self.teacher_button.rect().bottomLeft()))
+
+    def _choose_teacher_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose the teacher: a run folder or a model folder")
+        if path:
+            self.set_teacher(path)
+
+    def _choose_teacher_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose the teacher's weights", "",
+                                              "Weights (*.safetensors *.pth *.pt *.bin);;All files (*)")
+        if path:
+            self.set_teacher(path)
+
+    def set_teacher(self, teacher: str) -> None:
+        """Distil from `teacher`: the method becomes distillation and the backbone the student
+        (auto: the modality's small one), not the encoder a continued run would start from."""
+        self.teacher.setText(teacher)
+        self._teacher_edited()
+
+    def _teacher_edited(self) -> None:
+        if not self.teacher.text().strip() or not hasattr(self, "all_objectives"):
+            return
+        distill = next((n for n in self.objectives
+                        if getattr(self.objectives[n], "needs_teacher", False)), "")
+        if distill and self.objective.currentText() != distill:
+            self.objective.setCurrentText(distill)
+            self._set_combo_data(self.backbone, "auto")
+            self.weights.clear()
+        self.changed.emit()
+
     def mark_downloaded(self, name: str, path: str) -> None:
         description, modality, extra = self.all_backbones[name]
         self.all_backbones[name] = (description, modality, {**extra, "cached": path})
@@ -449,6 +526,7 @@ class RunSetupPanel(QWidget):
             "knobs": knob_values,
             "backbone": self.backbone.currentData(),
             "weights": self.weights.text().strip(),
+            "teacher": self.teacher.text().strip(),
             "encoders_by_modality": encoders,
             "device": self.device.currentData(),
             "image_size": self.image_size.value(),
@@ -474,7 +552,11 @@ class RunSetupPanel(QWidget):
             batch_size=choice["batch_size"], augmentation_strength=choice["augmentation_strength"],
             epochs=choice["epochs"] if by_epochs else 0,
             minutes=0.0 if by_epochs else choice["minutes"],
-            labels_from_folders=choice["labels_from_folders"], weights=choice["weights"])
+            labels_from_folders=choice["labels_from_folders"], weights=choice["weights"],
+            teacher=choice["teacher"] if getattr(objective_cls, "needs_teacher", False) else "")
+        if getattr(objective_cls, "needs_teacher", False) and not train_config.teacher:
+            raise ConfigError(f"{name} needs a teacher: choose one with Distil from… (a finished "
+                              "run, a pretrained encoder, a model folder or a weights file)")
         if VIEWS[self.modality].text_knobs:
             train_config = with_overrides(train_config, choice["text_knobs"])
         validate(train_config)
