@@ -188,3 +188,23 @@ def test_the_teachers_pass_can_be_cancelled(image_folder, tmp_path):
     with pytest.raises(Cancelled):
         run_to_end(teacher_module.teacher_targets(teacher, data, torch.device("cpu"), control,
                                                   0.0, 0.4, 0, chunk=4))
+
+
+def test_a_clip_folder_teaches_through_its_image_tower(image_folder, tmp_path):
+    from tests.test_zeroshot import make_clip_folder
+
+    clip = make_clip_folder(tmp_path / "clip")
+    teacher = teacher_module.load_teacher(str(tmp_path / "clip"), "image", torch.device("cpu"))
+    assert teacher.feature_dim == 16 and teacher.preprocess.image_size == 32
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        # What zero-shot reads, before its unit normalisation.
+        assert torch.allclose(torch.nn.functional.normalize(teacher.encoder(images), dim=1),
+                              clip.encode_image(images), atol=1e-5)
+    events = list(train(config_for(image_folder, tmp_path / "run", objective="distill",
+                                   teacher=str(tmp_path / "clip"))))
+    assert events[-1].status == "completed", events[-1]
+    plan = next(e for e in events if isinstance(e, RunStarted)).plan
+    assert "teacher clip (CLIP image tower at 32 px)" in plan
+    with pytest.raises(DataError, match="encodes images and the folder holds texts"):
+        teacher_module.load_teacher(str(tmp_path / "clip"), "text", torch.device("cpu"))

@@ -4,8 +4,9 @@ are computed once, before the student's first step, and kept in the run folder, 
 pays for them once and a resumed run reads them back.
 
 What can teach: a finished run's folder (the user's own encoder), a Hugging Face BERT-family
-model folder (all-MiniLM-L6-v2), a pretrained image backbone by name (its weights on disk), or a
-weights file of one of those architectures.
+model folder (all-MiniLM-L6-v2), a CLIP model folder (its image tower; the app downloads one
+only after a yes), a pretrained image backbone by name (its weights on disk), or a weights file
+of one of those architectures.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
+from sslstudio.core.zeroshot.clip import is_clip_folder
 from sslstudio.core.backbones.pretrained import cached_weights
 from sslstudio.core.backbones.weights import check_weights_file
 from sslstudio.core.control import RunControl
@@ -75,11 +77,13 @@ def load_teacher(spec: str, modality: str, device) -> Teacher:
     path = Path(spec).expanduser()
     if path.is_dir() and RunFolder(path).is_run():
         teacher = _run_teacher(path, device)
+    elif path.is_dir() and is_clip_folder(path):
+        teacher = _clip_teacher(path)
     elif path.is_dir() and is_model_folder(path):
         teacher = _bert_teacher(path)
     elif path.is_dir():
         raise DataError(f"{path} is neither a run folder (config.toml and a checkpoint) nor a "
-                        "BERT model folder (config.json, tokenizer.json and the weights)")
+                        "BERT or CLIP model folder (config.json, tokenizer.json and the weights)")
     elif spec in BACKBONES.names() and BACKBONES.get(spec).pretrained is not None:
         teacher = _backbone_teacher(spec, cached_weights(spec), spec)
     elif path.is_file():
@@ -121,6 +125,33 @@ def _bert_teacher(path: Path) -> Teacher:
                       tokenizer_file=str((path / "tokenizer.json").resolve()))
     encoder = build_backbone("pretrained_bert", BertShape(config_json, length), path)
     return Teacher(str(path), f"{path.name} (BERT model folder)", encoder, preprocess, path)
+
+
+class ClipImageTower(torch.nn.Module):
+    """A CLIP's image encoder and its projection: the embedding its zero-shot reads."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.vision_model, self.visual_projection = clip.vision_model, clip.visual_projection
+        self.feature_dim = clip.visual_projection.out_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.visual_projection(self.vision_model(images))
+
+
+def _clip_teacher(path: Path) -> Teacher:
+    from sslstudio.core.zeroshot.clip import image_normalisation, load_clip
+
+    try:
+        clip = load_clip(path)
+    except WeightsError as error:
+        raise DataError(f"teacher {error}") from None
+    size = int(clip.config.vision["image_size"])
+    mean, std = image_normalisation(path)
+    preprocess = PREPROCESSES.get("image")(image_size=size, mean=list(mean), std=list(std),
+                                           pretrained={"architecture": "clip", "weights": str(path)})
+    return Teacher(str(path), f"{path.name} (CLIP image tower at {size} px)", ClipImageTower(clip),
+                   preprocess, path)
 
 
 def _backbone_teacher(name: str, weights: Path | None, spec: str) -> Teacher:
@@ -226,15 +257,18 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
     taken = np.concatenate(features)
     covered = np.concatenate(batches)
     positions = np.argsort(covered)
-    one = covered[:1]
-    latency_ms = batch_one_ms(lambda: teacher.encode(data, one, device), device)
+    # The forward pass alone, as the student's is timed: decoding a large photo would dwarf it.
+    one = teacher.preprocess.model_inputs(teacher.preprocess.reread(data, covered[:1], teacher.folder),
+                                          device)
+    with torch.inference_mode():
+        latency_ms = batch_one_ms(lambda: teacher.encoder(one), device)
     return TeacherTargets(covered[positions].astype(np.int64), taken[positions],
                           time.monotonic() - started, teacher.name, teacher.description,
                           teacher.parameter_bytes(), latency_ms)
 
 
 def batch_one_ms(encode_one, device, repeats: int = 5) -> float:
-    """Median milliseconds of `encode_one()` after a warm call (reading the item included)."""
+    """Median milliseconds of `encode_one()` after a warm call."""
     encode_one()
     times = []
     for _ in range(repeats):

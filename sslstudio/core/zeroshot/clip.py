@@ -279,7 +279,7 @@ class ClipZeroShot(ZeroShotModel):
         self.device = device
         self.model = load_clip(folder).to(device)
         self.image_size = int(self.model.config.vision["image_size"])
-        self.mean, self.std = _image_normalisation(self.folder)
+        self.mean, self.std = image_normalisation(self.folder)
         self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         length = int(self.model.config.text["max_position_embeddings"])
         self.tokenizer.enable_truncation(max_length=length)
@@ -316,7 +316,7 @@ class ClipZeroShot(ZeroShotModel):
         return self.model.encode_text(ids, mask)
 
 
-def _image_normalisation(folder: Path) -> tuple[tuple, tuple]:
+def image_normalisation(folder: Path) -> tuple[tuple, tuple]:
     """The folder's preprocessor_config.json mean and std, else OpenAI's."""
     try:
         config = json.loads((folder / "preprocessor_config.json").read_text())

@@ -293,6 +293,7 @@ class RunSetupPanel(QWidget):
         self.objectives = self._objectives_for(self.modality)
         self.summaries = info["summaries"]
         self.all_backbones = info["backbones"]
+        self.other_teachers = info.get("teachers", [])
         self.default_objectives = info["default_objectives"]
         self.continuing_objectives = info["continuing_objectives"]
         self._fill_backbones()
@@ -400,6 +401,8 @@ class RunSetupPanel(QWidget):
             # A text model is taught from its folder; an image backbone by its name.
             teacher = extra["cached"] if VIEWS[self.modality].weights_in_folder else name
             offers.append((description.split(" (")[0] + " (pretrained, on disk)", teacher))
+        offers += [(f"{label} (on disk)", path) for label, modality, path in
+                   getattr(self, "other_teachers", []) if modality == self.modality]
         offers += [(f"run {label}", path) for label, path in self.teacher_runs]
         return offers
 
@@ -612,7 +615,13 @@ def engine_info() -> dict:
         memory = f", {device.memory_bytes / 2**30:.1f} GiB" if device.memory_bytes else ""
         devices.append((device.name, f"{device.name}: {device.description}{memory}"))
     objectives = {name: OBJECTIVES.get(name) for name in OBJECTIVES.names()}
+    from sslstudio.core.zeroshot.clip import CLIP_DOWNLOAD, cached_clip_folder
+
+    clip = cached_clip_folder()
+    # Teachers that are no backbone of their own: a CLIP's image tower.
+    teachers = [(f"{CLIP_DOWNLOAD['title']} image tower", "image", str(clip))] if clip else []
     return {
+        "teachers": teachers,
         "objectives": objectives,
         "summaries": {name: cls.summary for name, cls in objectives.items()},
         "objective_modalities": {name: objective_modalities(cls) for name, cls in objectives.items()},
