@@ -68,11 +68,11 @@ def stalls_while_training(tmp: Path, seconds: float):
             time.sleep(0.005)
 
     wait(lambda: window.engine is not None)
-    window.open_sample()
+    window.folders.open_sample()
     wait(lambda: window.session.data_set is not None)
     window.setup.by_minutes.setChecked(True)
     window.setup.minutes.setValue(seconds / 60 + 1)
-    window.start_training()
+    window.training.start()
     wait(lambda: window.controller.history.size > 0)
     def measure(tab, seconds_here):
         window.tabs.setCurrentWidget(tab)

@@ -141,7 +141,7 @@ def next_stage():
     elif name == "run map":
         wait_for(lambda: idle() and w._map_after_run is None, next_stage)
     elif name == "label":
-        w.refresh_runs(select_latest=True)
+        w.runs.refresh(select_latest=True)
         maps_before = len(map_seconds)
         w.labelling.prepare_labelling()
         wait_for(lambda: idle() and len(map_seconds) > maps_before, next_stage)

@@ -32,7 +32,7 @@ def main() -> None:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    import sslstudio.gui.main_window as main_window
+    import sslstudio.gui.folders as folders
     from sslstudio.gui.app import apply_palette
     from sslstudio.gui.main_window import MainWindow
 
@@ -40,7 +40,7 @@ def main() -> None:
     apply_palette(app)
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        main_window.default_projects_root = lambda: Path(tmp) / "projects"
+        folders.default_projects_root = lambda: Path(tmp) / "projects"
         settings = QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat)
         settings.setValue("welcome/encoders_offered", True)
         w = MainWindow(settings=settings)
@@ -60,15 +60,15 @@ def main() -> None:
                 time.sleep(0.01)
 
         wait(lambda: w.engine is not None)
-        w.open_data_folder(args.data)
+        w.folders.open_data_folder(args.data)
         wait(lambda: w.session.data_set is not None and not w.controller.busy())
         w.setup.labels.setChecked(True)
         w.setup.by_minutes.setChecked(True)
         w.setup.minutes.setValue(args.minutes)
         w.setup.set_teacher(args.teacher)
-        w.start_training()
+        w.training.start()
         wait(lambda: w.controller.busy())
-        wait(lambda: not w.controller.busy() and w.runs_list.count() == 1)
+        wait(lambda: not w.controller.busy() and w.runs.list.count() == 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         w.grab().save(str(args.out))
         print(f"{args.out}\nbanner: {w.banner.text()}")

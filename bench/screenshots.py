@@ -27,13 +27,13 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 def capture(app, window, size: str, seconds: float, data: Path | None, out: Path) -> list[Path]:
     from PySide6.QtCore import QSettings
 
-    import sslstudio.gui.main_window as main_window
+    import sslstudio.gui.folders as folders
     from sslstudio.gui.main_window import MainWindow
 
     width, height = (int(v) for v in size.split("x"))
     shots = []
     with tempfile.TemporaryDirectory() as tmp:
-        main_window.default_projects_root = lambda: Path(tmp) / "projects"
+        folders.default_projects_root = lambda: Path(tmp) / "projects"
         window_ = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
         window_.skip_close_question = True
         window_.setGeometry(0, 0, width, height)
@@ -58,9 +58,9 @@ def capture(app, window, size: str, seconds: float, data: Path | None, out: Path
         w = window_
         wait(lambda: w.engine is not None)
         if data is None:
-            w.open_sample()
+            w.folders.open_sample()
         else:
-            w.open_data_folder(data)
+            w.folders.open_data_folder(data)
         wait(lambda: w.session.data_set is not None and not w.controller.busy())
         shoot(1, "data")
 

@@ -94,7 +94,7 @@ def in_window(data: Path, work: Path, seconds: float) -> tuple[float, float, int
     setup.batch_size.setValue(256)
     setup.by_minutes.setChecked(True)
     setup.minutes.setValue(60)
-    window.start_training()
+    window.training.start()
     wait(lambda: window.controller.history.size > 0)
     # As in labelling: the map keeps its own points and the run's snapshots do not replace them.
     window.labelling.session.item_map.features = np.zeros((items, 1), np.float32)

@@ -53,7 +53,7 @@ def window(qtbot, tmp_path, monkeypatch):
     from sslstudio.gui.app import apply_palette
     from sslstudio.gui.main_window import MainWindow
 
-    monkeypatch.setattr("sslstudio.gui.main_window.default_projects_root", lambda: tmp_path / "projects")
+    monkeypatch.setattr("sslstudio.gui.folders.default_projects_root", lambda: tmp_path / "projects")
     apply_palette(QApplication.instance())
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     settings.setValue("welcome/encoders_offered", True)  # the first run's offer has a test of its own
@@ -102,7 +102,7 @@ def flow_now(w):
 
 
 def open_sample(qtbot, w):
-    w.open_sample()
+    w.folders.open_sample()
     wait_for_data(qtbot, w)
     assert len(w.session.data_set) == 300 and w.gallery.model.rowCount() == 300
 
@@ -127,7 +127,7 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     open_sample(qtbot, w)
     assert w.windowTitle() == "SSL Studio — fashion-mnist"
     small_run(w, epochs=200)
-    w.start_training()
+    w.training.start()
     qtbot.waitUntil(lambda: w.controller.history.size >= 3, timeout=60000)
     qtbot.waitUntil(lambda: len(w.map.indices) > 0, timeout=60000)
     assert w.curves.curves["loss"].xData is not None and len(w.curves.curves["loss"].xData) >= 1
@@ -136,35 +136,35 @@ def test_train_live_pause_resume_stop_and_resume_the_run(qtbot, window):
     # The form and the log say the same batch; Stop says what it stops.
     assert "training" in w.stop_button.toolTip() and "checkpoint" in w.stop_button.toolTip()
 
-    w.toggle_pause()
+    w.training.toggle_pause()
     assert w.pause_button.text() == "Resume"
     # Every place that shows the run's state says paused (it said "running" and "training…").
-    assert "paused" in w.runs_list.currentItem().text() and "running" not in w.runs_list.currentItem().text()
+    assert "paused" in w.runs.list.currentItem().text() and "running" not in w.runs.list.currentItem().text()
     assert w.flow_bar.state.step("Pretrain").detail == "paused" and "paused" in w.flow_bar.next_text.text()
     time.sleep(0.3)
     QApplication.processEvents()
     paused_at = w.controller.history.size
     qtbot.wait(800)
     assert w.controller.history.size <= paused_at + 1  # at most the step in flight lands
-    w.toggle_pause()
+    w.training.toggle_pause()
     qtbot.waitUntil(lambda: w.controller.history.size > paused_at + 1, timeout=30000)
 
-    assert "running" in w.runs_list.currentItem().text()
+    assert "running" in w.runs.list.currentItem().text()
     assert flow_now(w) == ("Pretrain", "stop") and w.flow_bar.state.step("Pretrain").detail == "training…"
-    w.stop_training()
+    w.training.stop()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
-    summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
+    summary = w.runs.list.currentItem().data(Qt.ItemDataRole.UserRole)
     assert summary.status == "cancelled" and summary.resumable
     # Every place that shows the run agrees, right away (the list said "running" until a restart):
     # the list, the toolbar, the Run setup's buttons and the flow.
-    assert "stopped" in w.runs_list.currentItem().text()
-    assert "running" not in w.runs_list.currentItem().text()
+    assert "stopped" in w.runs.list.currentItem().text()
+    assert "running" not in w.runs.list.currentItem().text()
     assert w.start_action.isEnabled() and not w.stop_action.isEnabled() and not w.stop_button.isEnabled()
     assert flow_now(w) == ("Label", "folder_classes") and w.flow_bar.state.step("Pretrain").detail == "1 run"
     stopped_at = summary.step
-    assert w.resume_button.isEnabled()
+    assert w.runs.resume_button.isEnabled()
 
-    w.resume_selected_run()
+    w.training.resume_selected_run()
     qtbot.waitUntil(lambda: w.controller.history.size > 0 and
                     w.controller.history.column("step")[-1] > stopped_at, timeout=60000)
     w.close()  # closing during a run cancels and joins it
@@ -177,7 +177,7 @@ def test_the_batch_box_says_what_auto_came_to(qtbot, window):
     w = window()
     w.setup.batch_size.setValue(0)
     assert w.setup.batch_size.text() == "auto"
-    w._run_started(run_started(batch_size=75))
+    w.controller.run_started.emit(run_started(batch_size=75))
     assert w.setup.batch_size.text() == "auto (75 this run)"  # the log's number, not 256
 
 
@@ -185,12 +185,12 @@ def test_the_banner_is_red_for_a_run_gone_wrong_and_not_for_an_earlier_encoder_k
     from sslstudio.gui.main_window import BANNER_STYLES
 
     w = window()
-    w._warning("best_encoder", "the encoder of step 315 scored best")
+    w.controller.warning.emit("best_encoder", "the encoder of step 315 scored best")
     assert w.banner.isVisibleTo(w) and w.banner.styleSheet() == BANNER_STYLES["notice"]
     assert "#b3261e" not in w.banner.styleSheet()
-    w._warning("collapse", "the embeddings collapsed")
+    w.controller.warning.emit("collapse", "the embeddings collapsed")
     assert w.banner.text() == "the embeddings collapsed" and w.banner.styleSheet() == BANNER_STYLES["problem"]
-    w._warning("data", "3 files skipped")  # in the log only
+    w.controller.warning.emit("data", "3 files skipped")  # in the log only
     assert w.banner.text() == "the embeddings collapsed"
 
 
@@ -198,10 +198,10 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     w = window()
     open_sample(qtbot, w)
     small_run(w, epochs=2)
-    w.start_training()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs_list.count() == 1, timeout=90000)
+    w.training.start()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs.list.count() == 1, timeout=90000)
     # A completed run's map where groups stand apart follows on its own, and is kept in the run.
-    run = w.runs_list.item(0).data(Qt.ItemDataRole.UserRole).folder
+    run = w.runs.list.item(0).data(Qt.ItemDataRole.UserRole).folder
     qtbot.waitUntil(lambda: "neighbour_coords" in (run.snapshot() or {}) and not w.controller.busy(),
                     timeout=90000)
     tsne = run.snapshot()["neighbour_coords"]
@@ -210,9 +210,9 @@ def test_reopening_a_project_shows_its_runs_curves_and_map(qtbot, window):
     w.close()
 
     again = window(project)
-    qtbot.waitUntil(lambda: again.runs_list.count() == 1, timeout=60000)
+    qtbot.waitUntil(lambda: again.runs.list.count() == 1, timeout=60000)
     wait_for_data(qtbot, again)
-    assert "completed" in again.runs_list.item(0).text()
+    assert "completed" in again.runs.list.item(0).text()
     assert again.curves.history is not None and again.curves.history.size >= 1
     assert len(again.map.indices) > 0
     qtbot.waitUntil(lambda: not again.map.timer.isActive(), timeout=5000)
@@ -225,9 +225,9 @@ def test_distil_from_a_finished_run_of_the_project_with_the_teacher_beside_the_s
     w = window()
     open_sample(qtbot, w)
     small_run(w, epochs=2)
-    w.start_training()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs_list.count() == 1, timeout=90000)
-    teacher = str(w.runs_list.item(0).data(Qt.ItemDataRole.UserRole).path)
+    w.training.start()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs.list.count() == 1, timeout=90000)
+    teacher = str(w.runs.list.item(0).data(Qt.ItemDataRole.UserRole).path)
     # Distil from… offers the project's finished run; picking it makes the method distillation
     # and the backbone the student (auto), not the encoder a continued run starts from.
     w.setup._offer_teachers()
@@ -246,9 +246,9 @@ def test_distil_from_a_finished_run_of_the_project_with_the_teacher_beside_the_s
         w.setup.build_configs("data", "out")
     w.setup.set_teacher(teacher)
     w.setup.epochs.setValue(3)
-    w.start_training()
-    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs_list.count() == 2, timeout=90000)
-    assert "completed" in w.runs_list.item(0).text() and "distill" in w.runs_list.item(0).text()
+    w.training.start()
+    qtbot.waitUntil(lambda: not w.controller.busy() and w.runs.list.count() == 2, timeout=90000)
+    assert "completed" in w.runs.list.item(0).text() and "distill" in w.runs.list.item(0).text()
     # The teacher's probe stands in the accuracy plot as a level, and the run's summary says
     # student against teacher.
     teacher_line = w.session.history.column("teacher_probe_accuracy")
@@ -291,8 +291,8 @@ def test_the_first_run_offers_the_pretrained_encoders_once_and_downloads_only_af
     w.skip_close_question = True
     qtbot.addWidget(w)
     w.show()
-    qtbot.waitUntil(lambda: w.encoders_dialog is not None and w.encoders_dialog.isVisible(), timeout=60000)
-    dialog = w.encoders_dialog
+    qtbot.waitUntil(lambda: w.encoders.dialog is not None and w.encoders.dialog.isVisible(), timeout=60000)
+    dialog = w.encoders.dialog
     names = list(dialog.buttons)
     assert names[0] == "pretrained_efficientnet_lite0" and len(names) >= 4
     text = " ".join(label.text() for label in dialog.findChildren(QLabel))
@@ -306,11 +306,11 @@ def test_the_first_run_offers_the_pretrained_encoders_once_and_downloads_only_af
     qtbot.addWidget(again)
     again.show()
     qtbot.waitUntil(lambda: again.engine is not None, timeout=60000)
-    assert again.encoders_dialog is None
+    assert again.encoders.dialog is None
     again.encoders_action.trigger()
-    assert again.encoders_dialog.isVisible()
+    assert again.encoders.dialog.isVisible()
     again.close()
-    assert not again.encoders_dialog.isVisible()
+    assert not again.encoders.dialog.isVisible()
 
 
 def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, window):
@@ -420,11 +420,11 @@ def test_an_error_in_the_worker_becomes_a_dialog(qtbot, window, tmp_path):
     data = tmp_path / "vanishing"
     shutil.copytree(SAMPLE, data)
     w = window()
-    w.open_data_folder(data)
+    w.folders.open_data_folder(data)
     wait_for_data(qtbot, w)
     shutil.rmtree(data)  # the folder disappears between the scan and the run
     small_run(w)
-    w.start_training()
+    w.training.start()
     qtbot.waitUntil(lambda: getattr(w, "_error_box", None) is not None and w._error_box.isVisible(),
                     timeout=60000)
     assert "not found" in w._error_box.text()
@@ -447,7 +447,7 @@ def test_close_during_a_run_asks_first(qtbot, window, monkeypatch):
     w = window()
     open_sample(qtbot, w)
     small_run(w, epochs=500)
-    w.start_training()
+    w.training.start()
     qtbot.waitUntil(lambda: w.controller.history.size >= 1, timeout=60000)
     w.skip_close_question = False
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
@@ -755,14 +755,14 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     w.flow_bar.next_button.click()
     assert flow_now(w) == ("Pretrain", "stop")
     qtbot.waitUntil(lambda: w.controller.history.size >= 1, timeout=60000)
-    assert "running" in w.runs_list.currentItem().text()
+    assert "running" in w.runs.list.currentItem().text()
     first_step = time.monotonic()
     qtbot.waitUntil(lambda: time.monotonic() - first_step >= 20, timeout=60000)
     assert w.controller.busy() and w.curves.curves["loss"].xData is not None
     w.flow_bar.next_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
-    summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
-    assert summary.status == "cancelled" and "stopped" in w.runs_list.currentItem().text()
+    summary = w.runs.list.currentItem().data(Qt.ItemDataRole.UserRole)
+    assert summary.status == "cancelled" and "stopped" in w.runs.list.currentItem().text()
     # The sample has subfolders: the Label step offers their names as classes before any key.
     assert flow_now(w) == ("Label", "folder_classes") and "1-9" not in w.flow_bar.next_text.text()
     names = iter(["boot", "bag"])
@@ -923,33 +923,33 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     # Item 1's sequence, finished: the run stopped before the comparison is resumed, paused,
     # resumed and stopped again; every place that shows it agrees at once.
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=30000)  # Try it's job ends
-    run_item = w.runs_list.currentItem()
+    run_item = w.runs.list.currentItem()
     stopped_at = run_item.data(Qt.ItemDataRole.UserRole).step
-    assert "stopped" in run_item.text() and w.resume_button.isEnabled()
-    w.resume_selected_run()
+    assert "stopped" in run_item.text() and w.runs.resume_button.isEnabled()
+    w.training.resume_selected_run()
     qtbot.waitUntil(lambda: w.controller.history.size > 0 and
                     w.controller.history.column("step")[-1] > stopped_at, timeout=60000)
-    assert "running" in w.runs_list.currentItem().text() and flow_now(w) == ("Pretrain", "stop")
-    w.toggle_pause()
+    assert "running" in w.runs.list.currentItem().text() and flow_now(w) == ("Pretrain", "stop")
+    w.training.toggle_pause()
     assert w.pause_button.text() == "Resume" and w.status_text.text() == "Paused"
-    w.toggle_pause()
-    w.stop_training()
+    w.training.toggle_pause()
+    w.training.stop()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
-    summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
+    summary = w.runs.list.currentItem().data(Qt.ItemDataRole.UserRole)
     assert summary.status == "cancelled" and summary.step > stopped_at
-    assert "stopped" in w.runs_list.currentItem().text()
-    assert "running" not in w.runs_list.currentItem().text()
+    assert "stopped" in w.runs.list.currentItem().text()
+    assert "running" not in w.runs.list.currentItem().text()
     assert w.status_text.text().startswith(f"Run stopped at step {summary.step}")
     assert w.start_action.isEnabled() and not w.stop_action.isEnabled() and not w.pause_action.isEnabled()
     assert w.flow_bar.state.step("Pretrain").detail == "1 run" and flow_now(w)[0] != "Pretrain"
 
     # Another folder after all that: nothing of the sample's project shows anywhere.
-    w._warning("best_encoder", "the encoder of step 3 is kept")  # a banner of the sample's run
+    w.controller.warning.emit("best_encoder", "the encoder of step 3 is kept")  # a banner of the sample's run
     other = tmp_path / "other-folder"
     make_image_folder(other, classes=2, per_class=6)
-    w.open_data_folder(other)
+    w.folders.open_data_folder(other)
     wait_for_data(qtbot, w)
-    assert len(w.session.data_set) == 12 and w.runs_list.count() == 0
+    assert len(w.session.data_set) == 12 and w.runs.list.count() == 0
     assert [flow_now(w)[0], w.flow_bar.state.step("Classify").detail,
             w.flow_bar.state.step("Export").detail] == ["Pretrain", "none yet", "not yet"]
     assert not w.banner.isVisibleTo(w) and len(w.map.indices) == 0
@@ -967,7 +967,7 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     w = window()
     open_sample(qtbot, w)
     small_run(w, epochs=1)
-    w.start_training()
+    w.training.start()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     csv_file = tmp_path / "labels.csv"
     shirts = [k for k in w.labelling.session.labels.item_keys if k.startswith("shirt/")][:3]
@@ -1011,7 +1011,7 @@ def test_export_from_the_app_verifies_and_tries_an_image(qtbot, window, monkeypa
     w = window()
     open_sample(qtbot, w)
     small_run(w, epochs=1)
-    w.start_training()
+    w.training.start()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     w.export_model_action.trigger()
     dialog = w.exports.dialog
@@ -1066,13 +1066,13 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
 
     folder = make_text_folder(tmp_path / "reviews")
     w = window()
-    w.open_data_folder(folder)
+    w.folders.open_data_folder(folder)
     qtbot.waitUntil(lambda: w.session.data_set is not None and not w.controller.busy(), timeout=60000)
     assert w.session.data_set.modality == "text" and w.gallery.model.rowCount() == 24
     shown = w.gallery.model.data(w.gallery.model.index(0), Qt.ItemDataRole.DisplayRole)
     assert isinstance(shown, str) and shown.endswith(".")
     objectives = [w.setup.objective.itemText(i) for i in range(w.setup.objective.count())]
-    assert objectives == ["infill", "mlm", "nsp", "simcse", "skipgram"]
+    assert objectives == ["distill", "infill", "mlm", "nsp", "simcse", "skipgram"]
     assert w.setup.objective.currentText() == "skipgram"  # learns in CPU-minutes from scratch
     assert w.setup.text_box.isVisibleTo(w.setup) and not w.setup.image_size.isEnabled()
     for name, value in (("vocab_size", 600), ("text_layers", 1), ("text_width", 32)):
@@ -1080,9 +1080,9 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     w.setup.batch_size.setValue(8)
     w.setup.by_epochs.setChecked(True)
     w.setup.epochs.setValue(2)
-    w.start_training()
+    w.training.start()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
-    summary = w.runs_list.currentItem().data(Qt.ItemDataRole.UserRole)
+    summary = w.runs.list.currentItem().data(Qt.ItemDataRole.UserRole)
     assert summary.status == "completed" and summary.backbone == "word_vectors"
     assert len(w.map.indices) > 0 and isinstance(w._thumbnail_for(int(w.map.indices[0])), str)
 
@@ -1102,7 +1102,7 @@ def test_weights_for_a_text_folder_switch_skipgram_to_an_objective_that_continue
 
     folder = make_text_folder(tmp_path / "texts")
     w = window()
-    w.open_data_folder(folder)
+    w.folders.open_data_folder(folder)
     qtbot.waitUntil(lambda: w.session.data_set is not None and not w.controller.busy(), timeout=60000)
     assert w.setup.objective.currentText() == "skipgram"
     w.setup.weights.setText(str(tmp_path / "all-MiniLM-L6-v2"))
@@ -1120,7 +1120,7 @@ def test_the_encoder_and_its_weights_are_remembered_per_kind_of_data(qtbot, wind
     open_sample(qtbot, w)
     w.setup._set_combo_data(w.setup.backbone, "pretrained_convnext_atto")
     w.setup.weights.setText(str(weights))
-    w.open_data_folder(make_text_folder(tmp_path / "texts"))
+    w.folders.open_data_folder(make_text_folder(tmp_path / "texts"))
     qtbot.waitUntil(lambda: w.session.data_set is not None and w.session.data_set.modality == "text" and not w.controller.busy(),
                     timeout=60000)
     # The image encoder's weights would not load into a text run.
@@ -1168,8 +1168,8 @@ def test_the_encoders_dialog_offers_the_text_encoder_and_clip_and_puts_each_down
     import sslstudio.core.zeroshot.clip as clip
 
     w = window()
-    w.show_encoders()
-    dialog = w.encoders_dialog
+    w.encoders.show()
+    dialog = w.encoders.dialog
     assert {"pretrained_bert", "clip"} <= set(dialog.buttons)
     text = " ".join(label.text() for label in dialog.findChildren(QLabel))
     assert "all-MiniLM-L6-v2" in text and "91 MB" in text and "CLIP ViT-B/32" in text and "605 MB" in text
@@ -1324,7 +1324,7 @@ def test_pre_labels_for_texts_offer_the_sentence_encoder_and_never_an_image_mode
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no sentence encoder cached
     w = window()
     w.settings.setValue("zeroshot/image_model", str(tmp_path / "clip"))  # chosen for an image project
-    w.open_data_folder(make_text_folder(tmp_path / "reviews"))
+    w.folders.open_data_folder(make_text_folder(tmp_path / "reviews"))
     wait_for_data(qtbot, w)
     for name in ("bad", "good"):
         w.labelling.session.labels.store.add_class(name)
@@ -1567,7 +1567,7 @@ def test_the_mouse_wheel_over_the_form_changes_no_value(qtbot, window):
 def test_start_pressed_before_the_engine_has_loaded_starts_when_it_has(qtbot, tmp_path, monkeypatch):
     from sslstudio.gui.main_window import MainWindow
 
-    monkeypatch.setattr("sslstudio.gui.main_window.default_projects_root", lambda: tmp_path / "projects")
+    monkeypatch.setattr("sslstudio.gui.folders.default_projects_root", lambda: tmp_path / "projects")
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     settings.setValue("welcome/encoders_offered", True)
     # The form fills from these once the engine is there (it is disabled until then).
@@ -1594,16 +1594,16 @@ def test_start_pressed_before_the_engine_has_loaded_starts_when_it_has(qtbot, tm
     w.flow_bar.next_button.click()  # Start training, in the first second
     assert "as soon as the training engine has loaded" in w.status_text.text()
     arrive.set()  # the engine arrives
-    qtbot.waitUntil(lambda: w.controller.busy() or w.runs_list.count() > 0, timeout=60000)
+    qtbot.waitUntil(lambda: w.controller.busy() or w.runs.list.count() > 0, timeout=60000)
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
-    assert w.runs_list.count() == 1 and w.runs_list.item(0).data(Qt.ItemDataRole.UserRole).status == "completed"
+    assert w.runs.list.count() == 1 and w.runs.list.item(0).data(Qt.ItemDataRole.UserRole).status == "completed"
     w.close()
 
 
 def test_the_banner_can_be_closed_and_goes_with_its_run(qtbot, window):
     w = window()
     open_sample(qtbot, w)
-    w._warning("best_encoder", "the encoder of step 3 is kept")
+    w.controller.warning.emit("best_encoder", "the encoder of step 3 is kept")
     assert w.banner.isVisibleTo(w)
     w.banner.close_button.click()
     assert not w.banner.isVisibleTo(w)

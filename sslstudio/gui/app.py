@@ -65,5 +65,5 @@ def run(project: str | None = None, sample: bool = False) -> int:
     window.raise_()
     window.activateWindow()
     if sample:
-        QTimer.singleShot(0, window.open_sample)
+        QTimer.singleShot(0, window.folders.open_sample)
     return app.exec()

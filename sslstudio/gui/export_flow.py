@@ -128,4 +128,4 @@ class ExportFlow(QObject):
         if type(event).__name__ == "ExportFinished" and event.status == "completed" and event.path:
             chosen = self.dialog.source.currentData() if self.dialog is not None else None
             self.host.session.exported(str(Path(event.path).parent), str(chosen[0]) if chosen else "")
-            self.host.refresh_flow()
+            self.host.flow.refresh()

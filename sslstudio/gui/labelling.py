@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer
@@ -40,6 +40,10 @@ from sslstudio.gui.widgets.label_panel import NO_RUN_TEXT, LabelPanel
 from sslstudio.gui.widgets.log_panel import LogPanel
 from sslstudio.gui.widgets.zeroshot_dialog import ZeroShotDialog
 from sslstudio.gui.modalities import view_of
+
+if TYPE_CHECKING:  # the window's parts, which import this module's neighbours
+    from sslstudio.gui.encoder_downloads import EncoderDownloads
+    from sslstudio.gui.flow_driver import FlowDriver
 
 CONFIDENCE_COLOURS = [(215, 48, 39), (252, 141, 89), (254, 224, 139), (145, 207, 96), (26, 152, 80)]
 ITEM_COLOURINGS = ("Colour by your labels", "Colour by predicted class", "Colour by confidence",
@@ -77,16 +81,11 @@ class LabellingHost(Protocol):
     # before a folder is loaded and while one is scanned)
     engine: dict | None  # None until the training engine has loaded
 
-    encoders_dialog: QWidget | None  # the pretrained-encoders dialog, once it has been shown
+    encoders: "EncoderDownloads"  # the pretrained-encoders dialog and downloads
+    flow: "FlowDriver"  # the flow bar's part: refresh() shows its steps again
 
     def reveal(self, widget: QWidget) -> None:
         """Bring the dock or the tab that holds `widget` to the front."""
-
-    def download_weights(self, name: str) -> None:
-        """Ask, then fetch a pretrained encoder's weights (the text encoder: "pretrained_bert")."""
-
-    def refresh_flow(self) -> None:
-        """Show the flow bar's steps again (labels or classifiers changed what comes next)."""
 
 
 class LabellingPanels(QObject):
@@ -485,8 +484,8 @@ class LabellingPanels(QObject):
         if kind == "clip":
             self.host.progress.hide()
             self.model_downloaded("clip", str(value))
-            if self.host.encoders_dialog is not None:
-                self.host.encoders_dialog.mark_on_disk("clip")
+            if self.host.encoders.dialog is not None:
+                self.host.encoders.dialog.mark_on_disk("clip")
             self._say(f"CLIP downloaded: {value}")
         elif kind == "groups":
             self.host.progress.hide()
@@ -545,7 +544,7 @@ class LabellingPanels(QObject):
                                 self.host, download_text)
         dialog.offer = offer
         dialog.download_requested.connect(
-            self.download_clip if offer == "clip" else lambda: self.host.download_weights("pretrained_bert"))
+            self.download_clip if offer == "clip" else lambda: self.host.encoders.download("pretrained_bert"))
 
         def chosen(result: int) -> None:
             if result != ZeroShotDialog.DialogCode.Accepted:
@@ -797,7 +796,7 @@ class LabellingPanels(QObject):
         self.adapt_panel.set_ready(not busy and not reason and self.host.engine is not None, reason)
         if reason and not self.adapt_panel.estimates:
             self.adapt_panel.headline.setText(reason + ", then train a classifier.")
-        self.host.refresh_flow()
+        self.host.flow.refresh()
 
     def _show_progress(self, text: str) -> None:
         progress = self.host.progress
