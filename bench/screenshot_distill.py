@@ -65,7 +65,7 @@ def main() -> None:
         w.setup.labels.setChecked(True)
         w.setup.by_minutes.setChecked(True)
         w.setup.minutes.setValue(args.minutes)
-        w.setup.set_teacher(args.teacher)
+        w.setup.teacher.set_teacher(args.teacher)
         w.training.start()
         wait(lambda: w.controller.busy())
         wait(lambda: not w.controller.busy() and w.runs.list.count() == 1)

@@ -63,7 +63,7 @@ def main() -> None:
             cls = window.labelling.session.labels.store.add_class(name)
             picks = rng.choice(np.flatnonzero(folder_labels == c), args.shots, replace=False)
             window.labelling.session.labels.store.assign([window.labelling.session.labels.item_keys[i] for i in picks], cls.id)
-        window.labelling.refresh_labels()
+        window.labelling.editing.refresh_labels()
         window.labelling.adapt_panel.train_button.click()
         wait(lambda: window.labelling.session.predictions.adapted_path is not None and not window.controller.busy(), 900)
         window.gallery.filter.setCurrentText("Least confident first")

@@ -81,7 +81,7 @@ def capture(app, window, size: str, seconds: float, data: Path | None, out: Path
         for position, name in enumerate(folders):
             items = [i for i, key in enumerate(keys) if key.startswith(name + "/")][:8]
             w.gallery.select_items(items)
-            w.labelling.label_key_pressed(position + 1)
+            w.labelling.editing.label_key_pressed(position + 1)
         # As a newcomer would: no Prepare; Find groups computes the features it needs itself.
         w.labelling.label_panel.find_groups_button.click()
         wait(lambda: w.labelling.session.item_map.groups is not None and not w.controller.busy())

@@ -230,13 +230,13 @@ def test_distil_from_a_finished_run_of_the_project_with_the_teacher_beside_the_s
     teacher = str(w.runs.list.item(0).data(Qt.ItemDataRole.UserRole).path)
     # Distil from… offers the project's finished run; picking it makes the method distillation
     # and the backbone the student (auto), not the encoder a continued run starts from.
-    w.setup._offer_teachers()
-    offered = [a.text() for a in w.setup.teacher_menu.actions()]
-    w.setup.teacher_menu.close()
+    w.setup.teacher.offer()
+    offered = [a.text() for a in w.setup.teacher.menu.actions()]
+    w.setup.teacher.menu.close()
     assert any(label.startswith("run ") and "simclr" in label for label in offered), offered
     assert "A run or model folder…" in offered and "A weights file…" in offered
     w.setup._set_combo_data(w.setup.backbone, "small_cnn")
-    w.setup.set_teacher(teacher)
+    w.setup.teacher.set_teacher(teacher)
     assert w.setup.objective.currentText() == "distill"
     assert w.setup.backbone.currentData() == "auto" and not w.setup.weights.text()
     train_config, _ = w.setup.build_configs("data", "out")
@@ -244,7 +244,7 @@ def test_distil_from_a_finished_run_of_the_project_with_the_teacher_beside_the_s
     w.setup.teacher.clear()
     with pytest.raises(ConfigError, match="distill needs a teacher: choose one with Distil from"):
         w.setup.build_configs("data", "out")
-    w.setup.set_teacher(teacher)
+    w.setup.teacher.set_teacher(teacher)
     w.setup.epochs.setValue(3)
     w.training.start()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.runs.list.count() == 2, timeout=90000)
@@ -368,7 +368,7 @@ def test_gallery_filters_by_folder_and_label_searches_and_resizes(qtbot, window)
     # A class of the user's: an entry of its own, listing what carries that label.
     boot = w.labelling.session.labels.store.add_class("boot")
     w.labelling.session.labels.store.assign([w.session.data_set.items[i] for i in shown[:3]], boot.id)
-    w.labelling.refresh_labels()
+    w.labelling.editing.refresh_labels()
     g.filter.setCurrentText("Labelled as: boot")
     assert sorted(g.model.item_at(r) for r in range(g.model.rowCount())) == sorted(shown[:3])
     # Bigger thumbnails: the grid and the pixmaps follow the slider.
@@ -815,9 +815,9 @@ def test_first_hour_sample_train_stop_label_classify_compare_export_try_it(qtbot
     bag_labels = {k for k, v in w.labelling.session.labels.store.label_names().items() if v == "bag"}
     assert bag_labels == {key_of[i] for i in bags[:7] + lassoed}
     assert len(w.labelling.session.labels.store.label_names()) == 20
-    w.labelling.undo_action.trigger()
+    w.labelling.editing.undo_action.trigger()
     assert key_of[lassoed[-1]] not in w.labelling.session.labels.store.label_names()
-    w.labelling.redo_action.trigger()
+    w.labelling.editing.redo_action.trigger()
     assert w.labelling.session.labels.store.label_names()[key_of[lassoed[-1]]] == "bag"
 
     # Train the linear probe: an estimate, predictions in the gallery and on the map.
@@ -972,9 +972,9 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     csv_file = tmp_path / "labels.csv"
     shirts = [k for k in w.labelling.session.labels.item_keys if k.startswith("shirt/")][:3]
     csv_file.write_text("path,label\n" + "".join(f"{k},shirt\n" for k in shirts) + "nope.png,shirt\n")
-    w.labelling.import_labels(csv_file)
+    w.labelling.editing.import_labels(csv_file)
     assert w.labelling.label_panel.count_text.text() == "3 labelled items"
-    assert w.labelling.import_box.isVisible() and "1 paths not in the data folder" in w.labelling.import_box.text()
+    assert w.labelling.editing.import_box.isVisible() and "1 paths not in the data folder" in w.labelling.editing.import_box.text()
     # No hidden step: Suggest computes the run's features itself, then suggests.
     assert w.labelling.label_panel.suggest_button.isEnabled() and w.labelling.session.item_map.features is None
     w.labelling.label_panel.suggest_count.setValue(5)
@@ -985,7 +985,7 @@ def test_labels_persist_and_suggestions_point_at_unlabelled_regions(qtbot, windo
     assert not set(w.gallery.suggested) & {w.labelling.session.labels.item_index[k] for k in shirts}
     trouser = w.labelling.session.labels.store.add_class("trouser")
     w.labelling.session.labels.store.assign([k for k in w.labelling.session.labels.item_keys if k.startswith("trouser/")][:3], trouser.id)
-    w.labelling.refresh_labels()
+    w.labelling.editing.refresh_labels()
     w.labelling.adapt_panel.train_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy() and w.labelling.session.predictions.adapted_path is not None, timeout=60000)
     predicted = w.labelling.session.predictions.predicted.copy()
@@ -1091,7 +1091,7 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     for name in ("bad", "good"):
         cls = w.labelling.session.labels.store.add_class(name)
         w.labelling.session.labels.store.assign([k for k in w.labelling.session.labels.item_keys if k.startswith(name + "/")][:4], cls.id)
-    w.labelling.refresh_labels()
+    w.labelling.editing.refresh_labels()
     w.labelling.adapt_panel.train_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=60000)
     assert "linear" in w.labelling.adapt_panel.estimates and w.labelling.session.predictions.predicted is not None
@@ -1227,7 +1227,7 @@ def test_a_project_open_elsewhere_opens_read_only_and_says_who_has_it(qtbot, win
         wait_for_data(qtbot, again)
         assert warnings and "sslstudio adapt (process" in warnings[0] and "read-only" in warnings[0]
         assert again.labelling.session.labels.store.read_only and again.labelling.session.labels.label_of[0] == 0  # labels still shown
-        assert again.labelling.label_items([1], cls.id, use_current=False) == 0
+        assert again.labelling.editing.label_items([1], cls.id, use_current=False) == 0
         assert "read-only" in again.status_text.text()
         again.close()
     finally:
@@ -1328,9 +1328,9 @@ def test_pre_labels_for_texts_offer_the_sentence_encoder_and_never_an_image_mode
     wait_for_data(qtbot, w)
     for name in ("bad", "good"):
         w.labelling.session.labels.store.add_class(name)
-    w.labelling.refresh_labels()
+    w.labelling.editing.refresh_labels()
     w.labelling.label_panel.zeroshot_button.click()
-    dialog = w.labelling.zeroshot_dialog
+    dialog = w.labelling.pre_labels.dialog
     assert dialog.isVisible() and dialog.model.text() == ""  # not the CLIP of the image project
     assert dialog.download_button.isVisible() and "all-MiniLM-L6-v2 (about 91 MB)" in dialog.download_button.text()
     download_only_after_a_yes(qtbot, w, dialog, monkeypatch,
@@ -1349,17 +1349,17 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     assert not w.labelling.label_panel.zeroshot_button.isEnabled()  # two classes are needed to choose from
     boot = w.labelling.session.labels.store.add_class("boot")
     w.labelling.session.labels.store.add_class("bag")
-    w.labelling.refresh_labels()
+    w.labelling.editing.refresh_labels()
     by_hand = w.labelling.session.labels.item_keys[0]
     w.labelling.session.labels.store.assign([by_hand], boot.id)
-    w.labelling.refresh_labels()
+    w.labelling.editing.refresh_labels()
     assert w.labelling.label_panel.zeroshot_button.isEnabled()
     assert not w.labelling.label_panel.accept_confident_button.isEnabled()  # nothing to accept yet
 
     make_clip_folder(tmp_path / "clip")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no CLIP cached
     w.labelling.label_panel.zeroshot_button.click()
-    dialog = w.labelling.zeroshot_dialog
+    dialog = w.labelling.pre_labels.dialog
     assert dialog.isVisible() and list(dialog.descriptions) == ["boot", "bag"]
     assert dialog.descriptions["bag"].placeholderText() == "a photo of a bag."
     # The app can fetch a CLIP, after a yes only; "no" downloads nothing.
@@ -1389,7 +1389,7 @@ def test_zero_shot_pre_labels_are_accepted_by_selection_and_confidence_and_undon
     sure = {w.labelling.session.labels.item_keys[i] for i in np.flatnonzero(session.predictions.pre_confidence >= int(threshold * 100) / 100)}
     assert names[by_hand] == "boot" and set(names) == sure | {by_hand} | {w.labelling.session.labels.item_keys[i] for i in picks}
     assert "pre-labels accepted" in w.status_text.text()
-    w.labelling.undo_label()
+    w.labelling.editing.undo_label()
     assert len(w.labelling.session.labels.store.label_names()) == 4  # one undo takes the whole acceptance back
 
 
@@ -1495,7 +1495,7 @@ def test_a_label_is_a_bar_along_the_bottom_never_a_frame(qtbot, window):
     open_sample(qtbot, w)
     boot = w.labelling.session.labels.store.add_class("boot")
     w.labelling.session.labels.store.assign([w.labelling.session.labels.item_keys[0]], boot.id)
-    w.labelling.refresh_labels()
+    w.labelling.editing.refresh_labels()
     g = w.gallery
     g.list.clearSelection()
     rect = g.list.visualRect(g.model.index(0, 0))

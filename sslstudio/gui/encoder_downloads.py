@@ -49,7 +49,7 @@ class EncoderDownloads(QObject):
         )
 
         if name == CLIP_OFFER:
-            self.host.labelling.download_clip()
+            self.host.labelling.pre_labels.download_clip()
             return
         if name not in PRETRAINED and name != TEXT_ENCODER or self.host.controller.busy():
             return
@@ -77,5 +77,5 @@ class EncoderDownloads(QObject):
         if self.dialog is not None:
             self.dialog.mark_on_disk(name)
         if name == TEXT_ENCODER:
-            self.host.labelling.model_downloaded("text", path)
+            self.host.labelling.pre_labels.model_downloaded("text", path)
         self.host.status_text.setText(f"Weights of {name} downloaded: {path}")

@@ -36,7 +36,7 @@ class FlowDriver(QObject):
             labels_shown=self.host.labelling.label_panel.isVisible(),
             labelled=int(len(labelled)),
             classifiers=len(session.classifiers(run.path)) if run is not None else 0,
-            current_classifier=self.host.labelling.classifier_words(current),
+            current_classifier=self.host.labelling.classifiers.words(current),
             exported=self.host.session.export_of_run(run.path if run is not None else None))
 
     def folder_classes(self) -> tuple[str, ...]:
@@ -73,10 +73,10 @@ class FlowDriver(QObject):
             self.refresh()
         elif action == "add_class":
             self.host.reveal(self.host.labelling.label_panel)
-            self.host.labelling.add_class_dialog()
+            self.host.labelling.editing.add_class_dialog()
         elif action == "folder_classes":
             self.host.reveal(self.host.labelling.label_panel)
-            self.host.labelling.add_folder_classes(self.folder_classes())
+            self.host.labelling.editing.add_folder_classes(self.folder_classes())
         elif action == "classify":
             self.host.reveal(self.host.labelling.adapt_panel)
             if self.host.labelling.adapt_panel.train_button.isEnabled():

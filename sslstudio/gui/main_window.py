@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
         self.engine = info
         self.setup.populate(info, self._saved_choices())
         self.labelling.adapt_panel.populate(info["adapters"])
-        self.labelling.refresh_classifiers()  # now it can say which methods the run's encoder takes
+        self.labelling.classifiers.refresh()  # now it can say which methods the run's encoder takes
         self.log.add("training engine ready: " + ", ".join(
             description for _, description in info["devices"][1:]))
         self.update_actions()
@@ -289,7 +289,7 @@ class MainWindow(QMainWindow):
         if self.session.data_set is None or not 0 <= index < len(self.session.data_set):
             return
         if self.map.label_mode.isChecked():
-            self.labelling.label_on_map([index])
+            self.labelling.editing.label_on_map([index])
         else:
             self.gallery.select(index)
 
