@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sslstudio.core.run.calibration import raise_trivial_temperature
 from sslstudio.core.run.checkpoint import encoder_info, encoder_state
 from sslstudio.core.embed import load_encoder
 from sslstudio.core.data.scan import DataError
@@ -98,13 +99,16 @@ def test_timing_steps_leaves_the_model_and_random_state_as_they_were(image_folde
     assert seen["seconds"] > 0
 
 
-def test_the_planned_batch_is_timed_only_when_its_figure_can_change_the_plan():
+def test_the_planned_batch_is_timed_only_when_its_figure_can_change_the_plan(monkeypatch):
     import types
 
+    from sslstudio.core.run import calibration
+
     timed = []
-    loop = types.SimpleNamespace(objective=torch.nn.Linear(2, 2), generators={}, batch_size=256,
-                                 _timed_pass=lambda count, measure_memory=False: timed.append(count) or count * 1e-3,
-                                 _give_the_loss_something_to_say=lambda count: None)
+    monkeypatch.setattr(calibration, "timed_pass", lambda loop, count, measure_memory=False:
+                        timed.append(count) or count * 1e-3)
+    monkeypatch.setattr(calibration, "raise_trivial_temperature", lambda loop, count: None)
+    loop = types.SimpleNamespace(objective=torch.nn.Linear(2, 2), generators={}, batch_size=256)
     seconds = TrainingLoop.time_per_item(loop, 60.0, lambda seconds_per_item: "the same plan")
     assert timed == [8, 32] and seconds == pytest.approx(1e-3)
     timed.clear()
@@ -404,18 +408,19 @@ def test_a_contrastive_loss_at_zero_gets_a_temperature_that_informs():
 
     plan = RunPlan("simcse", "text", "pretrained_bert", "cpu", 1, 8, 8, 1, 0, 5.0, "w", 0.1)
     loop = types.SimpleNamespace(
-        objective_config=config, calibration_loss=float(simcse_loss(z, z, 0.05)), model=Model(),
+        objective_config=config, calibration_loss=float(simcse_loss(z, z, 0.05)),
+        forward=lambda inputs, items: Model()(inputs), first_items=np.arange,
         preprocess=types.SimpleNamespace(training_inputs=lambda batch, device: batch),
         data=types.SimpleNamespace(batch=lambda indices: z[indices]),
         setup=types.SimpleNamespace(device=torch.device("cpu")), plan=plan)
-    TrainingLoop._give_the_loss_something_to_say(loop, 8)
+    raise_trivial_temperature(loop, 8)
     assert config.temperature == 0.5
     assert "temperature 0.5: at 0.05 a measured batch's loss was" in loop.plan.reasons[-1]
     # A temperature the user chose stays, and so does a loss that informs.
     for chosen_config, measured in ((SimCSEConfig(temperature=0.07), 1e-7), (SimCSEConfig(), 0.5)):
         loop.objective_config, loop.calibration_loss, loop.plan = chosen_config, measured, plan
         before = dataclasses.asdict(chosen_config)
-        TrainingLoop._give_the_loss_something_to_say(loop, 8)
+        raise_trivial_temperature(loop, 8)
         assert dataclasses.asdict(chosen_config) == before and loop.plan is plan
 
 

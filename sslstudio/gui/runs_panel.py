@@ -46,7 +46,7 @@ class RunsPanel(QWidget):
         self.list.blockSignals(False)
         if chosen is not None:
             self.list.setCurrentItem(chosen)
-        self.host.setup.set_teacher_runs(self.host.session.teacher_runs())
+        self.host.setup.teacher.set_runs(self.host.session.teacher_runs())
         self.host.update_actions()
 
     def _run_selected(self, item, _previous=None) -> None:

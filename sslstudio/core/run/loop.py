@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -31,14 +31,12 @@ from sslstudio.core.run.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from sslstudio.core.run import calibration
 from sslstudio.core.run.folder import MetricsLog
 from sslstudio.core.run.judge import (
-    INFORMATIVE_SHARE,
-    TRIVIAL_SHARE,
     BestEncoder,
     FlatLoss,
     Monitor,
-    informative_temperature,
 )
 from sslstudio.core.run.plan import (
     CALIBRATION_SHARE,
@@ -157,12 +155,12 @@ class TrainingLoop:
         cpu_rng = torch.get_rng_state()
         seconds_per_item = 0.0
         try:
-            self._timed_pass(min(self.batch_size, 8))  # pays one-time costs (kernels, allocator)
+            calibration.timed_pass(self, min(self.batch_size, 8))  # pays one-time costs (kernels, allocator)
             # Per item, a batch of a few items costs more than a large one: time a middle one,
             # then the planned one if the allowance leaves room.
             middle = min(self.batch_size, 32)
-            seconds_per_item = self._timed_pass(middle, measure_memory=True) / middle
-            self._give_the_loss_something_to_say(middle)
+            seconds_per_item = calibration.timed_pass(self, middle, measure_memory=True) / middle
+            calibration.raise_trivial_temperature(self, middle)
             spent = time.monotonic() - started
             # Per item, the planned batch costs at most what the middle one did and at least
             # middle/batch of it (were the middle step all overhead). A plan that comes out the
@@ -171,7 +169,7 @@ class TrainingLoop:
             settled = self.batch_size <= middle or plan_for(seconds_per_item) == plan_for(
                 seconds_per_item * middle / self.batch_size)
             if not settled and spent + seconds_per_item * self.batch_size < allowance:
-                seconds_per_item = self._timed_pass(self.batch_size) / self.batch_size
+                seconds_per_item = calibration.timed_pass(self, self.batch_size) / self.batch_size
         except torch.OutOfMemoryError:
             pass  # the loop halves the batch on its own
         finally:
@@ -182,73 +180,11 @@ class TrainingLoop:
             torch.set_rng_state(cpu_rng)
         return seconds_per_item
 
-    def _give_the_loss_something_to_say(self, count: int) -> None:
-        """A contrastive loss already near zero on a measured batch (a pretrained encoder tells
-        its own two views apart at once, and the loss then sinks to 1e-5 within steps) cannot
-        inform training: its temperature is raised, when it is the objective's default, until
-        the same batch's loss is a tenth of its chance level. Runs inside the calibration, whose
-        weights and random states are restored afterwards."""
-        config = self.objective_config
-        loss = self.calibration_loss
-        chance = math.log(max(2, count))
-        if not (loss < TRIVIAL_SHARE * chance) or not hasattr(config, "temperature"):
-            return
-        default = type(config)().temperature
-        if config.temperature != default:
-            return  # the user's choice stands; the monitor says if the loss sits at zero
-        items = self._first_items(count)
-        inputs = self.preprocess.training_inputs(self.data.batch(items), self.setup.device)
-
-        def loss_at(temperature: float) -> float:
-            config.temperature = temperature
-            with torch.no_grad(), _autocast(self.setup.device):
-                return float(self._forward(inputs, items)[0])
-
-        try:
-            chosen, informed = informative_temperature(loss_at, default, INFORMATIVE_SHARE * chance)
-        finally:
-            config.temperature = default
-        if chosen == default:
-            return
-        config.temperature = chosen
-        self.plan = dataclasses.replace(self.plan, reasons=self.plan.reasons + (
-            f"temperature {chosen:g}: at {default:g} a measured batch's loss was {loss:.1e}, too "
-            f"small to teach anything (this encoder already tells each item's views apart), at "
-            f"{chosen:g} it is {informed:.3f}",))
-
-    def _timed_pass(self, count: int, measure_memory: bool = False) -> float:
-        """Seconds of one forward and backward pass over `count` items; with `measure_memory`,
-        also what autograd kept for the backward pass, per item (the bulk of a step's memory,
-        which on a CPU no error reports before the system kills the process)."""
-        device = self.setup.device
-        items = self._first_items(count)
-        inputs = self.preprocess.training_inputs(self.data.batch(items), device)
-        saved = [0]
-
-        def keep(tensor):
-            saved[0] += tensor.numel() * tensor.element_size()
-            return tensor
-
-        hooks = (torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
-                 if measure_memory else nullcontext())
-        started = time.monotonic()
-        with _autocast(device), hooks:
-            loss, _ = self._forward(inputs, items)
-        self.calibration_loss = float(loss.detach())
-        if measure_memory:
-            self.saved_bytes_per_item = saved[0] / count
-        loss.backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        took = time.monotonic() - started
-        self.objective.zero_grad(set_to_none=True)
-        return took
-
-    def _first_items(self, count: int) -> np.ndarray:
+    def first_items(self, count: int) -> np.ndarray:
         items = np.arange(count) if self.training_items is None else self.training_items[:count]
         return items
 
-    def _forward(self, inputs: torch.Tensor, items: np.ndarray):
+    def forward(self, inputs: torch.Tensor, items: np.ndarray):
         """The objective's (loss, metrics) on a batch of `items`, through DDP when it is on."""
         if self.objective.reads_item_indices:
             return self.model(inputs, torch.from_numpy(np.asarray(items, np.int64)))
@@ -404,8 +340,8 @@ class TrainingLoop:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * lr_factor(progress, self.config.warmup_fraction)
         try:
-            with _autocast(device):
-                loss, extra = self._forward(inputs, indices)
+            with calibration.autocast(device):
+                loss, extra = self.forward(inputs, indices)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip:
@@ -580,11 +516,6 @@ def _eta(elapsed: float, progress: float, minutes: float, epochs: int) -> float:
     if progress <= 0:
         return float("nan")
     return elapsed / progress * (1.0 - progress)
-
-
-def _autocast(device: torch.device):
-    """bfloat16 on CUDA (the steps and the timed passes alike); full precision elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def epoch_order(count: int, seed: int, epoch: int, rank: int, world: int) -> np.ndarray:

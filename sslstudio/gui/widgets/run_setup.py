@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMenu,
     QPushButton,
     QRadioButton,
     QScrollArea,
@@ -27,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.core.config import knobs
+from sslstudio.gui.widgets.teacher_picker import TeacherPicker
 from sslstudio.gui.widgets.wheel_guard import guard_wheel
 from sslstudio.gui.modalities import VIEWS
 import math
@@ -191,18 +191,6 @@ class RunSetupPanel(QWidget):
         self.download_button.clicked.connect(lambda: self.download_requested.emit(
             self.backbone.currentData() or ""))
         self.download_button.hide()
-        self.teacher = QLineEdit()
-        self.teacher.setPlaceholderText("none: the backbone learns on its own")
-        self.teacher.setToolTip("Distillation: a small student (the backbone; auto picks the "
-                                "modality's fast one) learns to reproduce this encoder's features "
-                                "of your folder. A finished run, a pretrained encoder on disk, a "
-                                "model folder or a weights file")
-        self.teacher.editingFinished.connect(self._teacher_edited)
-        self.teacher_button = QPushButton("Distil from…")
-        self.teacher_button.setToolTip("Choose a teacher: a small, fast encoder of your folder "
-                                       "learns what it knows")
-        self.teacher_button.clicked.connect(self._offer_teachers)
-        self.teacher_runs: list[tuple[str, str]] = []  # (label, run folder): finished runs
         self.device = QComboBox()
         self.device.setToolTip("Where training runs; auto picks the largest GPU, else the CPU")
         self.image_size = QSpinBox()
@@ -256,12 +244,9 @@ class RunSetupPanel(QWidget):
         weights_layout.addWidget(self.weights_button)
         weights_layout.addWidget(self.download_button)
         run_form.addRow("Weights", weights_row)
-        teacher_row = QWidget()
-        teacher_layout = QHBoxLayout(teacher_row)
-        teacher_layout.setContentsMargins(0, 0, 0, 0)
-        teacher_layout.addWidget(self.teacher, 1)
-        teacher_layout.addWidget(self.teacher_button)
-        run_form.addRow("Teacher", teacher_row)
+        self.teacher = TeacherPicker()
+        self.teacher.chosen.connect(self._teacher_chosen)
+        run_form.addRow("Teacher", self.teacher)
         run_form.addRow("Device", self.device)
         run_form.addRow("Image size", self.image_size)
         run_form.addRow("Batch size", self.batch_size)
@@ -293,7 +278,8 @@ class RunSetupPanel(QWidget):
         self.objectives = self._objectives_for(self.modality)
         self.summaries = info["summaries"]
         self.all_backbones = info["backbones"]
-        self.other_teachers = info.get("teachers", [])
+        self.teacher.set_modality(self.modality, self.all_backbones)
+        self.teacher.other_teachers = info.get("teachers", [])
         self.default_objectives = info["default_objectives"]
         self.continuing_objectives = info["continuing_objectives"]
         self._fill_backbones()
@@ -386,57 +372,10 @@ class RunSetupPanel(QWidget):
         if self.weights.text().strip() and getattr(current, "backbone", ""):
             self.objective.setCurrentText(self.continuing_objectives[self.modality])
 
-    # -- distillation ---------------------------------------------------------------------------
-    def set_teacher_runs(self, runs: list[tuple[str, str]]) -> None:
-        """The project's finished runs, which can teach (label, folder)."""
-        self.teacher_runs = list(runs)
-
-    def teacher_offers(self) -> list[tuple[str, str]]:
-        """(label, teacher) for the menu: pretrained encoders of this kind of data on disk, then
-        the project's finished runs."""
-        offers = []
-        for name, (description, modality, extra) in getattr(self, "all_backbones", {}).items():
-            if modality != self.modality or not extra or not extra.get("cached"):
-                continue
-            # A text model is taught from its folder; an image backbone by its name.
-            teacher = extra["cached"] if VIEWS[self.modality].weights_in_folder else name
-            offers.append((description.split(" (")[0] + " (pretrained, on disk)", teacher))
-        offers += [(f"{label} (on disk)", path) for label, modality, path in
-                   getattr(self, "other_teachers", []) if modality == self.modality]
-        offers += [(f"run {label}", path) for label, path in self.teacher_runs]
-        return offers
-
-    def _offer_teachers(self) -> None:
-        menu = QMenu(self)
-        for label, teacher in self.teacher_offers():
-            menu.addAction(label, lambda t=teacher: self.set_teacher(t))
-        if menu.actions():
-            menu.addSeparator()
-        menu.addAction("A run or model folder…", self._choose_teacher_folder)
-        if not VIEWS[self.modality].weights_in_folder:
-            menu.addAction("A weights file…", self._choose_teacher_file)
-        self.teacher_menu = menu  # tests reach it; Qt keeps it alive while shown
-        menu.popup(self.teacher_button.mapToGlobal(self.teacher_button.rect().bottomLeft()))
-
-    def _choose_teacher_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose the teacher: a run folder or a model folder")
-        if path:
-            self.set_teacher(path)
-
-    def _choose_teacher_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose the teacher's weights", "",
-                                              "Weights (*.safetensors *.pth *.pt *.bin);;All files (*)")
-        if path:
-            self.set_teacher(path)
-
-    def set_teacher(self, teacher: str) -> None:
-        """Distil from `teacher`: the method becomes distillation and the backbone the student
-        (auto: the modality's small one), not the encoder a continued run would start from."""
-        self.teacher.setText(teacher)
-        self._teacher_edited()
-
-    def _teacher_edited(self) -> None:
-        if not self.teacher.text().strip() or not hasattr(self, "all_objectives"):
+    def _teacher_chosen(self) -> None:
+        """Distil from the teacher chosen: the method becomes distillation and the backbone the
+        student (auto: the modality's small one), not the encoder a continued run starts from."""
+        if not self.teacher.text() or not hasattr(self, "all_objectives"):
             return
         distill = next((n for n in self.objectives
                         if getattr(self.objectives[n], "needs_teacher", False)), "")
@@ -466,6 +405,7 @@ class RunSetupPanel(QWidget):
         self.saved_objectives[self.modality] = self.objective.currentText()
         self.saved_encoders[self.modality] = self._encoder_choice()
         self.modality = modality
+        self.teacher.set_modality(modality, self.all_backbones)
         self.objectives = self._objectives_for(modality)
         self.objective.blockSignals(True)
         self.objective.clear()
@@ -529,7 +469,7 @@ class RunSetupPanel(QWidget):
             "knobs": knob_values,
             "backbone": self.backbone.currentData(),
             "weights": self.weights.text().strip(),
-            "teacher": self.teacher.text().strip(),
+            "teacher": self.teacher.text(),
             "encoders_by_modality": encoders,
             "device": self.device.currentData(),
             "image_size": self.image_size.value(),
