@@ -16,6 +16,7 @@ from sslstudio.core.backbones import text_transformer as _text_transformer  # no
 from sslstudio.core.backbones import word_vectors as _word_vectors  # noqa: F401,E402
 from sslstudio.core.backbones import pretrained as _pretrained  # noqa: F401,E402
 from sslstudio.core.backbones import bert as _bert  # noqa: F401,E402
+from sslstudio.core.backbones import lcnet as _lcnet  # noqa: F401,E402
 
 
 def build_backbone(name: str, shape, weights: str | Path | None = None) -> Backbone:
