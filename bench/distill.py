@@ -1,7 +1,7 @@
 """Distillation on the dev sets: the student beside its teacher as is, from scratch and continued.
 
     python bench/distill.py --quality /tmp/q27-img /tmp/q27-text ... --out /tmp/distill \
-        [--sets stamps debates ...] [--minutes 5] [--tag NAME --set KNOB=VALUE ...]
+        [--sets stamps debates ...] [--minutes 5] [--tag=NAME --set KNOB=VALUE ...]
 
 For each set, the items are bench/quality.py's (the same subset folder, reused from a quality run
 under --quality when there is one, so its rows are read back rather than trained again):
