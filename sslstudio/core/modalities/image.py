@@ -235,8 +235,10 @@ class ImagePreprocess(Preprocess):
     def make_objective(self, objective_cls, encoder, objective_config, config, data, run, device,
                        generator):
 
-        settings = AugmentSettings.from_strength(config.augmentation_strength, data.grey,
-                                                 self.image_size)
+        # An objective that compares a view with fixed targets (distillation) says how strong
+        # its one view is; the run's strength is for objectives that compare two views.
+        strength = getattr(objective_config, "view_strength", config.augmentation_strength)
+        settings = AugmentSettings.from_strength(strength, data.grey, self.image_size)
         augment = BatchAugment(settings, self.mean, self.std, self.image_size, generator)
         augment.mean, augment.std = augment.mean.to(device), augment.std.to(device)
         return objective_cls(encoder, objective_config, augment)

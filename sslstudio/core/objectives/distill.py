@@ -42,6 +42,16 @@ class DistillConfig(ObjectiveConfig):
     relational_weight: float = knob(0.0, low=0.0, high=100.0,
                                     help="weight of the term that keeps the batch's pairwise "
                                          "similarities as the teacher has them (0: off)")
+    # The run's augmentation_strength is for objectives that compare two views; here one view
+    # is compared with the teacher's features of the plain item, and a crop of a quarter of a
+    # glyph cannot be taught the whole glyph's features. Plain views won on every image set
+    # measured (bench/distill.py, 5 minutes, small_cnn from Lite0 at 224 px, 10 labels a class):
+    # scripts 0.310 against 0.135 at the run's 0.8, stamps 0.613 against 0.539, xfig drawings
+    # 0.730 against 0.715.
+    view_strength: float = knob(0.0, low=0.0, high=1.0,
+                                help="images: how strongly the student's view of an item is "
+                                     "augmented (crops, colour, flips) while the teacher saw it "
+                                     "plain; 0: the item as it is")
     start_from_pieces: bool = knob(True, help="a static text student's piece vectors start as "
                                               "the teacher's vector of each piece alone "
                                               "(Model2Vec); off: at random")
