@@ -192,7 +192,9 @@ class TextPreprocess(Preprocess):
         cpu = device.type == "cpu"
         # Two cores train a 2 x 128 encoder ~16x faster than BERT-mini's 4 x 256: in five minutes
         # that is 20 epochs of a 13,000-text folder instead of 1.
-        width = config.text_width or (128 if cpu else 384)
+        # An objective may ask for its own width (distillation's static student: its teacher's).
+        width = (config.text_width or getattr(OBJECTIVES.get(config.objective), "text_width", 0)
+                 or (128 if cpu else 384))
         # Averaged word vectors have no layers or heads, only a width.
         attention = backbone != WORD_VECTORS
         preprocess = cls(vocab_size=vocab.size,
