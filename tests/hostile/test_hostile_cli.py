@@ -461,7 +461,7 @@ def test_taking_back_a_failed_run_leaves_what_someone_else_put_in_its_folder(ima
     out = tmp_path / "run"
     out.mkdir()
 
-    def failing_plan(config, setup, data, preprocess, weights):
+    def failing_plan(config, setup, data, preprocess, weights, prepared=None):
         (out / "notes.txt").write_text("written by the user while the folder was scanned")
         raise DataError("too few")
 
