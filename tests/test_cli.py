@@ -35,7 +35,7 @@ def test_devices_lists_the_cpu(capsys):
     (["--data", "{empty}", "--out", "{out}"], "no images"),
     (["--data", "{texts}", "--out", "{out}"], "1 usable texts is too few to train on"),
     (["--data", "{texts}", "--out", "{out}", "--objective", "simclr"],
-     "holds texts, and simclr trains on images; choose infill, mlm, nsp, simcse"),
+     "holds texts, and simclr trains on images; choose distill, infill, mlm, nsp, simcse"),
     (["--data", "{images}", "--out", "{out}", "--objective", "nope"], "unknown objective 'nope'"),
     (["--data", "{images}", "--out", "{out}", "--set", "warp=9"], "unknown knob 'warp'"),
     (["--data", "{images}", "--out", "{out}", "--objective", "simclr", "--set", "temperature=9"],

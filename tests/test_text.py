@@ -155,7 +155,7 @@ def test_text_run_resumes_to_the_same_weights(text_folder, tmp_path):
 def test_image_objective_on_a_text_folder_says_what_to_choose(text_folder, tmp_path):
     from sslstudio.core.data.scan import DataError
 
-    with pytest.raises(DataError, match="holds texts, and simclr trains on images; choose infill, mlm, nsp, simcse"):
+    with pytest.raises(DataError, match="holds texts, and simclr trains on images; choose distill, infill, mlm, nsp, simcse"):
         list(train(TrainConfig(data=str(text_folder), out=str(tmp_path / "r"), objective="simclr")))
 
 
