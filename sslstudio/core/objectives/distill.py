@@ -106,6 +106,7 @@ class Distill(Objective):
     # -- before the plan: the teacher's pass ----------------------------------------------------
     @classmethod
     def prepare(cls, config, objective_config, setup, data, preprocess, control) -> Iterator:
+        from sslstudio.core.run.config import budget_minutes
         from sslstudio.core.teacher import TeacherTargets, load_teacher, teacher_targets
 
         run = setup.run
@@ -116,11 +117,7 @@ class Distill(Objective):
         teacher = None
         if saved is None:
             teacher = load_teacher(teacher_name, setup.modality, setup.device)
-            budget_s = 60.0 * config.minutes if config.minutes and not config.epochs else 0.0
-            if not budget_s and not config.epochs:
-                from sslstudio.core.run.config import default_minutes
-
-                budget_s = 60.0 * default_minutes(setup.device.type)
+            budget_s = 60.0 * budget_minutes(config, setup.device.type)
             saved = yield from teacher_targets(teacher, data, setup.device, control, budget_s,
                                                TEACHER_SHARE, config.seed)
             if setup.main:

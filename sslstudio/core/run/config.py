@@ -21,6 +21,14 @@ def default_minutes(device_type: str) -> float:
     return CPU_MINUTES if device_type == "cpu" else GPU_MINUTES
 
 
+def budget_minutes(config: "TrainConfig", device_type: str) -> float:
+    """A run's wall-clock budget in minutes: its own, the device's default when it names
+    neither epochs nor minutes, 0 when its budget is in epochs."""
+    if config.epochs:
+        return 0.0
+    return config.minutes or default_minutes(device_type)
+
+
 @dataclass
 class TrainConfig:
     data: str = ""

@@ -26,7 +26,7 @@ from sslstudio.core.labels import LABELS_FILE, LabelStore, parse_label_csv
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.modalities.text import is_text_model_folder
 from sslstudio.core.preprocess import PREPROCESSES, Preprocess, objective_modalities
-from sslstudio.core.run.config import TrainConfig, default_minutes
+from sslstudio.core.run.config import TrainConfig, budget_minutes
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.text import counted
 
@@ -159,9 +159,8 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
         warnings.append(RunWarning("batch_reduced", f"batch size {batch_size} is larger than the "
                                    f"{per_rank} images per process; using {per_rank}"))
         batch_size = per_rank
-    minutes = config.minutes
-    if not config.epochs and not minutes:
-        minutes = default_minutes(setup.device.type)
+    minutes = budget_minutes(config, setup.device.type)
+    if minutes and not config.minutes:
         reasons.append(f"budget {minutes:g} minutes: the default on a {setup.device.type.upper()}")
     if prepared is not None:
         reasons.extend(prepared.reasons)
