@@ -18,7 +18,7 @@ from sslstudio.core.events import RunFinished, RunWarning, StepMetrics
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.run.judge import Monitor
-from sslstudio.core.run.loop import TrainingLoop
+from sslstudio.core.run.loop import LoopParts, TrainingLoop
 from sslstudio.core.run.plan import BUDGET_STEPS, check_pairing, fit_to_budget, RunPlan
 from sslstudio.core.run.train import train
 from sslstudio.core.run.config import TrainConfig
@@ -119,24 +119,31 @@ def test_the_planned_batch_is_timed_only_when_its_figure_can_change_the_plan(mon
     assert timed == [8, 32]  # no room in the allowance
 
 
-def _scores(monkeypatch, values):
-    """The monitor's score goes through `values` (then stays at the last)."""
+def scripted_judge(scores: list[float] | None = None, every_step: bool = True) -> LoopParts:
+    """The loop's parts with a monitor that takes a snapshot at every step (`every_step`) and
+    whose scores go through `scores` (then stay at the last), instead of measuring them."""
     calls = {"n": 0}
 
-    def score(self):
-        value = values[min(calls["n"], len(values) - 1)]
-        calls["n"] += 1
-        return value
+    class ScriptedMonitor(Monitor):
+        def due(self) -> bool:
+            return True if every_step else super().due()
 
-    monkeypatch.setattr(Monitor, "score", score)
+        def score(self) -> float:
+            if scores is None:
+                return super().score()
+            value = scores[min(calls["n"], len(scores) - 1)]
+            calls["n"] += 1
+            return value
+
+    return LoopParts(judge=ScriptedMonitor)
 
 
 def test_the_encoder_that_scored_best_is_the_runs_result(image_folder, tmp_path, monkeypatch):
     # step 0 (taken after step 1), step 2, then worse to the end
-    _scores(monkeypatch, [0.5, 0.9, 0.4])
-    monkeypatch.setattr(Monitor, "due", lambda self: True)  # a snapshot at every step
+    judged = scripted_judge([0.5, 0.9, 0.4])
     run = tmp_path / "run"
-    events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True)))
+    events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True),
+                        parts=judged))
     assert events[-1].status == "completed" and events[-1].step == 6
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     assert notes and "step 2 is kept" in notes[0].message and "better than the last step's 0.400" in notes[0].message
@@ -155,10 +162,10 @@ def test_a_pretrained_encoder_that_training_did_not_help_comes_back_as_it_came(i
     weights = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in build_backbone("small_cnn", 16).state_dict().items()},
               str(weights))
-    _scores(monkeypatch, [0.8, 0.5, 0.4])
+    judged = scripted_judge([0.8, 0.5, 0.4], every_step=False)
     run = tmp_path / "run"
     events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True,
-                                   weights=str(weights))))
+                                   weights=str(weights)), parts=judged))
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     assert notes and "continuing did not help" in notes[0].message
     encoder, _ = load_encoder(run, torch.device("cpu"))
@@ -188,9 +195,10 @@ def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(im
 
     monkeypatch.setattr(judge, "collapse_metrics", metrics)
     monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", {"image": "effective_rank"})
-    monkeypatch.setattr(Monitor, "due", lambda self: True)
+    every_step = scripted_judge()
     run = tmp_path / "run"
-    events = list(train(config_for(image_folder, run, epochs=2, weights=str(weights))))
+    events = list(train(config_for(image_folder, run, epochs=2, weights=str(weights)),
+                        parts=every_step))
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     assert notes and "continuing did not help" in notes[0].message
     assert "RankMe" in notes[0].message and "without labels" in notes[0].message
@@ -198,12 +206,13 @@ def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(im
     assert all(torch.equal(state[k], start[k]) for k in start if "num_batches" not in k)
     # From scratch, nothing is judged without labels: the last encoder is the run's.
     ranks = iter([9.0, 5.0, 4.0])
-    events = list(train(config_for(image_folder, tmp_path / "scratch", epochs=2)))
+    events = list(train(config_for(image_folder, tmp_path / "scratch", epochs=2), parts=every_step))
     assert not RunFolder(tmp_path / "scratch").best_path.exists()
     assert not [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     # Continued with no judge at all, the run says that nothing judged it.
     monkeypatch.setattr(judge, "LABEL_FREE_JUDGE", {})
-    events = list(train(config_for(image_folder, tmp_path / "unjudged", epochs=2, weights=str(weights))))
+    events = list(train(config_for(image_folder, tmp_path / "unjudged", epochs=2,
+                                   weights=str(weights)), parts=every_step))
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     assert notes and notes[0].message.startswith("nothing judged whether continuing helped")
     assert not RunFolder(tmp_path / "unjudged").best_path.exists()
@@ -213,7 +222,8 @@ def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(im
     monkeypatch.setattr(judge, "AS_IT_CAME_EVIDENCE", {"image": "3 points on stamps"})
     ranks = iter([3.0, 5.0, 9.0])  # later encoders would look better by RankMe
     run = tmp_path / "as-it-came"
-    events = list(train(config_for(image_folder, run, epochs=2, weights=str(weights))))
+    events = list(train(config_for(image_folder, run, epochs=2, weights=str(weights)),
+                        parts=every_step))
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     assert notes and notes[0].message.startswith("without labels the encoder as it came is kept")
     assert "image encoder without labels lost 3 points on stamps" in notes[0].message
@@ -369,17 +379,15 @@ def test_the_monitor_sample_shrinks_by_what_judging_at_the_feature_size_costs():
 def test_a_later_encoder_must_beat_the_kept_one_by_more_than_the_judges_noise(image_folder, tmp_path,
                                                                                monkeypatch):
     # 24 labelled items can not tell 0.50 from 0.55: the encoder as it came stays.
-    _scores(monkeypatch, [0.50, 0.55, 0.56])
-    monkeypatch.setattr(Monitor, "due", lambda self: True)
     run = tmp_path / "run"
     events = list(train(config_for(image_folder, run, epochs=2, labels_from_folders=True,
-                                   monitor_items=24)))
+                                   monitor_items=24), parts=scripted_judge([0.50, 0.55, 0.56])))
     assert events[-1].status == "completed"
     assert encoder_info(RunFolder(run).best_path)["step"] == 0
     # Far beyond the noise, a later encoder is kept.
-    _scores(monkeypatch, [0.50, 0.95, 0.40])
     other = tmp_path / "other"
-    list(train(config_for(image_folder, other, epochs=2, labels_from_folders=True, monitor_items=24)))
+    list(train(config_for(image_folder, other, epochs=2, labels_from_folders=True, monitor_items=24),
+               parts=scripted_judge([0.50, 0.95, 0.40])))
     assert encoder_info(RunFolder(other).best_path)["step"] > 0
 
 

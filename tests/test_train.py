@@ -18,6 +18,7 @@ from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.run.loop import lr_factor
 from sslstudio.core.run.train import train
 from sslstudio.core.run.config import TrainConfig, load_run_config
+from sslstudio.core.run.loop import LoopParts
 
 
 def config_for(folder, out, **overrides) -> TrainConfig:
@@ -27,11 +28,8 @@ def config_for(folder, out, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def no_timing_passes(monkeypatch) -> None:
-    """Skip the passes a fresh run times before its first step (they call forward too)."""
-    from sslstudio.core.run.loop import TrainingLoop
-
-    monkeypatch.setattr(TrainingLoop, "fit_to_budget", lambda self: None)
+# Without the passes a fresh run times before its first step (they call forward too).
+NO_TIMING_PASSES = LoopParts(fit_plan_to_machine=False)
 
 
 def of_type(events, kind):
@@ -70,21 +68,23 @@ def test_every_objective_trains_three_steps(image_folder, tmp_path, name):
 
 
 def test_the_step_0_snapshot_follows_the_first_step_and_judges_the_starting_weights(
-        image_folder, tmp_path, monkeypatch):
+        image_folder, tmp_path):
     from sslstudio.core.run.judge import Monitor
 
     seen = []  # (step, the encoder's first parameter) at each snapshot
-    original = Monitor.run
 
-    def run(self, step, progress):
-        seen.append((step, next(self.objective.encoder.parameters()).detach().clone()))
-        yield from original(self, step, progress)
+    class EveryStepMonitor(Monitor):
+        def due(self) -> bool:
+            return True
 
-    monkeypatch.setattr(Monitor, "run", run)
-    monkeypatch.setattr(Monitor, "due", lambda self: True)  # a snapshot at every step
+        def run(self, step, progress):
+            seen.append((step, next(self.objective.encoder.parameters()).detach().clone()))
+            yield from super().run(step, progress)
+
+    every_step = LoopParts(judge=EveryStepMonitor)
     config = config_for(image_folder, tmp_path / "run", labels_from_folders=True)
     torch.manual_seed(0)
-    events = list(train(config))
+    events = list(train(config, parts=every_step))
     kinds = [(type(e).__name__, getattr(e, "step", None)) for e in events
              if isinstance(e, (StepMetrics, EmbeddingSnapshot))]
     assert kinds[:3] == [("StepMetrics", 1), ("EmbeddingSnapshot", 0), ("StepMetrics", 2)], kinds
@@ -97,9 +97,28 @@ def test_the_step_0_snapshot_follows_the_first_step_and_judges_the_starting_weig
     # A one-step run: the step-0 snapshot comes before the last, which stays the run's last.
     seen.clear()
     events = list(train(config_for(image_folder, tmp_path / "one", labels_from_folders=True,
-                                   batch_size=24)))
+                                   batch_size=24), parts=every_step))
     assert [step for step, _ in seen] == [0, 1]
     assert of_type(events, EmbeddingSnapshot)[-1].step == 1
+
+
+def test_a_minutes_budget_ends_when_the_runs_clock_says_it_is_spent(image_folder, tmp_path):
+    from sslstudio.core.run.loop import Clock
+
+    class HurriedClock(Clock):
+        """Ten seconds pass each time the loop asks."""
+
+        def elapsed(self) -> float:
+            self.offset += 10.0
+            return self.offset
+
+    hurried = LoopParts(clock=HurriedClock, fit_plan_to_machine=False)
+    config = config_for(image_folder, tmp_path / "run", epochs=0, minutes=1.0)
+    events = list(train(config, parts=hurried))
+    assert events[-1].status == "completed"
+    steps = of_type(events, StepMetrics)
+    assert 1 <= steps[-1].step < 6  # a real clock gives far more steps in a minute
+    assert steps[-1].elapsed_s >= 60.0
 
 
 def test_the_starting_weights_are_lent_for_the_snapshot_and_the_trained_ones_come_back():
@@ -119,21 +138,19 @@ def test_the_starting_weights_are_lent_for_the_snapshot_and_the_trained_ones_com
 
 
 def encoder_state_at_start(config) -> torch.Tensor:
-    """The encoder's first parameter as a run of `config` builds it (seeded by the config)."""
-    from sslstudio.core.run.loop import TrainingLoop
+    """The encoder's first parameter as a run of `config` builds it (seeded by the config): the
+    judge is made before the first step, from the model as built."""
+    from sslstudio.core.run.judge import Monitor
 
     seen = []
-    original = TrainingLoop.run
 
-    def run(self, control, first_snapshot):
-        seen.append(next(self.objective.encoder.parameters()).detach().clone())
-        control.cancel()
-        yield from original(self, control, first_snapshot)
+    class RecordingMonitor(Monitor):
+        def __init__(self, data, config, device, objective, *rest, **named):
+            seen.append(next(objective.encoder.parameters()).detach().clone())
+            super().__init__(data, config, device, objective, *rest, **named)
 
-    import unittest.mock
-
-    with unittest.mock.patch.object(TrainingLoop, "run", run):
-        list(train(dataclasses.replace(config, out=config.out + "-start")))
+    list(train(dataclasses.replace(config, out=config.out + "-start"),
+               parts=LoopParts(judge=RecordingMonitor)))
     return seen[0]
 
 
@@ -207,10 +224,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(image_folder, 
         return (loss * float("nan"), extra) if calls["n"] >= 5 else (loss, extra)
 
     monkeypatch.setattr(cls, "forward", forward)
-    no_timing_passes(monkeypatch)  # forward calls are counted from the first step
     config = config_for(image_folder, tmp_path / "run", epochs=3, checkpoint_minutes=0.05)
     events = []
-    for event in train(config):
+    # forward calls are counted from the first step
+    for event in train(config, parts=NO_TIMING_PASSES):
         events.append(event)
         if isinstance(event, StepMetrics) and event.step == 3:
             time.sleep(3.1)  # the time-based checkpoint falls due right after this yield
@@ -236,8 +253,9 @@ def test_out_of_memory_halves_the_batch_and_retries(image_folder, tmp_path, monk
         return real_forward(self, images)
 
     monkeypatch.setattr(cls, "forward", forward)
-    no_timing_passes(monkeypatch)  # the first step's forward is the one that runs out
-    events = list(train(config_for(image_folder, tmp_path / "run", batch_size=8)))
+    # the first step's forward is the one that runs out
+    events = list(train(config_for(image_folder, tmp_path / "run", batch_size=8),
+                        parts=NO_TIMING_PASSES))
     warning = [w for w in of_type(events, RunWarning) if w.kind == "out_of_memory"][0]
     assert "halved to 4" in warning.message
     assert of_type(events, StepMetrics)[0].batch_size == 4

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,6 +48,30 @@ from sslstudio.core.run.plan import (
 
 MONITOR_CHUNK = 512
 AUTO_LOG_INTERVAL_S = 0.2
+
+
+@dataclass
+class Clock:
+    """Training time, excluding pauses, continued across resumes."""
+
+    control: RunControl
+    offset: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return self.offset + time.monotonic() - self.started - self.control.paused_seconds
+
+
+@dataclass(frozen=True)
+class LoopParts:
+    """What a run's loop is made with besides its plan, so that a test can hand in its own: the
+    clock the budget is measured by (made from the run's control and the time already spent),
+    the judge that takes snapshots and scores encoders (a `Monitor` or one of its kind), and
+    whether the plan is fitted to steps timed on this machine before the first step."""
+
+    clock: Callable[[RunControl, float], Clock] = Clock
+    judge: Callable[..., Monitor] = Monitor
+    fit_plan_to_machine: bool = True
 
 
 def lr_factor(progress: float, warmup: float) -> float:
@@ -197,11 +221,12 @@ class TrainingLoop:
                        / self.config.epochs)
         return min(1.0, self.clock.elapsed() / (self.plan.minutes * 60.0))
 
-    def run(self, control: RunControl, first_snapshot: bool) -> Iterator:
+    def run(self, control: RunControl, first_snapshot: bool, parts: LoopParts = LoopParts()
+            ) -> Iterator:
         config, setup, state = self.config, self.setup, self.state
-        self.clock = Clock(control, offset=state.elapsed_s)
+        self.clock = parts.clock(control, state.elapsed_s)
         if setup.main:
-            self.monitor = Monitor(self.data, config, setup.device, self.objective,
+            self.monitor = parts.judge(self.data, config, setup.device, self.objective,
                                     self.preprocess, setup.run, self._eval_chunk(),
                                     self.plan.monitor_items or config.monitor_items,
                                     self.judging_labels,
@@ -483,19 +508,6 @@ class LogWindow:
         self.steps = self.samples = 0
         self.started = time.monotonic()
         return out
-
-
-@dataclass
-class Clock:
-    """Training time, excluding pauses, continued across resumes."""
-
-    control: RunControl
-    offset: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-    def elapsed(self) -> float:
-        return self.offset + time.monotonic() - self.started - self.control.paused_seconds
-
 
 
 class Diverged(Exception):

@@ -34,17 +34,19 @@ from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run.config import TrainConfig
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.run.folder import MetricsLog
-from sslstudio.core.run.loop import TrainingLoop
+from sslstudio.core.run.loop import LoopParts, TrainingLoop
 from sslstudio.core.run.plan import RunPlan, Setup, make_plan, user_labels
 
 
 # -- running ----------------------------------------------------------------------------------
 def train(config: TrainConfig, objective_config=None, control: RunControl | None = None,
-          resume: bool = False, other_data: bool = False) -> Iterator:
+          resume: bool = False, other_data: bool = False, parts: LoopParts = LoopParts()
+          ) -> Iterator:
     """Pretrain `config.backbone` on `config.data` with `config.objective`, yielding events.
 
     With `resume`, the run folder's checkpoint is loaded and training continues from its step,
-    on the folder the run was trained on unless `other_data`.
+    on the folder the run was trained on unless `other_data`. `parts` are the loop's clock and
+    judge (tests hand in their own).
     """
     control = control or RunControl()
     owns_process_group = False
@@ -64,7 +66,7 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
                 RunFolder(run_dir).check_data_place(Path(config.data), other_data)
             if lock.taken_over_from:
                 yield RunWarning("lock", lock.note(f"run folder {run_dir}"))
-        yield from _train_in_folder(config, objective_config, control, resume, other_data)
+        yield from _train_in_folder(config, objective_config, control, resume, other_data, parts)
     finally:
         if lock is not None:
             lock.release()
@@ -73,7 +75,7 @@ def train(config: TrainConfig, objective_config=None, control: RunControl | None
 
 
 def _train_in_folder(config: TrainConfig, objective_config, control: RunControl, resume: bool,
-                     other_data: bool) -> Iterator:
+                     other_data: bool, parts: LoopParts) -> Iterator:
     run_dir = config.run_dir
     restart_note = ""
     if resume and not RunFolder(run_dir).has_checkpoint():
@@ -91,7 +93,7 @@ def _train_in_folder(config: TrainConfig, objective_config, control: RunControl,
     try:
         if restart_note:
             yield RunWarning("resume", restart_note)
-        for event in _train(config, objective_config, control, resume, other_data):
+        for event in _train(config, objective_config, control, resume, other_data, parts):
             started = started or isinstance(event, RunStarted)
             yield event
     except BaseException:
@@ -102,7 +104,7 @@ def _train_in_folder(config: TrainConfig, objective_config, control: RunControl,
 
 
 def _train(config: TrainConfig, objective_config, control: RunControl, resume: bool,
-           other_data: bool = False):
+           other_data: bool, parts: LoopParts):
     """Plan, build, loop."""
     setup = Setup.of(config)
     run = setup.run
@@ -131,7 +133,7 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
         note = loop.restore()
         if note:
             yield RunWarning("resume", note)
-    elif setup.world == 1:
+    elif setup.world == 1 and parts.fit_plan_to_machine:
         loop.fit_to_budget()
     if config.labels and setup.main:
         try:
@@ -149,7 +151,7 @@ def _train(config: TrainConfig, objective_config, control: RunControl, resume: b
                      len(data.report.skipped), loop.batch_size, loop.plan.total_steps,
                      loop.state.step, setup.world, loop.objective.encoder.feature_dim,
                      tuple(data.class_names), loop.plan.describe())
-    yield from loop.run(control, first_snapshot=not resume)
+    yield from loop.run(control, first_snapshot=not resume, parts=parts)
 
 
 def resolved_config(config: TrainConfig, plan: RunPlan, preprocess: Preprocess) -> TrainConfig:
