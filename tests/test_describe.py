@@ -297,3 +297,21 @@ def test_an_estimate_with_a_caution_says_it_on_its_headline():
     line = format_estimate(estimate(method="setfit", caution="it can run opposite to the truth")).splitlines()[0]
     assert line.endswith("; caution: it can run opposite to the truth")
     assert "caution" not in format_estimate(estimate())
+
+
+def test_on_a_cpu_the_form_starts_images_from_a_pretrained_encoder_on_disk_and_texts_from_auto(
+        qtbot, monkeypatch, tmp_path):
+    from sslstudio.core import devices
+    from sslstudio.core.backbones import pretrained
+    from sslstudio.gui.widgets.run_setup import RunSetupPanel, engine_info
+
+    monkeypatch.setattr(devices, "resolve_device", lambda name: "cpu")
+    monkeypatch.setattr(pretrained, "cached_weights", lambda name: tmp_path / f"{name}.safetensors"
+                        if name == "pretrained_efficientnet_lite0" else None)
+    monkeypatch.setattr(pretrained, "cached_text_encoder", lambda: tmp_path / "all-MiniLM-L6-v2")
+    info = engine_info()
+    assert info["default_backbones"] == {"image": "pretrained_efficientnet_lite0", "text": "auto"}
+    panel = RunSetupPanel()
+    qtbot.addWidget(panel)
+    panel.populate(info, {})
+    assert panel.backbone.currentData() == "pretrained_efficientnet_lite0"

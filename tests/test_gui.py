@@ -313,6 +313,32 @@ def test_the_first_run_offers_the_pretrained_encoders_once_and_downloads_only_af
     assert not again.encoders.dialog.isVisible()
 
 
+def test_a_folder_of_images_and_texts_asks_which_kind_to_train_on(window, tmp_path, monkeypatch):
+    w = window()
+    folder = make_image_folder(tmp_path / "mixed", classes=1, per_class=6)
+    for i in range(6):
+        (folder / f"note{i}.txt").write_text(f"note {i}: the cells divided twice overnight")
+    offered, answers = [], iter(["Texts", None])
+
+    def answer(box):
+        offered.append(sorted(b.text() for b in box.buttons()
+                              if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole))
+        wanted = next(answers)
+        clicked = box.button(QMessageBox.StandardButton.Cancel) if wanted is None else \
+            next(b for b in box.buttons() if b.text() == wanted)
+        clicked.click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    assert w.folders.ask_modality(folder) == "text"
+    assert w.folders.ask_modality(folder) is None  # cancelled: nothing opens
+    assert offered == [["Images", "Texts"]] * 2
+    # One kind alone, or nothing yet, is not asked about.
+    assert w.folders.ask_modality(make_image_folder(tmp_path / "images-only", classes=1)) == "image"
+    (tmp_path / "empty").mkdir()
+    assert w.folders.ask_modality(tmp_path / "empty") == "image" and len(offered) == 2
+
+
 def test_the_preview_caption_names_the_item_on_lines_that_never_wrap(qtbot, window):
     w = window()
     open_sample(qtbot, w)
@@ -425,10 +451,10 @@ def test_an_error_in_the_worker_becomes_a_dialog(qtbot, window, tmp_path):
     shutil.rmtree(data)  # the folder disappears between the scan and the run
     small_run(w)
     w.training.start()
-    qtbot.waitUntil(lambda: getattr(w, "_error_box", None) is not None and w._error_box.isVisible(),
+    qtbot.waitUntil(lambda: w.error_box is not None and w.error_box.isVisible(),
                     timeout=60000)
-    assert "not found" in w._error_box.text()
-    w._error_box.close()
+    assert "not found" in w.error_box.text()
+    w.error_box.close()
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=30000)
 
 
@@ -1084,7 +1110,8 @@ def test_open_a_text_folder_train_label_and_adapt(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: not w.controller.busy(), timeout=120000)
     summary = w.runs.list.currentItem().data(Qt.ItemDataRole.UserRole)
     assert summary.status == "completed" and summary.backbone == "word_vectors"
-    assert len(w.map.indices) > 0 and isinstance(w._thumbnail_for(int(w.map.indices[0])), str)
+    assert w.curves.plots["speed"].titleLabel.text == "Texts / s"
+    assert len(w.map.indices) > 0 and isinstance(w.map.thumbnail_for(int(w.map.indices[0])), str)
 
     w.labelling.label_panel.prepare_button.click()
     qtbot.waitUntil(lambda: w.labelling.session.item_map.features is not None and not w.controller.busy(), timeout=60000)

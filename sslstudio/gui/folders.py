@@ -14,7 +14,7 @@ from sslstudio.core.data.scan import detect_modality
 from sslstudio.core.project import Project, ProjectError
 from sslstudio.core.project_session import ProjectSession
 from sslstudio.gui import APP_NAME
-from sslstudio.gui.modalities import view_of
+from sslstudio.gui.modalities import VIEWS, view_of
 from sslstudio.gui.recent import FOLDERS, PROJECTS
 from sslstudio.resources import sample_dataset_path
 
@@ -156,21 +156,22 @@ class FolderOpening(QObject):
                                    modality)
 
     def ask_modality(self, folder: Path) -> str | None:
-        """Images or texts, told from what the folder holds; the user decides when it holds both
-        (None when they cancel)."""
-
+        """The kind of data the folder holds, told from its files; the user decides when it holds
+        more than one kind (None when they cancel). An empty folder goes as a tie does, to the
+        first kind the app shows, and its scan then says it is empty."""
         found = detect_modality(folder)
+        if found in VIEWS:
+            return found
         if found != "mixed":
-            return "text" if found == "text" else "image"
+            return next(iter(VIEWS))
         box = QMessageBox(QMessageBox.Icon.Question, APP_NAME,
-                          f"{folder.name} holds both images and text files. Which should SSL Studio "
+                          f"{folder.name} holds more than one kind of file. Which should SSL Studio "
                           "train on?", parent=self.host)
-        images = box.addButton("Images", QMessageBox.ButtonRole.AcceptRole)
-        texts = box.addButton("Texts", QMessageBox.ButtonRole.AcceptRole)
+        choices = {box.addButton(view.item_noun.capitalize(), QMessageBox.ButtonRole.AcceptRole): kind
+                   for kind, view in VIEWS.items()}
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.exec()
-        clicked = box.clickedButton()
-        return "image" if clicked is images else "text" if clicked is texts else None
+        return choices.get(box.clickedButton())
 
     def scan_progress(self, done: int, total: int) -> None:
         self.host.progress.setRange(0, total)
@@ -189,6 +190,7 @@ class FolderOpening(QObject):
         self.host.setup.set_modality(view.name)
         self.host.labelling.data_changed()
         report = data_set.report
+        self.host.curves.set_item_noun(view.item_noun)
         self.host.status_text.setText(f"{len(data_set):,} {view.item_noun} in {data_set.root}")
         self.host.update_actions()
         if report.skipped:

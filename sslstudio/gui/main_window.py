@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.controller = TrainingController(self)
         self._engine_loader: JobWorker | None = None
         self._closing = False
+        self.error_box: QMessageBox | None = None
         self.setAcceptDrops(True)
         # The window's parts, each doing one kind of work on what the window shows.
         self.folders = FolderOpening(self)
@@ -257,7 +258,7 @@ class MainWindow(QMainWindow):
         box.setText(message)
         box.setDetailedText(details)
         box.open()
-        self._error_box = box
+        self.error_box = box  # the last failure shown, which a test (or a screenshot) can read
 
     def _task_result(self, kind: str, value) -> None:
         self.progress.hide()

@@ -53,6 +53,7 @@ class ImagePreprocess(Preprocess):
     default_objective: ClassVar[str] = DEFAULT_OBJECTIVE
     continuing_objective: ClassVar[str] = DEFAULT_OBJECTIVE
     student_backbone: ClassVar[str] = "small_cnn"
+    pretrained_by_default_on_cpu: ClassVar[bool] = True
     image_size: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])

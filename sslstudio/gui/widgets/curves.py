@@ -111,6 +111,16 @@ class CurvesView(QWidget):
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
 
+    def set_item_noun(self, noun: str) -> None:
+        """What the speed plot counts ("images", "texts"), from the folder the window shows."""
+        title = f"{noun.capitalize()} / s"
+        if self._titles["speed"][0] == title:
+            return
+        series = [(column, f"{noun}/s", colour) for column, _, colour in self._titles["speed"][1]]
+        self._titles["speed"] = (title, series)
+        self.curves["samples_per_s"].opts["name"] = f"{noun}/s"
+        self.plots["speed"].setTitle(self._title("speed", shown=set()))
+
     def set_history(self, history: RunHistory) -> None:
         self.history = history
         self._drawn_version = -1

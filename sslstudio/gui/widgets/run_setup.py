@@ -299,7 +299,7 @@ class RunSetupPanel(QWidget):
             wanted = self.default_objectives[self.modality]
         self.objective.setCurrentText(wanted)
         self._objective_changed(self.objective.currentText())
-        self.default_backbones = {"image": info.get("default_backbone", "auto"), "text": "auto"}
+        self.default_backbones = info.get("default_backbones", {})
         # The encoder and its weights are remembered per kind of data: an image encoder's
         # weights file would not load into a text run, nor a text model folder into an image one.
         self.saved_encoders = dict(choices.get("encoders_by_modality", {}))
@@ -566,9 +566,13 @@ def engine_info() -> dict:
         "summaries": {name: cls.summary for name, cls in objectives.items()},
         "objective_modalities": {name: objective_modalities(cls) for name, cls in objectives.items()},
         "backbones": backbones,
-        # On a CPU a pretrained encoder whose weights are already on disk beats any from scratch.
-        "default_backbone": next((n for n, v in backbones.items() if v[2] and v[2]["cached"]
-                                  and v[1] == "image"), "auto") if best == "cpu" else "auto",
+        # On a CPU a pretrained encoder whose weights are already on disk, where that beat any
+        # from scratch.
+        "default_backbones": {
+            modality: next((n for n, v in backbones.items() if v[2] and v[2]["cached"]
+                            and v[1] == modality), "auto")
+            if best == "cpu" and PREPROCESSES.get(modality).pretrained_by_default_on_cpu else "auto"
+            for modality in PREPROCESSES.names()},
         "devices": devices,
         "default_objectives": {name: PREPROCESSES.get(name).default_objective
                                for name in PREPROCESSES.names()},
