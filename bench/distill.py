@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,11 @@ def quality_dir(name: str, quality: list[Path]) -> Path | None:
         if (root / name / "folder").is_dir():
             return root / name
     return None
+
+
+def run_minutes(run: Path) -> float:
+    with open(run / "config.toml", "rb") as f:
+        return float(tomllib.load(f)["train"]["minutes"])
 
 
 def exported(app: App, run: Path, folder: Path, out: Path) -> dict:
@@ -88,11 +94,12 @@ def bench_set(name: str, args, app: App) -> list[Row]:
     teacher_row = row("teacher as is" + (" (Lite0, 224 px)" if modality == "image" else
                                          " (all-MiniLM-L6-v2)"), base / teacher_run)
     teacher_row.facts.update(exported(app, base / teacher_run, folder, work))
-    rows.append(Row(f"from scratch, {args.minutes:g} min", probe_all(scratch, labels, args.draws),
-                    {"objective": "default"}))
+    # Reused runs keep the budget they were trained with, which need not be this call's.
+    rows.append(Row(f"from scratch, {run_minutes(base / 'scratch'):g} min",
+                    probe_all(scratch, labels, args.draws), {"objective": "default"}))
     report(name, rows[-1])
     if (base / "continued" / "status.json").exists():
-        row(f"continued {args.minutes:g} min, no labels", base / "continued")
+        row(f"continued {run_minutes(base / 'continued'):g} min, no labels", base / "continued")
     settings = [option for knob in args.set for option in ("--set", knob)]
     run = work / f"distill{args.tag}"
     facts = app.train(folder, run, "--teacher", teacher, "--minutes", minutes, *settings)
