@@ -1,6 +1,13 @@
 from __future__ import annotations
 
 import os
+
+# Under pytest-xdist each worker gets its share of the cores for torch's and numpy's threads
+# (and so do the programs a test starts): two workers of two threads each on two cores spend
+# their time waiting on one another. Set before numpy or torch is imported.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 import threading
 from pathlib import Path
 

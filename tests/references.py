@@ -74,12 +74,14 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, chosen: to
     return total / count
 
 
-def simcse(h1: torch.Tensor, h2: torch.Tensor, tau: float) -> float:
-    """SimCSE eq. 4: -log e^{sim(h_i, h_i')/tau} / sum_j e^{sim(h_i, h_j')/tau}, averaged."""
+def simcse(h1: torch.Tensor, h2: torch.Tensor, tau: float, queue: torch.Tensor | None = None) -> float:
+    """SimCSE eq. 4: -log e^{sim(h_i, h_i')/tau} / sum_j e^{sim(h_i, h_j')/tau}, averaged; the
+    rows of `queue` (past second views) are further terms h_j' of the denominator."""
     n = h1.shape[0]
+    negatives = [h2[j] for j in range(n)] + ([] if queue is None else [q for q in queue])
     total = 0.0
     for i in range(n):
-        denominator = sum(math.exp(_cos(h1[i].double(), h2[j].double()) / tau) for j in range(n))
+        denominator = sum(math.exp(_cos(h1[i].double(), other.double()) / tau) for other in negatives)
         total += -math.log(math.exp(_cos(h1[i].double(), h2[i].double()) / tau) / denominator)
     return total / n
 

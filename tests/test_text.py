@@ -75,6 +75,38 @@ def test_simcse_loss_matches_reference(tau):
     assert float(simcse_loss(h1, h2, tau)) == pytest.approx(references.simcse(h1, h2, tau), rel=1e-5)
 
 
+def test_simcse_loss_with_a_queue_of_past_views_matches_reference():
+    generator = torch.Generator().manual_seed(8)
+    h1, h2 = torch.randn(4, 16, generator=generator), torch.randn(4, 16, generator=generator)
+    queue = torch.nn.functional.normalize(torch.randn(5, 16, generator=generator), dim=1)
+    assert float(simcse_loss(h1, h2, 0.1, queue)) == pytest.approx(
+        references.simcse(h1, h2, 0.1, queue), rel=1e-5)
+    assert float(simcse_loss(h1, h2, 0.1, queue)) > float(simcse_loss(h1, h2, 0.1))
+
+
+def test_simcse_queue_fills_from_training_steps_only_and_wraps():
+    from sslstudio.core.objectives.simcse import SimCSE, SimCSEConfig
+
+    encoder = TextTransformer(TextShape(vocab_size=200, max_length=24, layers=1, width=16, heads=2))
+    objective = SimCSE(encoder, SimCSEConfig(queue_size=10), None)
+    ids = sentences(rows=4, length=24)
+    objective.train()
+    objective(ids)[0].backward()
+    assert int(objective.queue_filled) == 4
+    with torch.no_grad():
+        objective(ids)  # a probe of the loss, not a step: no negatives added
+    objective.eval()
+    objective(ids)
+    assert int(objective.queue_filled) == 4
+    objective.train()
+    for _ in range(2):
+        objective(ids)[0].backward()
+    assert int(objective.queue_filled) == 10 and int(objective.queue_pointer) == 2
+    assert torch.allclose(objective.queue.norm(dim=1), torch.ones(10))
+    # Kept with the checkpoint, so a resumed run has the same negatives.
+    assert {"queue", "queue_filled", "queue_pointer"} <= set(objective.state_dict())
+
+
 def test_text_encoder_ignores_padding_and_dropout_gives_two_views():
     encoder = TextTransformer(TextShape(vocab_size=200, max_length=24, layers=2, width=32, heads=2))
     ids = sentences(rows=2, length=24)
