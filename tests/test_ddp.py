@@ -64,3 +64,35 @@ def test_torchrun_two_processes_train_and_only_rank_zero_writes(image_folder, tm
     # Rank 0 alone writes: the last checkpoint, and the one before it kept as a fallback.
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) in (
         ["last.safetensors"], ["last.safetensors", "previous.safetensors"])
+
+
+def test_under_torchrun_the_teachers_pass_is_shared_and_every_process_gets_the_same_targets(tmp_path):
+    import numpy as np
+
+    from tests.conftest import make_image_folder
+
+    # More items than a teacher's chunk (64), so that both processes encode a part.
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=48, size=16)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    common = ["--data", str(folder), "--image-size", "16", "--batch-size", "8"]
+
+    def sslstudio(*args, torchrun=False):
+        launcher = (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+                    if torchrun else [])
+        result = subprocess.run([sys.executable, *launcher, "-m", "sslstudio", "train", *common, *args],
+                                capture_output=True, text=True, timeout=240, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        return result.stdout
+
+    sslstudio("--out", str(tmp_path / "teacher"), "--epochs", "1")
+    taught = ["--teacher", str(tmp_path / "teacher")]
+    sslstudio("--out", str(tmp_path / "one"), *taught, "--epochs", "1")
+    # A budget in minutes: rank 0's timing of its first chunk decides how much the pass covers.
+    shared = sslstudio("--out", str(tmp_path / "two"), *taught, "--minutes", "0.1", torchrun=True)
+    assert shared.count("run completed") == 1 and "x2 processes" in shared
+    with np.load(tmp_path / "one" / "teacher-features.npz") as one, \
+            np.load(tmp_path / "two" / "teacher-features.npz") as two:
+        assert list(two["indices"]) == list(range(144)) == list(one["indices"])
+        assert list(two["keys"]) == list(one["keys"])
+        np.testing.assert_allclose(two["features"].astype(np.float32),
+                                   one["features"].astype(np.float32), atol=2e-2)

@@ -190,6 +190,40 @@ def test_the_teachers_pass_can_be_cancelled(image_folder, tmp_path):
                                                   0.0, 0.4, 0, chunk=4))
 
 
+def test_under_torchrun_each_process_encodes_its_own_chunks_of_the_teachers_pass(image_folder, tmp_path,
+                                                                               monkeypatch):
+    """Chunk k of the seeded order is rank k mod 2's (tests/test_ddp.py runs two processes for
+    real and checks that they end with one process's targets)."""
+    from sslstudio.core import distributed
+    from sslstudio.core.data import load_image_folder
+
+    teacher_run = tmp_path / "teacher"
+    list(train(config_for(image_folder, teacher_run, objective="simclr")))
+    teacher = teacher_module.load_teacher(str(teacher_run), "image", torch.device("cpu"))
+    from tests.conftest import make_image_folder
+
+    # Chunks are at least 16 items: 60 items make four, two for each process.
+    data = run_to_end(load_image_folder(make_image_folder(tmp_path / "many", per_class=20, size=16), 16))
+    order = np.random.default_rng(0).permutation(len(data))  # the pass's seeded order
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "from_rank_zero", lambda value, device: value)
+    monkeypatch.setattr(distributed, "gather_objects", lambda value: [value])  # this rank's part
+    parts = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        parts[rank] = run_to_end(teacher_module.teacher_targets(
+            teacher, data, torch.device("cpu"), RunControl(), 60.0, 0.4, 0, chunk=5))
+    chunk = teacher.preprocess.inference_batch(torch.device("cpu"), 5)  # the chunk it works in
+    assert 2 * chunk < len(data)
+    chunks = [order[start:start + chunk] for start in range(0, len(data), chunk)]
+    assert sorted(parts[0].indices) == sorted(np.concatenate(chunks[0::2]))
+    assert sorted(parts[1].indices) == sorted(np.concatenate(chunks[1::2]))
+    monkeypatch.undo()
+    whole = run_to_end(teacher_module.teacher_targets(teacher, data, torch.device("cpu"), RunControl(),
+                                                      60.0, 0.4, 0, chunk=5))
+    assert len(whole.indices) == len(data)  # (with one process: every chunk its own)
+
+
 def test_a_clip_folder_teaches_through_its_image_tower(image_folder, tmp_path):
     from tests.test_zeroshot import make_clip_folder
 

@@ -50,3 +50,21 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def from_rank_zero(value: float, device: torch.device) -> float:
+    """Rank 0's `value` on every rank: a decision that must not differ between them."""
+    if world_size() == 1:
+        return value
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
+def gather_objects(value) -> list:
+    """Every rank's `value` (picklable), in rank order."""
+    if world_size() == 1:
+        return [value]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered

@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from sslstudio.core import distributed
 from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
 from sslstudio.core.zeroshot.clip import is_clip_folder
@@ -233,29 +234,41 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
                     share: float, seed: int, chunk: int = 0) -> Iterator:
     """The teacher's features of the items a `share` of `budget_s` affords (every item when it
     does; 0: no limit), a seeded spread of the folder otherwise. Times the first chunk to
-    decide; yields progress; returns TeacherTargets."""
+    decide; yields progress; returns TeacherTargets. Under torchrun the processes share the
+    work (chunk k of the seeded order is encoded by rank k mod world) and rank 0's timing
+    decides for all, so every process gets the same targets."""
     started = time.monotonic()
     total = len(data)
+    world, rank = distributed.world_size(), distributed.rank()
     order = np.random.default_rng(seed).permutation(total)
     chunk = teacher.preprocess.inference_batch(torch.device(device), chunk or TEACHER_CHUNK)
     features: list[np.ndarray] = []
     batches: list[np.ndarray] = []
     wanted = total
-    done = 0
-    while done < wanted:
-        batch = np.sort(order[done:done + chunk])
-        features.append(teacher.encode(data, batch, device).cpu().numpy().astype(np.float16))
-        batches.append(batch)
+    start = rank * chunk  # where this process's next chunk starts
+    done = 0  # items this process has encoded
+    decided = not (budget_s and share)
+    while start < wanted or not decided:
+        batch = np.sort(order[start:start + chunk])
+        if len(batch):
+            features.append(teacher.encode(data, batch, device).cpu().numpy().astype(np.float16))
+            batches.append(batch)
         done += len(batch)
-        if done == len(batch) and budget_s and share:
-            per_item = (time.monotonic() - started) / done
-            wanted = int(min(total, max(done, share * budget_s / per_item)))
+        start += world * chunk
+        if not decided:
+            decided = True
+            per_item = distributed.from_rank_zero((time.monotonic() - started) / max(1, done),
+                                                  torch.device(device))
+            first_round = min(total, world * chunk)
+            wanted = int(min(total, max(first_round, share * budget_s * world / per_item)))
             # Leaving out a few items saves seconds and costs the student their lessons.
             wanted = total if wanted >= 0.8 * total else wanted
-        yield ScanProgress(done, wanted, 0, "", "the teacher is encoding", noun="items")
+        yield ScanProgress(min(done * world, wanted), wanted, 0, "", "the teacher is encoding",
+                           noun="items")
         control.checkpoint()
-    taken = np.concatenate(features)
-    covered = np.concatenate(batches)
+    shares = distributed.gather_objects((batches, features))
+    covered = np.concatenate([b for rank_batches, _ in shares for b in rank_batches])
+    taken = np.concatenate([f for _, rank_features in shares for f in rank_features])
     positions = np.argsort(covered)
     # The forward pass alone, as the student's is timed: decoding a large photo would dwarf it.
     one = teacher.preprocess.model_inputs(teacher.preprocess.reread(data, covered[:1], teacher.folder),

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslstudio.core import distributed
 from sslstudio.core.backbones.word_vectors import WORD_VECTORS
 from sslstudio.core.config import knob
 from sslstudio.core.data import item_keys
@@ -114,6 +115,8 @@ class Distill(Objective):
         teacher_name = str(config.teacher)
         saved = (TeacherTargets.read(run.teacher_path, keys, teacher_name)
                  if run.teacher_path.exists() else None)
+        if distributed.any_rank(saved is None, setup.device):
+            saved = None  # the pass is shared: every process takes part or none does
         teacher = None
         if saved is None:
             teacher = load_teacher(teacher_name, setup.modality, setup.device)
