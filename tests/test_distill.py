@@ -91,6 +91,7 @@ def test_a_student_learns_from_a_run_and_the_teacher_is_paid_once(image_folder, 
     summary = [e for e in events if getattr(e, "kind", "") == "summary"]
     assert len(summary) == 1 and summary[0].message.startswith("distilled from the run teacher")
     assert "against the teacher's" in summary[0].message and " MB against " in summary[0].message
+    assert "ONNX file" in summary[0].message and "(onnxruntime, this CPU: " in summary[0].message
     saved = np.load(run / "teacher-features.npz")
     assert saved["features"].shape[0] == 24 and str(saved["teacher"]) == str(teacher_run)
 

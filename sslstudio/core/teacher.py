@@ -198,6 +198,8 @@ class TeacherTargets:
     description: str
     parameter_bytes: int
     latency_ms: float = float("nan")  # one item through the teacher, PyTorch, this machine
+    onnx_ms: float = float("nan")  # the same through onnxruntime (CPU)
+    onnx_mb: float = float("nan")  # the teacher's ONNX file
 
     @property
     def dim(self) -> int:
@@ -209,7 +211,8 @@ class TeacherTargets:
                  keys=np.array([keys[i] for i in self.indices]), teacher=np.array(self.teacher),
                  description=np.array(self.description),
                  parameter_bytes=np.array(self.parameter_bytes),
-                 latency_ms=np.array(self.latency_ms))
+                 latency_ms=np.array(self.latency_ms), onnx_ms=np.array(self.onnx_ms),
+                 onnx_mb=np.array(self.onnx_mb))
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
@@ -223,9 +226,10 @@ class TeacherTargets:
                 if len(indices) and (indices.max() >= len(keys) or
                                      [keys[i] for i in indices] != list(saved["keys"])):
                     return None
+                figures = [float(saved[name]) if name in saved else float("nan")
+                           for name in ("latency_ms", "onnx_ms", "onnx_mb")]
                 return cls(indices, saved["features"], 0.0, teacher, str(saved["description"]),
-                           int(saved["parameter_bytes"]),
-                           float(saved["latency_ms"]) if "latency_ms" in saved else float("nan"))
+                           int(saved["parameter_bytes"]), *figures)
         except (OSError, KeyError, ValueError):
             return None
 
@@ -275,9 +279,13 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
                                           device)
     with torch.inference_mode():
         latency_ms = batch_one_ms(lambda: teacher.encoder(one), device)
+    from sslstudio.core.export import onnx_figures  # onnx and onnxruntime: only when teaching
+
+    # Exported once here, for the run's closing comparison; it is part of the pass's cost.
+    onnx_ms, onnx_mb = onnx_figures(teacher.encoder, one)
     return TeacherTargets(covered[positions].astype(np.int64), taken[positions],
                           time.monotonic() - started, teacher.name, teacher.description,
-                          teacher.parameter_bytes(), latency_ms)
+                          teacher.parameter_bytes(), latency_ms, onnx_ms, onnx_mb)
 
 
 def batch_one_ms(encode_one, device, repeats: int = 5) -> float:

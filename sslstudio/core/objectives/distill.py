@@ -234,34 +234,39 @@ class Distill(Objective):
 
     def closing_note(self, monitor, device) -> str:
         """Student against teacher, as the run ends: the same few-label probe on the monitor's
-        sample, the weights' size and one item's latency here."""
+        sample, and one item's latency and the model's file through onnxruntime here (the
+        weights and PyTorch's latency where the ONNX figures are missing)."""
+        from sslstudio.core.export import onnx_figures
         from sslstudio.core.teacher import batch_one_ms
 
         targets = self.teacher_features
-        one = monitor.indices[:1]
-        items = monitor.preprocess.feature_items(monitor.data, one)
-
-        @torch.inference_mode()
-        def encode_one():
-            return self.encoder(monitor.features_preprocess.model_inputs(items, device))
-
+        items = monitor.preprocess.feature_items(monitor.data, monitor.indices[:1])
+        one = monitor.features_preprocess.model_inputs(items, device)
         was_training = self.training
         self.eval()
         try:
-            student_ms = batch_one_ms(encode_one, device)
+            onnx_ms, onnx_mb = onnx_figures(self.encoder, one)
+            with torch.inference_mode():
+                student_ms = batch_one_ms(lambda: self.encoder(one), device)
         finally:
             self.train(was_training)
-        student_bytes = sum(p.numel() * p.element_size() for p in self.encoder.parameters())
         student = monitor.fields.get("probe_accuracy", float("nan"))
         teacher = monitor.reference_probe
         accuracy = (f"10-label probe on the monitor's sample {student:.3f} against the teacher's "
                     f"{teacher:.3f}" if student == student and teacher == teacher else
                     "no labels to compare them by (label a few items a class, or use the "
                     "folder's classes)")
-        return (f"distilled from {targets.description}: {accuracy}; weights "
-                f"{student_bytes / 1e6:.1f} MB against {targets.parameter_bytes / 1e6:.1f} MB; one "
-                f"item {student_ms:.1f} ms against {targets.latency_ms:.1f} ms (PyTorch, here). "
-                "Export it to measure onnxruntime's figures")
+        if onnx_ms == onnx_ms and targets.onnx_ms == targets.onnx_ms:
+            speed = targets.onnx_ms / max(onnx_ms, 1e-9)
+            cost = (f"ONNX file {onnx_mb:.1f} MB against {targets.onnx_mb:.1f} MB; one item "
+                    f"{onnx_ms:.2f} ms against {targets.onnx_ms:.2f} ms (onnxruntime, this CPU: "
+                    + (f"{speed:.0f}x faster)" if speed >= 1 else f"{1 / speed:.1f}x slower)"))
+        else:
+            student_bytes = sum(p.numel() * p.element_size() for p in self.encoder.parameters())
+            cost = (f"weights {student_bytes / 1e6:.1f} MB against {targets.parameter_bytes / 1e6:.1f} "
+                    f"MB; one item {student_ms:.1f} ms against {targets.latency_ms:.1f} ms (PyTorch, "
+                    "here; onnxruntime could not run one of them)")
+        return f"distilled from {targets.description}: {accuracy}; {cost}"
 
     # -- a step ---------------------------------------------------------------------------------
     def head_outputs(self, features):
