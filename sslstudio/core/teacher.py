@@ -281,8 +281,9 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
         latency_ms = batch_one_ms(lambda: teacher.encoder(one), device)
     from sslstudio.core.export import onnx_figures  # onnx and onnxruntime: only when teaching
 
-    # Exported once here, for the run's closing comparison; it is part of the pass's cost.
-    onnx_ms, onnx_mb = onnx_figures(teacher.encoder, one)
+    # Exported once here, for the run's closing comparison (which the first process writes);
+    # it is part of the pass's cost.
+    onnx_ms, onnx_mb = onnx_figures(teacher.encoder, one) if rank == 0 else (float("nan"),) * 2
     return TeacherTargets(covered[positions].astype(np.int64), taken[positions],
                           time.monotonic() - started, teacher.name, teacher.description,
                           teacher.parameter_bytes(), latency_ms, onnx_ms, onnx_mb)
