@@ -48,8 +48,9 @@ class Preparation:
 class Objective(nn.Module):
     """A self-supervised task around an encoder.
 
-    `forward(images)` takes a float NCHW batch in [0, 1] straight from the cache (augmentation
-    happens inside, because each method wants its own views) and returns (loss, metrics).
+    `forward(inputs)` takes a batch as the modality's Preprocess makes it (images: a float NCHW
+    batch in [0, 1] straight from the cache; texts: token ids) and returns (loss, metrics);
+    augmentation happens inside, because each method wants its own views.
     """
 
     name: str = ""
@@ -70,11 +71,19 @@ class Objective(nn.Module):
     trains_any_backbone = False  # also those another objective owns (skip-gram's word vectors)
     needs_teacher = False
 
-    def __init__(self, encoder: nn.Module, config, augment):
+    def __init__(self, encoder: nn.Module, config, lent):
         super().__init__()
         self.encoder = encoder
         self.config = config
-        self.augment = augment
+        # What the data's modality lends the objective to make its inputs: an augmentation that
+        # makes a view of a batch (images; texts for objectives that compare views) or a text
+        # vocabulary (which pieces are special, how to mask). `Preprocess.make_objective` says which.
+        self.lent = lent
+
+    @property
+    def augment(self):
+        """The augmentation that makes a view of a batch, for objectives that compare views."""
+        return self.lent
 
     @classmethod
     def prepare(cls, config, objective_config, setup, data, preprocess, control) -> Iterator:

@@ -97,8 +97,8 @@ class Distill(Objective):
     # 0.373 against 0.341; its file is 1/7 to 1/9 of the teacher's instead of 1/22 to 1/38.
     text_width = 384
 
-    def __init__(self, encoder, config: DistillConfig, augment):
-        super().__init__(encoder, config, augment)
+    def __init__(self, encoder, config: DistillConfig, lent):
+        super().__init__(encoder, config, lent)
         self.projector: nn.Module | None = None
         self.targets: torch.Tensor | None = None  # the teacher's, centred and scaled
         self.row_of: torch.Tensor | None = None  # item index -> row of targets, -1: none
@@ -218,7 +218,7 @@ class Distill(Objective):
         a = 1e-3
         with torch.no_grad():
             encoder.token_weight.copy_(torch.where(regular, a / (a + frequency), 0.0))
-            for special in getattr(self.augment, "special_ids", ()):
+            for special in getattr(self.lent, "special_ids", ()):
                 encoder.token_weight[special] = 0.0
         encoder.observe_corpus(ids)
 
@@ -275,7 +275,7 @@ class Distill(Objective):
     def forward(self, inputs: torch.Tensor, indices: torch.Tensor):
         # Image runs hand a batch augmentation; text runs their vocabulary (the text is its own
         # view: a static student has no dropout).
-        views = self.augment(inputs) if callable(self.augment) else inputs
+        views = self.lent(inputs) if callable(self.lent) else inputs
         student = self.projector(self.encoder(views))
         rows = self.row_of[indices.to(self.row_of.device)]
         teacher = self.targets[rows]
