@@ -16,6 +16,18 @@ from sslstudio.core.objectives.base import (ContrastiveConfig, Objective, ema_up
 from sslstudio.core.objectives.heads import mlp_head
 
 
+@torch.no_grad()
+def enqueue(queue: torch.Tensor, pointer: torch.Tensor, keys: torch.Tensor) -> int:
+    """Write `keys` into the ring buffer `queue` at `pointer` (advanced in place), oldest rows
+    first overwritten; returns how many rows were written."""
+    size = queue.shape[0]
+    keys = keys[-size:]
+    rows = (pointer + torch.arange(keys.shape[0], device=keys.device)) % size
+    queue[rows] = keys.to(queue.dtype)
+    pointer.copy_((pointer + keys.shape[0]) % size)
+    return keys.shape[0]
+
+
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
     """InfoNCE with the key of the same image as positive (index 0) and the queue as negatives.
     q, k: (n, d) l2-normalised; queue: (K, d) l2-normalised."""
@@ -72,13 +84,8 @@ class MoCo(Objective):
         self._enqueue(distributed.gather(k))
         return loss, {}
 
-    @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
-        size = self.queue.shape[0]
-        keys = keys[-size:]
-        rows = (self.queue_pointer + torch.arange(keys.shape[0], device=keys.device)) % size
-        self.queue[rows] = keys.to(self.queue.dtype)
-        self.queue_pointer.copy_((self.queue_pointer + keys.shape[0]) % size)
+        enqueue(self.queue, self.queue_pointer, keys)
 
     def after_step(self, progress: float) -> None:
         ema_update(self.key_encoder, self.encoder, self.config.momentum)

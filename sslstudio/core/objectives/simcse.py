@@ -12,6 +12,7 @@ from sslstudio.core import distributed
 from sslstudio.core.config import knob
 from sslstudio.core.objectives.base import ObjectiveConfig, Objective, register_objective
 from sslstudio.core.objectives.heads import mlp_head
+from sslstudio.core.objectives.moco import enqueue
 
 
 @dataclass
@@ -86,9 +87,5 @@ class SimCSE(Objective):
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
-        size = self.queue.shape[0]
-        keys = keys[-size:]
-        rows = (self.queue_pointer + torch.arange(keys.shape[0], device=keys.device)) % size
-        self.queue[rows] = keys.to(self.queue.dtype)
-        self.queue_pointer.copy_((self.queue_pointer + keys.shape[0]) % size)
-        self.queue_filled.copy_(torch.clamp(self.queue_filled + keys.shape[0], max=size))
+        written = enqueue(self.queue, self.queue_pointer, keys)
+        self.queue_filled.copy_(torch.clamp(self.queue_filled + written, max=self.queue.shape[0]))
