@@ -321,6 +321,7 @@ def test_a_folder_of_images_and_texts_asks_which_kind_to_train_on(window, tmp_pa
     offered, answers = [], iter(["Texts", None])
 
     def answer(box):
+        assert box.text().startswith("mixed holds images and texts.")
         offered.append(sorted(b.text() for b in box.buttons()
                               if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole))
         wanted = next(answers)

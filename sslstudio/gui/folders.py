@@ -165,8 +165,8 @@ class FolderOpening(QObject):
         if found != "mixed":
             return next(iter(VIEWS))
         box = QMessageBox(QMessageBox.Icon.Question, APP_NAME,
-                          f"{folder.name} holds more than one kind of file. Which should SSL Studio "
-                          "train on?", parent=self.host)
+                          f"{folder.name} holds {' and '.join(v.item_noun for v in VIEWS.values())}. "
+                          "Which should SSL Studio train on?", parent=self.host)
         choices = {box.addButton(view.item_noun.capitalize(), QMessageBox.ButtonRole.AcceptRole): kind
                    for kind, view in VIEWS.items()}
         box.addButton(QMessageBox.StandardButton.Cancel)
