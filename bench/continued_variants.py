@@ -14,7 +14,6 @@ quality.py does (10 draws of 1, 5 and 10 labels a class, logistic regression, ev
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill import quality_dir, run_minutes  # noqa: E402
+from distill import bench_sets, quality_dir, run_minutes  # noqa: E402
 from quality import App, Row, labels_of, modality_of, probe_all, report  # noqa: E402
 
 
@@ -79,16 +78,7 @@ def main() -> None:
     parser.add_argument("--tag", required=True, help="names the variant's runs (use --tag=-x)")
     parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
     args = parser.parse_args()
-    app = App(args.out)
-    results_path = args.out / f"results{args.tag}.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for name in args.sets:
-        results[name] = [row.__dict__ for row in bench_set(name, args, app)]
-        results_path.write_text(json.dumps(results, indent=1))
-    print("\n| set | row | acc 1 | acc 5 | acc 10 | bal 10 | facts |")
-    for name, rows in results.items():
-        for row in rows:
-            report(name, Row(**row))
+    bench_sets(args, bench_set)
 
 
 if __name__ == "__main__":

@@ -124,12 +124,17 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="names the distilled run (for recipe variants)")
     parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
     args = parser.parse_args()
+    bench_sets(args, bench_set)
+
+
+def bench_sets(args, bench_set) -> None:
+    """`bench_set(name, args, app)` for each of `args.sets`, its rows kept in
+    OUT/results<TAG>.json after each set (with the sets of earlier calls), then one table."""
     app = App(args.out)
     results_path = args.out / f"results{args.tag}.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in args.sets:
-        rows = bench_set(name, args, app)
-        results[name] = [row.__dict__ for row in rows]
+        results[name] = [row.__dict__ for row in bench_set(name, args, app)]
         results_path.write_text(json.dumps(results, indent=1))
     print("\n| set | row | acc 1 | acc 5 | acc 10 | bal 10 | facts |")
     for name, rows in results.items():

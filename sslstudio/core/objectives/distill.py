@@ -10,6 +10,7 @@ item (augmented, for images) through a projection to the teacher's width.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -246,8 +247,12 @@ class Distill(Objective):
         self.eval()
         try:
             onnx_ms, onnx_mb = onnx_figures(self.encoder, one)
-            with torch.inference_mode():
-                student_ms = batch_one_ms(lambda: self.encoder(one), device)
+            by_onnx = not (math.isnan(onnx_ms) or math.isnan(targets.onnx_ms))
+            student_ms = float("nan")
+            if not by_onnx:
+                # PyTorch's figure only where the comparison has to fall back on it.
+                with torch.inference_mode():
+                    student_ms = batch_one_ms(lambda: self.encoder(one), device)
         finally:
             self.train(was_training)
         student = monitor.fields.get("probe_accuracy", float("nan"))
@@ -256,7 +261,7 @@ class Distill(Objective):
                     f"{teacher:.3f}" if student == student and teacher == teacher else
                     "no labels to compare them by (label a few items a class, or use the "
                     "folder's classes)")
-        if onnx_ms == onnx_ms and targets.onnx_ms == targets.onnx_ms:
+        if by_onnx:
             speed = targets.onnx_ms / max(onnx_ms, 1e-9)
             cost = (f"ONNX file {onnx_mb:.1f} MB against {targets.onnx_mb:.1f} MB; one item "
                     f"{onnx_ms:.2f} ms against {targets.onnx_ms:.2f} ms (onnxruntime, this CPU: "

@@ -14,18 +14,7 @@ from sslstudio.core.config import knob
 from sslstudio.core.objectives.base import (ContrastiveConfig, Objective, ema_update,
                                             register_objective)
 from sslstudio.core.objectives.heads import mlp_head
-
-
-@torch.no_grad()
-def enqueue(queue: torch.Tensor, pointer: torch.Tensor, keys: torch.Tensor) -> int:
-    """Write `keys` into the ring buffer `queue` at `pointer` (advanced in place), oldest rows
-    first overwritten; returns how many rows were written."""
-    size = queue.shape[0]
-    keys = keys[-size:]
-    rows = (pointer + torch.arange(keys.shape[0], device=keys.device)) % size
-    queue[rows] = keys.to(queue.dtype)
-    pointer.copy_((pointer + keys.shape[0]) % size)
-    return keys.shape[0]
+from sslstudio.core.objectives.negatives import enqueue
 
 
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ from sslstudio.core import distributed
 from sslstudio.core.config import knob
 from sslstudio.core.objectives.base import ObjectiveConfig, Objective, register_objective
 from sslstudio.core.objectives.heads import mlp_head
-from sslstudio.core.objectives.moco import enqueue
+from sslstudio.core.objectives.negatives import enqueue
 
 
 @dataclass
