@@ -91,3 +91,28 @@ def test_spectrum_alpha_reads_the_eigenvalue_decay():
         assert spectrum_alpha(singular_values(features)) == pytest.approx(alpha, rel=1e-6)
     torch.testing.assert_close(singular_values(features),
                                torch.linalg.svdvals(features), rtol=1e-6, atol=1e-9)
+
+
+def test_an_encoders_batchnorms_fold_into_its_convolutions_for_snapshots_with_the_same_features():
+    from sslstudio.core.backbones import build_backbone
+    from sslstudio.core.backbones.base import folded_for_inference
+    from sslstudio.core.backbones.text_transformer import TextShape
+
+    torch.manual_seed(0)
+    encoder = build_backbone("small_cnn", 32)
+    x = torch.rand(16, 3, 32, 32)
+    for _ in range(3):  # running statistics that are not the identity
+        encoder(x * 3.0 + 1.0)
+    assert folded_for_inference(encoder) is None, "a training encoder's BatchNorms normalise by the batch"
+    encoder.eval()
+    folded = folded_for_inference(encoder)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    with torch.no_grad():
+        expected, got = encoder(x), folded(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+    assert encoder.training is False and any(
+        isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules()), "the encoder itself is untouched"
+    # Nothing to fold: no BatchNorm (word vectors), or a graph torch.fx does not trace.
+    assert folded_for_inference(build_backbone("word_vectors", TextShape(vocab_size=50, max_length=8,
+                                                                          width=8)).eval()) is None
+    assert folded_for_inference(build_backbone("pretrained_efficientnet_lite0", 32).eval()) is None

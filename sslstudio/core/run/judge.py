@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from sslstudio.core.backbones.base import folded_for_inference
 from sslstudio.core.events import (
     EmbeddingSnapshot,
     RunWarning,
@@ -133,11 +134,16 @@ class BestEncoder:
 
 
 
+# Of the run's wall time, at most, for the monitor's snapshots after the first: a twentieth held
+# training at 0.92 of a bare loop's pace at 64 px on two cores (bench/throughput.py).
+WALL_SHARE = 1.0 / 40.0
+
+
 class Monitor:
     """Embeds a fixed sample now and then: collapse meter, kNN accuracy, the 2-D map.
 
     It runs in eval mode and draws no random numbers, so it never changes the training itself;
-    its cost is kept under about a twentieth of the wall time.
+    its cost is kept under a fortieth of the wall time (`WALL_SHARE`).
     """
 
     def __init__(self, data, config: TrainConfig, device, objective, preprocess: Preprocess,
@@ -180,6 +186,7 @@ class Monitor:
         self.fields: dict = {}
         self.warned_collapse = False
         self.took = 0.0  # seconds the last snapshot took
+        self.folds: bool | None = None  # whether the encoder's BatchNorms fold (not known yet)
         self.reference_probe = float("nan")
         # 10 labels a class, as a user would have; half of each class when the user's labels are
         # fewer, so the other half can be tested on.
@@ -205,11 +212,12 @@ class Monitor:
         started = time.monotonic()
         was_training = self.objective.training
         self.objective.eval()
+        encoder = self._encoder_for_snapshot()
         features, projections = [], []
         for start in range(0, len(self.indices), self.chunk):
             x = self.preprocess.model_inputs(self.data.batch(self.indices[start:start + self.chunk]),
                                              self.device)
-            f = self.objective.encoder(x).float()
+            f = encoder(x).float()
             h = self.objective.head_outputs(f)
             features.append(f.cpu())
             if h is not None:
@@ -221,7 +229,7 @@ class Monitor:
         labelled = self.labels >= 0
         judged_t, judged_labels = features_t, self.labels
         if self.features_preprocess is not self.preprocess and labelled.sum() > 1:
-            judged_t, judged_labels = self._judged_features(labelled), self.labels[labelled]
+            judged_t, judged_labels = self._judged_features(encoder, labelled), self.labels[labelled]
         self.objective.train(was_training)
         labels = torch.from_numpy(judged_labels)
         metrics["knn_accuracy"] = knn_accuracy(judged_t, labels) if (labels >= 0).sum() > 1 else float("nan")
@@ -235,13 +243,23 @@ class Monitor:
         coords = project_2d(features_t.numpy(), previous)
         self.last_snapshot = EmbeddingSnapshot(step, self.indices.copy(), coords, self.labels.copy())
         took = self.took = time.monotonic() - started
-        self.next_due = time.monotonic() + max(self.interval, 19 * took)
+        self.next_due = time.monotonic() + max(self.interval, (1.0 / WALL_SHARE - 1.0) * took)
         yield self.last_snapshot
         warning = self._collapse_warning(metrics, step, progress)
         if warning is not None:
             yield warning
 
-    def _judged_features(self, labelled: np.ndarray) -> torch.Tensor:
+    def _encoder_for_snapshot(self) -> torch.nn.Module:
+        """The encoder with its BatchNorms folded into its convolutions, where they fold (a
+        snapshot is a quarter cheaper for small_cnn); whether they do is learnt once."""
+        if self.folds is not False:
+            folded = folded_for_inference(self.objective.encoder)
+            self.folds = folded is not None
+            if folded is not None:
+                return folded
+        return self.objective.encoder
+
+    def _judged_features(self, encoder: torch.nn.Module, labelled: np.ndarray) -> torch.Tensor:
         """The encoder's features of the labelled items of the sample, read as the run's
         features are read (embed, adapt, export), not as training reads them."""
         if self.judged_items is None:
@@ -250,7 +268,7 @@ class Monitor:
         for start in range(0, len(self.judged_items), self.features_chunk):
             x = self.features_preprocess.model_inputs(
                 self.judged_items[start:start + self.features_chunk], self.device)
-            chunks.append(self.objective.encoder(x).float().cpu())
+            chunks.append(encoder(x).float().cpu())
         return torch.cat(chunks)
 
     def _collapse_warning(self, metrics: dict, step: int, progress: float):
