@@ -1,7 +1,7 @@
 """Training throughput, as ratios measured in one run on this machine.
 
     python bench/throughput.py [--data DIR] [--objective simclr] [--backbone small_cnn]
-                               [--batch-size 256] [--image-size 28] [--steps 20]
+                               [--batch-size 256] [--image-size 28] [--steps 100] [--rounds 2]
 
 1. The engine (`sslstudio.core.run.train.train`, with its events, metrics file and monitor) against
    a bare PyTorch loop over the same cached batches, model, augmentation and optimizer.
@@ -138,8 +138,10 @@ def main() -> None:
     parser.add_argument("--backbone", default="small_cnn")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--image-size", type=int, default=28)
-    parser.add_argument("--steps", type=int, default=20)
+    # Long enough for the monitor's periodic snapshots to fall inside the measured window.
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=2, help="bare, engine, engine without monitor")
     args = parser.parse_args()
 
     from sslstudio.core.data import load_image_folder
@@ -154,8 +156,12 @@ def main() -> None:
                 data = stop.value
                 break
         parts = build_bare(args, data)
+        # One untimed pass first: the first loop in a process ran 16% slower than the next one
+        # (allocator and oneDNN kernels warming up), which the bare loop alone would pay.
+        bare_rate(argparse.Namespace(**{**vars(args), "steps": 5}), data, parts)
+        BARE_STEADY.clear()
         bare, engine, quiet = [], [], []
-        for round_index in range(2):
+        for round_index in range(args.rounds):
             bare.append(bare_rate(args, data, parts))
             engine.append(engine_rate(args, data_dir, Path(tmp) / f"run{round_index}"))
             quiet.append(engine_rate(args, data_dir, Path(tmp) / f"quiet{round_index}", monitor=False))
