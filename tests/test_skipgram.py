@@ -163,7 +163,7 @@ def config(folder, out, **extra):
 
 def test_skipgram_run_trains_embeds_and_exports(text_folder, tmp_path):
     from sslstudio.core.embed import load_encoder
-    from sslstudio.core.export import ExportRequest, export_model
+    from sslstudio.core.export import ExportRequest, export_model, with_half_tables
 
     run = tmp_path / "run"
     events = list(train(config(text_folder, run, labels_from_folders=True, lexical_buckets=64)))
@@ -187,10 +187,25 @@ def test_skipgram_run_trains_embeds_and_exports(text_folder, tmp_path):
         assert torch.isfinite(encoder(ids)).all()
 
     out = tmp_path / "export" / "words.onnx"
-    exported = list(export_model(ExportRequest(run, out, latency_repeats=2)))
-    check = next(e for e in exported if type(e).__name__ == "ExportCheck")
-    assert check.passed and check.items == 24
+    exported = list(export_model(ExportRequest(run, out, latency_repeats=2, quantize="int8")))
+    checks = {e.variant: e for e in exported if type(e).__name__ == "ExportCheck"}
+    assert checks["float"].passed and checks["float"].items == 24
+    # int8 is quantized from float32 tables (onnxruntime's quantizer cannot read half ones).
+    assert checks["int8"].passed and out.with_suffix(".int8.onnx").exists()
     assert exported[-1].status == "completed"
+    # The vectors are stored in half precision: the file is mostly the table, at 2 bytes a number.
+    import onnx
+
+    table = encoder.token_embedding.weight
+    stored = {i.name: i for i in onnx.load(str(out)).graph.initializer}
+    halves = [i for i in stored.values() if i.data_type == onnx.TensorProto.FLOAT16]
+    assert [list(i.dims) for i in halves] == [list(table.shape)]
+    assert out.stat().st_size < 2.5 * table.numel() + 40_000
+    halved = with_half_tables(encoder)
+    assert encoder.token_embedding.weight.dtype == torch.float32, "the exported copy is halved, not the encoder"
+    with torch.no_grad():
+        expected = encoder(ids)
+        assert torch.allclose(halved(ids), expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
 
 
 def test_skipgram_run_resumes_to_the_same_weights(text_folder, tmp_path):
