@@ -504,7 +504,7 @@ def print_leave_one_out(scores: dict[str, dict[str, float]], baseline: dict[str,
         in_scores.append(row[everywhere])
         current_scores.append(row[current])
         gains.append(gain)
-    print(f"| mean | | " + " | ".join(f"{np.mean([r[c] for r in scores.values()]):.3f}"
+    print("| mean | | " + " | ".join(f"{np.mean([r[c] for r in scores.values()]):.3f}"
                                      for c in candidates)
           + f" | | {np.mean(held_scores):.3f} | {100 * np.nanmean(gains):+.1f} |")
     verdict = {"held_out_mean": float(np.mean(held_scores)),

@@ -45,7 +45,7 @@ def engine_rate(args, data_dir: Path, out: Path, monitor: bool = True) -> float:
                          backbone=args.backbone, image_size=args.image_size,
                          batch_size=args.batch_size, epochs=1000, log_every_steps=1,
                          device=args.device, monitor_seconds=5.0 if monitor else 3600.0)
-    times, snapshots, first_step = [], 0, None
+    times, snapshots, first_step, with_snapshot = [], 0, None, []
     for event in train(config):
         if isinstance(event, StepMetrics):
             if first_step is None:
@@ -63,8 +63,15 @@ def engine_rate(args, data_dir: Path, out: Path, monitor: bool = True) -> float:
                 times.append(time.perf_counter())
             else:
                 snapshots += 1
-    STEADY.append(args.batch_size / statistics.median(np.diff(times[1:])))
+                # A snapshot runs just before the StepMetrics it follows: that step's interval
+                # holds it.
+                with_snapshot.append(len(times) - 2)
+    intervals = np.diff(times)
+    median = statistics.median(intervals[1:])
+    STEADY.append(args.batch_size / median)
     SNAPSHOTS.append(snapshots)
+    extra = sum(max(0.0, intervals[i] - median) for i in with_snapshot if 0 <= i < len(intervals))
+    MONITOR_SHARE.append(extra / (times[-1] - times[0]))
     return (len(times) - 1) * args.batch_size / (times[-1] - times[0])
 
 
@@ -73,6 +80,10 @@ def engine_rate(args, data_dir: Path, out: Path, monitor: bool = True) -> float:
 STEADY: list[float] = []
 SNAPSHOTS: list[int] = []
 START_SNAPSHOT: list[float] = []  # seconds the step-0 snapshot took, per engine run
+# The monitor's periodic snapshots' share of each window: what their steps took beyond the
+# median step. With the median steps, a figure this machine's drifts (the same bare loop ran
+# 781 to 959 images/s within one process) do not swing.
+MONITOR_SHARE: list[float] = []
 BARE_STEADY: list[float] = []
 
 
@@ -178,6 +189,11 @@ def main() -> None:
           f"images/s = {steady_engine / statistics.median(BARE_STEADY):.3f} (the loop alone); "
           f"monitor snapshots in the measured windows: {SNAPSHOTS[0::2]} with the monitor, "
           f"{SNAPSHOTS[1::2]} without")
+    share = statistics.median(MONITOR_SHARE[0::2])
+    loop_alone = steady_engine / statistics.median(BARE_STEADY)
+    print(f"with the monitor  : {loop_alone * (1.0 - share):8.3f} of bare, from median steps: the loop "
+          f"alone x (1 - the monitor's share of the window, {100 * share:.1f}%; runs: "
+          f"{', '.join(f'{100 * m:.1f}%' for m in MONITOR_SHARE[0::2])})")
     print(f"start-up snapshot : {statistics.median(START_SNAPSHOT):8.2f} s after the first step, "
           "before the measured window (the weights the run started from, once per run)")
     quiet_median = statistics.median(quiet)
