@@ -104,29 +104,71 @@ def build_bare(args, data):
     return objective, augment, make_optimizer(objective, objective.config), device
 
 
-def bare_rate(args, data, parts) -> float:
-    """The textbook loop: slice a batch, augment, forward, backward, step. Nothing else."""
+def bare_step(args, data, parts, order: np.ndarray, step: int) -> None:
+    """One step of the textbook loop: slice a batch, augment, forward, backward, step."""
     from sslstudio.core.data.augment import to_float
 
     objective, _, optimizer, device = parts
-    order = np.random.default_rng(0).permutation(len(data))
     per_epoch = len(data) // args.batch_size
-    objective.train()
+    index = order[(step % per_epoch) * args.batch_size:(step % per_epoch + 1) * args.batch_size]
+    images = to_float(torch.from_numpy(data.images[index]).to(device))
+    loss, _ = objective(images)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    objective.after_step(0.5)
+
+
+def bare_rate(args, data, parts) -> float:
+    """The textbook loop. Nothing else."""
+    order = np.random.default_rng(0).permutation(len(data))
+    parts[0].train()
     start = None
     ends = []
     for step in range(args.steps + 1):
         if step == 1:
             start = time.perf_counter()
-        index = order[(step % per_epoch) * args.batch_size:(step % per_epoch + 1) * args.batch_size]
-        images = to_float(torch.from_numpy(data.images[index]).to(device))
-        loss, _ = objective(images)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        objective.after_step(0.5)
+        bare_step(args, data, parts, order, step)
         ends.append(time.perf_counter())
     BARE_STEADY.append(args.batch_size / statistics.median(np.diff(ends[1:])))
     return args.steps * args.batch_size / (time.perf_counter() - start)
+
+
+def interleaved_ratio(args, data, parts, data_dir: Path, out: Path) -> tuple[float, int]:
+    """The engine (with its monitor) and the bare loop one step each in turn, in one process: a
+    machine that speeds up or slows down over minutes moves both alike. The monitor's clock also
+    runs during the bare steps, so it comes due about twice as often per engine step as in a
+    run of its own: its cost here is an upper bound. Returns (engine / bare, snapshots)."""
+    from sslstudio.core.events import EmbeddingSnapshot, StepMetrics
+    from sslstudio.core.run.config import TrainConfig
+    from sslstudio.core.run.train import train
+
+    config = TrainConfig(data=str(data_dir), out=str(out), objective=args.objective,
+                         backbone=args.backbone, image_size=args.image_size,
+                         batch_size=args.batch_size, epochs=1000, log_every_steps=1,
+                         device=args.device, monitor_seconds=5.0)
+    events = train(config)
+    for event in events:  # to the end of the step-0 snapshot, a start-up cost
+        if isinstance(event, EmbeddingSnapshot) and event.step == 0:
+            break
+    order = np.random.default_rng(1).permutation(len(data))
+    parts[0].train()
+    engine_s = bare_s = 0.0
+    snapshots = 0
+    try:
+        for step in range(args.steps):
+            started = time.perf_counter()
+            for event in events:
+                snapshots += isinstance(event, EmbeddingSnapshot)
+                if isinstance(event, StepMetrics):
+                    break
+            engine_s += time.perf_counter() - started
+            started = time.perf_counter()
+            bare_step(args, data, parts, order, step)
+            bare_s += time.perf_counter() - started
+    finally:
+        events.close()
+    return bare_s / engine_s, snapshots
 
 
 def augmentation_rate(args, data, parts) -> float:
@@ -176,6 +218,7 @@ def main() -> None:
             bare.append(bare_rate(args, data, parts))
             engine.append(engine_rate(args, data_dir, Path(tmp) / f"run{round_index}"))
             quiet.append(engine_rate(args, data_dir, Path(tmp) / f"quiet{round_index}", monitor=False))
+        paired, paired_snapshots = interleaved_ratio(args, data, parts, data_dir, Path(tmp) / "paired")
         augment = augmentation_rate(args, data, parts)
     views = 4 if args.objective == "rotation" else 2
     bare_median, engine_median = statistics.median(bare), statistics.median(engine)
@@ -194,6 +237,8 @@ def main() -> None:
     print(f"with the monitor  : {loop_alone * (1.0 - share):8.3f} of bare, from median steps: the loop "
           f"alone x (1 - the monitor's share of the window, {100 * share:.1f}%; runs: "
           f"{', '.join(f'{100 * m:.1f}%' for m in MONITOR_SHARE[0::2])})")
+    print(f"step by step      : {paired:8.3f} engine / bare, the two taking turns step by step "
+          f"({args.steps} steps each, {paired_snapshots} snapshots of the monitor among them)")
     print(f"start-up snapshot : {statistics.median(START_SNAPSHOT):8.2f} s after the first step, "
           "before the measured window (the weights the run started from, once per run)")
     quiet_median = statistics.median(quiet)
