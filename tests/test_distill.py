@@ -78,7 +78,7 @@ def test_a_student_learns_from_a_run_and_the_teacher_is_paid_once(image_folder, 
                                    epochs=6, labels_from_folders=True)))
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed", events[-1]
     started = next(e for e in events if isinstance(e, RunStarted))
-    assert started.backbone == "small_cnn"  # the modality's student, not its best encoder
+    assert started.backbone == "small_cnn_expanded"  # the modality's student, not its best encoder
     assert "teacher the run teacher (small_cnn): its features of 24 of the 24 items computed once" \
         in started.plan
     steps = [e for e in events if isinstance(e, StepMetrics)]
@@ -110,6 +110,21 @@ def test_a_student_learns_from_a_run_and_the_teacher_is_paid_once(image_folder, 
     assert exported[-1].status == "completed", exported[-1]
     info = json.loads((tmp_path / "student.json").read_text())
     assert info["model"]["teacher"] == str(teacher_run) and info["model"]["objective"] == "distill"
+
+    # The student's features are read as it trained them (pooled, 512), as its monitor judged
+    # them; the teacher, a SimCLR run, is read on small_cnn's 2x2 grid for the probe.
+    from sslstudio.core.adapt.job import AdaptRequest, adapt, load_adapted
+    from sslstudio.core.embed import load_encoder
+
+    student, _ = load_encoder(run, torch.device("cpu"))
+    assert student.feature_dim == 512 and load_encoder(teacher_run, torch.device("cpu"))[0].feature_dim == 512
+    assert info["output"]["shape"] == ["batch", 512]
+    labels = {f"class_{c}/{i:03d}.png": f"class_{c}" for c in range(3) for i in range(4)}
+    adapted = list(adapt(AdaptRequest(run, image_folder, labels, "finetune", {"epochs": 1},
+                                      out_dir=tmp_path / "adapted")))
+    assert adapted[-1].status == "completed", adapted[-1]
+    model = load_adapted(tmp_path / "adapted", torch.device("cpu"))  # its head fits 512 features
+    assert model.model.encoder.feature_dim == 512
 
 
 def test_a_budget_too_small_for_the_whole_folder_teaches_on_a_spread_of_it(image_folder, tmp_path,

@@ -19,6 +19,7 @@ from sslstudio.core.devices import resolve_device
 from sslstudio.core.events import EmbedFinished, EmbedProgress, RunWarning
 from sslstudio.core.fileio import atomic_write_bytes, atomic_write_text, path_line
 from sslstudio.core.locks import OutputLock
+from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.outputs import check_output_file
 from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run.folder import RunFolder
@@ -34,8 +35,14 @@ def load_encoder(run_dir: Path, device: torch.device):
     preprocess = Preprocess.from_table(table).for_features()
     encoder = build_backbone(train_config.backbone, preprocess.encoder_shape())
     encoder.load_state_dict(run_encoder_state(folder))
-    encoder.read_for_probe()
+    if features_read_for_probe(train_config):
+        encoder.read_for_probe()
     return encoder.to(device).eval(), preprocess
+
+
+def features_read_for_probe(train_config) -> bool:
+    """Whether the run's features are the backbone's probe readout (as its objective says)."""
+    return OBJECTIVES.get(train_config.objective).reads_features_for_probe
 
 
 def run_encoder_state(folder: RunFolder) -> dict:

@@ -49,6 +49,7 @@ class AdaptTask:
     encoder_state: dict  # the pretrained weights, CPU tensors
     device: torch.device
     seed: int = 0
+    probe_readout: bool = True  # the encoder reads its features as for a probe (embed.read_for_probe)
     feature_mean: np.ndarray = field(init=False)
     feature_std: np.ndarray = field(init=False)
 
@@ -64,7 +65,8 @@ class AdaptTask:
     def new_encoder(self) -> nn.Module:
         encoder = build_backbone(self.backbone, self.preprocess.encoder_shape())
         encoder.load_state_dict(self.encoder_state)
-        encoder.read_for_probe()  # as the features the task was prepared with
+        if self.probe_readout:  # as the features the task was prepared with
+            encoder.read_for_probe()
         return encoder
 
     def batch(self, indices: np.ndarray) -> torch.Tensor:

@@ -32,7 +32,7 @@ from sslstudio.core.control import Cancelled, RunControl, run_to_end
 from sslstudio.core.data import item_keys
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.devices import resolve_device
-from sslstudio.core.embed import encode_items, load_encoder
+from sslstudio.core.embed import encode_items, features_read_for_probe, load_encoder
 from sslstudio.core.events import (
     AdaptEstimate,
     AdaptFinished,
@@ -109,9 +109,10 @@ def prepare_task(request: AdaptRequest, control: RunControl) -> Iterator:
                          f"{', '.join(n for n in names if n not in used)}")
         names = used
     features = yield from cached_features(run_dir, encoder, data, preprocess, device, control)
-    task = AdaptTask(data, targets, tuple(names), features, _backbone_name(run_dir), preprocess,
+    settings = RunFolder(run_dir).train_settings()
+    task = AdaptTask(data, targets, tuple(names), features, settings.backbone, preprocess,
                      {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, device,
-                     request.seed)
+                     request.seed, probe_readout=features_read_for_probe(settings))
     return task, preprocess
 
 
@@ -126,10 +127,6 @@ def unfit_methods_for_run(run_dir: Path) -> dict[str, str]:
     if key not in _UNFIT:  # building a large encoder takes a moment: once per shape
         _UNFIT[key] = unfit_methods(build_backbone(train_config.backbone, shape))
     return _UNFIT[key]
-
-
-def _backbone_name(run_dir: Path) -> str:
-    return RunFolder(run_dir).train_settings().backbone
 
 
 def cached_features(run_dir: Path, encoder, data, preprocess: Preprocess, device, control,
@@ -391,7 +388,7 @@ def _save(path: Path, request, task, preprocess: Preprocess, config, fitted,
     folder.write_info({
         "adapt": {"method": request.method, "run": str(run.path.resolve()),
                   "data": str(Path(request.data_dir).resolve()), "backbone": task.backbone,
-                  "probe_readout": True,
+                  "probe_readout": task.probe_readout,
                   "class_names": list(task.class_names), "num_labels": result.num_labels,
                   "epochs": result.epochs, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "sslstudio_version": __version__, "seed": request.seed},

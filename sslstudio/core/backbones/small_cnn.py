@@ -14,6 +14,10 @@ def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
+def _conv_bn_1x1(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
 class _ResidualStage(nn.Module):
     """Downsample, then one residual 3x3 pair (ResNet's basic block, kept to one per stage)."""
 
@@ -31,14 +35,17 @@ class _ResidualStage(nn.Module):
 
 
 class SmallCNN(Backbone):
-    def __init__(self, image_size: int, widths=(32, 64, 128, 256)):
+    def __init__(self, image_size: int, widths=(32, 64, 128, 256), expanded: int = 0):
         super().__init__()
         # At 32-64 px every pixel matters: no stride in the stem. Larger inputs are halved first.
         stem_stride = 1 if image_size <= 64 else 2
         self.stem = _conv_bn(3, widths[0], stem_stride)
         self.stages = nn.Sequential(*[_ResidualStage(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        # MobileNet's last layer: a 1x1 convolution widens the last stage before pooling, so the
+        # pooled vector is not held to the last stage's width.
+        self.expand = _conv_bn_1x1(widths[-1], expanded) if expanded else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = self.last_width = widths[-1]
+        self.feature_dim = self.last_width = expanded or widths[-1]
         init_weights(self)
         for stage in self.stages:
             nn.init.zeros_(stage.conv2[1].weight)
@@ -55,7 +62,7 @@ class SmallCNN(Backbone):
                                       for i, stage in enumerate(self.stages)], channels=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.stages(self.stem(x))
+        features = self.expand(self.stages(self.stem(x)))
         if not getattr(self, "grid", 0):
             return self.pool(features).flatten(1)
         return grid_pool(features, self.grid)
@@ -85,3 +92,10 @@ def build_small_cnn(image_size: int) -> Backbone:
                    cpu_friendly=True)
 def build_medium_cnn(image_size: int) -> Backbone:
     return SmallCNN(image_size, widths=(32, 64, 128, 256))
+
+
+@register_backbone("small_cnn_expanded", "small_cnn whose last stage a 1x1 convolution widens to 512 "
+                   "before pooling (0.55 M params): a student for a teacher's wide features",
+                   cpu_friendly=True)
+def build_small_cnn_expanded(image_size: int) -> Backbone:
+    return SmallCNN(image_size, widths=(16, 32, 64, 128), expanded=512)

@@ -70,6 +70,9 @@ class Objective(nn.Module):
     reads_item_indices = False
     trains_any_backbone = False  # also those another objective owns (skip-gram's word vectors)
     needs_teacher = False
+    # Whether the run's features are read as the backbone reads them for a few-label probe
+    # (`Backbone.read_for_probe`: small_cnn's last stage on a 2x2 grid) or as training made them.
+    reads_features_for_probe = True
 
     def __init__(self, encoder: nn.Module, config, lent):
         super().__init__()

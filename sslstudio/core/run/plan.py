@@ -61,7 +61,7 @@ def run_modality(data_dir: Path, objective: str) -> str:
 
 def resolve_backbone(config: TrainConfig, device: torch.device, modality: str = "image") -> str:
     if config.backbone == "auto" and OBJECTIVES.get(config.objective).needs_teacher:
-        # A student is small by purpose: the modality's fastest encoder, not its best one.
+        # A student is small by purpose: the modality's small student, not its best encoder.
         return PREPROCESSES.get(modality).student_backbone
     if config.backbone != "auto":
         spec = BACKBONES.get(config.backbone)  # fails with the list of names
