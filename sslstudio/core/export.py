@@ -372,7 +372,7 @@ def _export_model(request: ExportRequest, control: RunControl) -> Iterator:
         if request.quantize == "int8":
             yield ExportProgress("quantizing", "dynamic int8 with onnxruntime")
             # From float32 tables: onnxruntime quantizes a float32 table to int8, not a half one.
-            full = partial[1].with_name(partial[1].name + ".float32")
+            full = new_partial_file(int8_path)
             try:
                 write_onnx(wrapped, dummy, full, output_name, metadata, name, half_tables=False)
                 _quantize(full, partial[1])
@@ -516,7 +516,7 @@ def _labelled_items(source: ExportSource, data_dir: Path):
 
 
 def _quantize(float_path: Path, int8_path: Path) -> None:
-    prepared = float_path.with_name(float_path.name + ".pre")
+    prepared = new_partial_file(float_path)  # made now, so ours to replace and remove
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
