@@ -49,7 +49,7 @@ class AdaptTask:
     encoder_state: dict  # the pretrained weights, CPU tensors
     device: torch.device
     seed: int = 0
-    probe_readout: bool = True  # the encoder reads its features as for a probe (embed.read_for_probe)
+    probe_readout: bool = True  # read for a probe, as its objective says (features_read_for_probe)
     feature_mean: np.ndarray = field(init=False)
     feature_std: np.ndarray = field(init=False)
 

@@ -65,7 +65,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-
 def folded_for_inference(encoder: nn.Module) -> nn.Module | None:
     """A copy of `encoder`, which must be in eval mode, with each BatchNorm folded into the
     convolution before it: the same outputs within float rounding, fewer passes over memory
