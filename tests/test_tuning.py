@@ -102,7 +102,9 @@ def test_a_tuned_classifier_reloads_from_what_is_saved_and_exports_with_parity(m
             assert torch.equal(reloaded.encoder.state_dict()[key], value)
 
     path = tmp_path / "m.onnx"
-    write_onnx(reloaded, x[:1], path, "logits", {})
+    # Float32 tables: the graph is compared at 1e-4 here; half-precision tables, which the app's
+    # exports use, move a BERT's logits by up to 2e-4 and are checked in test_skipgram.py.
+    write_onnx(reloaded, x[:1], path, "logits", {}, half_tables=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     feed = x.numpy() if x.dtype != torch.int64 else x.numpy().astype(np.int64)
