@@ -25,19 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import labels_of, probe_all  # noqa: E402
 
 
-def finished(generator):
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
-
-
 def readouts(run: Path, folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     from safetensors.torch import load_file
 
     from sslstudio.core.backbones import build_backbone
-    from sslstudio.core.control import RunControl
+    from sslstudio.core.control import RunControl, run_to_end
     from sslstudio.core.data import item_keys
     from sslstudio.core.embed import encode_items, run_encoder_state
     from sslstudio.core.preprocess import Preprocess
@@ -50,11 +42,11 @@ def readouts(run: Path, folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray
     encoder = build_backbone(train_config.backbone, preprocess.encoder_shape())
     encoder.load_state_dict(run_encoder_state(run_folder))
     encoder.eval()
-    data = finished(preprocess.load(folder, run, RunControl()))
+    data = run_to_end(preprocess.load(folder, run, RunControl()))
     labels = labels_of([str(folder / key) for key in item_keys(data)], folder)
-    pooled = finished(encode_items(encoder, data, preprocess, cpu, RunControl()))
+    pooled = run_to_end(encode_items(encoder, data, preprocess, cpu, RunControl()))
     encoder.read_for_probe()
-    grid = finished(encode_items(encoder, data, preprocess, cpu, RunControl()))
+    grid = run_to_end(encode_items(encoder, data, preprocess, cpu, RunControl()))
     state = load_file(str(run_folder.checkpoint_path))
     weight, bias = state["model.projector.weight"].numpy(), state["model.projector.bias"].numpy()
     return {"grid": grid, "pooled": pooled, "projected": pooled @ weight.T + bias}, labels

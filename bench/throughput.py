@@ -36,15 +36,22 @@ def synthetic_folder(root: Path, count: int = 4096, size: int = 28) -> Path:
     return root
 
 
+def engine_config(args, data_dir: Path, out: Path, monitor: bool):
+    """The engine's run for these arguments; without the monitor, only its start and end
+    snapshots."""
+    from sslstudio.core.run.config import TrainConfig
+
+    return TrainConfig(data=str(data_dir), out=str(out), objective=args.objective,
+                       backbone=args.backbone, image_size=args.image_size,
+                       batch_size=args.batch_size, epochs=1000, log_every_steps=1,
+                       device=args.device, monitor_seconds=5.0 if monitor else 3600.0)
+
+
 def engine_rate(args, data_dir: Path, out: Path, monitor: bool = True) -> float:
     from sslstudio.core.events import EmbeddingSnapshot, StepMetrics
     from sslstudio.core.run.train import train
-    from sslstudio.core.run.config import TrainConfig
 
-    config = TrainConfig(data=str(data_dir), out=str(out), objective=args.objective,
-                         backbone=args.backbone, image_size=args.image_size,
-                         batch_size=args.batch_size, epochs=1000, log_every_steps=1,
-                         device=args.device, monitor_seconds=5.0 if monitor else 3600.0)
+    config = engine_config(args, data_dir, out, monitor)
     times, snapshots, first_step, with_snapshot = [], 0, None, []
     for event in train(config):
         if isinstance(event, StepMetrics):
@@ -141,14 +148,9 @@ def interleaved_ratio(args, data, parts, data_dir: Path, out: Path) -> tuple[flo
     run of its own: its cost here is an upper bound. Returns engine / bare over every step, the
     same over the steps without a snapshot (the loop alone), and the snapshots taken."""
     from sslstudio.core.events import EmbeddingSnapshot, StepMetrics
-    from sslstudio.core.run.config import TrainConfig
     from sslstudio.core.run.train import train
 
-    config = TrainConfig(data=str(data_dir), out=str(out), objective=args.objective,
-                         backbone=args.backbone, image_size=args.image_size,
-                         batch_size=args.batch_size, epochs=1000, log_every_steps=1,
-                         device=args.device, monitor_seconds=5.0)
-    events = train(config)
+    events = train(engine_config(args, data_dir, out, monitor=True))
     for event in events:  # to the end of the step-0 snapshot, a start-up cost
         if isinstance(event, EmbeddingSnapshot) and event.step == 0:
             break
