@@ -258,3 +258,61 @@ def test_a_clip_folder_teaches_through_its_image_tower(image_folder, tmp_path):
     assert "teacher clip (CLIP image tower at 32 px)" in plan
     with pytest.raises(DataError, match="encodes images and the folder holds texts"):
         teacher_module.load_teacher(str(tmp_path / "clip"), "text", torch.device("cpu"))
+
+
+def test_a_static_students_folder_part_learns_skipgram_beside_the_teachers_part():
+    from sslstudio.core.backbones.text_transformer import TextShape
+    from sslstudio.core.backbones.word_vectors import WordVectors
+    from sslstudio.core.config import from_dict
+    from sslstudio.core.objectives.base import Preparation
+    from sslstudio.core.objectives.distill import Distill, DistillConfig
+    from sslstudio.core.objectives.skipgram import SkipGramConfig, sampled_windows, skipgram_loss
+    from sslstudio.core.teacher import TeacherTargets
+    from tests.test_skipgram import VOCAB, corpus
+
+    encoder = WordVectors(TextShape(VOCAB.size, max_length=12, layers=0, width=16, heads=0))
+    objective = Distill(encoder, DistillConfig(folder_share=0.25, folder_texts=0.5), VOCAB)
+    objective.generator = torch.Generator().manual_seed(0)
+    ids = corpus()
+    objective.observe_corpus(ids.numpy())
+    assert (objective.teacher_width, objective.folder_width) == (12, 4)
+    special = list(VOCAB.special_ids)
+    assert torch.all(encoder.token_weight[special] == 0) and torch.all(objective.folder_noise[special] == 0)
+    teacher = np.random.default_rng(0).normal(size=(len(ids), 10)).astype(np.float16)
+    objective.attach(Preparation(payload=(TeacherTargets(np.arange(len(ids)), teacher, 0.0, "t", "t", 0),
+                                          None)), torch.device("cpu"))
+    assert objective.projector.in_features == 12
+    with torch.no_grad():
+        objective.folder_output.weight.normal_()  # so the input vectors get a gradient too
+    indices = torch.arange(8)
+    batch = ids[:8]
+
+    # The loss is distillation's on the first 12 coordinates plus skip-gram's, at skip-gram's
+    # rate, on half the batch's texts and the last 4.
+    state = objective.generator.get_state()
+    loss, metrics = objective(batch, indices)
+    objective.generator.set_state(state)
+    scale = SkipGramConfig().lr / DistillConfig().lr
+    student = objective.projector(encoder(batch)[:, :12])
+    expected_distill = distill_loss(student, objective.targets[indices], "cosine", 0.0)
+    drawn, valid, reach, negatives = sampled_windows(batch[:4], objective.folder_keep,
+                                                     objective.folder_noise, 5, 5, objective.generator)
+    expected_folder, _ = skipgram_loss(encoder.token_vectors(drawn)[..., 12:] * scale,
+                                       objective.folder_output.weight * scale, drawn, valid, reach,
+                                       negatives)
+    torch.testing.assert_close(loss, expected_distill + expected_folder)
+    torch.testing.assert_close(metrics["folder_loss"], expected_folder.detach())
+
+    # Each part moves only its own coordinates.
+    table = encoder.token_embedding.weight
+    distill_grad, = torch.autograd.grad(expected_distill, table, retain_graph=True)
+    folder_grad, = torch.autograd.grad(expected_folder, table)
+    assert torch.all(distill_grad[:, 12:] == 0) and distill_grad[:, :12].abs().sum() > 0
+    assert torch.all(folder_grad[:, :12] == 0) and folder_grad[:, 12:].abs().sum() > 0
+    # Skip-gram's output vectors take no decay.
+    decayed, undecayed = objective.param_groups(1e-4)
+    assert any(p is objective.folder_output.weight for p in undecayed["params"])
+    assert not any(p is objective.folder_output.weight for p in decayed["params"])
+    # A distillation saved before the folder part resumes without one.
+    assert from_dict(DistillConfig, {"loss": "cosine"}).folder_share == 0.0
+    assert from_dict(DistillConfig, {"folder_share": 0.5}).folder_share == 0.5

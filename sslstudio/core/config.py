@@ -21,10 +21,13 @@ class ConfigError(ValueError):
 
 
 def knob(default: Any, *, help: str, low: float | None = None, high: float | None = None,
-         choices: tuple[str, ...] | None = None, auto: float | None = None) -> Any:
+         choices: tuple[str, ...] | None = None, auto: float | None = None,
+         before: Any = None) -> Any:
     """A config field with the range a user may set it to and a one-line explanation; `auto`,
-    a value outside the range that asks the program to choose."""
-    meta = {"help": help, "low": low, "high": high, "choices": choices, "auto": auto}
+    a value outside the range that asks the program to choose; `before`, for a knob added after
+    runs were saved without it, the value that means what those runs did."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "auto": auto,
+            "before": before}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -121,9 +124,12 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def from_dict(config_cls: type, values: dict[str, Any]) -> Any:
-    """Build a config from saved values; keys a newer or older version does not know are ignored."""
+    """Build a config from saved values; keys a newer or older version does not know are ignored,
+    and a knob the saved values lack takes its `before` value where it has one (a resumed run goes
+    on as it started, not with a default added since)."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    kwargs = {}
+    kwargs = {name: f.metadata["before"] for name, f in fields.items()
+              if f.metadata.get("before") is not None and name not in values}
     for name, value in values.items():
         if name in fields:
             kwargs[name] = coerce(fields[name], value) if "help" in fields[name].metadata else value

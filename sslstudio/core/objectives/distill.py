@@ -30,6 +30,14 @@ from sslstudio.core.objectives.base import (
     register_objective,
 )
 from sslstudio.core.objectives.heads import mlp_head
+from sslstudio.core.objectives.skipgram import (
+    SkipGramConfig,
+    noise_and_keep,
+    piece_frequencies,
+    pooling_weights,
+    sampled_windows,
+    skipgram_loss,
+)
 
 # Of a minutes budget, at most this share goes on the teacher's pass; past it the teacher encodes
 # a seeded spread of the folder and the student trains on those items.
@@ -60,6 +68,16 @@ class DistillConfig(ObjectiveConfig):
     projection_layers: int = knob(1, low=1, high=3,
                                   help="Linear layers from the student's features to the "
                                        "teacher's width (training only)")
+    # Where skip-gram from scratch beats the teacher itself (source code, German man pages,
+    # debates against all-MiniLM-L6-v2), a student that only copies the teacher is behind it too;
+    # the folder's own co-occurrences, learnt beside the teacher's part, keep what each knows.
+    folder_share: float = knob(0.25, low=0.0, high=0.75, before=0.0,
+                               help="a static text student: the share of its width that skip-gram "
+                                    "trains on the folder's own word co-occurrences, beside the "
+                                    "part that learns the teacher's features (0: none)")
+    folder_texts: float = knob(0.5, low=0.05, high=1.0,
+                               help="the share of each batch's texts the skip-gram part reads "
+                                    "(most of a step's cost)")
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str,
@@ -102,7 +120,8 @@ class Distill(Objective):
     # scored higher on every text set measured (bench/distill.py, 5 minutes, 10 labels a class):
     # Rotten Tomatoes 0.565 against 0.560, WordNet glosses 0.604 against 0.548, German man pages
     # 0.373 against 0.341; its file is 1/7 to 1/9 of the teacher's instead of 1/22 to 1/38.
-    text_width = 384
+    # With the folder's part beside it (`folder_share`), 384 for the teacher and 128 for the folder.
+    text_width = 512
 
     def __init__(self, encoder, config: DistillConfig, lent):
         super().__init__(encoder, config, lent)
@@ -110,6 +129,15 @@ class Distill(Objective):
         self.targets: torch.Tensor | None = None  # the teacher's, centred and scaled
         self.row_of: torch.Tensor | None = None  # item index -> row of targets, -1: none
         self.corpus_ids: np.ndarray | None = None  # a text run's tokenized folder
+        # A static student's first `teacher_width` coordinates learn the teacher's features, the
+        # rest the folder's co-occurrences (skip-gram, with output vectors of its own).
+        self.generator: torch.Generator | None = None  # a text run's, for the folder part's draws
+        width = getattr(encoder, "token_width", 0)
+        folder = int(round(width * config.folder_share)) if hasattr(encoder, "token_vectors") else 0
+        self.folder_width = folder
+        self.teacher_width = width - folder if folder else encoder.feature_dim
+        if folder:
+            self._add_folder_part(width, getattr(lent, "size", 0), lent.special_ids)
 
     # -- before the plan: the teacher's pass ----------------------------------------------------
     @classmethod
@@ -168,7 +196,7 @@ class Distill(Objective):
         row_of[torch.from_numpy(targets.indices)] = torch.arange(len(targets.indices))
         self.row_of = row_of.to(device)
         self.teacher_features = targets
-        width = self.encoder.feature_dim
+        width = self.teacher_width
         self.projector = (mlp_head(width, targets.dim, targets.dim, self.config.projection_layers)
                           if self.config.projection_layers > 1 else nn.Linear(width, targets.dim))
         if token_vectors is not None:
@@ -180,7 +208,7 @@ class Distill(Objective):
         reduced to the student's width by PCA; the projection starts as the PCA's inverse, centred
         and scaled as the targets are, so the student begins as the teacher's static
         approximation of the targets."""
-        embedding = self.encoder.token_embedding.weight
+        embedding = self.encoder.token_embedding.weight[:, :self.teacher_width]
         width = embedding.shape[1]
         x = torch.from_numpy(vectors.astype(np.float32))
         # Unit-scale coordinates, so the student's vectors start at the size training keeps.
@@ -198,7 +226,7 @@ class Distill(Objective):
                 weight[:, :basis.shape[0]] = basis.T * scale / target_scale
                 self.projector.weight.copy_(weight)
                 # Centred as the targets are: the folder's mean text projects to zero.
-                self.projector.bias.copy_(-weight @ self._mean_features())
+                self.projector.bias.copy_(-weight @ self._mean_features()[:self.teacher_width])
 
     @torch.no_grad()
     def _mean_features(self, chunk: int = 1024) -> torch.Tensor:
@@ -211,23 +239,62 @@ class Distill(Objective):
         return total / max(1, len(ids))
 
     def observe_corpus(self, ids: np.ndarray) -> None:
-        """A static student's pooling weights: smooth inverse frequency, as skip-gram sets them
-        (frequent pieces say little about a text)."""
+        """A static student's pooling weights, as skip-gram sets them (frequent pieces say little
+        about a text), and the folder part's noise and subsampling."""
         encoder = self.encoder
         self.corpus_ids = ids
         if not hasattr(encoder, "token_weight"):
             return
-        size = encoder.token_weight.shape[0]
         regular = encoder.token_weight.cpu() > 0
-        counts = np.bincount(np.asarray(ids).ravel(), minlength=size)[:size]
-        counts = torch.where(regular, torch.from_numpy(counts.astype(np.float64)), 0.0)
-        frequency = counts / counts.sum().clamp(min=1.0)
-        a = 1e-3
+        for special in getattr(self.lent, "special_ids", ()):
+            regular[special] = False
+        counts, frequency = piece_frequencies(ids, regular)
+        skipgram = SkipGramConfig()
         with torch.no_grad():
-            encoder.token_weight.copy_(torch.where(regular, a / (a + frequency), 0.0))
-            for special in getattr(self.lent, "special_ids", ()):
-                encoder.token_weight[special] = 0.0
+            encoder.token_weight.copy_(pooling_weights(frequency, regular, skipgram.smoothing))
+            if self.folder_width:
+                noise, keep = noise_and_keep(counts, frequency, regular, skipgram.subsample)
+                self.folder_noise.copy_(noise)
+                self.folder_keep.copy_(keep)
         encoder.observe_corpus(ids)
+
+    # -- the folder's part of a static student ---------------------------------------------------
+    def _add_folder_part(self, width: int, vocabulary: int, special_ids) -> None:
+        """Skip-gram's output vectors and draws for the last `folder_width` coordinates, which
+        start as skip-gram's input vectors do. AdamW moves every coordinate of the piece table
+        by about the learning rate, so the folder's coordinates are stored at 1/`folder_scale`
+        of what skip-gram reads: they learn at skip-gram's own rate, five times distillation's."""
+        self.folder_scale = SkipGramConfig().lr / DistillConfig().lr
+        self.folder_output = nn.Embedding(vocabulary, self.folder_width)
+        nn.init.zeros_(self.folder_output.weight)
+        regular = torch.ones(vocabulary)
+        regular[list(special_ids)] = 0.0
+        self.register_buffer("folder_noise", regular.clone())
+        self.register_buffer("folder_keep", regular.clone())
+        with torch.no_grad():
+            nn.init.uniform_(self.encoder.token_embedding.weight[:, self.teacher_width:],
+                             -0.5 / self.folder_width / self.folder_scale,
+                             0.5 / self.folder_width / self.folder_scale)
+
+    def _folder_loss(self, ids: torch.Tensor) -> torch.Tensor:
+        config, skipgram = self.config, SkipGramConfig()
+        ids = ids[:max(1, math.ceil(len(ids) * config.folder_texts))]  # the batch is in random order
+        ids, valid, reach, negatives = sampled_windows(ids, self.folder_keep, self.folder_noise,
+                                                       skipgram.window, skipgram.negatives,
+                                                       self.generator)
+        vectors = self.encoder.token_vectors(ids)[..., self.teacher_width:] * self.folder_scale
+        loss, _ = skipgram_loss(vectors, self.folder_output.weight * self.folder_scale, ids, valid,
+                                reach, negatives)
+        return loss
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        groups = super().param_groups(weight_decay)
+        if self.folder_width:
+            # Skip-gram's output vectors take no decay, as in skip-gram's own runs.
+            output = self.folder_output.weight
+            groups[0]["params"] = [p for p in groups[0]["params"] if p is not output]
+            groups[1]["params"].append(output)
+        return groups
 
     def reference_features(self, indices):
         targets = self.teacher_features
@@ -281,19 +348,26 @@ class Distill(Objective):
 
     # -- a step ---------------------------------------------------------------------------------
     def head_outputs(self, features):
-        return self.projector(features) if self.projector is not None else None
+        return (self.projector(features[:, :self.teacher_width]) if self.projector is not None
+                else None)
 
     def forward(self, inputs: torch.Tensor, indices: torch.Tensor):
         # Image runs hand a batch augmentation; text runs their vocabulary (the text is its own
         # view: a static student has no dropout).
         views = self.lent(inputs) if callable(self.lent) else inputs
-        student = self.projector(self.encoder(views))
+        student = self.head_outputs(self.encoder(views))
         rows = self.row_of[indices.to(self.row_of.device)]
         teacher = self.targets[rows]
         loss = distill_loss(student.float(), teacher, self.config.loss, self.config.relational_weight)
         with torch.no_grad():
             agreement = F.cosine_similarity(student.float(), teacher, dim=1).mean()
-        return loss, {"cosine_to_teacher": agreement}
+        metrics = {"cosine_to_teacher": agreement}
+        if self.folder_width:
+            # The two parts share no coordinate, so the sum leaves each its own gradient.
+            folder = self._folder_loss(inputs)
+            loss = loss + folder
+            metrics["folder_loss"] = folder.detach()
+        return loss, metrics
 
 
 @dataclass

@@ -85,36 +85,59 @@ class SkipGram(Objective):
         """Noise distribution, subsampling and the encoder's pooling weights from the tokenized
         corpus (N, L)."""
         regular = self.keep.cpu() > 0
-        counts = np.bincount(np.asarray(ids).ravel(), minlength=len(regular))[:len(regular)]
-        counts = torch.where(regular, torch.from_numpy(counts.astype(np.float64)), 0.0)
-        frequency = counts / counts.sum().clamp(min=1.0)
-        seen = regular & (counts > 0)
-        self.noise.copy_(counts.pow(0.75))
-        t = self.config.subsample
-        if t:
-            # word2vec's keep probability sqrt(t/f) + t/f, at most 1.
-            keep = ((t / frequency).sqrt() + t / frequency).clamp(max=1.0)
-            self.keep.copy_(torch.where(seen, keep, regular.double()))
-        a = self.config.smoothing
-        weight = a / (a + frequency) if a else torch.ones_like(frequency)
-        # Special pieces ([CLS], [SEP], ...) mark every text alike and are never trained.
-        self.encoder.token_weight.copy_(torch.where(regular, weight, 0.0))
+        counts, frequency = piece_frequencies(ids, regular)
+        noise, keep = noise_and_keep(counts, frequency, regular, self.config.subsample)
+        self.noise.copy_(noise)
+        self.keep.copy_(keep)
+        self.encoder.token_weight.copy_(pooling_weights(frequency, regular, self.config.smoothing))
         self.encoder.observe_corpus(ids)
 
     def forward(self, ids: torch.Tensor):
-        generator = self.generator
-        draw = torch.rand(ids.shape, device=ids.device, generator=generator)
-        taken = draw < self.keep[ids]
-        # Dropped pieces leave the text, so windows reach past them (as word2vec does).
-        order = torch.sort((~taken).to(torch.int8), dim=1, stable=True).indices
-        length = max(1, int(taken.sum(1).max()))
-        order = order[:, :length]
-        ids, valid = ids.gather(1, order), taken.gather(1, order)
-        window = self.config.window
-        reach = torch.randint(1, window + 1, ids.shape, device=ids.device, generator=generator)
-        negatives = torch.multinomial(self.noise, ids.numel() * self.config.negatives,
-                                      replacement=True, generator=generator)
-        negatives = negatives.view(*ids.shape, self.config.negatives)
+        ids, valid, reach, negatives = sampled_windows(ids, self.keep, self.noise, self.config.window,
+                                                       self.config.negatives, self.generator)
         loss, pairs = skipgram_loss(self.encoder.token_vectors(ids), self.output.weight, ids,
                                     valid, reach, negatives)
         return loss, {"pairs": pairs.detach()}
+
+
+def piece_frequencies(ids: np.ndarray, regular: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each piece's count in the tokenized corpus (N, L) and its share of all regular pieces
+    (special pieces and padding count for nothing)."""
+    counts = np.bincount(np.asarray(ids).ravel(), minlength=len(regular))[:len(regular)]
+    counts = torch.where(regular, torch.from_numpy(counts.astype(np.float64)), 0.0)
+    return counts, counts / counts.sum().clamp(min=1.0)
+
+
+def noise_and_keep(counts: torch.Tensor, frequency: torch.Tensor, regular: torch.Tensor,
+                   subsample: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """word2vec's noise distribution (counts ^ 0.75) and each piece's chance of being kept,
+    sqrt(t/f) + t/f at most 1 (every regular piece, with no subsampling)."""
+    seen = regular & (counts > 0)
+    keep = regular.double()
+    if subsample:
+        keep = torch.where(seen, ((subsample / frequency).sqrt() + subsample / frequency).clamp(max=1.0),
+                           keep)
+    return counts.pow(0.75), keep
+
+
+def pooling_weights(frequency: torch.Tensor, regular: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Smooth inverse frequency a / (a + p(piece)) (Arora et al. 2017); special pieces ([CLS],
+    [SEP], ...) mark every text alike and weigh nothing."""
+    weight = smoothing / (smoothing + frequency) if smoothing else torch.ones_like(frequency)
+    return torch.where(regular, weight, 0.0)
+
+
+def sampled_windows(ids: torch.Tensor, keep: torch.Tensor, noise: torch.Tensor, window: int,
+                    negatives: int, generator: torch.Generator | None):
+    """A step's draws for `skipgram_loss`: frequent pieces dropped by their keep chance (the
+    rest close up, so windows reach past them, as word2vec's do), each centre's reach in
+    1..window, and `negatives` noise pieces per centre. Returns (ids, valid, reach, negatives)."""
+    draw = torch.rand(ids.shape, device=ids.device, generator=generator)
+    taken = draw < keep[ids]
+    order = torch.sort((~taken).to(torch.int8), dim=1, stable=True).indices
+    length = max(1, int(taken.sum(1).max()))
+    order = order[:, :length]
+    ids, valid = ids.gather(1, order), taken.gather(1, order)
+    reach = torch.randint(1, window + 1, ids.shape, device=ids.device, generator=generator)
+    drawn = torch.multinomial(noise, ids.numel() * negatives, replacement=True, generator=generator)
+    return ids, valid, reach, drawn.view(*ids.shape, negatives)
