@@ -316,3 +316,58 @@ def test_a_static_students_folder_part_learns_skipgram_beside_the_teachers_part(
     # A distillation saved before the folder part resumes without one.
     assert from_dict(DistillConfig, {"loss": "cosine"}).folder_share == 0.0
     assert from_dict(DistillConfig, {"folder_share": 0.5}).folder_share == 0.5
+
+
+def test_a_teachers_crop_is_the_same_part_of_the_image_at_the_students_size():
+    from sslstudio.core.data.augment import resampled, seeded_crops
+
+    # A smooth image: a crop taken at 224 px and shrunk to 32 px shows what the same crop of the
+    # 32 px copy shows.
+    y, x = torch.meshgrid(torch.linspace(0, 1, 224), torch.linspace(0, 1, 224), indexing="ij")
+    large = torch.stack([x, y, x * y])[None].expand(6, 3, 224, 224)
+    small = torch.nn.functional.interpolate(large, size=32, mode="area")
+    crops = seeded_crops(6, seed=3, min_area=0.35)
+    assert torch.equal(crops, seeded_crops(6, seed=3, min_area=0.35))  # from the seed alone
+    areas = (crops[:, 0, 0].abs() * crops[:, 1, 1])
+    assert torch.all(areas >= 0.35 - 1e-6) and torch.all(areas <= 1.0)
+    teacher_view = torch.nn.functional.interpolate(resampled(large, crops, 224), size=32, mode="area")
+    student_view = resampled(small, crops, 32)
+    assert (teacher_view - student_view).abs().max() < 0.03
+    assert (teacher_view - small).abs().max() > 0.1  # and a crop is not the whole image
+
+
+def test_a_student_is_shown_the_crops_its_teacher_encoded(image_folder, tmp_path, monkeypatch):
+    teacher_run = tmp_path / "teacher"
+    list(train(config_for(image_folder, teacher_run, objective="simclr")))
+    run = tmp_path / "student"
+    shown = []
+    original = distill_module.resampled
+
+    def spy(images, crops, size):
+        shown.append(crops.clone())
+        return original(images, crops, size)
+
+    monkeypatch.setattr(distill_module, "resampled", spy)
+    events = list(train(config_for(image_folder, run, objective="distill", teacher=str(teacher_run),
+                                   epochs=2),
+                        objective_config=distill_module.DistillConfig(teacher_views=3)))
+    assert events[-1].status == "completed", events[-1]
+    assert "and 2 crops of each, which the student is shown too" in \
+        next(e for e in events if isinstance(e, RunStarted)).plan
+    saved = np.load(run / "teacher-features.npz")
+    assert saved["view_features"].shape == (24, 2, saved["features"].shape[1])
+    assert saved["view_crops"].shape == (24, 2, 2, 3)
+    # Each crop the teacher encoded is what it would encode of that crop of the item.
+    teacher = teacher_module.load_teacher(str(teacher_run), "image", torch.device("cpu"))
+    from sslstudio.core.data import load_image_folder
+    from sslstudio.core.control import run_to_end as drain
+
+    data = drain(load_image_folder(image_folder, 16))
+    again = teacher.encode(data, np.arange(3), "cpu", torch.from_numpy(saved["view_crops"][:3, 1]))
+    np.testing.assert_allclose(again.numpy(), saved["view_features"][:3, 1].astype(np.float32),
+                               atol=2e-2, rtol=1e-2)
+    # The student was shown the whole item and the teacher's crops, no other.
+    known = torch.cat([torch.eye(2, 3)[None], torch.from_numpy(saved["view_crops"]).flatten(0, 1)])
+    seen = torch.cat(shown)
+    assert all(torch.isclose(known, crop).flatten(1).all(1).any() for crop in seen)
+    assert any(not torch.equal(crop, torch.eye(2, 3)) for crop in seen)

@@ -89,6 +89,16 @@ class Preprocess:
         teacher); only modalities of strings have it."""
         raise PreprocessError(f"{self.modality} encoders do not read strings")
 
+    def teacher_view_crops(self, count: int, seed: int) -> torch.Tensor | None:
+        """`count` seeded crops (affine maps relative to the item) for a teacher's further views
+        of items, which its student is shown again at its own size; None where the modality
+        has no such views (texts: a word's meaning does not survive a crop)."""
+        return None
+
+    def cropped(self, inputs: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+        """Model inputs, each cropped by its map from `teacher_view_crops`, at the same size."""
+        raise PreprocessError(f"{self.modality} items have no crops")
+
     def vocabulary_strings(self, folder: Path) -> list[str] | None:
         """The strings of the encoder's vocabulary, by id, where its inputs are ids of pieces
         (a text run's tokenizer); None elsewhere."""

@@ -56,11 +56,15 @@ class Teacher:
         return sum(p.numel() * p.element_size() for p in self.encoder.parameters())
 
     @torch.inference_mode()
-    def encode(self, data, indices: np.ndarray, device) -> torch.Tensor:
+    def encode(self, data, indices: np.ndarray, device, crops: torch.Tensor | None = None
+               ) -> torch.Tensor:
         """Features (len(indices), D) of items of `data` (the student's dataset), each read
-        again as the teacher reads it."""
+        again as the teacher reads it (and cropped by `crops`, one per item, where given)."""
         items = self.preprocess.reread(data, indices, self.folder)
-        return self.encoder(self.preprocess.model_inputs(items, device)).float()
+        inputs = self.preprocess.model_inputs(items, device)
+        if crops is not None:
+            inputs = self.preprocess.cropped(inputs, crops.to(inputs.device))
+        return self.encoder(inputs).float()
 
     @torch.inference_mode()
     def encode_strings(self, strings: list[str], device) -> torch.Tensor:
@@ -200,6 +204,10 @@ class TeacherTargets:
     latency_ms: float = float("nan")  # one item through the teacher, PyTorch, this machine
     onnx_ms: float = float("nan")  # the same through onnxruntime (CPU)
     onnx_mb: float = float("nan")  # the teacher's ONNX file
+    # Features of further views of each item (images: seeded crops), and those crops, which the
+    # student is shown at its own resolution: (len(indices), views, D) and (..., views, 2, 3).
+    view_features: np.ndarray | None = None
+    view_crops: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -212,7 +220,9 @@ class TeacherTargets:
                  description=np.array(self.description),
                  parameter_bytes=np.array(self.parameter_bytes),
                  latency_ms=np.array(self.latency_ms), onnx_ms=np.array(self.onnx_ms),
-                 onnx_mb=np.array(self.onnx_mb))
+                 onnx_mb=np.array(self.onnx_mb),
+                 **({} if self.view_features is None else
+                    {"view_features": self.view_features, "view_crops": self.view_crops}))
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
@@ -228,19 +238,22 @@ class TeacherTargets:
                     return None
                 figures = [float(saved[name]) if name in saved else float("nan")
                            for name in ("latency_ms", "onnx_ms", "onnx_mb")]
+                views = ((saved["view_features"], saved["view_crops"]) if "view_features" in saved
+                         else (None, None))
                 return cls(indices, saved["features"], 0.0, teacher, str(saved["description"]),
-                           int(saved["parameter_bytes"]), *figures)
+                           int(saved["parameter_bytes"]), *figures, *views)
         except (OSError, KeyError, ValueError):
             return None
 
 
 def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_s: float,
-                    share: float, seed: int, chunk: int = 0) -> Iterator:
+                    share: float, seed: int, chunk: int = 0, views: int = 1) -> Iterator:
     """The teacher's features of the items a `share` of `budget_s` affords (every item when it
-    does; 0: no limit), a seeded spread of the folder otherwise. Times the first chunk to
-    decide; yields progress; returns TeacherTargets. Under torchrun the processes share the
-    work (chunk k of the seeded order is encoded by rank k mod world) and rank 0's timing
-    decides for all, so every process gets the same targets."""
+    does; 0: no limit), a seeded spread of the folder otherwise; then, where the share has room
+    for whole rounds more and the modality crops, up to `views` - 1 seeded crops of each of them.
+    Times the first chunk to decide; yields progress; returns TeacherTargets. Under torchrun the
+    processes share the work (chunk k of the seeded order is encoded by rank k mod world) and rank
+    0's timing decides for all, so every process gets the same targets."""
     started = time.monotonic()
     total = len(data)
     world, rank = distributed.world_size(), distributed.rank()
@@ -274,6 +287,16 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
     covered = np.concatenate([b for rank_batches, _ in shares for b in rank_batches])
     taken = np.concatenate([f for _, rank_features in shares for f in rank_features])
     positions = np.argsort(covered)
+    covered, taken = covered[positions], taken[positions]
+    plain_s = distributed.from_rank_zero(time.monotonic() - started, torch.device(device))
+    rounds = views - 1
+    if budget_s and share:
+        rounds = min(rounds, int((share * budget_s - plain_s) // max(plain_s, 1e-9)))
+    crops = teacher.preprocess.teacher_view_crops(len(covered) * max(rounds, 0), seed + 1)
+    view_features = None
+    if rounds > 0 and crops is not None:
+        crops = crops.view(len(covered), rounds, 2, 3)
+        view_features = yield from _views_of(teacher, data, covered, crops, device, control, chunk)
     # The forward pass alone, as the student's is timed: decoding a large photo would dwarf it.
     one = teacher.preprocess.model_inputs(teacher.preprocess.reread(data, covered[:1], teacher.folder),
                                           device)
@@ -284,9 +307,36 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
     # Exported once here, for the run's closing comparison (which the first process writes);
     # it is part of the pass's cost.
     onnx_ms, onnx_mb = onnx_figures(teacher.encoder, one) if rank == 0 else (float("nan"),) * 2
-    return TeacherTargets(covered[positions].astype(np.int64), taken[positions],
-                          time.monotonic() - started, teacher.name, teacher.description,
-                          teacher.parameter_bytes(), latency_ms, onnx_ms, onnx_mb)
+    return TeacherTargets(covered.astype(np.int64), taken, time.monotonic() - started,
+                          teacher.name, teacher.description, teacher.parameter_bytes(), latency_ms,
+                          onnx_ms, onnx_mb, view_features,
+                          None if view_features is None else crops.numpy())
+
+
+def _views_of(teacher: Teacher, data, covered: np.ndarray, crops: torch.Tensor, device,
+              control: RunControl, chunk: int) -> Iterator:
+    """(len(covered), views, D) features of each covered item's crops, float16; the processes
+    share the chunks as the plain pass does."""
+    world, rank = distributed.world_size(), distributed.rank()
+    views = crops.shape[1]
+    rows = np.arange(len(covered))
+    jobs = [(view, rows[start:start + chunk]) for view in range(views)
+            for start in range(0, len(covered), chunk)]
+    mine = []
+    for number, (view, chunk_rows) in enumerate(jobs):
+        if number % world == rank:
+            features = teacher.encode(data, covered[chunk_rows], device, crops[chunk_rows, view])
+            mine.append((view, chunk_rows, features.cpu().numpy().astype(np.float16)))
+        yield ScanProgress(number + 1, len(jobs), 0, "", "the teacher is encoding crops of each "
+                           "item", noun="chunks")
+        control.checkpoint()
+    out = None
+    for rank_parts in distributed.gather_objects(mine):
+        for view, chunk_rows, features in rank_parts:
+            if out is None:
+                out = np.zeros((len(covered), views, features.shape[1]), np.float16)
+            out[chunk_rows, view] = features
+    return out
 
 
 def batch_one_ms(encode_one, device, repeats: int = 5) -> float:

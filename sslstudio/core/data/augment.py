@@ -49,6 +49,43 @@ class AugmentSettings:
         )
 
 
+def crop_transforms(width, height, centre_x, centre_y, flip) -> torch.Tensor:
+    """(n, 2, 3) affine maps of crops (width and height as shares of the image, centres in
+    [-1, 1], flip -1 or 1) for `resampled`."""
+    theta = torch.zeros(len(width), 2, 3, device=width.device)
+    theta[:, 0, 0] = width * flip
+    theta[:, 0, 2] = centre_x
+    theta[:, 1, 1] = height
+    theta[:, 1, 2] = centre_y
+    return theta
+
+
+def resampled(images: torch.Tensor, theta: torch.Tensor, output_size: int) -> torch.Tensor:
+    """Each image's crop (an affine map, relative to the image, so the same crop at any
+    resolution) resized to output_size."""
+    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], output_size,
+                                                  output_size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
+                         align_corners=False)
+
+
+def seeded_crops(count: int, seed: int, min_area: float) -> torch.Tensor:
+    """(count, 2, 3) crops drawn as `BatchAugment.geometric` draws them (area in [min_area, 1],
+    aspect 3/4..4/3, a flip every other time on average), from `seed` alone: a teacher's view
+    of an item that its student can be shown again at its own resolution."""
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.rand(5, count, generator=generator)
+    area = min_area + (1.0 - min_area) * draws[0]
+    log_area = torch.log(area)
+    log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * draws[1]
+    ratio = torch.exp(torch.maximum(torch.minimum(log_ratio, -log_area), log_area))
+    width = torch.sqrt(area * ratio).clamp(max=1.0)
+    height = torch.sqrt(area / ratio).clamp(max=1.0)
+    flip = torch.where(draws[4] < 0.5, -1.0, 1.0)
+    return crop_transforms(width, height, (2 * draws[2] - 1) * (1 - width),
+                           (2 * draws[3] - 1) * (1 - height), flip)
+
+
 def to_float(batch_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]."""
     return batch_uint8.permute(0, 3, 1, 2).float().div_(255.0)
@@ -96,15 +133,7 @@ class BatchAugment:
         centre_x = (self._uniform(n, -1.0, 1.0, device)) * (1.0 - width)
         centre_y = (self._uniform(n, -1.0, 1.0, device)) * (1.0 - height)
         flip = torch.where(self._bernoulli(n, s.flip_prob, device), -1.0, 1.0)
-        theta = torch.zeros(n, 2, 3, device=device)
-        theta[:, 0, 0] = width * flip
-        theta[:, 0, 2] = centre_x
-        theta[:, 1, 1] = height
-        theta[:, 1, 2] = centre_y
-        grid = F.affine_grid(theta, [n, images.shape[1], output_size, output_size],
-                             align_corners=False)
-        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
-                             align_corners=False)
+        return resampled(images, crop_transforms(width, height, centre_x, centre_y, flip), output_size)
 
     def colour(self, images: torch.Tensor) -> torch.Tensor:
         s = self.settings

@@ -21,6 +21,8 @@ from sslstudio.core.data.augment import (
     AugmentSettings,
     BatchAugment,
     normalize,
+    resampled,
+    seeded_crops,
     to_float,
 )
 from sslstudio.core.data.image_folder import typical_side
@@ -42,6 +44,9 @@ from sslstudio.core.preprocess import (
 # 1,500 at 64, 1,100 at 512 (which held 460 MB more at its peak); at 28 px: 11,800 at 64, 8,200
 # at 167 (this budget), 7,800 at 512.
 INFERENCE_PIXELS_CPU = 32 * 64 * 64
+# A teacher's further views of an image keep at least this share of it: what a crop of a quarter
+# of a glyph or a stamp shows is not what the whole does, which the student must learn.
+TEACHER_VIEW_MIN_AREA = 0.35
 
 
 @PREPROCESSES.register("image")
@@ -125,6 +130,12 @@ class ImagePreprocess(Preprocess):
 
     def encoder_shape(self) -> int:
         return self.image_size
+
+    def teacher_view_crops(self, count, seed):
+        return seeded_crops(count, seed, TEACHER_VIEW_MIN_AREA)
+
+    def cropped(self, inputs, crops):
+        return resampled(inputs, crops, inputs.shape[-1]).contiguous(memory_format=torch.channels_last)
 
     def load(self, data_dir, folder, control, labels_from_folders=False) -> Iterator:
         return (yield from load_image_folder(Path(data_dir), self.image_size, labels_from_folders,

@@ -23,6 +23,7 @@ from sslstudio.core import distributed
 from sslstudio.core.backbones.word_vectors import WORD_VECTORS
 from sslstudio.core.config import knob
 from sslstudio.core.data import item_keys
+from sslstudio.core.data.augment import resampled
 from sslstudio.core.objectives.base import (
     Objective,
     ObjectiveConfig,
@@ -62,6 +63,11 @@ class DistillConfig(ObjectiveConfig):
                                 help="images: how strongly the student's view of an item is "
                                      "augmented (crops, colour, flips) while the teacher saw it "
                                      "plain; 0: the item as it is")
+    teacher_views: int = knob(1, low=1, high=16,
+                              help="images: views of each item the teacher encodes: the item, "
+                                   "then seeded crops of it (as many as the teacher's share of "
+                                   "the budget affords in whole rounds); the student is shown "
+                                   "the same crops")
     start_from_pieces: bool = knob(True, help="a static text student's piece vectors start as "
                                               "the teacher's vector of each piece alone "
                                               "(Model2Vec); off: at random")
@@ -128,6 +134,7 @@ class Distill(Objective):
         self.projector: nn.Module | None = None
         self.targets: torch.Tensor | None = None  # the teacher's, centred and scaled
         self.row_of: torch.Tensor | None = None  # item index -> row of targets, -1: none
+        self.view_crops: torch.Tensor | None = None  # (rows, views, 2, 3): images' crops
         self.corpus_ids: np.ndarray | None = None  # a text run's tokenized folder
         # A static student's first `teacher_width` coordinates learn the teacher's features, the
         # rest the folder's co-occurrences (skip-gram, with output vectors of its own).
@@ -157,7 +164,8 @@ class Distill(Objective):
             teacher = load_teacher(teacher_name, setup.modality, setup.device)
             budget_s = 60.0 * budget_minutes(config, setup.device.type)
             saved = yield from teacher_targets(teacher, data, setup.device, control, budget_s,
-                                               TEACHER_SHARE, config.seed)
+                                               TEACHER_SHARE, config.seed,
+                                               views=objective_config.teacher_views)
             if setup.main:
                 run.path.mkdir(parents=True, exist_ok=True)
                 saved.save(run.teacher_path, keys)
@@ -170,6 +178,9 @@ class Distill(Objective):
                    f"{len(saved.indices)} of the {len(data)} items"
                    + (f" computed once in {saved.seconds:.1f} s, out of the budget"
                       if saved.seconds else " read back from the run")]
+        if saved.view_features is not None:
+            reasons.append(f"and {saved.view_features.shape[1]} crops of each, which the student "
+                           "is shown too")
         if token_vectors is not None:
             reasons.append(f"the student's {len(token_vectors.vectors)} piece vectors start as the "
                            f"teacher's ({token_vectors.seconds:.1f} s, out of the budget)")
@@ -183,13 +194,21 @@ class Distill(Objective):
 
     def attach(self, prepared: Preparation, device) -> None:
         targets, token_vectors = prepared.payload
-        features = torch.from_numpy(targets.features.astype(np.float32))
+        # (items, views, D): the plain item first, then the teacher's crops of it.
+        features = torch.from_numpy(targets.features.astype(np.float32))[:, None]
+        crops = None
+        if targets.view_features is not None:
+            features = torch.cat([features, torch.from_numpy(
+                targets.view_features.astype(np.float32))], dim=1)
+            whole = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(len(features), 1, 2, 3)
+            crops = torch.cat([whole, torch.from_numpy(targets.view_crops)], dim=1).to(device)
+        self.view_crops = crops
         # Centred: the direction every item shares says nothing about any of them, and cosine
         # to it would be most of what a student learns first. Scaled to unit mean norm, so
         # smooth L1's β means the same for every teacher.
-        centre = features.mean(0, keepdim=True)
+        centre = features.flatten(0, 1).mean(0)
         features = features - centre
-        scale = features.norm(dim=1).mean().clamp(min=1e-6)
+        scale = features.norm(dim=-1).mean().clamp(min=1e-6)
         self.targets = (features / scale).to(device)
         total = int(targets.indices.max()) + 1 if len(targets.indices) else 0
         row_of = torch.full((max(total, 1),), -1, dtype=torch.int64)
@@ -355,9 +374,15 @@ class Distill(Objective):
         # Image runs hand a batch augmentation; text runs their vocabulary (the text is its own
         # view: a static student has no dropout).
         views = self.lent(inputs) if callable(self.lent) else inputs
-        student = self.head_outputs(self.encoder(views))
         rows = self.row_of[indices.to(self.row_of.device)]
-        teacher = self.targets[rows]
+        view = torch.zeros_like(rows)
+        if self.view_crops is not None:
+            # Each item as one of the views the teacher saw, the same crop at the student's size.
+            view = torch.randint(0, self.view_crops.shape[1], rows.shape, device=rows.device,
+                                 generator=self.lent.generator)
+            views = resampled(views, self.view_crops[rows, view], views.shape[-1])
+        student = self.head_outputs(self.encoder(views))
+        teacher = self.targets[rows, view]
         loss = distill_loss(student.float(), teacher, self.config.loss, self.config.relational_weight)
         with torch.no_grad():
             agreement = F.cosine_similarity(student.float(), teacher, dim=1).mean()
