@@ -1,8 +1,14 @@
-"""Should the word-vector encoder keep a hashed TF-IDF part beside its learned mean, and how many
-buckets? Each candidate chosen with one text set held out (`quality.leave_one_out`).
+"""Should the word-vector encoder keep a hashed TF-IDF part beside its learned mean, how many
+buckets, and reduced to how many dimensions by the folder's SVD? Each candidate chosen with one
+text set held out (`quality.leave_one_out`).
 
     python bench/text_lexical.py --data ~/data --out /tmp/lexical \
-        [--sets rotten-tomatoes debates wordnet-glosses ...] [--minutes 5] [--per-class 1000]
+        [--sets rotten-tomatoes debates wordnet-glosses ...] [--minutes 5] [--per-class 1000] \
+        [--quality /tmp/q27-text ...] [--candidates 0 16384/32 ...]
+
+Candidates: "B" keeps B raw buckets, "B/K" reduces them to K dimensions (`lexical_dims`),
+"rpK" projects 16,384 at random to K. With --quality, a set's skip-gram run from scratch and its
+folder are a bench/quality.py run's (`scratch`, trained without a lexical part), not trained again.
 
 Per set: `sslstudio train --minutes M --set lexical_buckets=0` (the default objective, skip-gram,
 from scratch), then the run's encoder read with each bucket count: the learned part is the same
@@ -24,7 +30,7 @@ import torch
 
 from quality import App, labels_of, print_leave_one_out, probe_all, subset_folder, tfidf
 
-CANDIDATES = ("0", "256", "1024", "4096", "rp256")  # rpK: 16,384 buckets randomly projected to K
+CANDIDATES = ("0", "256", "1024", "4096", "rp256", "4096/32", "4096/64", "16384/32", "16384/64")
 PROJECTED_BUCKETS = 16384
 
 
@@ -38,16 +44,18 @@ def projected(features: np.ndarray, width: int, dense: int, seed: int = 0) -> np
     return np.hstack([features[:, :dense], lexical @ matrix])
 
 
-def features_with_buckets(run: Path, folder: Path, paths: list[str], buckets: int) -> np.ndarray:
+def features_with_buckets(run: Path, folder: Path, paths: list[str], buckets: int,
+                          dims: int = 0) -> np.ndarray:
     import dataclasses
 
     from sslstudio.core.backbones import build_backbone
     from sslstudio.core.embed import load_encoder
 
     trained, preprocess = load_encoder(run, torch.device("cpu"))
-    preprocess = dataclasses.replace(preprocess, lexical_buckets=buckets)
+    preprocess = dataclasses.replace(preprocess, lexical_buckets=buckets, lexical_dims=dims)
     encoder = build_backbone("word_vectors", preprocess.encoder_shape())
-    state = {k: v for k, v in trained.state_dict().items() if k != "bucket_weight"}
+    state = {k: v for k, v in trained.state_dict().items()
+             if k not in ("bucket_weight", "lexical_centre", "lexical_basis")}
     encoder.load_state_dict(state, strict=False)
     root = Path(os.path.abspath(folder))
     keys = [Path(os.path.abspath(p.split("#")[0])).relative_to(root).as_posix()
@@ -68,36 +76,47 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=10)
-    parser.add_argument("--current", type=int, default=0, help="the bucket count before the choice")
+    parser.add_argument("--current", default="0", help="the candidate before the choice")
+    parser.add_argument("--quality", nargs="*", type=Path, default=[],
+                        help="bench/quality.py outputs whose skip-gram runs to read")
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
     args = parser.parse_args()
+    candidates = args.candidates
     app = App(args.out)
     results_file = args.out / "lexical.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     for name in args.sets:
-        if name in results and all(c in results[name] for c in CANDIDATES):
+        if name in results and all(c in results[name] for c in candidates):
             continue
-        work = args.out / name
-        folder = subset_folder(args.data / name, work / "folder", args.per_class)
-        facts = app.train(folder, work / "scratch", "--minutes", str(args.minutes),
-                          "--set", "lexical_buckets=0")
-        _, paths = app.embed(work / "scratch", folder)
+        work = next((q / name for q in args.quality if (q / name / "scratch").is_dir()), None)
+        if work is not None:
+            folder, facts = work / "folder", {}
+            _, paths = app.embed(work / "scratch", folder)
+        else:
+            work = args.out / name
+            folder = subset_folder(args.data / name, work / "folder", args.per_class)
+            facts = app.train(folder, work / "scratch", "--minutes", str(args.minutes),
+                              "--set", "lexical_buckets=0")
+            _, paths = app.embed(work / "scratch", folder)
         labels = labels_of(paths, folder)
         row = results.get(name) or {"TF-IDF": probe_all(tfidf(paths), labels, args.draws, sparse=True),
                                     "facts": facts, "items": len(paths)}
-        for candidate in (c for c in CANDIDATES if c not in row):
+        for candidate in (c for c in candidates if c not in row):
             if candidate.startswith("rp"):
                 features = features_with_buckets(work / "scratch", folder, paths, PROJECTED_BUCKETS)
                 dense = features.shape[1] - PROJECTED_BUCKETS
                 features = projected(features, int(candidate[2:]), dense)
             else:
-                features = features_with_buckets(work / "scratch", folder, paths, int(candidate))
+                buckets, _, dims = candidate.partition("/")
+                features = features_with_buckets(work / "scratch", folder, paths, int(buckets),
+                                                 int(dims or 0))
             row[candidate] = probe_all(features, labels, args.draws)
             print(name, candidate, f"{row[candidate]['acc@10'][0]:.3f}", flush=True)
         results[name] = row
         results_file.write_text(json.dumps(results, indent=1))
     for shots in (10, 5, 1):
         metric = f"acc@{shots}"
-        scores = {name: {f"{b} buckets": results[name][b][metric][0] for b in CANDIDATES
+        scores = {name: {f"{b} buckets": results[name][b][metric][0] for b in candidates
                          if b in results[name]} for name in args.sets}
         baseline = {name: results[name]["TF-IDF"][metric][0] for name in args.sets}
         print(f"\n### {metric}, baseline TF-IDF")

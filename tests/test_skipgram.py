@@ -171,11 +171,11 @@ def test_skipgram_run_trains_embeds_and_exports(text_folder, tmp_path):
     assert [s.step for s in steps] == list(range(1, 7)) and all(np.isfinite(s.loss) for s in steps)
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
     started = next(e for e in events if isinstance(e, RunStarted))
-    buckets = 64
-    assert started.backbone == "word_vectors" and started.feature_dim == 16 + buckets
+    buckets, dims = 64, 32  # the buckets reduced to the default's dimensions by the folder's SVD
+    assert started.backbone == "word_vectors" and started.feature_dim == 16 + dims
     train_config, _, preprocess = load_run_config(run / "config.toml")
     assert train_config.backbone == "word_vectors" and preprocess["layers"] == 0
-    assert preprocess.get("lexical_buckets", 0) == buckets
+    assert preprocess.get("lexical_buckets", 0) == buckets and preprocess["lexical_dims"] == dims
 
     encoder, _ = load_encoder(run, torch.device("cpu"))
     weights = encoder.token_weight
@@ -292,3 +292,72 @@ def test_a_run_from_before_the_lexical_part_resumes_without_it(text_folder, tmp_
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
     encoder, _ = load_encoder(run, torch.device("cpu"))
     assert encoder.feature_dim == 16 and not hasattr(encoder, "bucket_weight")
+
+
+def topic_corpus(sizes=(20, 15, 12, 8, 5), length=12, seed=2):
+    """Texts on five topics of different sizes, each topic's pieces its own: a folder whose
+    TF-IDF has five clear leading directions."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for topic, size in enumerate(sizes):
+        first = 5 + 11 * topic
+        ids = torch.randint(first, first + 11, (size, length), generator=generator)
+        ids[:, 0], ids[:, -1] = VOCAB.cls_id, VOCAB.sep_id
+        rows.append(ids)
+    return torch.cat(rows)
+
+
+def test_the_reduced_lexical_part_is_the_folders_tfidf_on_its_leading_singular_directions():
+    shape = TextShape(VOCAB.size, max_length=12, layers=0, width=8, heads=0, lexical_buckets=64,
+                      lexical_dims=4)
+    encoder = WordVectors(shape)
+    objective = SkipGram(encoder, SkipGramConfig(subsample=0.0), VOCAB)
+    ids = topic_corpus()
+    objective.observe_corpus(ids.numpy())
+    with torch.no_grad():
+        features = encoder(ids)
+    assert features.shape == (60, 8 + 4) and encoder.feature_dim == 12
+    # From the formula: the TF-IDF rows, centred, on the top right singular vectors of the
+    # folder's (every text: fewer than the sample's limit). Compared by their inner products,
+    # which do not depend on each direction's sign.
+    tfidf = reference_lexical(ids, set(VOCAB.special_ids), 64).astype(np.float64)
+    centred = tfidf - tfidf.mean(0)
+    _, _, right = np.linalg.svd(centred, full_matrices=False)
+    expected = centred @ right[:4].T
+    got = features[:, 8:].numpy().astype(np.float64)
+    np.testing.assert_allclose(got @ got.T, expected @ expected.T, atol=1e-3)
+    basis = encoder.lexical_basis.numpy()
+    np.testing.assert_allclose(basis.T @ basis, np.eye(4), atol=1e-4)
+    # The learned part is the pooled mean, as without the lexical part.
+    plain = WordVectors(TextShape(VOCAB.size, 12, 0, 8, 0))
+    plain.load_state_dict({k: v for k, v in encoder.state_dict().items()
+                           if k not in ("bucket_weight", "lexical_centre", "lexical_basis")})
+    with torch.no_grad():
+        torch.testing.assert_close(features[:, :8], plain(ids))
+
+
+def test_a_run_from_before_the_lexical_svd_resumes_with_its_raw_buckets(text_folder, tmp_path):
+    from sslstudio.core import config as cfg
+    from sslstudio.core.control import RunControl
+    from sslstudio.core.embed import load_encoder
+
+    run = tmp_path / "old"
+    control = RunControl()
+    for event in train(config(text_folder, run, lexical_buckets=32, lexical_dims=0), control=control):
+        if isinstance(event, StepMetrics) and event.step == 2:
+            control.cancel()
+    # As an earlier version wrote it: buckets, and no lexical_dims anywhere.
+    tables = cfg.read_toml(run / "config.toml")
+    del tables["train"]["lexical_dims"]
+    tables["preprocess"].pop("lexical_dims", None)
+    cfg.write_toml(run / "config.toml", tables)
+    events = list(train(config(text_folder, run), resume=True))
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
+    encoder, _ = load_encoder(run, torch.device("cpu"))
+    assert encoder.feature_dim == 16 + 32 and not hasattr(encoder, "lexical_basis")
+    # A new run keeps the default: the buckets reduced by the folder's SVD.
+    fresh = tmp_path / "new"
+    list(train(config(text_folder, fresh)))
+    encoder, _ = load_encoder(fresh, torch.device("cpu"))
+    assert encoder.feature_dim == 16 + 32 and encoder.lexical_dims == 32
+    assert encoder.lexical_basis.abs().sum() > 0

@@ -22,6 +22,7 @@ class TextShape:
     dropout: float = 0.1
     pad_id: int = 0
     lexical_buckets: int = 0  # word vectors only: hashed TF-IDF buckets beside the mean
+    lexical_dims: int = 0  # and those reduced to this many by an SVD of the folder's (0: raw)
 
 
 class SelfAttention(HeadAttention):

@@ -6,10 +6,12 @@ run tokenizer's terms.
 Beside the learned mean, the features can keep a hashed lexical part: the text's word pieces and
 piece pairs counted into a fixed number of buckets, weighted as TF-IDF weights them. The mean of
 vectors blurs what a rare word or a pair of words says about a text, which is what TF-IDF's
-probe lives on; the bucket counts keep it, and cost no training. Measured with 5 minutes of
-skip-gram on two cores, 10 labels a class (bench/text_lexical.py): 1,024 buckets lifted source code
-by language from 0.783 to 0.855 and cost 1-6 points on film reviews, debates, WordNet glosses and
-German man pages, so runs keep it off unless asked (`lexical_buckets`)."""
+probe lives on; the bucket counts keep it, and cost no training. As raw buckets they lost with
+each text set held out (bench/text_lexical.py: 1,024 buckets lifted source code by language from
+0.783 to 0.855 and cost 1-6 points elsewhere), since a standardised probe weighs thousands of rare,
+mostly empty buckets as much as the dense vectors. Reduced to a few dimensions by an SVD of the
+folder's own bucket weights (latent semantic analysis, `lexical_dims`), they are dense, and lifted
+every text set (bench/text_lexical.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ WORD_VECTORS = "word_vectors"
 _HASH = 2654435761
 _PAIR = 1000003
 _PAIR_MODULUS = 2147483647
+# Texts whose bucket weights the lexical SVD reads (their Gram matrix is this square).
+LEXICAL_SAMPLE = 2000
 
 
 def lexical_buckets_of(ids: torch.Tensor, buckets: int) -> torch.Tensor:
@@ -45,7 +49,8 @@ class WordVectors(Backbone):
         self.pad_id = shape.pad_id
         self.token_width = shape.width
         self.lexical_buckets = shape.lexical_buckets
-        self.feature_dim = shape.width + shape.lexical_buckets
+        self.lexical_dims = shape.lexical_dims if shape.lexical_buckets else 0
+        self.feature_dim = shape.width + (self.lexical_dims or shape.lexical_buckets)
         self.token_embedding = nn.Embedding(shape.vocab_size, shape.width)
         # word2vec's start: small input vectors; the objective's output vectors start at zero.
         nn.init.uniform_(self.token_embedding.weight, -0.5 / shape.width, 0.5 / shape.width)
@@ -58,6 +63,10 @@ class WordVectors(Backbone):
         if self.lexical_buckets:
             # Inverse document frequency of each bucket, from the corpus (`observe_corpus`).
             self.register_buffer("bucket_weight", torch.ones(self.lexical_buckets))
+        if self.lexical_dims:
+            # The folder's mean bucket weights and the SVD's leading directions of them.
+            self.register_buffer("lexical_centre", torch.zeros(self.lexical_buckets))
+            self.register_buffer("lexical_basis", torch.zeros(self.lexical_buckets, self.lexical_dims))
 
     def token_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, L, width) input vectors, as skip-gram trains them."""
@@ -75,7 +84,10 @@ class WordVectors(Backbone):
         mean = summed / weights.sum(1, keepdim=True).clamp(min=1e-6)
         if not self.lexical_buckets:
             return mean
-        return torch.cat([mean, self.lexical(ids)], dim=1)
+        lexical = self.lexical(ids)
+        if self.lexical_dims:
+            lexical = (lexical - self.lexical_centre) @ self.lexical_basis
+        return torch.cat([mean, lexical], dim=1)
 
     def lexical(self, ids: torch.Tensor) -> torch.Tensor:
         """TF-IDF of the hashed pieces and pairs: sublinear counts (1 + log tf) times the
@@ -109,6 +121,30 @@ class WordVectors(Backbone):
         n = float(len(ids))
         idf = torch.log((1.0 + n) / (1.0 + documents)) + 1.0
         self.bucket_weight.copy_(idf.to(self.bucket_weight.dtype))
+        if self.lexical_dims:
+            self._fit_lexical_basis(ids, chunk)
+
+    def _fit_lexical_basis(self, ids: np.ndarray, chunk: int) -> None:
+        """The leading right singular vectors of the centred bucket weights of an even spread of
+        at most LEXICAL_SAMPLE texts (a randomized SVD, seeded on its own, so every run of the
+        same folder gets the same basis and the global random state is left as it was)."""
+        device = self.bucket_weight.device
+        rows = np.unique(np.linspace(0, len(ids) - 1, min(len(ids), LEXICAL_SAMPLE)).astype(np.int64))
+        weights = torch.cat([self.lexical(torch.as_tensor(np.asarray(ids[rows[start:start + chunk]],
+                                                                     np.int64), device=device))
+                             for start in range(0, len(rows), chunk)])
+        centre = weights.mean(0)
+        kept = min(self.lexical_dims, len(rows))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            _, values, vectors = torch.svd_lowrank(weights - centre, q=min(kept + 10, len(rows)),
+                                                   niter=8)
+        basis = torch.zeros(self.lexical_buckets, self.lexical_dims, device=device)
+        # Directions the sample does not span (fewer distinct texts than dimensions) stay zero.
+        spanned = values[:kept] > 1e-6 * values[:1].clamp(min=1e-30)
+        basis[:, :kept] = vectors[:, :kept] * spanned
+        self.lexical_centre.copy_(centre)
+        self.lexical_basis.copy_(basis)
 
 
 @register_backbone(WORD_VECTORS, "averaged word-piece vectors (fastText-style) for skip-gram, with "

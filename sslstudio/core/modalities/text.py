@@ -62,6 +62,7 @@ class TextPreprocess(Preprocess):
     pretrained: dict = field(default_factory=dict)
     tokenizer_file: str = TOKENIZER_FILE  # beside the run, the adapted model or the export
     lexical_buckets: int = 0  # word vectors: hashed TF-IDF buckets in the features (0: none)
+    lexical_dims: int = 0  # those reduced by an SVD of the folder's to this many (0: raw buckets)
 
     @classmethod
     def _from_table(cls, table: dict) -> "TextPreprocess":
@@ -71,7 +72,8 @@ class TextPreprocess(Preprocess):
                    0 if bert else int(table.get("vocab_size", 0)), int(table.get("layers", 0)),
                    int(table.get("width", 0)), int(table.get("heads", 0)),
                    table.get("bert_config", "") if bert else "", dict(table.get("pretrained", {})),
-                   table.get("tokenizer", TOKENIZER_FILE), int(table.get("lexical_buckets", 0)))
+                   table.get("tokenizer", TOKENIZER_FILE), int(table.get("lexical_buckets", 0)),
+                   int(table.get("lexical_dims", 0)))
 
     def to_table(self) -> dict:
         table: dict = {"modality": "text"}
@@ -84,6 +86,7 @@ class TextPreprocess(Preprocess):
                          heads=self.heads)
             if self.lexical_buckets:
                 table["lexical_buckets"] = self.lexical_buckets
+                table["lexical_dims"] = self.lexical_dims
         table.update(tokenizer=self.tokenizer_file, max_length=self.max_length,
                      text_field=self.text_field, class_names=list(self.class_names))
         return table
@@ -201,27 +204,34 @@ class TextPreprocess(Preprocess):
                          layers=(config.text_layers or (2 if cpu else 6)) if attention else 0,
                          width=width,
                          heads=(config.text_heads or max(1, width // 64)) if attention else 0,
-                         lexical_buckets=0 if attention else cls._lexical_buckets(config, run, resume),
+                         **({} if attention else cls._lexical_part(config, run, resume)),
                          **common)
         return preprocess, config.weights or None
 
     @staticmethod
-    def _lexical_buckets(config, run, resume: bool) -> int:
+    def _lexical_part(config, run, resume: bool) -> dict:
         """A resumed run keeps the features it started with: runs from before the lexical part
-        recorded none, and their checkpoints hold no bucket weights."""
+        recorded none, and their checkpoints hold no bucket weights; runs from before its SVD
+        kept the raw buckets. An objective may keep none (distillation's students were measured
+        without)."""
         if not resume:
-            return config.lexical_buckets
+            if not getattr(OBJECTIVES.get(config.objective), "keeps_lexical_part", True):
+                return {"lexical_buckets": 0, "lexical_dims": 0}
+            return {"lexical_buckets": config.lexical_buckets,
+                    "lexical_dims": config.lexical_dims if config.lexical_buckets else 0}
         try:
-            return int(run.preprocess_table().get("lexical_buckets", 0))
+            table = run.preprocess_table()
+            return {"lexical_buckets": int(table.get("lexical_buckets", 0)),
+                    "lexical_dims": int(table.get("lexical_dims", 0))}
         except (OSError, ValueError):
-            return 0
+            return {"lexical_buckets": 0, "lexical_dims": 0}
 
     def encoder_shape(self):
         if self.bert_config:
             return BertShape(self.bert_config, self.max_length)
 
         return TextShape(self.vocab_size, self.max_length, self.layers, self.width, self.heads,
-                         lexical_buckets=self.lexical_buckets)
+                         lexical_buckets=self.lexical_buckets, lexical_dims=self.lexical_dims)
 
     def make_objective(self, objective_cls, encoder, objective_config, config, data, run, device,
                        generator):
@@ -268,7 +278,8 @@ class TextPreprocess(Preprocess):
             facts["encoder"] = "BERT model folder"
         else:
             facts.update(vocab_size=self.vocab_size, layers=self.layers, width=self.width,
-                         heads=self.heads, lexical_buckets=self.lexical_buckets)
+                         heads=self.heads, lexical_buckets=self.lexical_buckets,
+                         lexical_dims=self.lexical_dims)
         return facts
 
 

@@ -36,7 +36,7 @@ from sslstudio.core.config import ConfigError, validate, with_overrides
 
 # The run's knobs that only text folders use, shown in their own group.
 TEXT_KNOBS = ("text_field", "tokenizer", "vocab_size", "max_length", "text_layers", "text_width",
-              "text_heads", "lexical_buckets")
+              "text_heads", "lexical_buckets", "lexical_dims")
 
 
 def _decimals_for(value: float, low: float | None) -> int:
