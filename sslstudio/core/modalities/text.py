@@ -212,11 +212,8 @@ class TextPreprocess(Preprocess):
     def _lexical_part(config, run, resume: bool) -> dict:
         """A resumed run keeps the features it started with: runs from before the lexical part
         recorded none, and their checkpoints hold no bucket weights; runs from before its SVD
-        kept the raw buckets. An objective may keep none (distillation's students were measured
-        without)."""
+        kept the raw buckets."""
         if not resume:
-            if not getattr(OBJECTIVES.get(config.objective), "keeps_lexical_part", True):
-                return {"lexical_buckets": 0, "lexical_dims": 0}
             return {"lexical_buckets": config.lexical_buckets,
                     "lexical_dims": config.lexical_dims if config.lexical_buckets else 0}
         try:

@@ -140,9 +140,6 @@ class Distill(Objective):
     # 0.373 against 0.341; its file is 1/7 to 1/9 of the teacher's instead of 1/22 to 1/38.
     # A third of it is the folder's part (`folder_share`).
     text_width = 384
-    # Its students were measured with the folder part and no lexical part; the folder part keeps
-    # what the folder's words say.
-    keeps_lexical_part = False
 
     def __init__(self, encoder, config: DistillConfig, lent):
         super().__init__(encoder, config, lent)
