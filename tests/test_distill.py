@@ -294,7 +294,7 @@ def test_a_static_students_folder_part_learns_skipgram_beside_the_teachers_part(
     objective.generator.set_state(state)
     scale = SkipGramConfig().lr / DistillConfig().lr
     student = objective.projector(encoder(batch)[:, :12])
-    expected_distill = distill_loss(student, objective.targets[indices], "cosine", 0.0)
+    expected_distill = distill_loss(student, objective.targets[indices, 0], "cosine", 0.0)
     drawn, valid, reach, negatives = sampled_windows(batch[:4], objective.folder_keep,
                                                      objective.folder_noise, 5, 5, objective.generator)
     expected_folder, _ = skipgram_loss(encoder.token_vectors(drawn)[..., 12:] * scale,
