@@ -137,8 +137,7 @@ class Distill(Objective):
     # A static text student's width: all-MiniLM-L6-v2's. At 384 instead of the CPU's 128 it
     # scored higher on every text set measured (bench/distill.py, 5 minutes, 10 labels a class):
     # Rotten Tomatoes 0.565 against 0.560, WordNet glosses 0.604 against 0.548, German man pages
-    # 0.373 against 0.341; its file is 1/7 to 1/9 of the teacher's instead of 1/22 to 1/38.
-    # A third of it is the folder's part (`folder_share`).
+    # 0.373 against 0.341. A third of it is the folder's part (`folder_share`).
     text_width = 384
 
     def __init__(self, encoder, config: DistillConfig, lent):
@@ -148,9 +147,9 @@ class Distill(Objective):
         self.row_of: torch.Tensor | None = None  # item index -> row of targets, -1: none
         self.view_crops: torch.Tensor | None = None  # (rows, views, 2, 3): images' crops
         self.corpus_ids: np.ndarray | None = None  # a text run's tokenized folder
+        self.generator: torch.Generator | None = None  # a text run's, for the folder part's draws
         # A static student's first `teacher_width` coordinates learn the teacher's features, the
         # rest the folder's co-occurrences (skip-gram, with output vectors of its own).
-        self.generator: torch.Generator | None = None  # a text run's, for the folder part's draws
         width = getattr(encoder, "token_width", 0)
         folder = int(round(width * config.folder_share)) if hasattr(encoder, "token_vectors") else 0
         self.folder_width = folder
