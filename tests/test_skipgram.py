@@ -273,21 +273,27 @@ def test_lexical_part_is_the_tfidf_of_hashed_pieces_and_pairs():
         torch.testing.assert_close(features[:, :8], plain(ids))
 
 
-def test_a_run_from_before_the_lexical_part_resumes_without_it(text_folder, tmp_path):
+def stopped_as_an_earlier_version_wrote_it(text_folder, run, knob: str, **extra) -> None:
+    """A run stopped at its second step whose config.toml has no `knob` anywhere, as a version
+    from before the knob wrote it."""
     from sslstudio.core import config as cfg
     from sslstudio.core.control import RunControl
+
+    control = RunControl()
+    for event in train(config(text_folder, run, **extra), control=control):
+        if isinstance(event, StepMetrics) and event.step == 2:
+            control.cancel()
+    tables = cfg.read_toml(run / "config.toml")
+    del tables["train"][knob]
+    tables["preprocess"].pop(knob, None)
+    cfg.write_toml(run / "config.toml", tables)
+
+
+def test_a_run_from_before_the_lexical_part_resumes_without_it(text_folder, tmp_path):
     from sslstudio.core.embed import load_encoder
 
     run = tmp_path / "old"
-    control = RunControl()
-    for event in train(config(text_folder, run, lexical_buckets=0), control=control):
-        if isinstance(event, StepMetrics) and event.step == 2:
-            control.cancel()
-    # As an earlier version wrote it: no lexical_buckets anywhere.
-    tables = cfg.read_toml(run / "config.toml")
-    del tables["train"]["lexical_buckets"]
-    tables["preprocess"].pop("lexical_buckets", None)
-    cfg.write_toml(run / "config.toml", tables)
+    stopped_as_an_earlier_version_wrote_it(text_folder, run, "lexical_buckets", lexical_buckets=0)
     events = list(train(config(text_folder, run), resume=True))
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
     encoder, _ = load_encoder(run, torch.device("cpu"))
@@ -296,7 +302,7 @@ def test_a_run_from_before_the_lexical_part_resumes_without_it(text_folder, tmp_
 
 def topic_corpus(sizes=(20, 15, 12, 8, 5), length=12, seed=2):
     """Texts on five topics of different sizes, each topic's pieces its own: a folder whose
-    TF-IDF has five clear leading directions."""
+    centred TF-IDF has four clear leading directions (the topics, less their mean)."""
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for topic, size in enumerate(sizes):
@@ -337,20 +343,11 @@ def test_the_reduced_lexical_part_is_the_folders_tfidf_on_its_leading_singular_d
 
 
 def test_a_run_from_before_the_lexical_svd_resumes_with_its_raw_buckets(text_folder, tmp_path):
-    from sslstudio.core import config as cfg
-    from sslstudio.core.control import RunControl
     from sslstudio.core.embed import load_encoder
 
-    run = tmp_path / "old"
-    control = RunControl()
-    for event in train(config(text_folder, run, lexical_buckets=32, lexical_dims=0), control=control):
-        if isinstance(event, StepMetrics) and event.step == 2:
-            control.cancel()
-    # As an earlier version wrote it: buckets, and no lexical_dims anywhere.
-    tables = cfg.read_toml(run / "config.toml")
-    del tables["train"]["lexical_dims"]
-    tables["preprocess"].pop("lexical_dims", None)
-    cfg.write_toml(run / "config.toml", tables)
+    run = tmp_path / "old"  # buckets, and no lexical_dims
+    stopped_as_an_earlier_version_wrote_it(text_folder, run, "lexical_dims", lexical_buckets=32,
+                                           lexical_dims=0)
     events = list(train(config(text_folder, run), resume=True))
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
     encoder, _ = load_encoder(run, torch.device("cpu"))
