@@ -288,15 +288,18 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
     taken = np.concatenate([f for _, rank_features in shares for f in rank_features])
     positions = np.argsort(covered)
     covered, taken = covered[positions], taken[positions]
-    plain_s = distributed.from_rank_zero(time.monotonic() - started, torch.device(device))
-    rounds = views - 1
-    if budget_s and share:
-        rounds = min(rounds, int((share * budget_s - plain_s) // max(plain_s, 1e-9)))
-    crops = teacher.preprocess.teacher_view_crops(len(covered) * max(rounds, 0), seed + 1)
-    view_features = None
-    if rounds > 0 and crops is not None:
-        crops = crops.view(len(covered), rounds, 2, 3)
-        view_features = yield from _views_of(teacher, data, covered, crops, device, control, chunk)
+    view_features = crops = None
+    if views > 1:
+        plain_s = distributed.from_rank_zero(time.monotonic() - started, torch.device(device))
+        rounds = views - 1
+        if budget_s and share:
+            rounds = min(rounds, int((share * budget_s - plain_s) // max(plain_s, 1e-9)))
+        if rounds > 0:
+            crops = teacher.preprocess.teacher_view_crops(len(covered) * rounds, seed + 1)
+        if crops is not None:
+            crops = crops.view(len(covered), rounds, 2, 3)
+            view_features = yield from _views_of(teacher, data, covered, crops, device, control,
+                                                 chunk)
     # The forward pass alone, as the student's is timed: decoding a large photo would dwarf it.
     one = teacher.preprocess.model_inputs(teacher.preprocess.reread(data, covered[:1], teacher.folder),
                                           device)

@@ -386,14 +386,15 @@ class Distill(Objective):
         # view: a static student has no dropout).
         views = self.lent(inputs) if callable(self.lent) else inputs
         rows = self.row_of[indices.to(self.row_of.device)]
-        view = torch.zeros_like(rows)
-        if self.view_crops is not None:
+        if self.view_crops is None:
+            teacher = self.targets[rows, 0]
+        else:
             # Each item as one of the views the teacher saw, the same crop at the student's size.
             view = torch.randint(0, self.view_crops.shape[1], rows.shape, device=rows.device,
                                  generator=self.lent.generator)
             views = resampled(views, self.view_crops[rows, view], views.shape[-1])
+            teacher = self.targets[rows, view]
         student = self.head_outputs(self.encoder(views))
-        teacher = self.targets[rows, view]
         loss = distill_loss(student.float(), teacher, self.config.loss, self.config.relational_weight)
         with torch.no_grad():
             agreement = F.cosine_similarity(student.float(), teacher, dim=1).mean()
