@@ -127,3 +127,25 @@ def make_bert_folder(folder, texts):
     state["embeddings.position_ids"] = torch.arange(64)[None]  # as Hugging Face saves it
     save_file(state, str(folder / "model.safetensors"))
     return state
+
+
+def reference_lexical(ids, special: set[int], buckets: int) -> np.ndarray:
+    """TF-IDF of hashed pieces and neighbouring pairs, written out text by text: sublinear term
+    frequency 1 + log tf, smooth idf log((1 + n) / (1 + df)) + 1 over these texts, unit rows."""
+    def bucket(key: int) -> int:
+        return key * 2654435761 % buckets
+
+    counts = np.zeros((len(ids), buckets))
+    for row, text in enumerate(ids.tolist()):
+        kept = [t if t not in special else None for t in text]
+        for t in kept:
+            if t is not None:
+                counts[row, bucket(t)] += 1
+        for a, b in zip(kept, kept[1:]):
+            if a is not None and b is not None:
+                counts[row, bucket((a * 1000003 + b) % 2147483647)] += 1
+    documents = (counts > 0).sum(0)
+    idf = np.log((1 + len(ids)) / (1 + documents)) + 1
+    tf = np.where(counts > 0, 1 + np.log(np.maximum(counts, 1)), 0)
+    weighted = tf * idf
+    return weighted / np.linalg.norm(weighted, axis=1, keepdims=True)

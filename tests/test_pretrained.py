@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import fake_snapshot_download, make_bert_folder
 from safetensors.torch import save_file
 
 from sslstudio.core.backbones import BACKBONES, WeightsError, build_backbone
+from sslstudio.core.backbones.bert import BertShape
 from sslstudio.core.backbones.pretrained import PRETRAINED, cached_weights, convert_known_format
 from sslstudio.core.data.scan import DataError
 from sslstudio.core.events import RunFinished, StepMetrics
@@ -175,7 +177,8 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
     from sslstudio.core.embed import load_encoder
 
     encoder, preprocess = load_encoder(run, torch.device("cpu"))
-    assert preprocess.to_table()["architecture"] == "bert" and encoder.feature_dim == 32
+    # Read with the folder's own words beside the states (64 dimensions beside a pretrained one).
+    assert preprocess.to_table()["architecture"] == "bert" and encoder.feature_dim == 32 + 64
     before = build_backbone("pretrained_bert", encoder.shape, tmp_path / "minibert")
     assert torch.equal(before.embeddings.word_embeddings.weight, state["embeddings.word_embeddings.weight"])
     # No labels to judge by: a text encoder continued is handed back as it came (continuing
@@ -184,7 +187,50 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
     assert notes and notes[0].message.startswith("without labels the encoder as it came is kept")
     assert "text encoder without labels lost" in notes[0].message
     kept = encoder.state_dict()
-    assert all(torch.equal(kept[k], v) for k, v in before.state_dict().items() if k in kept)
+    assert all(torch.equal(kept[k], v) for k, v in before.state_dict().items()
+               if k in kept and k not in before.FOLDER_FITTED)
+
+
+def test_a_pretrained_text_encoder_is_read_with_the_folders_own_words_beside_it(text_folder, tmp_path):
+    from conftest import reference_lexical
+
+    from sslstudio.core.embed import load_encoder
+    from sslstudio.core.export import ExportRequest, export_model
+
+    texts = [p.read_text() for p in sorted(text_folder.rglob("*.txt"))]
+    make_bert_folder(tmp_path / "minibert", texts)
+    run = tmp_path / "run"
+    events = list(train(TrainConfig(data=str(text_folder), out=str(run), objective="simcse",
+                                    weights=str(tmp_path / "minibert"), epochs=1, batch_size=8,
+                                    monitor_items=16, lexical_buckets=64, lexical_dims=4)))
+    assert events[-1].status == "completed"
+    # Training reads the states only: no loss may see words two dropout views share exactly.
+    started = next(e for e in events if type(e).__name__ == "RunStarted")
+    assert started.feature_dim == 32
+    encoder, preprocess = load_encoder(run, torch.device("cpu"))
+    assert encoder.feature_dim == 32 + 4
+    assert (preprocess.to_table()["lexical_buckets"], preprocess.to_table()["lexical_dims"]) == (64, 4)
+    ids, _ = preprocess.folder_inputs(text_folder, len(texts), run)
+    ids = torch.as_tensor(ids)
+    with torch.no_grad():
+        features = encoder(ids)
+    states_only = build_backbone("pretrained_bert", BertShape(encoder.shape.config_json, 32))
+    states_only.load_state_dict({k: v for k, v in encoder.state_dict().items()
+                                 if k not in encoder.FOLDER_FITTED})
+    with torch.no_grad():
+        torch.testing.assert_close(features[:, :32], states_only.eval()(ids))
+    # From the formula: the folder's TF-IDF (padding aside), centred, on its leading right
+    # singular vectors; compared by inner products, which do not depend on each one's sign.
+    tfidf = reference_lexical(ids, {encoder.pad_id}, 64)
+    centred = tfidf - tfidf.mean(0)
+    expected = centred @ np.linalg.svd(centred, full_matrices=False)[2][:4].T
+    got = features[:, 32:].numpy().astype(np.float64)
+    np.testing.assert_allclose(got @ got.T, expected @ expected.T, atol=1e-3)
+    # The exported graph computes them too, and agrees with PyTorch.
+    exported = list(export_model(ExportRequest(run, tmp_path / "export" / "text.onnx",
+                                               latency_repeats=1)))
+    checks = [e for e in exported if type(e).__name__ == "ExportCheck"]
+    assert checks and all(c.passed for c in checks) and exported[-1].status == "completed"
 
 
 def test_auto_on_a_cpu_picks_the_pretrained_encoder_found_on_disk(tmp_path, monkeypatch):
@@ -291,3 +337,29 @@ def test_the_text_encoder_is_downloaded_only_when_asked_and_then_offered_from_th
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(OSError, match="could not download.*no route to host.*Without a network, copy"):
         download_text_encoder()
+
+
+def test_a_pretrained_text_run_from_before_the_words_beside_it_resumes_without_them(text_folder,
+                                                                                     tmp_path):
+    from sslstudio.core import config as cfg
+    from sslstudio.core.control import RunControl
+    from sslstudio.core.embed import load_encoder
+
+    make_bert_folder(tmp_path / "minibert", [p.read_text() for p in sorted(text_folder.rglob("*.txt"))])
+    run = tmp_path / "old"
+    settings = dict(data=str(text_folder), out=str(run), objective="simcse", epochs=2,
+                    weights=str(tmp_path / "minibert"), batch_size=8, monitor_items=16)
+    control = RunControl()
+    for event in train(TrainConfig(**settings, lexical_buckets=0), control=control):
+        if isinstance(event, StepMetrics) and event.step == 2:
+            control.cancel()
+    # As the version before wrote it: the knobs in [train] (word vectors read them), nothing in
+    # [preprocess], no buffers in the checkpoint.
+    tables = cfg.read_toml(run / "config.toml")
+    tables["train"].update(lexical_buckets=4096, lexical_dims=32)
+    assert "lexical_buckets" not in tables["preprocess"]
+    cfg.write_toml(run / "config.toml", tables)
+    events = list(train(TrainConfig(**settings), resume=True))
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
+    encoder, _ = load_encoder(run, torch.device("cpu"))
+    assert encoder.feature_dim == 32 and not hasattr(encoder, "bucket_weight")

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import reference_lexical
 
 from sslstudio.core.backbones.text_transformer import TextShape
 from sslstudio.core.backbones.word_vectors import WordVectors
@@ -193,14 +194,17 @@ def test_skipgram_run_trains_embeds_and_exports(text_folder, tmp_path):
     # int8 is quantized from float32 tables (onnxruntime's quantizer cannot read half ones).
     assert checks["int8"].passed and out.with_suffix(".int8.onnx").exists()
     assert exported[-1].status == "completed"
-    # The vectors are stored in half precision: the file is mostly the table, at 2 bytes a number.
+    # The vectors and the lexical basis are stored in half precision (the exporter kept the
+    # basis's cast, which reads it after a gather): the file is mostly those, at 2 bytes a number.
     import onnx
 
-    table = encoder.token_embedding.weight
+    table, basis = encoder.token_embedding.weight, encoder.lexical_basis
     stored = {i.name: i for i in onnx.load(str(out)).graph.initializer}
     halves = [i for i in stored.values() if i.data_type == onnx.TensorProto.FLOAT16]
-    assert [list(i.dims) for i in halves] == [list(table.shape)]
-    assert out.stat().st_size < 2.5 * table.numel() + 40_000
+    assert sorted(list(i.dims) for i in halves) == sorted([list(table.shape), list(basis.shape)])
+    assert not [i for i in stored.values() if list(i.dims) == list(basis.shape)
+                and i.data_type != onnx.TensorProto.FLOAT16]
+    assert out.stat().st_size < 2.5 * (table.numel() + basis.numel()) + 40_000
     halved = with_half_tables(encoder)
     assert encoder.token_embedding.weight.dtype == torch.float32, "the exported copy is halved, not the encoder"
     with torch.no_grad():
@@ -230,28 +234,6 @@ def test_skipgram_run_resumes_to_the_same_weights(text_folder, tmp_path):
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "stopped")
     assert a.keys() == b.keys() and any("output" in k for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def reference_lexical(ids: torch.Tensor, special: set[int], buckets: int) -> np.ndarray:
-    """TF-IDF of hashed pieces and neighbouring pairs, written out text by text: sublinear term
-    frequency 1 + log tf, smooth idf log((1 + n) / (1 + df)) + 1 over these texts, unit rows."""
-    def bucket(key: int) -> int:
-        return key * 2654435761 % buckets
-
-    counts = np.zeros((len(ids), buckets))
-    for row, text in enumerate(ids.tolist()):
-        kept = [t if t not in special else None for t in text]
-        for t in kept:
-            if t is not None:
-                counts[row, bucket(t)] += 1
-        for a, b in zip(kept, kept[1:]):
-            if a is not None and b is not None:
-                counts[row, bucket((a * 1000003 + b) % 2147483647)] += 1
-    documents = (counts > 0).sum(0)
-    idf = np.log((1 + len(ids)) / (1 + documents)) + 1
-    tf = np.where(counts > 0, 1 + np.log(np.maximum(counts, 1)), 0)
-    weighted = tf * idf
-    return weighted / np.linalg.norm(weighted, axis=1, keepdims=True)
 
 
 def test_lexical_part_is_the_tfidf_of_hashed_pieces_and_pairs():
@@ -342,12 +324,15 @@ def test_the_reduced_lexical_part_is_the_folders_tfidf_on_its_leading_singular_d
         torch.testing.assert_close(features[:, :8], plain(ids))
 
 
-def test_a_run_from_before_the_lexical_svd_resumes_with_its_raw_buckets(text_folder, tmp_path):
+def test_a_run_from_before_the_lexical_svd_resumes_with_its_raw_buckets(text_folder, tmp_path,
+                                                                        monkeypatch):
+    import sslstudio.core.modalities.text as text_modality
     from sslstudio.core.embed import load_encoder
 
-    run = tmp_path / "old"  # buckets, and no lexical_dims
-    stopped_as_an_earlier_version_wrote_it(text_folder, run, "lexical_dims", lexical_buckets=32,
-                                           lexical_dims=0)
+    run = tmp_path / "old"  # buckets, and no lexical_dims: no SVD, as that version had none
+    with monkeypatch.context() as patched:
+        patched.setattr(text_modality, "DIMS_BESIDE_WORD_VECTORS", 0)
+        stopped_as_an_earlier_version_wrote_it(text_folder, run, "lexical_dims", lexical_buckets=32)
     events = list(train(config(text_folder, run), resume=True))
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
     encoder, _ = load_encoder(run, torch.device("cpu"))

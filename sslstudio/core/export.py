@@ -288,11 +288,16 @@ def with_half_tables(model: nn.Module) -> nn.Module:
     where it has none. A text model's file is mostly its tables (a static student's all of it)
     and the rest of the graph reads them in float32, so the file is about half as large while
     its features move by less than the float parity check allows (Model2Vec stores its static
-    models in float16 for the same reason)."""
-    if not any(isinstance(m, nn.Embedding) for m in model.modules()):
+    models in float16 for the same reason). A module may name buffers it reads the same way, a
+    gather and then a cast (`HALF_BUFFERS`): those are stored in half too."""
+    if not any(isinstance(m, nn.Embedding) or getattr(m, "HALF_BUFFERS", ())
+               for m in model.modules()):
         return model
     halved = copy.deepcopy(model)
     for parent in list(halved.modules()):
+        for name in getattr(parent, "HALF_BUFFERS", ()):
+            if getattr(parent, name, None) is not None:
+                setattr(parent, name, getattr(parent, name).half())
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Embedding):
                 setattr(parent, name, HalfTable(child))

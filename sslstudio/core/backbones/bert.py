@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from sslstudio.core.backbones.base import Backbone, register_backbone
+from sslstudio.core.backbones.lexical import LexicalPart
 from sslstudio.core.backbones.tuning import HeadAttention, InputPrompt, Site, TuningSites
 
 
@@ -20,6 +21,8 @@ from sslstudio.core.backbones.tuning import HeadAttention, InputPrompt, Site, Tu
 class BertShape:
     config_json: str  # the model folder's config.json, verbatim
     max_length: int  # tokens per text used here (at most the model's positions)
+    lexical_buckets: int = 0  # the folder's own words read beside the pooled states (LexicalPart)
+    lexical_dims: int = 0
 
     @property
     def config(self) -> dict:
@@ -124,7 +127,13 @@ class _Pooler(nn.Module):
         self.dense = nn.Linear(c["hidden_size"], c["hidden_size"])
 
 
-class BertEncoder(Backbone):
+class BertEncoder(LexicalPart, Backbone):
+    """Training reads the pooled states; a probe (embed, adapt, export) reads the folder's own
+    words beside them too (`read_for_probe`): beside MiniLM as it came they lifted every text set
+    (bench/lexical_beside_pretrained.py), and they have no weights for an objective to train, so a
+    loss that could see them would learn less about the encoder (two dropout views of a text share
+    its words exactly)."""
+
     modality = "text"
     # MLM and NSP heads of full BERT checkpoints; buffers some versions save.
     ignorable_prefixes = ("cls.", "embeddings.position_ids")
@@ -140,8 +149,10 @@ class BertEncoder(Backbone):
         self.embeddings = _Embeddings(c)
         self.encoder = _Encoder(c)
         self.pooler = _Pooler(c)
-        self.feature_dim = c["hidden_size"]
+        self.token_width = self.feature_dim = c["hidden_size"]
         self.input_prompt: InputPrompt | None = None  # prompt tuning's, when a method sets one
+        self.lexical_width = self.init_lexical_part(shape.lexical_buckets, shape.lexical_dims)
+        self.reads_lexical_part = False
 
     def token_states(self, ids: torch.Tensor):
         keep = ids != self.pad_id
@@ -160,16 +171,30 @@ class BertEncoder(Backbone):
             attentions=[layer.attention.self for layer in layers],
             # Houlsby's place in a post-norm block: after each output projection, before the
             # residual sum and LayerNorm.
-            sublayers=[Site(sub, "dense", self.feature_dim) for layer in layers
+            sublayers=[Site(sub, "dense", self.token_width) for layer in layers
                        for sub in (layer.attention.output, layer.output)],
             activations=[Site(layer.intermediate, "act", layer.intermediate.dense.out_features,
                               reader=layer.output.dense) for layer in layers],
-            token_width=self.feature_dim)
+            token_width=self.token_width)
+
+    def counted(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids != self.pad_id
+
+    def observe_corpus(self, ids, chunk: int = 1024) -> None:
+        self.observe_lexical_corpus(ids, chunk)
+
+    def read_for_probe(self) -> None:
+        if self.lexical_width and not self.reads_lexical_part:
+            self.reads_lexical_part = True
+            self.feature_dim += self.lexical_width
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         states, keep = self.token_states(ids)
         weights = keep.unsqueeze(-1).to(states.dtype)
-        return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        if not self.reads_lexical_part:
+            return pooled
+        return torch.cat([pooled, self.lexical_features(ids)], dim=1)
 
 
 @register_backbone("pretrained_bert", "BERT-family encoder from a Hugging Face model folder "

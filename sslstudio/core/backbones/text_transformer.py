@@ -21,7 +21,7 @@ class TextShape:
     heads: int = 4
     dropout: float = 0.1
     pad_id: int = 0
-    lexical_buckets: int = 0  # word vectors only: hashed TF-IDF buckets beside the mean
+    lexical_buckets: int = 0  # word vectors: hashed TF-IDF buckets beside the mean
     lexical_dims: int = 0  # and those reduced to this many by an SVD of the folder's (0: raw)
 
 

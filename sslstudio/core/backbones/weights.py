@@ -87,6 +87,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
     if own and all(k.startswith("net.") for k in own) and not any(k.startswith("net.") for k in state):
         state = {f"net.{k}": v for k, v in state.items()}
         ignorable = tuple(f"net.{p}" for p in ignorable)
+    # What the model fits to the user's folder (LexicalPart), which no pretrained file holds.
+    state.update({k: v for k, v in own.items()
+                  if k not in state and k in getattr(model, "FOLDER_FITTED", ())})
     unexpected = sorted(set(state) - set(own))
     missing = sorted(set(own) - set(state))
     wrong_shape = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)

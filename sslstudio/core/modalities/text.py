@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from sslstudio.core.backbones.bert import BertShape, is_model_folder
+from sslstudio.core.backbones.lexical import DIMS_BESIDE_PRETRAINED, DIMS_BESIDE_WORD_VECTORS
 from sslstudio.core.backbones.text_transformer import TextShape
 from sslstudio.core.backbones.word_vectors import WORD_VECTORS
 from sslstudio.core.control import run_to_end
@@ -61,8 +62,10 @@ class TextPreprocess(Preprocess):
     bert_config: str = ""  # a BERT folder's config.json, verbatim; empty for the app's own
     pretrained: dict = field(default_factory=dict)
     tokenizer_file: str = TOKENIZER_FILE  # beside the run, the adapted model or the export
-    lexical_buckets: int = 0  # word vectors: hashed TF-IDF buckets in the features (0: none)
-    lexical_dims: int = 0  # those reduced by an SVD of the folder's to this many (0: raw buckets)
+    # Word vectors and pretrained BERT (LexicalPart): hashed TF-IDF buckets in the features
+    # (0: none), reduced by an SVD of the folder's to this many (0: raw buckets).
+    lexical_buckets: int = 0
+    lexical_dims: int = 0
 
     @classmethod
     def _from_table(cls, table: dict) -> "TextPreprocess":
@@ -84,9 +87,9 @@ class TextPreprocess(Preprocess):
         else:
             table.update(vocab_size=self.vocab_size, layers=self.layers, width=self.width,
                          heads=self.heads)
-            if self.lexical_buckets:
-                table["lexical_buckets"] = self.lexical_buckets
-                table["lexical_dims"] = self.lexical_dims
+        if self.lexical_buckets:
+            table["lexical_buckets"] = self.lexical_buckets
+            table["lexical_dims"] = self.lexical_dims
         table.update(tokenizer=self.tokenizer_file, max_length=self.max_length,
                      text_field=self.text_field, class_names=list(self.class_names))
         return table
@@ -189,8 +192,9 @@ class TextPreprocess(Preprocess):
                       class_names=tuple(data.class_names))
         if backbone == "pretrained_bert":
             config_json = (Path(config.weights) / "config.json").read_text()
-            return (cls(bert_config=config_json, pretrained={"folder": str(config.weights)}, **common),
-                    config.weights)
+            lexical = cls._lexical_part(config, run, resume, DIMS_BESIDE_PRETRAINED)
+            return (cls(bert_config=config_json, pretrained={"folder": str(config.weights)},
+                        **lexical, **common), config.weights)
         vocab = cls._vocab(run)
         cpu = device.type == "cpu"
         # Two cores train a 2 x 128 encoder ~16x faster than BERT-mini's 4 x 256: in five minutes
@@ -204,18 +208,19 @@ class TextPreprocess(Preprocess):
                          layers=(config.text_layers or (2 if cpu else 6)) if attention else 0,
                          width=width,
                          heads=(config.text_heads or max(1, width // 64)) if attention else 0,
-                         **({} if attention else cls._lexical_part(config, run, resume)),
+                         **({} if attention else cls._lexical_part(config, run, resume,
+                                                                   DIMS_BESIDE_WORD_VECTORS)),
                          **common)
         return preprocess, config.weights or None
 
     @staticmethod
-    def _lexical_part(config, run, resume: bool) -> dict:
+    def _lexical_part(config, run, resume: bool, default_dims: int) -> dict:
         """A resumed run keeps the features it started with: runs from before the lexical part
         recorded none, and their checkpoints hold no bucket weights; runs from before its SVD
         kept the raw buckets."""
         if not resume:
             return {"lexical_buckets": config.lexical_buckets,
-                    "lexical_dims": config.lexical_dims if config.lexical_buckets else 0}
+                    "lexical_dims": (config.lexical_dims or default_dims) if config.lexical_buckets else 0}
         try:
             table = run.preprocess_table()
             return {"lexical_buckets": int(table.get("lexical_buckets", 0)),
@@ -225,7 +230,8 @@ class TextPreprocess(Preprocess):
 
     def encoder_shape(self):
         if self.bert_config:
-            return BertShape(self.bert_config, self.max_length)
+            return BertShape(self.bert_config, self.max_length, self.lexical_buckets,
+                             self.lexical_dims)
 
         return TextShape(self.vocab_size, self.max_length, self.layers, self.width, self.heads,
                          lexical_buckets=self.lexical_buckets, lexical_dims=self.lexical_dims)
@@ -275,8 +281,8 @@ class TextPreprocess(Preprocess):
             facts["encoder"] = "BERT model folder"
         else:
             facts.update(vocab_size=self.vocab_size, layers=self.layers, width=self.width,
-                         heads=self.heads, lexical_buckets=self.lexical_buckets,
-                         lexical_dims=self.lexical_dims)
+                         heads=self.heads)
+        facts.update(lexical_buckets=self.lexical_buckets, lexical_dims=self.lexical_dims)
         return facts
 
 

@@ -88,13 +88,15 @@ class TrainConfig:
     # Distillation's static students keep it too: with it, source code 0.880 against 0.829,
     # German man pages 0.461 against 0.448, WordNet glosses 0.615 against 0.607, debates 0.502
     # against 0.500, film reviews 0.576 against 0.574 (bench/distill.py runs, 5 minutes).
+    # Beside a pretrained encoder 64 dimensions win instead (`lexical.DIMS_BESIDE_PRETRAINED`).
     lexical_buckets: int = knob(4096, low=0, high=1 << 20,
-                                help="text, word vectors: hashed TF-IDF buckets of pieces and "
-                                     "pairs kept beside the learned mean (0: none)")
-    lexical_dims: int = knob(32, low=0, high=1024,
-                             help="text, word vectors: the buckets reduced to this many "
-                                  "dimensions by an SVD of the folder's own (latent semantic "
-                                  "analysis; 0: the buckets as they are)")
+                                help="text, word vectors and pretrained encoders: hashed TF-IDF "
+                                     "buckets of pieces and pairs read beside the encoder's own "
+                                     "features (0: none)")
+    lexical_dims: int = knob(0, low=0, high=1024,
+                             help="text: the buckets reduced to this many dimensions by an SVD "
+                                  "of the folder's own (latent semantic analysis); 0: 32 beside "
+                                  "word vectors, 64 beside a pretrained encoder")
 
     @property
     def run_dir(self) -> Path:

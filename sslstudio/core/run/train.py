@@ -165,6 +165,7 @@ def resolved_config(config: TrainConfig, plan: RunPlan, preprocess: Preprocess) 
     if "layers" in facts:
         resolved.text_layers, resolved.text_width = facts["layers"], facts["width"]
         resolved.text_heads = facts["heads"]
+    if "lexical_buckets" in facts:
         resolved.lexical_buckets = facts["lexical_buckets"]
         resolved.lexical_dims = facts["lexical_dims"]
     return resolved
