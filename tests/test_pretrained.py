@@ -135,6 +135,9 @@ def test_continued_pretraining_keeps_batchnorm_statistics_and_the_preprocessing(
                                     monitor_items=16, labels_from_folders=True, log_every_steps=1)))
     assert isinstance(events[-1], RunFinished) and events[-1].status == "completed"
     assert len([e for e in events if isinstance(e, StepMetrics)]) == 3
+    # An image encoder continues slowly: faster, it lost what it knew on a dev set (no labels).
+    plan = next(e for e in events if type(e).__name__ == "RunStarted").plan
+    assert "encoder learning rate x0.03" in plan
     _, _, preprocess = load_run_config(run / "config.toml")
     assert preprocess["mean"] == [0.485, 0.456, 0.406] and preprocess["std"] == [0.229, 0.224, 0.225]
     assert preprocess["pretrained"]["architecture"] == "mobilenetv3_large_100"
@@ -171,6 +174,7 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
     assert events[-1].status == "completed"
     started = next(e for e in events if type(e).__name__ == "RunStarted")
     assert started.backbone == "pretrained_bert" and started.feature_dim == 32
+    assert "encoder learning rate x0.1:" in started.plan
     saved_tokenizer = json.loads((run / "tokenizer.json").read_text())
     assert saved_tokenizer["model"]["vocab"] == json.loads(
         (tmp_path / "minibert" / "tokenizer.json").read_text())["model"]["vocab"]

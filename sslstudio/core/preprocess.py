@@ -34,6 +34,9 @@ class Preprocess:
     item_noun: ClassVar[str] = "items"  # what the user calls its items: "images", "texts"
     default_objective: ClassVar[str] = ""  # from scratch
     continuing_objective: ClassVar[str] = ""  # from a pretrained encoder
+    # A continued encoder's learning rate as a share of the heads' (unless the run sets
+    # backbone_lr_scale): small, so that it keeps what it knows when no labels judge it.
+    continuing_lr_scale: ClassVar[float] = 0.1
     student_backbone: ClassVar[str] = ""  # a distillation's student when the backbone is auto: small and fast
     # Whether the form offers a pretrained encoder already on disk as the CPU's default: for
     # images it beat training from scratch on every dev set; for texts it did not.

@@ -63,8 +63,9 @@ class TrainConfig:
     log_every_steps: int = knob(0, low=0, high=100000, help="metrics every N steps; 0: about 5 a second")
     grad_clip: float = knob(0.0, low=0.0, high=1000.0, help="clip the gradient norm; 0: off")
     backbone_lr_scale: float = knob(0.0, low=0.0, high=1.0,
-                                    help="encoder learning rate as a share of the head's; 0: 0.1 "
-                                         "for a pretrained encoder (keeps what it knows), else 1")
+                                    help="encoder learning rate as a share of the head's; 0: for "
+                                         "a pretrained encoder 0.03 (images) or 0.1 (texts), so "
+                                         "that it keeps what it knows; else 1")
     freeze_batchnorm: str = knob("auto", choices=("auto", "yes", "no"),
                                  help="keep a pretrained encoder's BatchNorm statistics; auto: yes "
                                       "for pretrained encoders")

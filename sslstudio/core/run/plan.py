@@ -169,9 +169,10 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
             minutes = round(max(minutes / 20.0, minutes - prepared.seconds / 60.0), 2)
             reasons.append(f"{minutes:.2f} minutes left for the steps")
     pretrained = BACKBONES.get(setup.backbone).pretrained is not None or is_text_model_folder(config.weights)
-    encoder_scale = config.backbone_lr_scale or (0.1 if pretrained else 1.0)
+    encoder_scale = config.backbone_lr_scale or (preprocess.continuing_lr_scale if pretrained else 1.0)
     if not config.backbone_lr_scale and pretrained:
-        reasons.append("encoder learning rate x0.1: a pretrained encoder is continued, not rewritten")
+        reasons.append(f"encoder learning rate x{encoder_scale:g}: a pretrained encoder is "
+                       "continued, not rewritten")
     if config.backbone == "auto":
         reasons.append(f"backbone {setup.backbone}: the default for this device and data")
     plan = RunPlan(config.objective, setup.modality, setup.backbone, describe(setup.device),
