@@ -164,7 +164,8 @@ def config(folder, out, **extra):
 
 def test_skipgram_run_trains_embeds_and_exports(text_folder, tmp_path):
     from sslstudio.core.embed import load_encoder
-    from sslstudio.core.export import ExportRequest, export_model, with_half_tables
+    from sslstudio.core.export import ExportRequest, export_model
+    from sslstudio.core.onnx_file import with_half_tables
 
     run = tmp_path / "run"
     events = list(train(config(text_folder, run, labels_from_folders=True, lexical_buckets=64)))

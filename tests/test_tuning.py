@@ -15,7 +15,7 @@ from sslstudio.core.adapt.base import unfit_methods
 from sslstudio.core.backbones import build_backbone
 from sslstudio.core.backbones.text_transformer import TextShape
 from sslstudio.core.backbones.tuning import TuningModule, own_state
-from sslstudio.core.export import write_onnx
+from sslstudio.core.onnx_file import write_onnx
 
 TUNED = ["adapter", "prefix", "prompt", "ia3"]
 

@@ -10,8 +10,6 @@ embedding. NAME.json beside NAME.onnx (and the same JSON in the ONNX metadata un
 
 from __future__ import annotations
 
-import copy
-import inspect
 import json
 import os
 import tempfile
@@ -22,8 +20,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -41,12 +37,12 @@ from sslstudio.core.events import (
 )
 from sslstudio.core.fileio import new_partial_file, write_durably
 from sslstudio.core.locks import OutputLock
+from sslstudio.core.onnx_file import median_ms, onnx_session, write_onnx
 from sslstudio.core.outputs import OutputError, check_output_file
 from sslstudio.core.preprocess import Preprocess, PreprocessError
 from sslstudio.core.run.folder import AdaptedFolder, RunFolder
 
 FORMAT = "sslstudio-onnx/1"
-OPSET = 17
 # Float32 through two runtimes: kernels differ in summation order, nothing more.
 FLOAT_MIN_COSINE = 0.9999
 FLOAT_MAX_PROBABILITY_DIFF = 1e-3
@@ -235,98 +231,6 @@ def judge(figures: dict, variant: str, classifier: bool, scale: float) -> tuple[
     return ok, text
 
 
-def _session(path: Path):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _median_ms(function, repeats: int) -> float:
-    function()
-    function()  # warm-up: first runs allocate and pick kernels
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.median(times))
-
-
-def onnx_figures(model: nn.Module, one: torch.Tensor, repeats: int = 10) -> tuple[float, float]:
-    """One item through onnxruntime on this machine's CPU (median milliseconds) and the ONNX
-    file's megabytes, for `model` as it is (a copy is exported; the model is not moved); NaNs
-    where it does not export or run, for a figure that is worth having but never worth a
-    failed run."""
-    with tempfile.TemporaryDirectory(prefix="sslstudio-onnx-") as folder:
-        path = Path(folder) / "model.onnx"
-        try:
-            on_cpu = copy.deepcopy(model).cpu().eval()
-            write_onnx(on_cpu, one.detach().cpu(), path, "features", {}, input_name="input")
-            session = _session(path)
-            x = one.detach().cpu().numpy()
-            milliseconds = _median_ms(lambda: session.run(None, {"input": x}), repeats)
-            return milliseconds, path.stat().st_size / 1e6
-        except (RuntimeError, ValueError, TypeError, OSError, onnx.checker.ValidationError,
-                ort.capi.onnxruntime_pybind11_state.Fail):
-            return float("nan"), float("nan")
-
-
-class HalfTable(nn.Module):
-    """An embedding table stored in half precision whose looked-up vectors are float32 again."""
-
-    def __init__(self, table: nn.Embedding):
-        super().__init__()
-        self.padding_idx = table.padding_idx
-        self.weight = nn.Parameter(table.weight.detach().half(), requires_grad=False)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return nn.functional.embedding(ids, self.weight, self.padding_idx).float()
-
-
-def with_half_tables(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose embedding tables are stored in half precision, or `model` itself
-    where it has none. A text model's file is mostly its tables (a static student's all of it)
-    and the rest of the graph reads them in float32, so the file is about half as large while
-    its features move by less than the float parity check allows (Model2Vec stores its static
-    models in float16 for the same reason). A module may name buffers it reads the same way, a
-    gather and then a cast (`HALF_BUFFERS`): those are stored in half too."""
-    if not any(isinstance(m, nn.Embedding) or getattr(m, "HALF_BUFFERS", ())
-               for m in model.modules()):
-        return model
-    halved = copy.deepcopy(model)
-    for parent in list(halved.modules()):
-        for name in getattr(parent, "HALF_BUFFERS", ()):
-            if getattr(parent, name, None) is not None:
-                setattr(parent, name, getattr(parent, name).half())
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Embedding):
-                setattr(parent, name, HalfTable(child))
-    return halved
-
-
-def write_onnx(model: nn.Module, dummy: torch.Tensor, path: Path, output_name: str,
-                metadata: dict, input_name: str = "image", half_tables: bool = True) -> None:
-    """The model traced to ONNX with its metadata, at `path` (a staged name: the caller renames
-    it into place once verified); embedding tables in half precision unless told otherwise."""
-    if half_tables:
-        model = with_half_tables(model)
-    kwargs = dict(input_names=[input_name], output_names=[output_name],
-                  dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-                  opset_version=OPSET, do_constant_folding=True)
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        # The TorchScript exporter: exports every backbone here from torch 2.3 to 2.14 without
-        # onnxscript; the dynamo exporter would add a dependency for no gain on these graphs.
-        kwargs["dynamo"] = False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), str(path), **kwargs)
-    proto = onnx.load(str(path))
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
-
-
 def export_model(request: ExportRequest, control: RunControl | None = None) -> Iterator:
     """Write NAME.onnx (+ NAME.int8.onnx) and NAME.json, verified; yields progress and figures.
     One export at a time writes a NAME: the files of two would not belong together."""
@@ -455,7 +359,7 @@ def _check_parity(wrapped, name: str, inputs: np.ndarray, labelled, variants, cl
         reference = wrapped(torch.from_numpy(inputs)).numpy()
         labelled_torch = wrapped(torch.from_numpy(labelled[0])).numpy() if labelled else None
     for variant, path in variants:
-        session = _session(path)
+        session = onnx_session(path)
         produced = session.run(None, {name: inputs})[0]
         figures = compare_outputs(reference, produced, classifier)
         passed, tolerance = judge(figures, variant, classifier, float(np.abs(reference).max()))
@@ -477,7 +381,7 @@ def _time_latency(wrapped, name: str, inputs: np.ndarray, variants, repeats: int
     """Median latency of eager PyTorch and of each ONNX variant at batch 1 and 64."""
     latency = {}
     for variant, path in variants:
-        session = _session(path)
+        session = onnx_session(path)
         for batch in (1, 64):
             x = np.resize(inputs, (batch,) + inputs.shape[1:])
             tensor = torch.from_numpy(x)
@@ -487,8 +391,8 @@ def _time_latency(wrapped, name: str, inputs: np.ndarray, variants, repeats: int
                     wrapped(tensor)
 
             times = repeats if batch == 1 else max(3, repeats // 4)
-            event = ExportLatency(variant, batch, _median_ms(run_torch, times),
-                                  _median_ms(lambda: session.run(None, {name: x}), times))
+            event = ExportLatency(variant, batch, median_ms(run_torch, times),
+                                  median_ms(lambda: session.run(None, {name: x}), times))
             latency[f"{variant}_batch{batch}"] = {"torch_ms": event.torch_ms, "onnx_ms": event.onnx_ms}
             yield event
             control.checkpoint()
@@ -573,7 +477,7 @@ def run_exported(model_path: Path, file_path: Path) -> dict:
         inputs, shown = preprocess.file_input(Path(file_path), Path(model_path).parent)
     except PreprocessError as error:
         raise ExportError(str(error)) from None
-    output = _session(Path(model_path)).run(None, {preprocess.input_name: inputs})[0][0]
+    output = onnx_session(Path(model_path)).run(None, {preprocess.input_name: inputs})[0][0]
     return {"info": info, "output": output, **shown}
 
 
@@ -581,7 +485,7 @@ def nearest_items(model_path: Path, data_dir: Path, embedding: np.ndarray, count
                   max_items: int = 2000) -> list[tuple[str, float]]:
     """The folder items (a spread of up to `max_items`) whose exported embeddings are closest."""
     info = read_sidecar(model_path)
-    session = _session(Path(model_path))
+    session = onnx_session(Path(model_path))
     preprocess = Preprocess.of_export(info)
     inputs, names = preprocess.folder_inputs(Path(data_dir), max_items, Path(model_path).parent)
     feed = preprocess.input_name

@@ -305,7 +305,7 @@ def teacher_targets(teacher: Teacher, data, device, control: RunControl, budget_
                                           device)
     with torch.inference_mode():
         latency_ms = batch_one_ms(lambda: teacher.encoder(one), device)
-    from sslstudio.core.export import onnx_figures  # onnx and onnxruntime: only when teaching
+    from sslstudio.core.onnx_file import onnx_figures  # onnx and onnxruntime: only when teaching
 
     # Exported once here, for the run's closing comparison (which the first process writes);
     # it is part of the pass's cost.

@@ -340,7 +340,7 @@ class Distill(Objective):
         """Student against teacher, as the run ends: the same few-label probe on the monitor's
         sample, and one item's latency and the model's file through onnxruntime here (the
         weights and PyTorch's latency where the ONNX figures are missing)."""
-        from sslstudio.core.export import onnx_figures
+        from sslstudio.core.onnx_file import onnx_figures
         from sslstudio.core.teacher import batch_one_ms
 
         targets = self.teacher_features
