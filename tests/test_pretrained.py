@@ -230,6 +230,10 @@ def test_a_pretrained_text_encoder_is_read_with_the_folders_own_words_beside_it(
     expected = centred @ np.linalg.svd(centred, full_matrices=False)[2][:4].T
     got = features[:, 32:].numpy().astype(np.float64)
     np.testing.assert_allclose(got @ got.T, expected @ expected.T, atol=1e-3)
+    # Zero-shot compares descriptions with items in the space the encoder trained: no words.
+    from sslstudio.core.zeroshot.sentence import SentenceZeroShot
+
+    assert SentenceZeroShot(run, torch.device("cpu")).encoder.feature_dim == 32
     # The exported graph computes them too, and agrees with PyTorch.
     exported = list(export_model(ExportRequest(run, tmp_path / "export" / "text.onnx",
                                                latency_repeats=1)))

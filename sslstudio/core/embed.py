@@ -25,8 +25,9 @@ from sslstudio.core.preprocess import Preprocess
 from sslstudio.core.run.folder import RunFolder
 
 
-def load_encoder(run_dir: Path, device: torch.device):
-    """The run's encoder in eval mode, and the Preprocess it reads items through."""
+def load_encoder(run_dir: Path, device: torch.device, as_trained: bool = False):
+    """The run's encoder in eval mode, and the Preprocess it reads items through. Read as a
+    probe reads it (as its objective says), or `as_trained`: the space the objective trained."""
     folder = RunFolder(run_dir)
     if not folder.is_run() or not folder.has_checkpoint():
         raise DataError(f"{run_dir} is not a finished or checkpointed run "
@@ -35,7 +36,7 @@ def load_encoder(run_dir: Path, device: torch.device):
     preprocess = Preprocess.from_table(table).for_features()
     encoder = build_backbone(train_config.backbone, preprocess.encoder_shape())
     encoder.load_state_dict(run_encoder_state(folder))
-    if features_read_for_probe(train_config):
+    if features_read_for_probe(train_config) and not as_trained:
         encoder.read_for_probe()
     return encoder.to(device).eval(), preprocess
 

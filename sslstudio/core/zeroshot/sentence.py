@@ -65,7 +65,10 @@ class SentenceZeroShot(ZeroShotModel):
         if _is_text_run(self.path):
             from sslstudio.core.embed import load_encoder
 
-            self.encoder, self.preprocess = load_encoder(self.path, device)
+            # A description and an item are compared in the space the encoder trained, not the
+            # probe's readout (beside a pretrained encoder that adds the folder's own words,
+            # which a probe weighs and a cosine to a one-line description would not).
+            self.encoder, self.preprocess = load_encoder(self.path, device, as_trained=True)
             self.tokenizer = self.preprocess.tokenizer(self.path)
         else:
             config = json.loads((self.path / "config.json").read_text())
