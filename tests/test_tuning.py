@@ -26,9 +26,12 @@ def _encoder_and_input(backbone: str):
         from sslstudio.core.backbones.bert import BertShape
         from tests.test_weights import TINY_BERT
 
-        encoder = build_backbone(backbone, BertShape(TINY_BERT, 16))
+        # Read as a run's is: the folder's own words beside the states (4 dimensions here).
+        encoder = build_backbone(backbone, BertShape(TINY_BERT, 16, lexical_buckets=64, lexical_dims=4))
         ids = torch.randint(1, 100, (3, 16))
         ids[0, 9:] = 0
+        encoder.observe_corpus(ids.numpy())
+        encoder.read_for_probe()
         return encoder.eval(), ids
     if backbone == "text_transformer":
         encoder = build_backbone(backbone, TextShape(vocab_size=60, max_length=16, layers=2,
