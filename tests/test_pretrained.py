@@ -164,14 +164,20 @@ def test_continued_pretraining_keeps_batchnorm_statistics_and_the_preprocessing(
     assert info["input"]["mean"] == [0.485, 0.456, 0.406] and info["model"]["backbone"] == "pretrained_mobilenetv3"
 
 
-def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_path):
-    texts = [p.read_text() for p in sorted(text_folder.rglob("*.txt"))]
-    state = make_bert_folder(tmp_path / "minibert", texts)
+def continued_bert_run(text_folder, tmp_path, **settings):
+    """A tiny BERT folder whose tokenizer learnt the folder, continued on it by SimCSE for an
+    epoch: the folder's state dict, the run and its events."""
+    state = make_bert_folder(tmp_path / "minibert", [p.read_text() for p in sorted(text_folder.rglob("*.txt"))])
     run = tmp_path / "run"
     events = list(train(TrainConfig(data=str(text_folder), out=str(run), objective="simcse",
                                     weights=str(tmp_path / "minibert"), epochs=1, batch_size=8,
-                                    monitor_items=16, log_every_steps=1)))
+                                    monitor_items=16, **settings)))
     assert events[-1].status == "completed"
+    return state, run, events
+
+
+def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_path):
+    state, run, events = continued_bert_run(text_folder, tmp_path, log_every_steps=1)
     started = next(e for e in events if type(e).__name__ == "RunStarted")
     assert started.backbone == "pretrained_bert" and started.feature_dim == 32
     assert "encoder learning rate x0.1:" in started.plan
@@ -201,20 +207,14 @@ def test_a_pretrained_text_encoder_is_read_with_the_folders_own_words_beside_it(
     from sslstudio.core.embed import load_encoder
     from sslstudio.core.export import ExportRequest, export_model
 
-    texts = [p.read_text() for p in sorted(text_folder.rglob("*.txt"))]
-    make_bert_folder(tmp_path / "minibert", texts)
-    run = tmp_path / "run"
-    events = list(train(TrainConfig(data=str(text_folder), out=str(run), objective="simcse",
-                                    weights=str(tmp_path / "minibert"), epochs=1, batch_size=8,
-                                    monitor_items=16, lexical_buckets=64, lexical_dims=4)))
-    assert events[-1].status == "completed"
+    _, run, events = continued_bert_run(text_folder, tmp_path, lexical_buckets=64, lexical_dims=4)
     # Training reads the states only: no loss may see words two dropout views share exactly.
     started = next(e for e in events if type(e).__name__ == "RunStarted")
     assert started.feature_dim == 32
     encoder, preprocess = load_encoder(run, torch.device("cpu"))
     assert encoder.feature_dim == 32 + 4
     assert (preprocess.to_table()["lexical_buckets"], preprocess.to_table()["lexical_dims"]) == (64, 4)
-    ids, _ = preprocess.folder_inputs(text_folder, len(texts), run)
+    ids, _ = preprocess.folder_inputs(text_folder, len(list(text_folder.rglob("*.txt"))), run)
     ids = torch.as_tensor(ids)
     with torch.no_grad():
         features = encoder(ids)
