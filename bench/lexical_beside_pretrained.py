@@ -8,7 +8,7 @@ states, and reduced to how many dimensions? Each candidate chosen with one text 
 Reads bench/quality.py outputs: a set's folder and its `pretrained` run (MiniLM as it came,
 embedded by `sslstudio embed`). The states are the first columns of that run's features (what
 MiniLM gives, whether or not the run's version added words beside them); the words are the
-folder's lexical part as a run fits it (`LexicalPart.observe_lexical_corpus` on every item, the
+folder's lexical part as a run fits it (`LexicalPart.observe_corpus` on every item, the
 run's own tokenizer and length), computed by the encoder's own code for each candidate "B/K"
 (B hashed buckets reduced to K dimensions; "0": the states alone). It has no trained weights, so
 one run serves every candidate. Probed as bench/quality.py probes (10 labels a class, logistic

@@ -180,9 +180,6 @@ class BertEncoder(LexicalPart, Backbone):
     def counted(self, ids: torch.Tensor) -> torch.Tensor:
         return ids != self.pad_id
 
-    def observe_corpus(self, ids, chunk: int = 1024) -> None:
-        self.observe_lexical_corpus(ids, chunk)
-
     def read_for_probe(self) -> None:
         if self.lexical_width and not self.reads_lexical_part:
             self.reads_lexical_part = True

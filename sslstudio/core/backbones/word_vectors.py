@@ -6,7 +6,6 @@ run tokenizer's terms. Beside the learned mean, the features keep the folder's o
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -54,11 +53,6 @@ class WordVectors(LexicalPart, Backbone):
         if not self.lexical_buckets:
             return mean
         return torch.cat([mean, self.lexical_features(ids)], dim=1)
-
-    def observe_corpus(self, ids: np.ndarray, chunk: int = 1024) -> None:
-        """The lexical part's statistics of the tokenized corpus (N, L). Call after the pooling
-        weights are set, so special pieces are left out."""
-        self.observe_lexical_corpus(ids, chunk)
 
 
 @register_backbone(WORD_VECTORS, "averaged word-piece vectors (fastText-style) for skip-gram, with "
