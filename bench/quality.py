@@ -9,7 +9,8 @@ For each dev set (a class-per-subfolder folder; the classes are hidden from pret
   - the default encoder as it is initialised (random weights, through the app's pipeline);
   - `sslstudio train --minutes M` with no other option (from scratch: no weights on disk), then
     `sslstudio embed`;
-  - the pretrained encoder used as it is, at the app's resolution and at its own (224 px), and
+  - the pretrained encoder used as it is, at the app's resolution and at its own (224 px) (a
+    text encoder with the folder's words beside its states, as a run reads it, and alone), and
     continued for M minutes through the CLI (`--backbone/--weights`) with no labels, and with
     --judge again with 10 labels a class for the best-encoder rule, then embedded;
 and probes each with 1, 5 and 10 labels per class: logistic regression on those, accuracy and
@@ -342,8 +343,14 @@ def bench_set(name: str, source: Path, args, app: App) -> list[Row]:
         continued_rows("EfficientNet-Lite0", pretrained)
     else:
         weights = str(args.models / "all-MiniLM-L6-v2")
-        features_row("all-MiniLM-L6-v2 as is", work / "pretrained",
-                     app.as_is(folder, work / "pretrained", "--weights", weights))
+        as_is = features_row("all-MiniLM-L6-v2 as is", work / "pretrained",
+                             app.as_is(folder, work / "pretrained", "--weights", weights))
+        # A run reads the folder's own words beside the encoder's states (LexicalPart): the
+        # encoder as it came, by itself, is the first hidden_size columns.
+        states = json.loads((Path(weights) / "config.json").read_text())["hidden_size"]
+        rows.append(Row("all-MiniLM-L6-v2 as it came (its states alone)",
+                        probe_all(as_is[:, :states], labels, args.draws)))
+        report(name, rows[-1])
         continued_rows("all-MiniLM-L6-v2", ("--weights", weights))
     return rows
 
