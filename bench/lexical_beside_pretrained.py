@@ -20,29 +20,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from quality import App, labels_of, print_leave_one_out, probe_all
+from quality import App, labels_of, print_leave_one_out, probe_all, tokenized_items
 
 from sslstudio.core.backbones import build_backbone
-from sslstudio.core.embed import load_encoder
+from sslstudio.core.preprocess import Preprocess
+from sslstudio.core.run.folder import RunFolder
 
 TEXT_SETS = ("rotten-tomatoes", "debates", "wordnet-glosses", "code-by-language", "manpages-de")
 
 
-def words_beside(run: Path, folder: Path, paths: list[str], buckets: int, dims: int) -> np.ndarray:
-    _, preprocess = load_encoder(run, torch.device("cpu"))
+def words_beside(preprocess, ids: np.ndarray, buckets: int, dims: int) -> np.ndarray:
     preprocess = dataclasses.replace(preprocess, lexical_buckets=buckets, lexical_dims=dims)
     encoder = build_backbone("pretrained_bert", preprocess.encoder_shape())
-    root = Path(os.path.abspath(folder))
-    keys = [Path(os.path.abspath(p.split("#")[0])).relative_to(root).as_posix()
-            + (f"#{p.split('#', 1)[1]}" if "#" in p else "") for p in paths]
-    ids, names = preprocess.folder_inputs(folder, len(keys), run, wanted=keys)
-    assert names == keys, "the folder's items are not the embedded ones"
     encoder.observe_corpus(ids)
     with torch.no_grad():
         return torch.cat([encoder.lexical_features(torch.from_numpy(ids[i:i + 512]))
@@ -63,15 +57,17 @@ def main() -> None:
         work = next(q / name for q in args.quality if (q / name / "pretrained").is_dir())
         app = App(work.parent)
         features, paths = app.embed(work / "pretrained", work / "folder")
-        encoder, _ = load_encoder(work / "pretrained", torch.device("cpu"))
-        states = features[:, :encoder.token_width]
+        preprocess = Preprocess.from_table(RunFolder(work / "pretrained").read_config()[2]).for_features()
+        states = features[:, :json.loads(preprocess.bert_config)["hidden_size"]]
         labels = labels_of(paths, work / "folder")
         row = results.setdefault(name, {})
+        ids = None
         for candidate in (c for c in args.candidates if c not in row):
             buckets, _, dims = candidate.partition("/")
+            if candidate != "0" and ids is None:
+                ids = tokenized_items(preprocess, work / "pretrained", work / "folder", paths)
             read = states if candidate == "0" else np.hstack(
-                [states, words_beside(work / "pretrained", work / "folder", paths, int(buckets),
-                                      int(dims or 0))])
+                [states, words_beside(preprocess, ids, int(buckets), int(dims or 0))])
             row[candidate] = probe_all(read, labels, args.draws)
             print(name, candidate, f"{row[candidate]['acc@10'][0]:.3f}", flush=True)
         args.out.write_text(json.dumps(results, indent=1))

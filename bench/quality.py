@@ -140,6 +140,16 @@ def label_free_judges(features: np.ndarray, items: int = 2000) -> dict:
 
 
 # -- baselines --------------------------------------------------------------------------------
+def tokenized_items(preprocess, run: Path, folder: Path, paths: list[str]) -> np.ndarray:
+    """The folder's texts as `run` tokenizes them, in the order of an embed's `paths`."""
+    root = Path(os.path.abspath(folder))
+    keys = [Path(os.path.abspath(p.split("#")[0])).relative_to(root).as_posix()
+            + (f"#{p.split('#', 1)[1]}" if "#" in p else "") for p in paths]
+    ids, names = preprocess.folder_inputs(folder, len(keys), run, wanted=keys)
+    assert names == keys, "the folder's items are not the embedded ones"
+    return ids
+
+
 def raw_pixels(paths: list[str], size: int = 32) -> np.ndarray:
     out = np.empty((len(paths), size * size * 3), np.float32)
     for i, p in enumerate(paths):

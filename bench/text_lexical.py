@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from quality import App, labels_of, print_leave_one_out, probe_all, subset_folder, tfidf
+from quality import (App, labels_of, print_leave_one_out, probe_all, subset_folder, tfidf,
+                     tokenized_items)
 
 CANDIDATES = ("0", "256", "1024", "4096", "rp256", "4096/32", "4096/64", "16384/32", "16384/64")
 PROJECTED_BUCKETS = 16384
@@ -57,11 +57,7 @@ def features_with_buckets(run: Path, folder: Path, paths: list[str], buckets: in
     state = {k: v for k, v in trained.state_dict().items()
              if k not in ("bucket_weight", "lexical_centre", "lexical_basis")}
     encoder.load_state_dict(state, strict=False)
-    root = Path(os.path.abspath(folder))
-    keys = [Path(os.path.abspath(p.split("#")[0])).relative_to(root).as_posix()
-            + (f"#{p.split('#', 1)[1]}" if "#" in p else "") for p in paths]
-    ids, names = preprocess.folder_inputs(folder, len(keys), run, wanted=keys)
-    assert names == keys, "the folder's items are not the embedded ones"
+    ids = tokenized_items(preprocess, run, folder, paths)
     encoder.observe_corpus(ids)  # as a run does, on every item of the folder
     with torch.no_grad():
         return torch.cat([encoder(torch.from_numpy(ids[i:i + 512]))
