@@ -5,11 +5,12 @@
 
 Each recipe downloads Debian packages with `apt-get download` into a temporary folder, unpacks
 them with `dpkg -x` (nothing is installed), and writes a class-per-subfolder folder
-OUTDIR/<name>/<class>/<item>.png|.txt. Everything is drawn with a fixed seed, so a rebuild from
-the same package versions gives the same files. Needs numpy and Pillow (with FreeType and raqm
-for the script shaping); `xfig-drawings` also needs Ghostscript (`gs`, which fig2dev calls for PNG
-output), and `manpages-de` groff; `--check` needs scikit-learn. These are local dev data: never
-bundle them in the repo.
+OUTDIR/<name>/<class>/<item>.png|.txt; `elpv-solar-cells` instead reads a PyPI wheel that
+`pip download --no-deps` fetches (nothing is installed). Everything is drawn with a fixed seed,
+so a rebuild from the same package versions gives the same files. Needs numpy and Pillow (with
+FreeType and raqm for the script shaping); `xfig-drawings` also needs Ghostscript (`gs`, which
+fig2dev calls for PNG output), and `manpages-de` groff; `--check` needs scikit-learn. These are
+local dev data: never bundle them in the repo.
 
   OUTDIR/xfig-drawings/<library>/<figure>.png
       Technical line art: the xfig clip-art libraries (electronic schematics and parts, maps,
@@ -77,6 +78,16 @@ bundle them in the repo.
       GFDL-1.1+; about 220), qtcreator (Qt, many dark-themed; qtcreator-doc 9.0.2, GFDL-1.3),
       kstars (KDE; kstars-data 3.6.2, GFDL-1.2+; about 150). Downloads about 320 MB of packages
       (gnucash-docs and kstars-data are most of it).
+  OUTDIR/elpv-solar-cells/<module type>_<defect status>/<cell>.png
+      Electroluminescence (EL) camera images of single solar cells, cut from photographs of 44
+      photovoltaic modules and normalized for size, perspective and lens distortion: 300x300 px,
+      8-bit grayscale, copied unchanged. Class = the source's two annotations in labels.csv:
+      module type (mono, poly crystalline) x expert defect probability (0 functional, 1/3
+      possibly_defective, 2/3 likely_defective, 1 defective), 8 classes; of the 2,624 cells at
+      most 300 a class: mono 300/117/56/300, poly 300/178/50/300 (functional, possibly, likely,
+      defective), 1,601 in all.  Source: PyPI elpv-dataset 1.0.0.post1, the ELPV benchmark
+      (Deitsch et al.; images and labels CC BY-NC-SA 4.0, i.e. non-commercial use only, loader
+      code Apache-2.0).
 
 Check a build (counts per class, and the baseline of the shared protocol with k labels per class:
 raw pixels at 32x32 RGB + StandardScaler, or TF-IDF, then LogisticRegression; accuracy on all
@@ -627,8 +638,46 @@ def app_screenshots(out, cache, per_class):
         print(f"app-screenshots/{cls}: {n} of {len(files)} figures", file=sys.stderr)
 
 
+# --------------------------------------------------------------------------------------------
+# elpv-solar-cells
+
+ELPV_WHEEL = "elpv-dataset==1.0.0.post1"
+ELPV_STATUS = ["functional", "possibly_defective", "likely_defective", "defective"]  # defect probability x 3
+
+
+def wheel(cache, spec):
+    """pip download one wheel (no dependencies) into cache/wheels; return its path."""
+    d = os.path.join(cache, "wheels")
+    os.makedirs(d, exist_ok=True)
+    run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", spec, "-d", d], cache)
+    name = spec.split("==")[0].replace("-", "_")
+    return sorted(glob.glob(os.path.join(d, f"{name}-*.whl")))[0]
+
+
+def elpv_solar_cells(out, cache, per_class):
+    per_class = per_class or 300
+    z = zipfile.ZipFile(wheel(cache, ELPV_WHEEL))
+    by_class = {}
+    for line in z.read("elpv_dataset/data/labels.csv").decode("utf-8").splitlines():
+        if not line.strip():
+            continue
+        path, prob, kind = line.split()
+        by_class.setdefault(f"{kind}_{ELPV_STATUS[round(float(prob) * 3)]}", []).append(path)
+    dest = fresh(out, "elpv-solar-cells")
+    for cls in sorted(by_class):
+        items = sorted(by_class[cls])
+        random.Random(f"{SEED}-{cls}").shuffle(items)
+        d = os.path.join(dest, cls)
+        os.makedirs(d, exist_ok=True)
+        for path in items[:per_class]:
+            with open(os.path.join(d, os.path.basename(path)), "wb") as g:
+                g.write(z.read("elpv_dataset/data/" + path))
+        print(f"elpv-solar-cells/{cls}: {min(per_class, len(items))} of {len(items)}", file=sys.stderr)
+
+
 RECIPES = {"xfig-drawings": xfig_drawings, "scripts": scripts, "wordnet-glosses": wordnet_glosses,
-           "code-by-language": code_by_language, "manpages-de": manpages_de, "app-screenshots": app_screenshots}
+           "code-by-language": code_by_language, "manpages-de": manpages_de, "app-screenshots": app_screenshots,
+           "elpv-solar-cells": elpv_solar_cells}
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ SHOTS = (1, 5, 10)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_SETS = ("fashion-mnist", "mnist", "stamps", "rotten-tomatoes", "debates")
 EXTRA_SETS = ("xfig-drawings", "scripts", "wordnet-glosses", "code-by-language", "manpages-de",
-              "app-screenshots")  # bench/dev_datasets.py
+              "app-screenshots", "elpv-solar-cells")  # bench/dev_datasets.py
 
 
 @dataclass
