@@ -14,7 +14,7 @@ from sslstudio.core.run.calibration import raise_trivial_temperature
 from sslstudio.core.run.checkpoint import encoder_info, encoder_state
 from sslstudio.core.embed import load_encoder
 from sslstudio.core.data.scan import DataError
-from sslstudio.core.events import RunFinished, RunWarning, StepMetrics
+from sslstudio.core.events import RunFinished, RunStarted, RunWarning, StepMetrics
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.run.judge import Monitor
@@ -227,6 +227,11 @@ def test_without_labels_a_continued_encoder_is_judged_by_the_label_free_score(im
     notes = [w for w in of_type(events, RunWarning) if w.kind == "best_encoder"]
     assert notes and notes[0].message.startswith("without labels the encoder as it came is kept")
     assert "image encoder without labels lost 3 points on stamps" in notes[0].message
+    # The plan said so before the first step; with labels to judge by it does not.
+    assert "the encoder as it came is what this run hands over" in of_type(events, RunStarted)[0].plan
+    labelled = list(train(config_for(image_folder, tmp_path / "labelled", epochs=1,
+                                     labels_from_folders=True, weights=str(weights))))
+    assert "as it came is what this run hands over" not in of_type(labelled, RunStarted)[0].plan
     state = load_encoder(run, torch.device("cpu"))[0].state_dict()
     assert all(torch.equal(state[k], start[k]) for k in start if "num_batches" not in k)
 

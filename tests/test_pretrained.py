@@ -181,6 +181,8 @@ def test_a_hugging_face_folder_trains_with_its_own_tokenizer(text_folder, tmp_pa
     started = next(e for e in events if type(e).__name__ == "RunStarted")
     assert started.backbone == "pretrained_bert" and started.feature_dim == 32
     assert "encoder learning rate x0.1:" in started.plan
+    # What the run will hand over is said before its first step, not only at its end.
+    assert "without labels, the encoder as it came is what this run hands over" in started.plan
     saved_tokenizer = json.loads((run / "tokenizer.json").read_text())
     assert saved_tokenizer["model"]["vocab"] == json.loads(
         (tmp_path / "minibert" / "tokenizer.json").read_text())["model"]["vocab"]

@@ -46,6 +46,19 @@ LABEL_FREE_JUDGE: dict[str, str] = {"text": "as_it_came"}
 AS_IT_CAME_EVIDENCE: dict[str, str] = {
     "text": "2 to 15 points of 10-label accuracy on four of five text folders (and gained 0.3 "
             "on the fifth)"}
+
+
+def kept_without_labels(modality: str) -> str:
+    """What a run continuing a pretrained encoder of `modality` with no labels will hand over, in
+    the plan's words, where that is decided before its first step ("": judged as it goes)."""
+    if LABEL_FREE_JUDGE.get(modality) != "as_it_came":
+        return ""
+    return (f"without labels, the encoder as it came is what this run hands over: on the dev "
+            f"sets, continuing a pretrained {modality} encoder without labels lost "
+            f"{AS_IT_CAME_EVIDENCE.get(modality, '')}; label a few items a class (or use the "
+            "folder's classes) to have continuing judged, or stop the run now")
+
+
 # name -> (words, score of the monitor's fields at a step)
 LABEL_FREE_SCORES = {
     "effective_rank": ("RankMe (the features' effective rank)", lambda f, step: f["effective_rank"]),

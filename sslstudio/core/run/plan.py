@@ -28,6 +28,7 @@ from sslstudio.core.modalities.text import is_text_model_folder
 from sslstudio.core.preprocess import PREPROCESSES, Preprocess, objective_modalities
 from sslstudio.core.run.config import TrainConfig, budget_minutes
 from sslstudio.core.run.folder import RunFolder
+from sslstudio.core.run.judge import kept_without_labels
 from sslstudio.core.text import counted
 
 DEFAULT_BATCH = 256
@@ -173,6 +174,11 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
     if not config.backbone_lr_scale and pretrained:
         reasons.append(f"encoder learning rate x{encoder_scale:g}: a pretrained encoder is "
                        "continued, not rewritten")
+    if weights and not (config.labels or config.labels_from_folders):
+        # Said before the first step, not only at the end: the minutes are the user's.
+        kept = kept_without_labels(setup.modality)
+        if kept:
+            reasons.append(kept)
     if config.backbone == "auto":
         reasons.append(f"backbone {setup.backbone}: the default for this device and data")
     plan = RunPlan(config.objective, setup.modality, setup.backbone, describe(setup.device),
