@@ -9,7 +9,8 @@ other item tested) on:
     before distilled runs were read as trained);
   - pooled: the pooled vector the student learnt to map to the teacher's features;
   - projected: that vector through the run's projection, in the teacher's space (the projection
-    of the last checkpoint, while the encoder is the one the run hands over).
+    of the last checkpoint, while the encoder is the one the run hands over);
+  - pooled+projected: the two side by side.
 The monitor's probe during the run reads the pooled vector.
 """
 
@@ -49,7 +50,9 @@ def readouts(run: Path, folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray
     grid = run_to_end(encode_items(encoder, data, preprocess, cpu, RunControl()))
     state = load_file(str(run_folder.checkpoint_path))
     weight, bias = state["model.projector.weight"].numpy(), state["model.projector.bias"].numpy()
-    return {"grid": grid, "pooled": pooled, "projected": pooled @ weight.T + bias}, labels
+    projected = pooled @ weight.T + bias
+    return {"grid": grid, "pooled": pooled, "projected": projected,
+            "pooled+projected": np.concatenate([pooled, projected], 1)}, labels
 
 
 def main() -> None:
