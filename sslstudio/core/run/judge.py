@@ -48,15 +48,20 @@ AS_IT_CAME_EVIDENCE: dict[str, str] = {
             "on the fifth)"}
 
 
+def continuing_cost(modality: str) -> str:
+    """The evidence for keeping the encoder as it came, as the plan and the closing note say it."""
+    return (f"on the dev sets, continuing a pretrained {modality} encoder without labels lost "
+            f"{AS_IT_CAME_EVIDENCE.get(modality, '')}")
+
+
 def kept_without_labels(modality: str) -> str:
     """What a run continuing a pretrained encoder of `modality` with no labels will hand over, in
     the plan's words, where that is decided before its first step ("": judged as it goes)."""
     if LABEL_FREE_JUDGE.get(modality) != "as_it_came":
         return ""
-    return (f"without labels, the encoder as it came is what this run hands over: on the dev "
-            f"sets, continuing a pretrained {modality} encoder without labels lost "
-            f"{AS_IT_CAME_EVIDENCE.get(modality, '')}; label a few items a class (or use the "
-            "folder's classes) to have continuing judged, or stop the run now")
+    return (f"without labels, the encoder as it came is what this run hands over: "
+            f"{continuing_cost(modality)}; label a few items a class (or use the folder's "
+            "classes) to have continuing judged, or stop the run now")
 
 
 # name -> (words, score of the monitor's fields at a step)
@@ -121,9 +126,8 @@ class BestEncoder:
                     "a few items a class (or use the folder's classes) and train again, and the "
                     "run keeps whichever encoder, the one it came with included, scores best")
         if pretrained and self.monitor.label_free == "as_it_came" and self.step == 0:
-            return ("without labels the encoder as it came is kept: on the dev sets, continuing "
-                    f"a pretrained {self.monitor.preprocess.modality} encoder without labels "
-                    f"lost {AS_IT_CAME_EVIDENCE.get(self.monitor.preprocess.modality, '')}, and no "
+            return ("without labels the encoder as it came is kept: "
+                    f"{continuing_cost(self.monitor.preprocess.modality)}, and no "
                     "label-free score told when it helped; the continued encoder stays in the "
                     "run's last checkpoint. Label a few items a class and train again to have "
                     "continuing judged")
