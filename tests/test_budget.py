@@ -449,6 +449,9 @@ def test_the_resolution_is_the_largest_whose_steps_reach_the_wanted_count(monkey
     assert "at 48 px about 937" in reason
     assert preprocess.affordable_image_size([64, 48, 32], cost, 3000.0, 128) == (64, "")
     assert preprocess.affordable_image_size([64, 48, 32], cost, 10.0, 128)[0] == 32  # the smallest
+    # An objective's own target (distillation's) rules where it names one.
+    size, reason = preprocess.affordable_image_size([64, 48, 32], cost, 300.0, 128, 1000)
+    assert size == 32 and reason.endswith("below 1000 steps on the dev sets")
 
 
 def test_a_run_from_scratch_trades_pixels_for_steps_and_says_so(tmp_path, monkeypatch):
@@ -468,3 +471,24 @@ def test_a_run_from_scratch_trades_pixels_for_steps_and_says_so(tmp_path, monkey
     events = list(train(config_for(folder, tmp_path / "run2", epochs=0, minutes=0.05, batch_size=0,
                                    image_size=0)))
     assert "image size 48" in next(e for e in events if isinstance(e, RunStarted)).plan
+    # The objective's own target is asked before the modality's.
+    from sslstudio.core.data.scan import list_folder
+
+    listing = list_folder(folder, preprocess.IMAGE_EXTENSIONS, False)
+    config = config_for(folder, tmp_path / "run3", epochs=0, minutes=0.05, batch_size=0,
+                        image_size=0)
+    wanting = type("Wanting", (), {"steps_wanted": 10**9, "views": 1})
+    assert preprocess.chosen_image_size(config, folder, torch.device("cpu"), None, listing,
+                                        "small_cnn", wanting)[0] == 32
+    assert preprocess.chosen_image_size(config, folder, torch.device("cpu"), None, listing,
+                                        "small_cnn", OBJECTIVES.get("simclr"))[0] == 48
+
+
+def test_an_objective_names_its_own_budget_on_a_cpu_for_a_modality():
+    from sslstudio.core.run.config import default_minutes
+
+    assert default_minutes("cpu", "distill", "image") == 10.0
+    assert default_minutes("cpu", "distill", "text") == 5.0
+    assert default_minutes("cpu", "simclr", "image") == 5.0
+    assert default_minutes("cuda", "distill", "image") == 30.0
+    assert default_minutes("cpu", "no such objective", "image") == 5.0

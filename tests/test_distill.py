@@ -154,6 +154,21 @@ def test_a_budget_too_small_for_the_whole_folder_teaches_on_a_spread_of_it(image
     assert "minutes left for the steps" in plan
 
 
+def test_an_image_student_on_a_cpu_takes_distillations_own_budget(image_folder, tmp_path):
+    teacher_run = tmp_path / "teacher"
+    list(train(config_for(image_folder, teacher_run, objective="simclr")))
+    control = RunControl()
+    events = []
+    for event in train(config_for(image_folder, tmp_path / "student", objective="distill",
+                                  teacher=str(teacher_run), epochs=0, minutes=0.0), control=control):
+        events.append(event)
+        if isinstance(event, RunStarted):
+            control.cancel()  # the plan is what this test reads, not ten minutes of steps
+    assert events[-1].status == "cancelled", events[-1]
+    plan = next(e for e in events if isinstance(e, RunStarted)).plan
+    assert "budget 10 minutes: distill's default for images on a CPU" in plan
+
+
 def test_a_static_text_student_starts_as_the_teachers_piece_vectors(text_folder, tmp_path):
     texts = [p.read_text() for p in sorted(text_folder.rglob("*.txt"))]
     make_bert_folder(tmp_path / "minibert", texts)

@@ -236,9 +236,11 @@ def test_distil_from_a_finished_run_of_the_project_with_the_teacher_beside_the_s
     assert any(label.startswith("run ") and "simclr" in label for label in offered), offered
     assert "A run or model folder…" in offered and "A weights file…" in offered
     w.setup._set_combo_data(w.setup.backbone, "small_cnn")
+    assert w.setup.minutes.value() == 5.0  # the window's default, never changed
     w.setup.teacher.set_teacher(teacher)
     assert w.setup.objective.currentText() == "distill"
     assert w.setup.backbone.currentData() == "auto" and not w.setup.weights.text()
+    assert w.setup.minutes.value() == 10.0  # distillation's own budget for images on a CPU
     train_config, _ = w.setup.build_configs("data", "out")
     assert train_config.teacher == teacher
     w.setup.teacher.clear()

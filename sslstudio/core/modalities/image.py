@@ -31,7 +31,7 @@ from sslstudio.core.data.scan import DataError, list_folder
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.run.folder import RunFolder
 
-from sslstudio.core.run.config import DEFAULT_OBJECTIVE, default_minutes
+from sslstudio.core.run.config import DEFAULT_OBJECTIVE, budget_minutes
 from sslstudio.core.preprocess import (
     PREPROCESSES,
     Preprocess,
@@ -216,7 +216,7 @@ class ImagePreprocess(Preprocess):
         listing = list_folder(Path(config.data), IMAGE_EXTENSIONS, config.labels_from_folders)
         size, reason = chosen_image_size(config, Path(config.data), device,
                                          BACKBONES.get(backbone).pretrained, listing, backbone,
-                                         getattr(OBJECTIVES.get(config.objective), "views", 1))
+                                         OBJECTIVES.get(config.objective))
         data = yield from load_image_folder(Path(config.data), size, config.labels_from_folders,
                                             cache_dir=run.data_cache_dir, control=control,
                                             listing=listing)
@@ -312,11 +312,12 @@ def training_image_size(config, data_root: Path, device, pretrained=None, listin
 
 # From scratch on a minutes budget, a step at a lower resolution costs less, and on two cores
 # steps were what the from-scratch runs lacked: the plan takes the largest resolution whose
-# predicted steps reach this many (0: resolution by the images alone). Measured with SimCLR on
-# small_cnn, 5 minutes on two cores (bench/quality.py, issue 27): 64 px bought 158-231 steps,
-# 32 px 514-709, and 32 px scored higher at 10 labels a class on every set whose images are
-# larger than 32 px (stamps +2.2 points, xfig drawings +0.2, scripts +1.1, app screenshots
-# +1.4), and was chosen with each of them held out.
+# predicted steps reach this many (0: resolution by the images alone), unless the objective names
+# its own (`Objective.steps_wanted`: distillation's). Measured with SimCLR on small_cnn, 5 minutes
+# on two cores (bench/quality.py, issue 27): 64 px bought 158-231 steps, 32 px 514-709, and 32 px
+# scored higher at 10 labels a class on every set whose images are larger than 32 px (stamps
+# +2.2 points, xfig drawings +0.2, scripts +1.1, app screenshots +1.4), and was chosen with each
+# of them held out.
 STEPS_WANTED = 500
 # A run's cost per item over its budget (steps, monitor, checkpoints) against one forward and
 # backward pass of the bare encoder per view at a batch of 16: 0.88 at 64 px, 0.88-1.1 at 32 px
@@ -325,7 +326,7 @@ STEP_OVERHEAD = 1.0
 
 
 def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=None,
-                      backbone: str = "", views: int = 1) -> tuple[int, str]:
+                      backbone: str = "", objective=None) -> tuple[int, str]:
     """The training resolution and, when a measurement chose it, why."""
     if config.image_size:
         return config.image_size, ""
@@ -338,9 +339,12 @@ def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=
     # brought down to what the device can train on in a sitting.
     ceiling = 64 if device.type == "cpu" else 128
     size = int(min(max(24, round(side / 4) * 4), ceiling))
-    budget_s = 60.0 * (config.minutes or (0.0 if config.epochs else default_minutes(device.type)))
-    if not STEPS_WANTED or not backbone or not budget_s:
+    budget_s = 60.0 * budget_minutes(config, device.type, "image")
+    own_target = getattr(objective, "steps_wanted", None)
+    steps_wanted = STEPS_WANTED if own_target is None else own_target
+    if not steps_wanted or not backbone or not budget_s:
         return size, ""
+    views = getattr(objective, "views", 1)
     items = len(listing.paths) if listing is not None else 0
     batch = config.batch_size or max(2, min(256, items // 4))
     sizes = [size] + [s for s in (96, 64, 48, 32) if s < size]
@@ -349,26 +353,27 @@ def chosen_image_size(config, data_root: Path, device, pretrained=None, listing=
     return affordable_image_size(
         sorted(set(sizes), reverse=True),
         lambda s: STEP_OVERHEAD * views * encoder_seconds_per_item(backbone, s, device),
-        budget_s, batch)
+        budget_s, batch, steps_wanted)
 
 
 def affordable_image_size(sizes: list[int], seconds_per_item_at, budget_s: float,
-                          batch: int) -> tuple[int, str]:
+                          batch: int, steps_wanted: int | None = None) -> tuple[int, str]:
     """The first of `sizes` (largest first) whose predicted steps, 90% of the budget over a
-    step's measured cost, reach STEPS_WANTED; else the smallest. With the reason, when it is not
-    the first."""
+    step's measured cost, reach `steps_wanted` (STEPS_WANTED when None); else the smallest. With
+    the reason, when it is not the first."""
+    steps_wanted = STEPS_WANTED if steps_wanted is None else steps_wanted
     predicted = {}
     for size in sizes:
         predicted[size] = int(0.9 * budget_s / max(1e-9, batch * seconds_per_item_at(size)))
-        if predicted[size] >= STEPS_WANTED:
+        if predicted[size] >= steps_wanted:
             break
     chosen = size
     if chosen == sizes[0]:
         return chosen, ""
     return chosen, (f"image size {chosen}: at {sizes[0]} px the budget buys about "
                     f"{predicted[sizes[0]]} steps of {batch} (measured here), at {chosen} px "
-                    f"about {predicted[chosen]}; from scratch, steps pay more than pixels "
-                    f"below {STEPS_WANTED} steps")
+                    f"about {predicted[chosen]}; steps paid more than pixels below "
+                    f"{steps_wanted} steps on the dev sets")
 
 
 def encoder_seconds_per_item(backbone: str, size: int, device, batch: int = 16) -> float:

@@ -66,6 +66,12 @@ class Objective(nn.Module):
     # nothing that pushes features apart; contrastive ones do, so their advice differs.
     collapse_hint = "lower lr, raise augmentation_strength, or use moco or simclr, which cannot collapse this way"
     smallest_batch = 16  # the least a budget-sized batch may shrink to (in-batch negatives)
+    # The steps a minutes budget should buy before the plan gives up pixels for them (the image
+    # modality's STEPS_WANTED, chosen on SimCLR from scratch, when None).
+    steps_wanted: int | None = None
+    # A run's budget on a CPU by modality, when it names neither epochs nor minutes (where a
+    # modality is not named here, CPU_MINUTES). Read, never changed.
+    cpu_minutes: dict[str, float] = {}
     # forward(inputs, item_indices) rather than forward(inputs): targets stored per item.
     reads_item_indices = False
     trains_any_backbone = False  # also those another objective owns (skip-gram's word vectors)

@@ -16,17 +16,28 @@ CPU_MINUTES = 5.0
 GPU_MINUTES = 30.0
 
 
-def default_minutes(device_type: str) -> float:
-    """The budget of a run that names neither epochs nor minutes."""
-    return CPU_MINUTES if device_type == "cpu" else GPU_MINUTES
+def default_minutes(device_type: str, objective: str = "", modality: str = "") -> float:
+    """The budget of a run that names neither epochs nor minutes: on a CPU the objective's own
+    for the modality where it names one, else the device's."""
+    if device_type != "cpu":
+        return GPU_MINUTES
+    return own_cpu_minutes(objective, modality) or CPU_MINUTES
 
 
-def budget_minutes(config: "TrainConfig", device_type: str) -> float:
-    """A run's wall-clock budget in minutes: its own, the device's default when it names
-    neither epochs nor minutes, 0 when its budget is in epochs."""
+def own_cpu_minutes(objective: str, modality: str) -> float | None:
+    from sslstudio.core.objectives import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        return None
+    return OBJECTIVES.get(objective).cpu_minutes.get(modality)
+
+
+def budget_minutes(config: "TrainConfig", device_type: str, modality: str = "") -> float:
+    """A run's wall-clock budget in minutes: its own, the default when it names neither epochs
+    nor minutes, 0 when its budget is in epochs."""
     if config.epochs:
         return 0.0
-    return config.minutes or default_minutes(device_type)
+    return config.minutes or default_minutes(device_type, config.objective, modality)
 
 
 @dataclass

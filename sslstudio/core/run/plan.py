@@ -26,7 +26,7 @@ from sslstudio.core.labels import LABELS_FILE, LabelStore, parse_label_csv
 from sslstudio.core.objectives import OBJECTIVES
 from sslstudio.core.modalities.text import is_text_model_folder
 from sslstudio.core.preprocess import PREPROCESSES, Preprocess, objective_modalities
-from sslstudio.core.run.config import TrainConfig, budget_minutes
+from sslstudio.core.run.config import TrainConfig, budget_minutes, own_cpu_minutes
 from sslstudio.core.run.folder import RunFolder
 from sslstudio.core.run.judge import kept_without_labels
 from sslstudio.core.text import counted
@@ -160,9 +160,12 @@ def make_plan(config: TrainConfig, setup: "Setup", data, preprocess: Preprocess,
         warnings.append(RunWarning("batch_reduced", f"batch size {batch_size} is larger than the "
                                    f"{per_rank} images per process; using {per_rank}"))
         batch_size = per_rank
-    minutes = budget_minutes(config, setup.device.type)
+    minutes = budget_minutes(config, setup.device.type, setup.modality)
     if minutes and not config.minutes:
-        reasons.append(f"budget {minutes:g} minutes: the default on a {setup.device.type.upper()}")
+        whose = (f"{config.objective}'s default for {setup.modality}s"
+                 if own_cpu_minutes(config.objective, setup.modality) and setup.device.type == "cpu"
+                 else "the default")
+        reasons.append(f"budget {minutes:g} minutes: {whose} on a {setup.device.type.upper()}")
     if prepared is not None:
         reasons.extend(prepared.reasons)
         if minutes and prepared.seconds:

@@ -30,7 +30,7 @@ from sslstudio.gui.widgets.teacher_picker import TeacherPicker
 from sslstudio.gui.widgets.wheel_guard import guard_wheel
 from sslstudio.gui.modalities import VIEWS
 import math
-from sslstudio.core.run.config import TrainConfig
+from sslstudio.core.run.config import CPU_MINUTES, TrainConfig
 from PySide6.QtWidgets import QFileDialog
 from sslstudio.core.config import ConfigError, validate, with_overrides
 
@@ -224,7 +224,7 @@ class RunSetupPanel(QWidget):
         self.by_minutes.setChecked(True)
         self.minutes = QDoubleSpinBox()
         self.minutes.setRange(0.1, 100000)
-        self.minutes.setValue(5.0)
+        self.minutes.setValue(CPU_MINUTES)
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 100000)
         self.epochs.setValue(10)
@@ -311,7 +311,7 @@ class RunSetupPanel(QWidget):
         self.image_size.setValue(int(choices.get("image_size", 0)))
         self.batch_size.setValue(int(choices.get("batch_size", 0)))
         self.strength.setValue(float(choices.get("augmentation_strength", defaults.augmentation_strength)))
-        self.minutes.setValue(float(choices.get("minutes", 5.0)))
+        self.minutes.setValue(float(choices.get("minutes", CPU_MINUTES)))
         self.epochs.setValue(int(choices.get("epochs", 10)))
         (self.by_epochs if choices.get("budget") == "epochs" else self.by_minutes).setChecked(True)
         self.labels.setChecked(bool(choices.get("labels_from_folders", True)))
@@ -383,6 +383,10 @@ class RunSetupPanel(QWidget):
             self.objective.setCurrentText(distill)
             self._set_combo_data(self.backbone, "auto")
             self.weights.clear()
+            # A budget the user never changed becomes distillation's own.
+            own_minutes = self.objectives[distill].cpu_minutes.get(self.modality)
+            if own_minutes and self.minutes.value() == CPU_MINUTES:
+                self.minutes.setValue(own_minutes)
         self.changed.emit()
 
     def mark_downloaded(self, name: str, path: str) -> None:
