@@ -25,6 +25,7 @@ def default_minutes(device_type: str, objective: str = "", modality: str = "") -
 
 
 def own_cpu_minutes(objective: str, modality: str) -> float | None:
+    # Imported when asked: reading a run's settings should not load torch and every objective.
     from sslstudio.core.objectives import OBJECTIVES
 
     if objective not in OBJECTIVES:
