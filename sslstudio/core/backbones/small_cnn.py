@@ -82,13 +82,13 @@ def grid_pool(features: torch.Tensor, cells: int) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
-@register_backbone("small_cnn", "residual CNN, 4 stages 16-128 wide (0.3 M params): fastest on a CPU",
+@register_backbone("small_cnn", "residual CNN, 4 stages 16-128 wide (0.49 M params): fastest on a CPU",
                    cpu_friendly=True)
 def build_small_cnn(image_size: int) -> Backbone:
     return SmallCNN(image_size, widths=(16, 32, 64, 128))
 
 
-@register_backbone("medium_cnn", "residual CNN, 4 stages 32-256 wide (1.2 M params): a CPU with time",
+@register_backbone("medium_cnn", "residual CNN, 4 stages 32-256 wide (1.9 M params): a CPU with time",
                    cpu_friendly=True)
 def build_medium_cnn(image_size: int) -> Backbone:
     return SmallCNN(image_size, widths=(32, 64, 128, 256))
