@@ -386,3 +386,31 @@ def test_a_student_is_shown_the_crops_its_teacher_encoded(image_folder, tmp_path
     seen = torch.cat(shown)
     assert all(torch.isclose(known, crop).flatten(1).all(1).any() for crop in seen)
     assert any(not torch.equal(crop, torch.eye(2, 3)) for crop in seen)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_the_teachers_targets_are_centred_and_scaled_as_the_probe_reads_them(standardize):
+    from sslstudio.core.backbones import build_backbone
+    from sslstudio.core.objectives.base import Preparation
+    from sslstudio.core.objectives.distill import Distill, DistillConfig
+    from sslstudio.core.teacher import TeacherTargets
+
+    rng = np.random.default_rng(0)
+    # Coordinates of very different spreads, one constant but for float16 rounding.
+    spreads = np.array([100.0, 10.0, 1.0, 0.1, 0.0])
+    teacher = (5.0 + rng.normal(size=(400, 5)) * spreads).astype(np.float16)
+    teacher[::2, 4] += np.float16(0.002)
+    objective = Distill(build_backbone("small_cnn", 32),
+                        DistillConfig(standardize_targets=standardize), None)
+    objective.attach(Preparation(payload=(TeacherTargets(np.arange(400), teacher, 0.0, "t", "t", 0),
+                                          None)), torch.device("cpu"))
+    targets = objective.targets[:, 0].double()
+    torch.testing.assert_close(targets.mean(0), torch.zeros(5, dtype=torch.float64), atol=1e-6, rtol=0)
+    assert abs(float(targets.norm(dim=1).mean()) - 1.0) < 1e-5
+    spread = targets.std(0)
+    if standardize:
+        # The four coordinates that vary weigh the same; the fifth stays near nothing.
+        assert float(spread[:4].max() / spread[:4].min()) < 1.01
+        assert float(spread[4]) < 0.1 * float(spread[:4].min())
+    else:
+        assert float(spread[0] / spread[1]) > 9.0
