@@ -1,7 +1,8 @@
 """Distillation on the dev sets: the student beside its teacher as is, from scratch and continued.
 
     python bench/distill.py --quality /tmp/q27-img /tmp/q27-text ... --out /tmp/distill \
-        [--sets stamps debates ...] [--minutes 5] [--tag=NAME --set KNOB=VALUE ...]
+        [--sets stamps debates ...] [--minutes 5] [--tag=NAME --set KNOB=VALUE ...] \
+        [--scratch-student]
 
 For each set, the items are bench/quality.py's (the same subset folder, reused from a quality run
 under --quality when there is one, so its rows are read back rather than trained again):
@@ -9,8 +10,10 @@ under --quality when there is one, so its rows are read back rather than trained
     `pretrained224`), all-MiniLM-L6-v2 for texts (`pretrained`);
   - from scratch with the CLI's defaults and the same budget (the quality run's `scratch`);
   - continued without labels (the quality run's `continued`);
-  - `sslstudio train --teacher T --minutes M` (distill, the student on auto: small_cnn for
-    images, word vectors for texts), then `sslstudio embed`;
+  - `sslstudio train --teacher T --minutes M` (distill, the student on auto: small_cnn_expanded
+    for images, word vectors for texts), then `sslstudio embed`;
+  - with --scratch-student, the student's backbone from scratch with the same minutes (the
+    modality's default objective);
 and probes each with 1, 5 and 10 labels a class as quality.py does. The teacher and the student
 are exported with `sslstudio export` (encoder, verified with onnxruntime), and their ONNX
 latency at batch 1 and file sizes are read from the export's JSON.
@@ -107,6 +110,14 @@ def bench_set(name: str, args, app: App) -> list[Row]:
     facts["plan"] = [line.strip() for line in config.splitlines() if "teacher" in line and "its features" in line][:1]
     student = row(f"distilled{args.tag}, {args.minutes:g} min", run, facts)
     student.facts.update(exported(app, run, folder, work))
+    if args.scratch_student:
+        # The issue's comparison: the same student and budget, trained from scratch with the
+        # CLI's objective for the modality (its own plan, not the distilled run's settings).
+        with open(run / "config.toml", "rb") as f:
+            backbone = tomllib.load(f)["train"]["backbone"]
+        own = work / f"scratch-{backbone}-{args.minutes:g}min"
+        own_facts = app.train(folder, own, "--minutes", minutes, "--backbone", backbone)
+        row(f"from scratch, {backbone}, {args.minutes:g} min", own, own_facts)
     return rows
 
 
@@ -123,6 +134,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--tag", default="", help="names the distilled run (for recipe variants)")
     parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
+    parser.add_argument("--scratch-student", action="store_true",
+                        help="also train the student's backbone from scratch with the same budget")
     args = parser.parse_args()
     bench_sets(args, bench_set)
 

@@ -1,8 +1,9 @@
 """How many steps should an image student's budget buy before the plan spends it on pixels?
 Reads two bench/distill.py outputs of the same sets and budget: one run with the plan's rule as it
 was (RESULTS_RULE, the students' resolution chosen for 500 steps) and one at a lower resolution
-(RESULTS_CANDIDATE, e.g. `--set image_size=32`, what a larger target picks). A set whose runs
-share their resolution (native 28 px) has one run; it stands for both.
+(RESULTS_CANDIDATE, e.g. `--set image_size=32`, what a larger target picks), or any two variants of
+the student. A set the candidate has no run of (native 28 px, where both rules take the same
+resolution) is read from the first file for both.
 
     python bench/distill.py --quality Q --out /tmp/distill40 --minutes 10 --sets S \
         --tag=-10min                                  # the rule as it was
@@ -38,9 +39,15 @@ def student(rows: list[dict]) -> dict:
 def main() -> None:
     rule_path, candidate_path = Path(sys.argv[1]), Path(sys.argv[2])
     rule, candidate = json.loads(rule_path.read_text()), json.loads(candidate_path.read_text())
-    names = ("the rule", "lower resolution")
+    # Any two variants compare the same way (a wider student, another target scaling): each is
+    # named by its results file.
+    names = (rule_path.stem.removeprefix("results"), candidate_path.stem.removeprefix("results"))
     against_teacher: dict[str, dict[str, float]] = {}
-    print("| set | teacher | the rule: acc. (steps, resolution) | lower: acc. (steps, resolution) |")
+    shared = [name for name in rule if name not in candidate]
+    if shared:
+        print(f"(one run stands for both on {', '.join(shared)}: {names[1]} has none of its own)")
+    print(f"| set | teacher | {names[0]}: acc. (steps, resolution) | {names[1]}: acc. (steps, "
+          "resolution) |")
     print("| --- | --- | --- | --- |")
     for name, rows in rule.items():
         teacher = acc10(rows, "teacher")
