@@ -65,7 +65,10 @@ class ImagePreprocess(Preprocess):
     continuing_lr_scale: ClassVar[float] = 0.03
     # small_cnn widened to 512 before pooling: its pooled 128 were too narrow to hold a teacher's
     # features (scripts 0.492 against 0.342 at 10 labels a class, stamps 0.675 against 0.646,
-    # ahead on all five image sets; bench/distill.py and bench/distill_readout.py).
+    # ahead on all five image sets; bench/distill.py and bench/distill_readout.py). Widened to
+    # 1,280 instead (Lite0's width; 10 minutes, 32 px): stamps 0.680 against 0.677, scripts 0.541
+    # against 0.529, xfig drawings 0.783 against 0.784, app screenshots 0.589 against 0.598, each
+    # within the draws' noise, for 12-24% fewer steps and a larger file: not taken.
     student_backbone: ClassVar[str] = "small_cnn_expanded"
     pretrained_by_default_on_cpu: ClassVar[bool] = True
     image_size: int = 0
