@@ -242,12 +242,13 @@ class Distill(Objective):
         # Centred: the direction every item shares says nothing about any of them, and cosine
         # to it would be most of what a student learns first. Scaled to unit mean norm, so
         # smooth L1's β means the same for every teacher.
-        size = features.flatten(0, 1).pow(2).mean(0).sqrt()
-        features = features - features.flatten(0, 1).mean(0)
+        flat = features.flatten(0, 1)
+        features = features - flat.mean(0)
         if self.config.standardize_targets:
             # Where a coordinate varies by less than a hundredth of its size, the variation is
             # mostly the float16 targets' rounding: it is not made as large as the others.
-            features = features / features.flatten(0, 1).std(0).clamp(min=0.01 * size + 1e-12)
+            floor = 0.01 * flat.pow(2).mean(0).sqrt() + 1e-12
+            features = features / flat.std(0).clamp(min=floor)
         scale = features.norm(dim=-1).mean().clamp(min=1e-6)
         self.targets = (features / scale).to(device)
         total = int(targets.indices.max()) + 1 if len(targets.indices) else 0
