@@ -388,8 +388,8 @@ def test_a_student_is_shown_the_crops_its_teacher_encoded(image_folder, tmp_path
     assert any(not torch.equal(crop, torch.eye(2, 3)) for crop in seen)
 
 
-@pytest.mark.parametrize("standardize", [False, True])
-def test_the_teachers_targets_are_centred_and_scaled_as_the_probe_reads_them(standardize):
+@pytest.mark.parametrize("spread_rule", ["whole", "capped", "equal"])
+def test_the_teachers_targets_are_centred_and_scaled_as_the_probe_reads_them(spread_rule):
     from sslstudio.core.backbones import build_backbone
     from sslstudio.core.objectives.base import Preparation
     from sslstudio.core.objectives.distill import Distill, DistillConfig
@@ -401,16 +401,22 @@ def test_the_teachers_targets_are_centred_and_scaled_as_the_probe_reads_them(sta
     teacher = (5.0 + rng.normal(size=(400, 5)) * spreads).astype(np.float16)
     teacher[::2, 4] += np.float16(0.002)
     objective = Distill(build_backbone("small_cnn", 32),
-                        DistillConfig(standardize_targets=standardize), None)
+                        DistillConfig(target_spread=spread_rule), None)
     objective.attach(Preparation(payload=(TeacherTargets(np.arange(400), teacher, 0.0, "t", "t", 0),
                                           None)), torch.device("cpu"))
     targets = objective.targets[:, 0].double()
     torch.testing.assert_close(targets.mean(0), torch.zeros(5, dtype=torch.float64), atol=1e-6, rtol=0)
     assert abs(float(targets.norm(dim=1).mean()) - 1.0) < 1e-5
     spread = targets.std(0)
-    if standardize:
+    if spread_rule == "equal":
         # The four coordinates that vary weigh the same; the fifth stays near nothing.
         assert float(spread[:4].max() / spread[:4].min()) < 1.01
         assert float(spread[4]) < 0.1 * float(spread[:4].min())
+    elif spread_rule == "capped":
+        # The two wider than the median (the third) are brought down to it; the narrower ones
+        # keep their spreads, none made wider.
+        assert float(spread[:3].max() / spread[:3].min()) < 1.01
+        assert 9.0 < float(spread[2] / spread[3]) < 11.0
+        assert float(spread[4]) < 0.1 * float(spread[3])
     else:
         assert float(spread[0] / spread[1]) > 9.0
