@@ -104,14 +104,15 @@ def draws(labels: np.ndarray, shots: int, count: int):
                                          replace=False) for c in np.unique(labels)])
 
 
-def probe(features, labels: np.ndarray, shots: int, count: int, sparse: bool = False) -> dict:
+def probe(features, labels: np.ndarray, shots: int, count: int, sparse: bool = False,
+          penalty: float | None = None) -> dict:
     if not sparse:
         features = StandardScaler().fit_transform(features)  # unsupervised statistics of all items
     accuracy, balanced = [], []
     for train in draws(labels, shots, count):
         test = np.setdiff1d(np.arange(len(labels)), train)
         # Sparse TF-IDF rows are already normalised and want a weaker penalty.
-        model = LogisticRegression(max_iter=2000, C=10.0 if sparse else 1.0)
+        model = LogisticRegression(max_iter=2000, C=penalty or (10.0 if sparse else 1.0))
         model.fit(features[train], labels[train])
         predicted = model.predict(features[test])
         accuracy.append(float((predicted == labels[test]).mean()))

@@ -12,27 +12,16 @@ root of their width, so that together they weigh about as much as one unit-lengt
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from quality import draws, labels_of, tfidf
+from quality import App, labels_of, probe, tfidf
 
 WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 PENALTIES = (1.0, 10.0)
-
-
-def accuracy(features, labels: np.ndarray, penalty: float, shots: int = 10, count: int = 10) -> float:
-    scores = []
-    for train in draws(labels, shots, count):
-        test = np.setdiff1d(np.arange(len(labels)), train)
-        model = LogisticRegression(max_iter=2000, C=penalty).fit(features[train], labels[train])
-        scores.append(float((model.predict(features[test]) == labels[test]).mean()))
-    return float(np.mean(scores))
 
 
 def main() -> None:
@@ -43,19 +32,18 @@ def main() -> None:
     print("| set | features | C | acc. at 10 labels a class |\n| --- | --- | --- | --- |")
     for name in args.sets:
         work = args.quality_out / name
-        features = np.load(work / "scratch.npy")
-        paths = [json.loads(line) if line.startswith('"') else line
-                 for line in (work / "scratch.paths.txt").read_text().splitlines()]
+        features, paths = App(args.quality_out).embed(work / "scratch", work / "folder")  # read back
         labels = labels_of(paths, work / "folder")
         words = tfidf(paths).tocsr()
         dense = StandardScaler().fit_transform(features) / np.sqrt(features.shape[1])
         rows = [("TF-IDF", words), ("from scratch", dense)]
         rows += [(f"TF-IDF + {w} x from scratch", sp.hstack([words, sp.csr_matrix(dense * w)]).tocsr())
                  for w in WEIGHTS]
+        # Already standardised where dense: probed as the sparse rows are, with no scaler of its own.
         for label, values in rows:
             for penalty in PENALTIES:
-                print(f"| {name} | {label} | {penalty:g} | {accuracy(values, labels, penalty):.3f} |",
-                      flush=True)
+                score = probe(values, labels, 10, 10, sparse=True, penalty=penalty)["acc@10"][0]
+                print(f"| {name} | {label} | {penalty:g} | {score:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
