@@ -68,16 +68,18 @@ def main() -> None:
         margins.append(margin)
         modality = "image" if "px" in str(student["facts"].get("resolution", "")) else "text"
         tf, sf = teacher["facts"], student["facts"]
-        ms = (f"{sf['onnx_ms']:.2f} / {tf['onnx_ms']:.2f}" if sf.get("onnx_ms") and tf.get("onnx_ms")
-              else "-")
-        mb = f"{sf['size_mb']:.2f} / {tf['size_mb']:.1f}" if sf.get("size_mb") and tf.get("size_mb") else "-"
-        if sf.get("onnx_ms") and tf.get("onnx_ms") and sf["onnx_ms"] > LATENCY_SHARE[modality] * tf["onnx_ms"]:
-            misses.append(f"{name}: ONNX latency {sf['onnx_ms'] / tf['onnx_ms']:.3f} of the teacher's")
-        if sf.get("size_mb") and tf.get("size_mb") and sf["size_mb"] > SIZE_SHARE[modality] * tf["size_mb"]:
-            misses.append(f"{name}: file {sf['size_mb'] / tf['size_mb']:.3f} of the teacher's")
+        cells = {}
+        for key, what, share, digits in (("onnx_ms", "ONNX latency", LATENCY_SHARE, 2),
+                                         ("size_mb", "file", SIZE_SHARE, 1)):
+            if not (sf.get(key) and tf.get(key)):
+                cells[key] = "-"
+                continue
+            cells[key] = f"{sf[key]:.2f} / {tf[key]:.{digits}f}"
+            if sf[key] > share[modality] * tf[key]:
+                misses.append(f"{name}: {what} {sf[key] / tf[key]:.3f} of the teacher's")
         print(f"| {name} | {acc10(teacher) / 100:.3f} | {acc10(student) / 100:.3f} | {gap:+.1f} | "
               + (f"{acc10(scratch) / 100:.3f}{scratch_note}" if scratch else "-")
-              + f" | {margin:+.1f} | {sf.get('steps')}, {sf.get('resolution', '')} | {ms} | {mb} | "
+              + f" | {margin:+.1f} | {sf.get('steps')}, {sf.get('resolution', '')} | {cells['onnx_ms']} | {cells['size_mb']} | "
               f"{source} |")
     if not gaps:
         return
